@@ -1,0 +1,28 @@
+-- book.lua: a consistent read of a round's book.
+--
+-- KEYS[1] meta  KEYS[2] book  KEYS[3] offers  KEYS[4] labels
+-- ARGV[1] bank_id of the viewer ("" = operator / system view, no bid needed)
+-- Returns {code, state, seq, closes_at_ms, closed_at_ms, my_label, records...}
+--   records are the current offer versions (JSON) in rank order, best first.
+--   code: 0 OK, 2 ROUND_UNKNOWN
+local meta = redis.call('HMGET', KEYS[1], 'state', 'seq', 'closes_at', 'closed_at')
+if not meta[1] then return {2} end
+local label = ''
+if ARGV[1] ~= '' then label = redis.call('HGET', KEYS[4], ARGV[1]) or '' end
+local out = {0, meta[1], tonumber(meta[2]), tonumber(meta[3]), tonumber(meta[4] or 0), label}
+local members = redis.call('ZRANGE', KEYS[2], 0, -1)
+local ids = {}
+for i, m in ipairs(members) do
+  ids[i] = string.sub(m, 38)
+end
+if #ids > 0 then
+  -- the offers hash is keyed by offer_id; map ref -> offer via the records themselves
+  local recs = redis.call('HVALS', KEYS[3])
+  local byref = {}
+  for _, r in ipairs(recs) do
+    local f = string.match(r, '"f":"([^"]*)"')
+    byref[f] = r
+  end
+  for _, ref in ipairs(ids) do out[#out + 1] = byref[ref] end
+end
+return out

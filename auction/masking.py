@@ -1,0 +1,81 @@
+"""What a viewer may see of a round: the masking rule as pure functions.
+
+A bank sees other banks' offers only through ``masked_entry``: a random per-round label, the
+terms, the rank. Never a bank id, code or name, never another bank's offer_id. Anything added
+to these functions is visible to competitors: treat every new field as a possible leak.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auction.book import BookView, Event
+from auction.model import OfferVersion, e4_to_rate, iso, ms_to_dt
+
+
+def apr_text(apr_e4: int) -> str:
+    return e4_to_rate(apr_e4, 4)
+
+
+def masked_entry(v: OfferVersion, rank: int, mine: bool) -> dict[str, Any]:
+    t = v.terms.to_wire()
+    entry: dict[str, Any] = {
+        "ref": v.ref,
+        "label": v.label,
+        "rank": rank,
+        "mine": mine,
+        "annual_rate": t["annual_rate"],
+        "apr": apr_text(v.apr_e4),
+        "amount": t["amount"],
+        "tenor_months": t["tenor_months"],
+        "grace_months": t["grace_months"],
+        "repayment_every_months": t["repayment_every_months"],
+        "upfront_fee": t["upfront_fee"],
+        "assumes_export_commitment": t["assumes_export_commitment"],
+        "version": v.version,
+        "updated_at": iso(ms_to_dt(v.accepted_at_ms)),
+    }
+    if mine:
+        entry["offer_id"] = v.offer_id
+        entry["conditions"] = t["conditions"]
+    return entry
+
+
+def own_offer(v: OfferVersion, rank: int | None) -> dict[str, Any]:
+    """OFFER as the submitting bank sees it."""
+    out: dict[str, Any] = {
+        "offer_id": v.offer_id,
+        "round_id": v.round_id,
+        "version": v.version,
+        "seq": v.seq,
+        "accepted_at": iso(ms_to_dt(v.accepted_at_ms)),
+        "rank": rank,
+        "apr": apr_text(v.apr_e4),
+        "label": v.label,
+    }
+    out.update(v.terms.to_wire())
+    return out
+
+
+def book_for(view: BookView, viewer_bank_id: str, server_time: str) -> dict[str, Any]:
+    """BOOK for one bank (the caller must already have checked that the bank has bid)."""
+    return {
+        "round_id": view.round_id,
+        "seq": view.seq,
+        "server_time": server_time,
+        "closes_at": iso(ms_to_dt(view.closes_at_ms)),
+        "state": view.state.value,
+        "my_label": view.viewer_label,
+        "offers": [masked_entry(o, i + 1, o.bank_id == viewer_bank_id)
+                   for i, o in enumerate(view.offers)],
+    }
+
+
+def quote_messages(ev: Event, topic: str, order: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``quote`` stream message, built once per book change: (for the owner, for others)."""
+    assert ev.offer is not None
+    rank = order.index(ev.offer.ref) + 1 if ev.offer.ref in order else 0
+    ranks = [{"ref": ref, "rank": i + 1} for i, ref in enumerate(order)]
+    base = {"type": "quote", "topic": topic, "seq": ev.seq, "ranks": ranks}
+    return ({**base, "offer": masked_entry(ev.offer, rank, True)},
+            {**base, "offer": masked_entry(ev.offer, rank, False)})

@@ -1,0 +1,134 @@
+"""Work every gateway process runs without a request: closing due rounds, lapsing binding
+windows, and (in the one process holding the persister lease) copying events into SQL and
+rebuilding Redis from SQL when Redis lost its data set."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from auction.redis_book import keys
+from gateway.clock import now_ms
+from gateway.services import PERSISTER_LOCK
+
+if TYPE_CHECKING:
+    from gateway.services import Core
+    from gateway.stream import Hub
+
+log = logging.getLogger("ige.bg")
+
+LEASE_MS = 5000
+SWEEP_S = 2.0
+
+# renew the lease only if we still hold it
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+
+
+class Background:
+    def __init__(self, core: Core, hub: Hub) -> None:
+        self.core = core
+        self.hub = hub
+        self.dirty: set[str] = set()
+        self.wake = asyncio.Event()
+        self.token = secrets.token_hex(8)
+        self.is_leader = False
+        self._renew = core.redis.register_script(RENEW)
+        self._tasks: list[asyncio.Task[None]] = []
+        hub.on_event.append(self._mark)
+
+    def _mark(self, round_id: str) -> None:
+        self.dirty.add(round_id)
+        self.wake.set()
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._loop("closer", self._close_tick,
+                                           self.core.settings.scheduler_interval_s)),
+            asyncio.create_task(self._loop("lapser", self._lapse_tick, SWEEP_S)),
+            asyncio.create_task(self._persister()),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.is_leader:
+            try:
+                if (await self.core.redis.get(PERSISTER_LOCK) or b"").decode() == self.token:
+                    await self.core.redis.delete(PERSISTER_LOCK)
+            except (RedisError, OSError):
+                pass
+
+    @staticmethod
+    async def _loop(name: str, tick: Callable[[], Awaitable[object]], every: float) -> None:
+        while True:
+            try:
+                await tick()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, SQLAlchemyError, OSError) as e:
+                log.warning("%s: %s", name, e)
+            except Exception:
+                log.exception("%s failed", name)
+            await asyncio.sleep(every)
+
+    async def _close_tick(self) -> None:
+        await self.core.close_due()
+
+    async def _lapse_tick(self) -> None:
+        for rid in await self.core.store.lapse_due(now_ms()):
+            log.info("round %s lapsed", rid)
+
+    async def _persister(self) -> None:
+        last_sweep = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                self.is_leader = bool(int(await self._renew(
+                    keys=[PERSISTER_LOCK], args=[self.token, LEASE_MS])))
+                if self.is_leader:
+                    await self.core.ensure_redis_state()
+                    if loop.time() - last_sweep > SWEEP_S:
+                        last_sweep = loop.time()
+                        await self._sweep()
+                    dirty, self.dirty = self.dirty, set()
+                    for rid in dirty:
+                        await self.core.persist_round(rid)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, SQLAlchemyError, OSError) as e:
+                log.warning("persister: %s", e)
+                await asyncio.sleep(0.5)
+            except Exception:
+                log.exception("persister failed")
+                await asyncio.sleep(0.5)
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), 0.25 if self.is_leader else 1.0)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _sweep(self) -> None:
+        """Catch anything the pub/sub wake-ups missed: compare SQL and Redis seqs."""
+        live = await self.core.store.live_round_ids()
+        if not live:
+            return
+        pipe = self.core.redis.pipeline(transaction=False)
+        for rid, _ in live:
+            pipe.hget(keys(rid)["m"], "seq")
+        seqs = await pipe.execute()
+        for (rid, persisted), seq in zip(live, seqs):
+            if seq is None:
+                continue
+            if int(seq) > persisted:
+                await self.core.persist_round(rid, persisted)

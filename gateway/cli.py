@@ -1,0 +1,235 @@
+"""The ``ige`` command: serve, demo (what ``make run`` starts), migrate, admin."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyotp
+
+from gateway.redis_server import RedisServer
+from gateway.settings import ConfigError, Settings
+
+log = logging.getLogger("ige")
+
+
+def _serve(host: str, port: int, workers: int, log_level: str = "info") -> None:
+    import uvicorn
+
+    uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, ws_max_size=64 * 1024, ws_ping_interval=20,
+                ws_ping_timeout=20, access_log=False, lifespan="on")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as e:
+        print(f"ige: {e}", file=sys.stderr)
+        return 2
+    from persistence.db import migrate
+
+    migrate(settings.database_url)
+    _serve(args.host, args.port, args.workers)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from persistence.db import migrate
+
+    migrate(os.environ.get("DATABASE_URL", Settings().database_url))
+    print("migrations applied")
+    return 0
+
+
+async def _create_bank(code: str, name: str) -> dict[str, str] | None:
+    from gateway.app import create_bank
+    from gateway.services import Core
+
+    core = Core(Settings.from_env({**os.environ, "IGE_DEMO": "1"}))
+    try:
+        return await create_bank(core, code, name, "cli")
+    finally:
+        await core.aclose()
+
+
+def cmd_create_bank(args: argparse.Namespace) -> int:
+    from persistence.db import migrate
+
+    migrate(os.environ.get("DATABASE_URL", Settings().database_url))
+    creds = asyncio.run(_create_bank(args.code, args.name))
+    if creds is None:
+        print(f"ige: bank {args.code} already exists", file=sys.stderr)
+        return 1
+    print(json.dumps(creds, indent=2))
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+DEMO_BANKS = [
+    ("ZIRAAT", "T.C. Ziraat Bankası"), ("HALKB", "Türkiye Halk Bankası"),
+    ("VAKIF", "Türkiye Vakıflar Bankası"), ("ISBANK", "Türkiye İş Bankası"),
+    ("GARANTI", "Garanti BBVA"),
+]
+DEMO_ROUNDS: list[dict[str, Any]] = [
+    dict(company={"name": "Anadolu Tekstil A.Ş.", "tax_id": "1234567890", "is_sme": True,
+                  "sector": "textiles", "contact": {"name": "Ayşe Yılmaz",
+                                                    "email": "ayse@anadolutekstil.example",
+                                                    "phone": "+905321234567"}},
+         loan_type="working_capital", currency="TRY", loan_amount=500_000_000,
+         guarantee_amount=500_000_000, tenor_months=24, grace_months=6, export_commitment=True,
+         assessment={"score": 72, "band": "B"}),
+    dict(company={"name": "Ege Makina San. Ltd.", "tax_id": "9876543217", "is_sme": False,
+                  "sector": "machinery", "contact": {"name": "Mehmet Demir",
+                                                     "email": "mehmet@egemakina.example",
+                                                     "phone": "+905339876543"}},
+         loan_type="investment", currency="USD", loan_amount=250_000_000,
+         guarantee_amount=200_000_000, tenor_months=60, grace_months=12, export_commitment=False,
+         assessment={"score": 64, "band": "C"}),
+    dict(company={"name": "Karadeniz Gıda A.Ş.", "tax_id": "1111111114", "is_sme": True,
+                  "sector": "food", "contact": {"name": "Zeynep Kaya",
+                                                "email": "zeynep@karadenizgida.example",
+                                                "phone": "+905051112233"}},
+         loan_type="working_capital", currency="EUR", loan_amount=80_000_000,
+         guarantee_amount=68_000_000, tenor_months=12, grace_months=3, export_commitment=True,
+         assessment={"score": 81, "band": "A"}),
+]
+DEMO_EXPORTER = {"email": "exporter@demo.example", "password": "demo-password-1",
+                 "full_name": "Demo İhracatçı", "national_id": "10000000146",
+                 "mobile": "+905551112233"}
+
+
+async def seed_demo(settings: Settings, creds_file: Path) -> dict[str, Any]:
+    """Five banks, a demo exporter, three open rounds with a few offers. Idempotent."""
+    from auction.model import OfferTerms
+    from gateway.app import create_bank
+    from gateway.clock import now_ms
+    from gateway.security import hash_secret, new_id
+    from gateway.services import Core
+
+    saved: dict[str, Any] = json.loads(creds_file.read_text()) if creds_file.exists() else {}
+    core = Core(settings)
+    try:
+        await core.ensure_redis_state()
+        banks = saved.setdefault("banks", {})
+        existing = {b.code for b in await core.store.all_banks()}
+        for code, name in DEMO_BANKS:
+            if code not in existing:
+                created = await create_bank(core, code, name, "demo")
+                if created:
+                    banks[code] = created
+        if "exporter" not in saved and await core.store.exporter_by_email(DEMO_EXPORTER["email"]) is None:
+            secret = pyotp.random_base32()
+            uid = new_id("usr")
+            await core.store.create_exporter(dict(
+                id=uid, email=DEMO_EXPORTER["email"], full_name=DEMO_EXPORTER["full_name"],
+                national_id=DEMO_EXPORTER["national_id"], mobile=DEMO_EXPORTER["mobile"],
+                password_hash=hash_secret(DEMO_EXPORTER["password"]), totp_secret=secret,
+                active=True, failed_attempts=0, created_at=now_ms()), actor="demo")
+            saved["exporter"] = {**DEMO_EXPORTER, "user_id": uid,
+                                 "totp_uri": pyotp.TOTP(secret).provisioning_uri(
+                                     name=DEMO_EXPORTER["email"], issuer_name="IGE Kefalet Portali")}
+        open_rounds = await core.store.list_rounds(["open"], 10, None)
+        if len(open_rounds) < 3:
+            all_banks = await core.store.all_banks()
+            for i, spec in enumerate(DEMO_ROUNDS[len(open_rounds):]):
+                t = await core.open_round(**spec, exporter_user_id=saved.get("exporter", {}).get("user_id"),
+                                          application_id=new_id("app"), actor="demo")
+                for j, bank in enumerate(all_banks[: 2 + i]):
+                    terms = OfferTerms(annual_rate_e4=(38_0000 + 2500 * j - 5000 * i),
+                                       amount=t.loan_amount, tenor_months=t.tenor_months,
+                                       grace_months=t.grace_months, repayment_every_months=3,
+                                       upfront_fee=0, assumes_export_commitment=t.export_commitment,
+                                       conditions="demo offer")
+                    await core.submit(t, bank.id, terms, None)
+        creds_file.write_text(json.dumps(saved, indent=2, ensure_ascii=False))
+        return saved
+    finally:
+        await core.aclose()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start everything with demo data: private Redis (unless REDIS_URL), SQLite file
+    (unless DATABASE_URL), migrations, seed, serve. Ctrl-C stops what it started."""
+    var = Path(args.data_dir).resolve()
+    var.mkdir(parents=True, exist_ok=True)
+    secrets_file = var / "demo-secrets.json"
+    sec = json.loads(secrets_file.read_text()) if secrets_file.exists() else {
+        "admin_token": "demo-admin-" + secrets.token_urlsafe(18),
+        "secret_key": secrets.token_urlsafe(32)}
+    secrets_file.write_text(json.dumps(sec))
+    os.environ.setdefault("IGE_ADMIN_TOKEN", sec["admin_token"])
+    os.environ.setdefault("IGE_SECRET_KEY", sec["secret_key"])
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{var / 'ige.db'}")
+    os.environ["IGE_DEMO"] = "1"
+    redis_srv: RedisServer | None = None
+    if "REDIS_URL" not in os.environ:
+        redis_srv = RedisServer(var / "redis").start()
+        os.environ["REDIS_URL"] = redis_srv.url
+    try:
+        settings = Settings.from_env()
+        from persistence.db import migrate
+
+        migrate(settings.database_url)
+        saved = asyncio.run(seed_demo(settings, var / "demo-credentials.json"))
+        base = f"http://{args.host}:{args.port}"
+        print("\n=== IGE Kefalet Portalı bidding server (demo) ===")
+        print(f"API        {base}   docs {base}/docs   schema {base}/v1/openapi.json")
+        print(f"Redis      {os.environ['REDIS_URL']}  (AOF appendfsync always)")
+        print(f"Database   {settings.database_url}")
+        print(f"Admin      Authorization: Bearer {settings.admin_token}")
+        for code, c in saved.get("banks", {}).items():
+            print(f"Bank {code:8s} client_id={c['client_id']}  client_secret={c['client_secret']}")
+        if "exporter" in saved:
+            e = saved["exporter"]
+            print(f"Exporter   {e['email']} / {e['password']}  TOTP {e['totp_uri']}")
+        print(f"(credentials also in {var / 'demo-credentials.json'})\n", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        _serve(args.host, args.port, args.workers)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if redis_srv is not None:
+            redis_srv.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("IGE_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    p = argparse.ArgumentParser(prog="ige", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="run the gateway (HTTP + WebSocket)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--workers", type=int, default=1)
+    s.set_defaults(func=cmd_serve)
+    d = sub.add_parser("demo", help="start everything with demo data (make run)")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8000)
+    d.add_argument("--workers", type=int, default=1)
+    d.add_argument("--data-dir", default="var")
+    d.set_defaults(func=cmd_demo)
+    m = sub.add_parser("migrate", help="apply database migrations")
+    m.set_defaults(func=cmd_migrate)
+    a = sub.add_parser("admin", help="operator commands")
+    asub = a.add_subparsers(dest="admin_cmd", required=True)
+    cb = asub.add_parser("create-bank", help="register a partner bank, print its credentials")
+    cb.add_argument("code")
+    cb.add_argument("name")
+    cb.set_defaults(func=cmd_create_bank)
+    args = p.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Configuration: read once from the environment into one typed object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from typing import Mapping
+
+from auction.calendar import CalendarRules, parse_iso_duration
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/ige.db"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+WEAK_ADMIN_TOKENS = {"", "admin", "changeme", "secret", "token", "demo"}
+
+
+class ConfigError(Exception):
+    """The environment does not describe a server that may start."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = DEFAULT_REDIS_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    admin_token: str = ""
+    secret_key: str = ""  # signs bearer tokens; all gateway processes must share it
+    demo: bool = False
+    calendar: CalendarRules = field(default_factory=CalendarRules)
+    token_ttl_s: int = 900
+    exporter_token_ttl_s: int = 3600
+    ticket_ttl_s: int = 30
+    heartbeat_s: float = 10.0
+    queue_size: int = 512  # per WebSocket connection
+    allowed_origins: tuple[str, ...] = ()  # browser Origins accepted on /v1/stream ("" = same host)
+    scheduler_interval_s: float = 0.2
+    live_key_ttl_s: int = 7 * 24 * 3600  # how long a finished round's Redis keys are kept
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        demo = env.get("IGE_DEMO", "") in ("1", "true", "yes")
+        admin = env.get("IGE_ADMIN_TOKEN", "")
+        secret = env.get("IGE_SECRET_KEY", "")
+        if not demo:
+            if admin.lower() in WEAK_ADMIN_TOKENS or len(admin) < 16:
+                raise ConfigError(
+                    "IGE_ADMIN_TOKEN must be set to a secret of at least 16 characters "
+                    "(only demo mode, IGE_DEMO=1, may run without one)")
+            if len(secret) < 32:
+                raise ConfigError("IGE_SECRET_KEY must be set to at least 32 random characters")
+        hh, mm = env.get("IGE_ROUND_CLOSE_TIME", "17:30").split(":")
+
+        def duration(name: str) -> timedelta | None:
+            raw = env.get(name, "").strip()
+            try:
+                return parse_iso_duration(raw) if raw else None
+            except ValueError as e:
+                raise ConfigError(f"{name}: {e}") from None
+
+        cal = CalendarRules(
+            close_time=time(int(hh), int(mm)),
+            half_days_off=env.get("IGE_HALF_DAYS_OFF", "0") in ("1", "true", "yes"),
+            round_duration=duration("IGE_ROUND_DURATION"),
+            binding_duration=duration("IGE_BINDING_DURATION"),
+        )
+        origins = tuple(o.strip() for o in env.get("IGE_ALLOWED_ORIGINS", "").split(",") if o.strip())
+        return cls(
+            redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
+            database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            admin_token=admin,
+            secret_key=secret or admin or "demo-secret-key",
+            demo=demo,
+            calendar=cal,
+            token_ttl_s=int(env.get("IGE_TOKEN_TTL", "900")),
+            heartbeat_s=float(env.get("IGE_HEARTBEAT_SECONDS", "10")),
+            queue_size=int(env.get("IGE_WS_QUEUE", "512")),
+            allowed_origins=origins,
+        )

@@ -1,0 +1,425 @@
+"""The live stream: one Redis pub/sub subscriber per process fans events out to WebSocket
+connections. Each book change is masked and encoded once (one variant for the offer's owner,
+one for everybody else); every connection has a small bounded queue and is dropped, never
+waited for, when it falls behind. Per subscription the hub guarantees gap-free, duplicate-free
+``seq`` order: a gap is filled from the round's Redis stream, a lost cause becomes a snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+import msgpack
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from auction.book import Event, parse_event, replay_orders
+from auction.masking import book_for, quote_messages
+from auction.model import iso, ms_to_dt
+from gateway.clock import now_ms
+from gateway.security import Principal
+
+if TYPE_CHECKING:
+    from gateway.services import Core
+
+log = logging.getLogger("ige.stream")
+
+SUBPROTOCOLS = ("ige.v1.json", "ige.v1.msgpack")
+MAX_CATCH_UP = 1000  # a since_seq further behind than this gets a snapshot instead
+SLOW_CLIENT_CLOSE = 4008
+
+
+def encode(msg: dict[str, Any], binary: bool) -> str | bytes:
+    if binary:
+        return msgpack.packb(msg, use_bin_type=True)  # type: ignore[no-any-return]
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
+
+
+class Encoded:
+    """A message encoded at most once per wire format, shared by every receiver."""
+
+    __slots__ = ("msg", "_json", "_mp")
+
+    def __init__(self, msg: dict[str, Any]) -> None:
+        self.msg = msg
+        self._json: str | None = None
+        self._mp: bytes | None = None
+
+    def frame(self, binary: bool) -> str | bytes:
+        if binary:
+            if self._mp is None:
+                self._mp = msgpack.packb(self.msg, use_bin_type=True)
+            return self._mp
+        if self._json is None:
+            self._json = json.dumps(self.msg, separators=(",", ":"), ensure_ascii=False)
+        return self._json
+
+
+@dataclass(eq=False)
+class Sub:
+    conn: Connection
+    topic: str
+    round_id: str = ""
+    pending: bool = False  # waiting for the bank's first offer
+    next_seq: int = 1
+    buffer: list[Event] | None = None  # not None while catching up
+
+
+@dataclass(eq=False)
+class Connection:
+    ws: WebSocket
+    principal: Principal
+    binary: bool
+    queue: asyncio.Queue[str | bytes | None]
+    subs: dict[str, Sub] = field(default_factory=dict)
+    dropped: bool = False
+
+    def send(self, frame: str | bytes) -> None:
+        if self.dropped:
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.dropped = True  # the writer closes the socket; the client resyncs with since_seq
+
+    def send_msg(self, msg: dict[str, Any]) -> None:
+        self.send(encode(msg, self.binary))
+
+    def error(self, topic: str | None, code: str, detail: str = "") -> None:
+        self.send_msg({"type": "error", "topic": topic, "code": code, "detail": detail})
+
+
+class Hub:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.topics: dict[str, set[Sub]] = {}
+        self.connections: set[Connection] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.on_event: list[Callable[[str], None]] = []  # round ids with new events (persister)
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._listen(), name="hub-listen"),
+                       asyncio.create_task(self._heartbeat(), name="hub-heartbeat")]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self.core.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.core.book.channel)
+                # after a reconnect every live subscription may have missed events
+                for subs in list(self.topics.values()):
+                    for sub in list(subs):
+                        if sub.round_id and not sub.pending and sub.buffer is None:
+                            self._resync(sub)
+                async for msg in pubsub.listen():
+                    if msg.get("type") == "message":
+                        try:
+                            await self._dispatch(msg["data"])
+                        except Exception:  # a bad message must not stop the fan-out
+                            log.exception("dispatch failed")
+            except (RedisError, OSError) as e:
+                log.warning("pub/sub lost (%s); reconnecting", e)
+                await asyncio.sleep(0.5)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.core.settings.heartbeat_s)
+            hb = Encoded({"type": "heartbeat", "topic": None, "server_time": iso(ms_to_dt(now_ms()))})
+            for c in list(self.connections):
+                c.send(hb.frame(c.binary))
+
+    # -- fan-out ----------------------------------------------------------------------
+    async def _dispatch(self, data: bytes) -> None:
+        raw = json.loads(data)
+        kind = raw.get("k")
+        rid = raw["r"]
+        if kind == "o":
+            await self._round_opened(rid)
+            return
+        if kind == "f":
+            await self._round_finalized(rid)
+            return
+        ev = parse_event(data)
+        for cb in self.on_event:
+            cb(rid)
+        subs = self.topics.get(f"round:{rid}")
+        if not subs:
+            return
+        if ev.kind == "quote":
+            assert ev.offer is not None and ev.order is not None
+            mine, other = (Encoded(m) for m in quote_messages(ev, f"round:{rid}", ev.order))
+            for sub in list(subs):
+                if sub.pending:
+                    if sub.conn.principal.id == ev.offer.bank_id:
+                        sub.pending = False
+                        self._resync(sub, snapshot=True)
+                    continue
+                enc = mine if sub.conn.principal.id == ev.offer.bank_id else other
+                self._deliver(sub, ev, enc)
+        else:
+            closed = Encoded({"type": "round_closed", "topic": f"round:{rid}", "seq": ev.seq,
+                              "closed_at": iso(ms_to_dt(ev.at_ms))})
+            for sub in list(subs):
+                if not sub.pending:
+                    self._deliver(sub, ev, closed)
+
+    def _deliver(self, sub: Sub, ev: Event, enc: Encoded | None) -> None:
+        if sub.buffer is not None:
+            sub.buffer.append(ev)
+            return
+        if ev.seq < sub.next_seq:
+            return
+        if ev.seq > sub.next_seq or enc is None:
+            sub.buffer = [ev]
+            self._spawn(self._catch_up(sub))
+            return
+        sub.conn.send(enc.frame(sub.conn.binary))
+        sub.next_seq = ev.seq + 1
+
+    def _resync(self, sub: Sub, snapshot: bool = False) -> None:
+        sub.buffer = []
+        self._spawn(self._snapshot(sub) if snapshot else self._catch_up(sub))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        t = asyncio.ensure_future(coro)
+        self._tasks.append(t)  # type: ignore[arg-type]
+        t.add_done_callback(lambda x: self._tasks.remove(x) if x in self._tasks else None)  # type: ignore[arg-type]
+
+    async def _snapshot(self, sub: Sub) -> None:
+        try:
+            view = await self.core.book.view(sub.round_id, sub.conn.principal.id)
+            if view is None:
+                sub.conn.error(sub.topic, "not_found", "round not found")
+                return
+            msg = book_for(view, sub.conn.principal.id, iso(ms_to_dt(_now())))
+            sub.conn.send_msg({"type": "snapshot", "topic": sub.topic, **msg})
+            sub.next_seq = view.seq + 1
+            await self._drain(sub)
+        except (RedisError, OSError):
+            sub.conn.dropped = True
+
+    async def _catch_up(self, sub: Sub) -> None:
+        """Send the events from sub.next_seq on, ranks recomputed by replaying the round."""
+        try:
+            events = await self.core.book.events(sub.round_id, 0)
+            have = events[-1].seq if events else 0
+            if sub.next_seq - 1 > have or have - (sub.next_seq - 1) > MAX_CATCH_UP:
+                await self._snapshot(sub)
+                return
+            orders = replay_orders(events)
+            for ev, order in zip(events, orders):
+                if ev.seq == sub.next_seq:
+                    self._send_event(sub, ev, order)
+            await self._drain(sub)
+        except (RedisError, OSError):
+            sub.conn.dropped = True
+
+    async def _drain(self, sub: Sub) -> None:
+        """Deliver what arrived live while a snapshot/catch-up was in flight, then go live."""
+        buffered = sorted(sub.buffer or [], key=lambda e: e.seq)
+        sub.buffer = None
+        for ev in buffered:
+            if ev.seq < sub.next_seq:
+                continue
+            if ev.seq > sub.next_seq or (ev.kind == "quote" and ev.order is None):
+                sub.buffer = []
+                await self._catch_up(sub)
+                return
+            self._send_event(sub, ev, ev.order or ())
+
+    def _send_event(self, sub: Sub, ev: Event, order: tuple[str, ...]) -> None:
+        if ev.kind == "quote" and ev.offer is not None:
+            mine, other = quote_messages(ev, sub.topic, order)
+            sub.conn.send_msg(mine if ev.offer.bank_id == sub.conn.principal.id else other)
+        else:
+            sub.conn.send_msg({"type": "round_closed", "topic": sub.topic, "seq": ev.seq,
+                               "closed_at": iso(ms_to_dt(ev.at_ms))})
+        sub.next_seq = ev.seq + 1
+
+    async def _round_opened(self, rid: str) -> None:
+        subs = self.topics.get("pool")
+        if not subs:
+            return
+        from gateway.views import round_out
+
+        row = await self.core.store.get_round(rid)
+        if row is None:
+            return
+        enc = Encoded({"type": "round_opened", "topic": "pool", "round": round_out(row, False)})
+        for sub in list(subs):
+            sub.conn.send(enc.frame(sub.conn.binary))
+
+    async def _round_finalized(self, rid: str) -> None:
+        row = await self.core.store.get_round(rid)
+        if row is None or not row.application_id:
+            return
+        subs = self.topics.get(f"application:{row.application_id}")
+        if not subs:
+            return
+        from gateway.views import exporter_results
+
+        results = await exporter_results(self.core, row)
+        enc = Encoded({"type": "round_closed", "topic": f"application:{row.application_id}",
+                       "results": results})
+        for sub in list(subs):
+            sub.conn.send(enc.frame(sub.conn.binary))
+
+    # -- subscriptions ----------------------------------------------------------------
+    async def subscribe(self, conn: Connection, topic: str, since_seq: int | None) -> None:
+        if topic in conn.subs:
+            self.unsubscribe(conn, topic)
+        p = conn.principal
+        kind, _, ident = topic.partition(":")
+        sub = Sub(conn, topic)
+        if kind == "pool" and not ident:
+            if p.kind not in ("bank", "admin"):
+                return conn.error(topic, "not_found", "no such topic")
+            self._add(sub)
+            return None
+        if kind == "application" and ident:
+            row = await self.core.store.round_by_application(ident)
+            if p.kind != "exporter" or row is None or row.exporter_user_id != p.id:
+                return conn.error(topic, "not_found", "no such application")
+            self._add(sub)
+            return None
+        if kind == "round" and ident and p.kind in ("bank", "admin"):
+            if await self.core.terms(ident) is None:
+                return conn.error(topic, "not_found", "no such round")
+            sub.round_id = ident
+            sub.buffer = []  # buffer live events from now on, until synced
+            self._add(sub)
+            if p.kind == "bank" and not await self.core.book.has_bid(ident, p.id):
+                sub.pending = True
+                sub.buffer = None
+                conn.error(topic, "offer_required",
+                           "send an offer in this round first; the snapshot follows your first offer")
+                # the first offer may have landed between the check and now
+                if await self.core.book.has_bid(ident, p.id) and sub.pending:
+                    sub.pending = False
+                    self._resync(sub, snapshot=True)
+                return None
+            if since_seq is None:
+                await self._snapshot(sub)
+            else:
+                sub.next_seq = max(0, since_seq) + 1
+                await self._catch_up(sub)
+            return None
+        return conn.error(topic, "not_found", "no such topic")
+
+    def _add(self, sub: Sub) -> None:
+        sub.conn.subs[sub.topic] = sub
+        self.topics.setdefault(sub.topic, set()).add(sub)
+
+    def unsubscribe(self, conn: Connection, topic: str) -> None:
+        sub = conn.subs.pop(topic, None)
+        if sub is not None:
+            subs = self.topics.get(topic)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self.topics[topic]
+
+    def remove(self, conn: Connection) -> None:
+        for topic in list(conn.subs):
+            self.unsubscribe(conn, topic)
+        self.connections.discard(conn)
+
+    # -- one connection -----------------------------------------------------------------
+    async def serve(self, ws: WebSocket, principal: Principal, subprotocol: str) -> None:
+        conn = Connection(ws, principal, subprotocol == "ige.v1.msgpack",
+                          asyncio.Queue(self.core.settings.queue_size))
+        self.connections.add(conn)
+        writer = asyncio.create_task(self._writer(conn))
+        try:
+            while not conn.dropped:
+                msg = await self._receive(ws, conn.binary)
+                if msg is None:
+                    break
+                await self._command(conn, msg)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.remove(conn)
+            conn.dropped = True
+            conn.queue.put_nowait(None) if not conn.queue.full() else None
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            if ws.application_state is WebSocketState.CONNECTED:
+                try:
+                    await ws.close()
+                except Exception:
+                    pass
+
+    @staticmethod
+    async def _receive(ws: WebSocket, binary: bool) -> dict[str, Any] | None:
+        m = await ws.receive()
+        if m["type"] == "websocket.disconnect":
+            return None
+        try:
+            if m.get("bytes") is not None:
+                obj = msgpack.unpackb(m["bytes"], raw=False)
+            else:
+                obj = json.loads(m.get("text") or "")
+        except Exception:
+            return {"op": "__bad__"}
+        return obj if isinstance(obj, dict) else {"op": "__bad__"}
+
+    async def _command(self, conn: Connection, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        topic = msg.get("topic")
+        if op == "ping":
+            conn.send_msg({"type": "pong", "topic": None, "server_time": iso(ms_to_dt(_now()))})
+        elif op == "subscribe" and isinstance(topic, str):
+            since = msg.get("since_seq")
+            if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
+                conn.error(topic, "validation_failed", "since_seq must be an integer")
+                return
+            await self.subscribe(conn, topic, since)
+        elif op == "unsubscribe" and isinstance(topic, str):
+            self.unsubscribe(conn, topic)
+        else:
+            conn.error(topic if isinstance(topic, str) else None, "bad_command",
+                       "expected {op: subscribe|unsubscribe|ping, topic, since_seq?}")
+
+    async def _writer(self, conn: Connection) -> None:
+        ws = conn.ws
+        try:
+            while True:
+                if conn.dropped:
+                    await ws.close(code=SLOW_CLIENT_CLOSE, reason="slow consumer: resync with since_seq")
+                    return
+                frame = await conn.queue.get()
+                if frame is None:
+                    return
+                if conn.dropped:
+                    continue
+                if isinstance(frame, bytes):
+                    await ws.send_bytes(frame)
+                else:
+                    await ws.send_text(frame)
+        except Exception:
+            conn.dropped = True
+
+
+def _now() -> int:
+    return now_ms()
+
+
+def new_ticket() -> str:
+    return secrets.token_urlsafe(24)
