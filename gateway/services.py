@@ -63,7 +63,7 @@ class Core:
         self.settings = settings
         self.redis = Redis.from_url(settings.redis_url, health_check_interval=5,
                                     socket_keepalive=True)
-        self.book = RedisBook(self.redis)
+        self.book = RedisBook(self.redis, settings.channel)
         self.engine = create_engine(settings.database_url)
         self.store = Store(self.engine)
         self.tokens = TokenSigner(settings.secret_key)

@@ -44,7 +44,31 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 def migrate(url: str) -> None:
-    """Apply all Alembic migrations (blocking; call before the event loop or in a thread)."""
+    """Apply all Alembic migrations (blocking). Alembic's env runs its own event loop, so when
+    called from inside a running loop the work moves to a helper thread."""
+    import asyncio
+    import threading
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _migrate(url)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            _migrate(url)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
+
+
+def _migrate(url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
