@@ -27,6 +27,7 @@ from stdnum.tr import tckimlik, vkn
 from auction import calendar
 from auction.masking import book_for, own_offer
 from auction.model import CURRENCIES, LOAN_TYPES, RoundState, RoundTerms, iso, money_to_minor, ms_to_dt
+from auction.redis_book import keys
 from auction.rules import validate_round_terms
 from gateway import openapi
 from gateway.background import Background
@@ -205,55 +206,48 @@ async def _visible_round(c: Core, round_id: str, bank_id: str) -> tuple[Any, boo
     row = await c.store.get_round(round_id)
     if row is None:
         raise Problem(404, "not_found", "no such round")
-    has = await _has_offer(c, row, bank_id)
+    has = (await _has_offers(c, [row], bank_id))[0]
     if row.state != RoundState.OPEN.value and not has:
         raise Problem(404, "not_found", "no such round")
     return row, has
 
 
-async def _has_offer(c: Core, row: Any, bank_id: str) -> bool:
-    if row.state == RoundState.OPEN.value:
-        try:
-            if await c.book.has_bid(row.id, bank_id):
-                return True
-        except RedisError:
-            pass
-    return bool(await c.store.versions(row.id, bank_id)) if row.state != RoundState.OPEN.value else False
+async def _has_offers(c: Core, rows: list[Any], bank_id: str) -> list[bool]:
+    """Open rounds answer from the live book (one pipelined round trip), finished ones from SQL."""
+    out = [False] * len(rows)
+    live = [i for i, r in enumerate(rows) if r.state == RoundState.OPEN.value]
+    if live:
+        pipe = c.redis.pipeline(transaction=False)
+        for i in live:
+            pipe.hexists(keys(rows[i].id)["l"], bank_id)
+        for i, has in zip(live, await pipe.execute()):
+            out[i] = bool(has)
+    done = [i for i, r in enumerate(rows) if r.state != RoundState.OPEN.value]
+    if done:
+        bid = await c.store.rounds_with_offers_from(bank_id, [rows[i].id for i in done])
+        for i in done:
+            out[i] = rows[i].id in bid
+    return out
 
 
 async def bank_rounds(request: Request) -> Response:
+    """The pool (state=open: every open round) or the finished rounds this bank bid in."""
     p = principal(request, "bank")
     c = core(request)
     state = request.query_params.get("state", "open")
     if state not in ("open", "closed", "accepted", "lapsed"):
         raise invalid([{"field": "state", "code": "invalid",
                         "message": "state must be open, closed, accepted or lapsed"}])
-    try:
-        limit = int(request.query_params.get("limit", "50"))
-        assert 1 <= limit <= 200
-    except (ValueError, AssertionError):
-        raise invalid([{"field": "limit", "code": "invalid", "message": "1..200"}]) from None
-    after = _cursor_in(request.query_params.get("cursor"))
-    out: list[dict[str, Any]] = []
-    while len(out) < limit:
-        rows = await c.store.list_rounds([state], limit, after)
-        if not rows:
-            break
-        for row in rows:
-            has = await _has_offer(c, row, p.id)
-            if state == "open" or has:
-                out.append(round_out(row, has))
-            after = (row.closes_at, row.id)
-            if len(out) == limit:
-                break
-        if len(rows) < limit:
-            after = None
-            break
-    return ok({"rounds": out, "next_cursor": _cursor_out_t(after) if after and len(out) == limit else None})
-
-
-def _cursor_out_t(after: tuple[int, str]) -> str:
-    return base64.urlsafe_b64encode(f"{after[0]}:{after[1]}".encode()).decode()
+    raw_limit = request.query_params.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 200:
+        raise invalid([{"field": "limit", "code": "invalid", "message": "an integer 1..200"}])
+    limit = int(raw_limit)
+    rows = await c.store.list_rounds([state], limit + 1, _cursor_in(request.query_params.get("cursor")),
+                                     bidder=None if state == "open" else p.id)
+    page = rows[:limit]
+    has = await _has_offers(c, page, p.id)
+    return ok({"rounds": [round_out(r, h) for r, h in zip(page, has)],
+               "next_cursor": _cursor_out(page[-1]) if len(rows) > limit else None})
 
 
 async def bank_round(request: Request) -> Response:

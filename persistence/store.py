@@ -174,17 +174,25 @@ class Store:
                 select(rounds).where(rounds.c.application_id == application_id))).first()
 
     async def list_rounds(self, states: Sequence[str], limit: int, after: tuple[int, str] | None,
-                          round_ids: Sequence[str] | None = None) -> list[Any]:
-        """Rounds in ``states`` ordered by (closes_at, id), keyset-paginated after ``after``."""
+                          bidder: str | None = None) -> list[Any]:
+        """Rounds in ``states`` ordered by (closes_at, id), keyset-paginated after ``after``;
+        with ``bidder``, only the rounds in which that bank has an offer."""
         q = select(rounds).where(rounds.c.state.in_(list(states)))
-        if round_ids is not None:
-            q = q.where(rounds.c.id.in_(list(round_ids)))
+        if bidder is not None:
+            q = q.where(rounds.c.id.in_(select(offer_versions.c.round_id).where(
+                offer_versions.c.bank_id == bidder)))
         if after is not None:
             q = q.where((rounds.c.closes_at > after[0])
                         | (and_(rounds.c.closes_at == after[0], rounds.c.id > after[1])))
         q = q.order_by(rounds.c.closes_at, rounds.c.id).limit(limit)
         async with self.engine.connect() as conn:
             return list(await conn.execute(q))
+
+    async def rounds_with_offers_from(self, bank_id: str, round_ids: Sequence[str]) -> set[str]:
+        q = select(offer_versions.c.round_id).distinct().where(
+            offer_versions.c.bank_id == bank_id, offer_versions.c.round_id.in_(list(round_ids)))
+        async with self.engine.connect() as conn:
+            return {r.round_id for r in await conn.execute(q)}
 
     async def live_round_ids(self) -> list[tuple[str, int]]:
         """(round_id, persisted_seq) of every round whose Redis state still matters."""

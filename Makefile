@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& echo $$p && break; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-10)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 1
+PYTEST_ARGS ?=
+
+.PHONY: install run serve test test-unit test-fast clean loadtest bench lint
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required (python3.11 / python3 on PATH)"; exit 1; }
+	@echo "==> installing into $(VENV) with $(PYTHON)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	@$(BIN)/python -m pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+	@$(BIN)/python -c 'import gateway.app, auction.redis_book, persistence.store' \
+		|| { echo "install failed"; exit 1; }
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the whole product with demo data: private durable Redis + SQLite file in ./var
+run: install
+	$(BIN)/ige demo --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
+## Run the server against REDIS_URL / DATABASE_URL (production style)
+serve: install
+	$(BIN)/ige serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
+## The whole suite: unit, contract, integration (SQLite, and PostgreSQL when
+## TEST_DATABASE_URL is set), end to end with real server processes and crash tests.
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/contract
+
+clean:
+	rm -rf $(VENV) var .pytest_cache
