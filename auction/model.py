@@ -7,8 +7,9 @@ rates in percent x 10^4 (``"31.25"`` -> 312500). Nothing in a decision is a bina
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 CURRENCIES = ("TRY", "USD", "EUR")
@@ -38,12 +39,19 @@ class Outcome(enum.IntEnum):
 
 
 # ----------------------------------------------------------------------------- numbers
+#: ASCII digits only: ``Decimal`` alone also takes "1_000", "1e3" and non-ASCII digits ("١٢").
+_PLAIN_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+#: Keeps every scaled value exact (Decimal's default 28-digit context would round larger ones)
+#: and inside a signed 64-bit SQL column.
+MAX_INTEGER_DIGITS = 15
+
+
 def parse_decimal(text: object, places: int) -> Decimal:
     """Parse a decimal *string* with at most ``places`` decimals. Floats are refused."""
     if not isinstance(text, str):
         raise ValueError("must be a decimal string")
     s = text.strip()
-    if not s or s != text or "e" in s.lower() or s.startswith("+"):
+    if not s or s != text or not _PLAIN_DECIMAL.fullmatch(s):
         raise ValueError("must be a plain decimal string like \"1500000.00\"")
     try:
         value = Decimal(s)
@@ -54,6 +62,8 @@ def parse_decimal(text: object, places: int) -> Decimal:
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and -exponent > places:
         raise ValueError(f"at most {places} decimal places")
+    if value and value.adjusted() >= MAX_INTEGER_DIGITS:
+        raise ValueError(f"at most {MAX_INTEGER_DIGITS} digits before the decimal point")
     return value
 
 
@@ -92,8 +102,13 @@ def ms_to_dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def dt_to_ms(ts: datetime) -> int:
-    return int(ts.timestamp() * 1000)
+    """Exact integer arithmetic: ``int(ts.timestamp() * 1000)`` loses a millisecond to
+    float rounding (1.001 s -> 1000 ms). Naive datetimes are local time, as in timestamp()."""
+    return (ts.astimezone(timezone.utc) - _EPOCH) // timedelta(milliseconds=1)
 
 
 # ----------------------------------------------------------------------------- data

@@ -30,6 +30,8 @@ LOAN_TYPE_RULES: dict[str, LoanTypeRule] = {
 REPAYMENT_PERIODS = (1, 2, 3, 4, 6, 12)
 MAX_ANNUAL_RATE_E4 = 500 * RATE_SCALE  # a "sane" ceiling: 500 % a year
 MAX_CONDITIONS_LEN = 2000
+#: C0 controls (but tab, LF, CR) and DEL: not text, and NUL cannot be stored in PostgreSQL
+_UNSTORABLE = frozenset(chr(i) for i in (*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F))
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,12 @@ def validate_offer(terms: OfferTerms, rnd: RoundTerms) -> list[FieldError]:
         bad("upfront_fee", "not_below_amount", "upfront_fee must be below the offer amount")
     if len(terms.conditions) > MAX_CONDITIONS_LEN:
         bad("conditions", "too_long", f"conditions must be at most {MAX_CONDITIONS_LEN} characters")
+    elif any(c in _UNSTORABLE for c in terms.conditions) or any(
+            "\ud800" <= c <= "\udfff" for c in terms.conditions):
+        # PostgreSQL text cannot hold NUL and UTF-8 cannot carry lone surrogates: an offer the
+        # book acknowledged but SQL refuses would block its round's persister and close for good
+        bad("conditions", "invalid_characters",
+            "conditions must not contain control characters other than tab and line breaks")
     return errors
 
 

@@ -141,11 +141,17 @@ def _parse_ts(name: str, value: str | None) -> datetime:
 
 
 async def calendar_deadline(request: Request) -> Response:
-    start = _parse_ts("start", request.query_params.get("start"))
+    errors: list[dict[str, str]] = []  # every offending parameter is listed, not the first
+    try:
+        start = _parse_ts("start", request.query_params.get("start"))
+    except Problem as e:
+        errors += e.errors or []
     raw_n = request.query_params.get("business_days", "7")
     if not raw_n.isdigit() or not 0 <= int(raw_n) <= 366:
-        raise invalid([{"field": "business_days", "code": "invalid",
-                        "message": "an integer 0..366"}])
+        errors.append({"field": "business_days", "code": "invalid",
+                       "message": "an integer 0..366"})
+    if errors:
+        raise invalid(errors)
     d = calendar.deadline(start, int(raw_n), core(request).settings.calendar)
     return ok({"start": iso(start), "business_days": int(raw_n), "deadline": iso(d)})
 
@@ -606,13 +612,16 @@ def parse_round_body(body: dict[str, Any]) -> dict[str, Any]:
         exporter_user_id=f.get("exporter_user_id", text(40), required=False),
         assessment=body.get("assessment") if isinstance(body.get("assessment"), dict) else None,
     )
+    # the round rules run whenever the fields they read parsed, so one 422 lists every field
+    rule_fields = {"loan_type", "currency", "loan_amount", "guarantee_amount", "tenor_months",
+                   "grace_months"}
+    if not any(e["field"] in rule_fields for e in f.errors):
+        probe = RoundTerms("probe", vals["currency"], vals["loan_type"], vals["loan_amount"],
+                           vals["guarantee_amount"], vals["tenor_months"], vals["grace_months"],
+                           vals["export_commitment"], 0, 0)
+        for e in validate_round_terms(probe):
+            f.error(e.field, e.code, e.message)
     f.check()
-    probe = RoundTerms("probe", vals["currency"], vals["loan_type"], vals["loan_amount"],
-                       vals["guarantee_amount"], vals["tenor_months"], vals["grace_months"],
-                       vals["export_commitment"], 0, 0)
-    errs = validate_round_terms(probe)
-    if errs:
-        raise invalid([{"field": e.field, "code": e.code, "message": e.message} for e in errs])
     return vals
 
 

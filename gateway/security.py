@@ -65,7 +65,8 @@ class TokenSigner:
         if not body or not sig:
             return None
         want = _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(want, sig):
+        # bytes, not str: compare_digest raises TypeError on non-ASCII str (a 500, not a 401)
+        if not hmac.compare_digest(want.encode(), sig.encode()):
             return None
         try:
             claims = json.loads(_unb64(body))

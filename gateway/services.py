@@ -25,10 +25,11 @@ from auction.model import (
     RoundState,
     RoundTerms,
     SubmitResult,
+    dt_to_ms,
     ms_to_dt,
 )
 from auction.redis_book import DEADLINES, RedisBook
-from auction.rules import label_pool, new_ref, validate_offer
+from auction.rules import KEY_WIDTH, label_pool, new_ref, validate_offer
 from gateway.clock import now_ms
 from gateway.problems import Problem, invalid
 from gateway.security import TokenSigner, new_id
@@ -106,7 +107,7 @@ class Core:
         closes = calendar.round_closes_at(opened, self.settings.calendar)
         t = RoundTerms(new_id("rnd"), currency, loan_type, loan_amount, guarantee_amount,
                        tenor_months, grace_months, export_commitment,
-                       int(opened.timestamp() * 1000), int(closes.timestamp() * 1000))
+                       dt_to_ms(opened), dt_to_ms(closes))
         labels = label_pool()
         # SQL first: a round exists once it is in SQL; Redis is rebuilt from SQL if needed.
         await self.store.insert_round(t, company, assessment, exporter_user_id, application_id,
@@ -123,12 +124,17 @@ class Core:
             raise invalid([{"field": e.field, "code": e.code, "message": e.message}
                            for e in errors])
         try:
-            return apr_e4(amount_kurus=terms.amount, annual_rate_e4=terms.annual_rate_e4,
-                          tenor_months=terms.tenor_months, grace_months=terms.grace_months,
-                          repayment_every_months=terms.repayment_every_months,
-                          upfront_fee_kurus=terms.upfront_fee,
-                          guarantee_rate_e4=rnd.guarantee_rate_e4)
-        except ValueError as e:
+            apr = apr_e4(amount_kurus=terms.amount, annual_rate_e4=terms.annual_rate_e4,
+                         tenor_months=terms.tenor_months, grace_months=terms.grace_months,
+                         repayment_every_months=terms.repayment_every_months,
+                         upfront_fee_kurus=terms.upfront_fee,
+                         guarantee_rate_e4=rnd.guarantee_rate_e4)
+            # the book's rank key holds apr in KEY_WIDTH digits: a wider one would rank wrongly
+            # and vanish from the book view (and from the binding offers at close)
+            if not 0 <= apr < 10 ** KEY_WIDTH:
+                raise ValueError(f"{apr / 10_000:.0f} % a year is beyond any sane offer")
+            return apr
+        except (ValueError, ArithmeticError) as e:  # decimal.InvalidOperation on huge values
             raise invalid([{"field": "annual_rate", "code": "no_apr",
                             "message": f"the offer has no meaningful APR: {e}"}]) from None
 
@@ -239,7 +245,7 @@ class Core:
             closes_at = ms_to_dt(int(row.closes_at))
             binding = calendar.binding_until(closes_at, self.settings.calendar)
             written = await self.store.record_close(
-                round_id, cr.closed_at_ms, int(binding.timestamp() * 1000), cr.seq, cr.offers,
+                round_id, cr.closed_at_ms, dt_to_ms(binding), cr.seq, cr.offers,
                 closes_at.astimezone(calendar.ISTANBUL).year)
             if written:
                 await self.book.expire_round(round_id, self.settings.live_key_ttl_s)

@@ -1,0 +1,458 @@
+"""The book contract: one suite, run on every implementation (MemoryBook, RedisBook on
+Redis 7.x, RedisBook on Redis 6.2; see conftest.py). Every command is followed by the
+invariant check of its round."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import replace
+
+import pytest
+from redis.asyncio import Redis
+
+from auction.model import OfferTerms, Outcome, RoundState, RoundTerms, SubmitResult
+from auction.redis_book import DEADLINES
+from auction.rules import new_ref
+from tests.contract.conftest import CheckedBook, check_redis_keys, hash_tag, redis_keys
+
+MINUTE_MS = 60_000
+SHORT_MS = 400  # a deadline that the test sleeps past
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def a_round(closes_in_ms: int = MINUTE_MS, round_id: str | None = None) -> RoundTerms:
+    now = now_ms()
+    return RoundTerms(round_id or "rnd_" + secrets.token_hex(5), "TRY", "working_capital",
+                      100_000_000, 80_000_000, 24, 6, True, now, now + closes_in_ms)
+
+
+def terms(rate_e4: int = 300_000, **changes: object) -> OfferTerms:
+    base = OfferTerms(annual_rate_e4=rate_e4, amount=100_000_000, tenor_months=24,
+                      grace_months=6, repayment_every_months=3, upfront_fee=50_000,
+                      assumes_export_commitment=True, conditions="")
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def opened(book: CheckedBook, closes_in_ms: int = MINUTE_MS,
+                 labels: list[str] | None = None) -> RoundTerms:
+    rnd = a_round(closes_in_ms)
+    assert await book.open_round(rnd, labels) is True
+    return rnd
+
+
+async def bid(book: CheckedBook, rnd: RoundTerms, bank: str, offer_id: str, apr_e4: int,
+              rate_e4: int = 300_000, idem: tuple[str, str] | None = None) -> SubmitResult:
+    return await book.submit(rnd.round_id, bank, offer_id, new_ref(), terms(rate_e4), apr_e4,
+                             idem)
+
+
+async def sleep_past(deadline_ms: int) -> None:
+    await asyncio.sleep(max(0, deadline_ms - now_ms()) / 1000 + 0.05)
+
+
+async def order(book: CheckedBook, rnd: RoundTerms) -> list[str]:
+    view = await book.view(rnd.round_id)
+    assert view is not None
+    return [o.offer_id for o in view.offers]
+
+
+# ----------------------------------------------------------------------------- open
+async def test_round_opens_once_and_a_second_open_changes_nothing(book: CheckedBook) -> None:
+    rnd = await opened(book)
+    assert await book.open_round(replace(rnd, closes_at_ms=rnd.closes_at_ms + 1)) is False
+    view = await book.view(rnd.round_id)
+    assert view is not None
+    assert (view.state, view.seq, view.closes_at_ms, view.closed_at_ms, view.offers) == (
+        RoundState.OPEN, 0, rnd.closes_at_ms, 0, [])
+    assert await book.events(rnd.round_id) == []
+
+
+async def test_open_after_offers_keeps_the_round_as_it_is(book: CheckedBook) -> None:
+    rnd = await opened(book)
+    await bid(book, rnd, "bank_a", "off_1", 310_000)
+    assert await book.open_round(rnd) is False
+    assert await order(book, rnd) == ["off_1"]
+
+
+# ----------------------------------------------------------------------------- submit
+async def test_first_offer_gets_seq_1_version_1_rank_1(book: CheckedBook) -> None:
+    rnd = await opened(book, labels=["Banka Q", "Banka C"])
+    t = terms(312_500, conditions='teminat "ipotek" | ğüş \\ "f":"x"\n')
+    before = now_ms()
+    res = await book.submit(rnd.round_id, "bank_a", "off_1", "ref000000001", t, 331_234)
+    assert res.outcome is Outcome.OK and res.rank == 1 and res.offer is not None
+    o = res.offer
+    assert (o.round_id, o.offer_id, o.ref, o.bank_id, o.label) == (
+        rnd.round_id, "off_1", "ref000000001", "bank_a", "Banka Q")
+    assert (o.version, o.seq, o.apr_e4, o.terms) == (1, 1, 331_234, t)
+    assert before - 1_000 <= o.accepted_at_ms <= now_ms() + 1_000
+    view = await book.view(rnd.round_id)
+    assert view is not None and view.offers == [o] and view.seq == 1
+
+
+async def test_offers_of_one_bank_share_a_label_and_banks_get_different_labels(
+        book: CheckedBook) -> None:
+    rnd = await opened(book, labels=["Banka Q", "Banka C", "Banka X"])
+    got = {}
+    for bank, offer in [("bank_a", "a1"), ("bank_b", "b1"), ("bank_a", "a2"), ("bank_c", "c1"),
+                        ("bank_b", "b2"), ("bank_d", "d1")]:
+        res = await bid(book, rnd, bank, offer, 320_000)
+        assert res.offer is not None
+        got[offer] = res.offer.label
+    assert got == {"a1": "Banka Q", "b1": "Banka C", "a2": "Banka Q", "c1": "Banka X",
+                   "b2": "Banka C", "d1": "Banka 4"}  # the pool ran out: a numbered name
+    revised = await book.revise(rnd.round_id, "bank_b", "b1", terms(290_000), 300_000)
+    assert revised.offer is not None and revised.offer.label == "Banka C"
+
+
+async def test_default_labels_are_masked_names_from_a_fresh_pool(book: CheckedBook) -> None:
+    rnd = await opened(book)
+    labels = set()
+    for i in range(5):
+        res = await bid(book, rnd, f"bank_{i}", f"off_{i}", 320_000)
+        assert res.offer is not None
+        labels.add(res.offer.label)
+    assert len(labels) == 5
+    assert all(lb.startswith("Banka ") and len(lb) == len("Banka X") for lb in labels)
+
+
+async def test_an_offer_id_cannot_be_submitted_twice(book: CheckedBook) -> None:
+    rnd = await opened(book)
+    first = await bid(book, rnd, "bank_a", "off_1", 320_000)
+    again = await bid(book, rnd, "bank_b", "off_1", 300_000)
+    assert again.outcome is not Outcome.OK and again.offer is None
+    view = await book.view(rnd.round_id)
+    assert view is not None and view.offers == [first.offer] and view.seq == 1
+
+
+# ----------------------------------------------------------------------------- revise
+async def test_revision_bumps_version_keeps_ref_and_label_and_takes_a_new_seq(
+        book: CheckedBook) -> None:
+    rnd = await opened(book)
+    a = await bid(book, rnd, "bank_a", "off_a", 330_000)
+    b = await bid(book, rnd, "bank_b", "off_b", 320_000)
+    assert (a.rank, b.rank) == (1, 1)
+    assert a.offer is not None
+    r2 = await book.revise(rnd.round_id, "bank_a", "off_a", terms(290_000), 310_000)
+    assert r2.outcome is Outcome.OK and r2.offer is not None
+    assert (r2.offer.version, r2.offer.seq, r2.rank) == (2, 3, 1)
+    assert (r2.offer.ref, r2.offer.label, r2.offer.offer_id) == (
+        a.offer.ref, a.offer.label, "off_a")
+    assert r2.offer.terms == terms(290_000) and r2.offer.apr_e4 == 310_000
+    r3 = await book.revise(rnd.round_id, "bank_a", "off_a", terms(350_000), 340_000)
+    assert r3.offer is not None and (r3.offer.version, r3.offer.seq, r3.rank) == (3, 4, 2)
+    view = await book.view(rnd.round_id)
+    assert view is not None
+    assert [(o.offer_id, o.version) for o in view.offers] == [("off_b", 1), ("off_a", 3)]
+
+
+async def test_revising_another_banks_offer_is_offer_unknown(book: CheckedBook) -> None:
+    rnd = await opened(book)
+    a = await bid(book, rnd, "bank_a", "off_a", 330_000)
+    res = await book.revise(rnd.round_id, "bank_b", "off_a", terms(200_000), 210_000)
+    assert (res.outcome, res.offer, res.rank) == (Outcome.OFFER_UNKNOWN, None, None)
+    view = await book.view(rnd.round_id)
+    assert view is not None and view.offers == [a.offer] and view.seq == 1
+
+
+async def test_revising_an_offer_that_does_not_exist_is_offer_unknown(book: CheckedBook) -> None:
+    rnd = await opened(book)
+    await bid(book, rnd, "bank_a", "off_a", 330_000)
+    res = await book.revise(rnd.round_id, "bank_a", "off_zz", terms(200_000), 210_000)
+    assert res.outcome is Outcome.OFFER_UNKNOWN
+    assert len(await book.events(rnd.round_id)) == 1
+
+
+# ----------------------------------------------------------------------------- unknown round
+async def test_commands_on_an_unknown_round_say_round_unknown(book: CheckedBook) -> None:
+    await opened(book)  # another round exists
+    rid = "rnd_never_opened"
+    assert (await book.submit(rid, "bank_a", "off_1", new_ref(), terms(), 1)).outcome \
+        is Outcome.ROUND_UNKNOWN
+    assert (await book.revise(rid, "bank_a", "off_1", terms(), 1)).outcome \
+        is Outcome.ROUND_UNKNOWN
+    assert (await book.close(rid)).outcome is Outcome.ROUND_UNKNOWN
+    assert await book.view(rid) is None
+    assert await book.view(rid, "bank_a") is None
+    assert await book.events(rid) == []
+
+
+# ----------------------------------------------------------------------------- ranking
+# steps: ("s", bank, offer, apr_e4, rate_e4) submits, ("r", bank, offer, apr_e4, rate_e4) revises
+RANKING = [
+    pytest.param([("s", "A", "a", 320_000, 300_000), ("s", "B", "b", 310_000, 305_000)],
+                 ["b", "a"], id="lower_apr_first_whatever_the_rate"),
+    pytest.param([("s", "A", "a", 310_000, 300_000), ("s", "B", "b", 310_000, 299_999)],
+                 ["b", "a"], id="equal_apr_lower_rate_first"),
+    pytest.param([("s", "A", "a", 310_000, 300_000), ("s", "B", "b", 310_000, 300_000),
+                  ("s", "C", "c", 310_000, 300_000)],
+                 ["a", "b", "c"], id="full_tie_earlier_seq_first"),
+    pytest.param([("s", "A", "a", 310_000, 300_000), ("s", "B", "b", 310_000, 300_000),
+                  ("r", "A", "a", 310_000, 300_000)],
+                 ["b", "a"], id="revision_with_same_terms_loses_time_priority"),
+    pytest.param([("s", "A", "a", 310_000, 300_000), ("s", "B", "b", 320_000, 300_000),
+                  ("s", "C", "c", 330_000, 300_000), ("r", "C", "c", 300_000, 290_000)],
+                 ["c", "a", "b"], id="better_revision_jumps_ahead"),
+    pytest.param([("s", "A", "a", 310_000, 300_000), ("s", "B", "b", 320_000, 300_000),
+                  ("r", "A", "a", 330_000, 300_000)],
+                 ["b", "a"], id="worse_revision_falls_back"),
+    pytest.param([("s", "A", "a", 1_000_000, 1), ("s", "B", "b", 999_999, 2),
+                  ("s", "C", "c", 99_999, 3)],
+                 ["c", "b", "a"], id="fewer_digits_rank_first"),
+    pytest.param([("s", "A", "a1", 310_000, 300_000), ("s", "A", "a2", 305_000, 300_000),
+                  ("s", "B", "b", 305_000, 300_000), ("r", "A", "a1", 305_000, 300_000)],
+                 ["a2", "b", "a1"], id="several_offers_of_one_bank_rank_on_their_own"),
+    pytest.param([("s", "A", "a", 0, 1), ("s", "B", "b", 999_999_999_999, 999_999_999_999)],
+                 ["a", "b"], id="extreme_values_of_the_key_width"),
+]
+
+
+@pytest.mark.parametrize(("steps", "expected"), RANKING)
+async def test_book_ranks_by_apr_then_rate_then_earlier_seq(
+        book: CheckedBook, steps: list[tuple[str, str, str, int, int]],
+        expected: list[str]) -> None:
+    rnd = await opened(book)
+    for op, bank, offer, apr, rate in steps:
+        if op == "s":
+            res = await bid(book, rnd, bank, offer, apr, rate)
+        else:
+            res = await book.revise(rnd.round_id, bank, offer, terms(rate), apr)
+        assert res.outcome is Outcome.OK
+        # the rank a command reports is the offer's place in the book right after it
+        assert res.rank == (await order(book, rnd)).index(offer) + 1
+    assert await order(book, rnd) == expected
+
+
+# ----------------------------------------------------------------------------- events
+async def test_each_event_raises_seq_by_one_and_after_seq_returns_the_tail(
+        book: CheckedBook) -> None:
+    rnd = await opened(book)
+    results = [await bid(book, rnd, "bank_a", "a", 330_000),
+               await bid(book, rnd, "bank_b", "b", 320_000),
+               await book.revise(rnd.round_id, "bank_a", "a", terms(290_000), 310_000),
+               await bid(book, rnd, "bank_c", "c", 315_000),
+               await book.revise(rnd.round_id, "bank_b", "b", terms(280_000), 300_000)]
+    events = await book.events(rnd.round_id)
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    assert [e.kind for e in events] == ["quote"] * 5
+    assert [e.offer for e in events] == [r.offer for r in results]
+    for after in range(0, 7):
+        tail = await book.events(rnd.round_id, after_seq=after)
+        assert [e.seq for e in tail] == list(range(after + 1, 6))
+        assert tail == events[after:]
+
+
+async def test_events_of_different_rounds_are_numbered_separately(book: CheckedBook) -> None:
+    one, two = await opened(book), await opened(book)
+    await bid(book, one, "bank_a", "a1", 330_000)
+    await bid(book, two, "bank_a", "a2", 330_000)
+    await bid(book, one, "bank_b", "b1", 320_000)
+    assert [e.seq for e in await book.events(one.round_id)] == [1, 2]
+    assert [e.seq for e in await book.events(two.round_id)] == [1]
+
+
+async def test_concurrent_offers_get_distinct_contiguous_seqs(book: CheckedBook) -> None:
+    rnd = await opened(book)
+    results = await asyncio.gather(*[
+        book.inner.submit(rnd.round_id, f"bank_{i % 7}", f"off_{i}", new_ref(),
+                          terms(300_000 + i), 330_000 - i * 100) for i in range(40)])
+    await book.check(rnd.round_id)
+    assert all(r.outcome is Outcome.OK for r in results)
+    assert sorted(r.offer.seq for r in results if r.offer) == list(range(1, 41))
+    assert await order(book, rnd) == [f"off_{i}" for i in reversed(range(40))]
+
+
+# ----------------------------------------------------------------------------- idempotency
+async def test_submit_replay_returns_the_original_offer_and_adds_no_event(
+        book: CheckedBook) -> None:
+    rnd = await opened(book)
+    first = await bid(book, rnd, "bank_a", "off_1", 330_000, idem=("bank_a:k1", "hash-1"))
+    await bid(book, rnd, "bank_b", "off_b", 320_000)
+    # the gateway mints a fresh offer_id and ref per request: the replay must ignore them
+    again = await book.submit(rnd.round_id, "bank_a", "off_2", new_ref(), terms(), 330_000,
+                              ("bank_a:k1", "hash-1"))
+    assert again.outcome is Outcome.IDEMPOTENCY_REPLAY
+    assert again.offer == first.offer
+    assert again.rank == 2  # the offer's current rank, not the rank it had then
+    assert len(await book.events(rnd.round_id)) == 2
+    assert await order(book, rnd) == ["off_b", "off_1"]
+
+
+async def test_submit_with_a_used_key_and_another_body_is_a_mismatch(book: CheckedBook) -> None:
+    rnd = await opened(book)
+    await bid(book, rnd, "bank_a", "off_1", 330_000, idem=("bank_a:k1", "hash-1"))
+    res = await bid(book, rnd, "bank_a", "off_2", 320_000, idem=("bank_a:k1", "hash-2"))
+    assert (res.outcome, res.offer) == (Outcome.IDEMPOTENCY_MISMATCH, None)
+    assert len(await book.events(rnd.round_id)) == 1
+
+
+async def test_revise_replay_returns_that_version_even_after_later_revisions(
+        book: CheckedBook) -> None:
+    rnd = await opened(book)
+    await bid(book, rnd, "bank_a", "off_1", 330_000)
+    await bid(book, rnd, "bank_b", "off_b", 320_000)
+    v2 = await book.revise(rnd.round_id, "bank_a", "off_1", terms(290_000), 310_000,
+                           ("bank_a:k2", "hash-2"))
+    assert v2.offer is not None and v2.offer.version == 2 and v2.rank == 1
+    v3 = await book.revise(rnd.round_id, "bank_a", "off_1", terms(350_000), 340_000)
+    assert v3.offer is not None and v3.offer.version == 3
+    replay = await book.revise(rnd.round_id, "bank_a", "off_1", terms(290_000), 310_000,
+                               ("bank_a:k2", "hash-2"))
+    assert replay.outcome is Outcome.IDEMPOTENCY_REPLAY
+    assert replay.offer == v2.offer
+    assert replay.rank == 2  # current rank of version 3
+    mismatch = await book.revise(rnd.round_id, "bank_a", "off_1", terms(1), 1,
+                                 ("bank_a:k2", "hash-other"))
+    assert mismatch.outcome is Outcome.IDEMPOTENCY_MISMATCH
+    assert len(await book.events(rnd.round_id)) == 4
+
+
+async def test_idempotency_keys_are_separate(book: CheckedBook) -> None:
+    rnd = await opened(book)
+    a = await bid(book, rnd, "bank_a", "off_1", 330_000, idem=("bank_a:k1", "h"))
+    b = await bid(book, rnd, "bank_a", "off_2", 330_000, idem=("bank_a:k2", "h"))
+    assert (a.outcome, b.outcome) == (Outcome.OK, Outcome.OK)
+    assert await order(book, rnd) == ["off_1", "off_2"]
+
+
+async def test_replay_still_answers_after_the_round_closed(book: CheckedBook) -> None:
+    rnd = await opened(book, closes_in_ms=SHORT_MS)
+    first = await bid(book, rnd, "bank_a", "off_1", 330_000, idem=("bank_a:k1", "hash-1"))
+    await sleep_past(rnd.closes_at_ms)
+    assert (await book.close(rnd.round_id)).outcome is Outcome.OK
+    again = await bid(book, rnd, "bank_a", "off_9", 330_000, idem=("bank_a:k1", "hash-1"))
+    assert (again.outcome, again.offer) == (Outcome.IDEMPOTENCY_REPLAY, first.offer)
+
+
+# ----------------------------------------------------------------------------- deadline
+async def test_offers_after_the_deadline_are_refused_before_any_close(book: CheckedBook) -> None:
+    rnd = await opened(book, closes_in_ms=SHORT_MS)
+    await bid(book, rnd, "bank_a", "off_a", 330_000)
+    await sleep_past(rnd.closes_at_ms)
+    late = await bid(book, rnd, "bank_b", "off_b", 300_000)
+    late_rev = await book.revise(rnd.round_id, "bank_a", "off_a", terms(290_000), 300_000)
+    assert (late.outcome, late_rev.outcome) == (Outcome.ROUND_CLOSED, Outcome.ROUND_CLOSED)
+    view = await book.view(rnd.round_id)
+    assert view is not None and view.state is RoundState.OPEN  # closing is close()'s job
+    assert [(o.offer_id, o.version) for o in view.offers] == [("off_a", 1)]
+
+
+async def test_a_round_whose_deadline_has_passed_takes_no_offer(book: CheckedBook) -> None:
+    rnd = await opened(book, closes_in_ms=-1_000)
+    assert (await bid(book, rnd, "bank_a", "off_a", 330_000)).outcome is Outcome.ROUND_CLOSED
+    assert await book.events(rnd.round_id) == []
+
+
+# ----------------------------------------------------------------------------- close
+async def test_close_before_the_deadline_is_not_due(book: CheckedBook) -> None:
+    rnd = await opened(book)
+    await bid(book, rnd, "bank_a", "off_a", 330_000)
+    res = await book.close(rnd.round_id)
+    assert (res.outcome, res.seq, res.closed_at_ms, res.offers) == (Outcome.NOT_DUE, 1, 0, [])
+    view = await book.view(rnd.round_id)
+    assert view is not None and view.state is RoundState.OPEN and view.seq == 1
+
+
+async def test_close_happens_once_and_later_calls_repeat_its_seq_and_time(
+        book: CheckedBook) -> None:
+    rnd = await opened(book, closes_in_ms=SHORT_MS)
+    await bid(book, rnd, "bank_a", "off_a", 330_000)
+    await bid(book, rnd, "bank_b", "off_b", 320_000)
+    await book.revise(rnd.round_id, "bank_a", "off_a", terms(280_000), 300_000)
+    await sleep_past(rnd.closes_at_ms)
+
+    closed = await book.close(rnd.round_id)
+    assert closed.outcome is Outcome.OK and closed.seq == 4
+    assert rnd.closes_at_ms <= closed.closed_at_ms <= now_ms() + 1_000
+    assert [(o.offer_id, o.version) for o in closed.offers] == [("off_a", 2), ("off_b", 1)]
+
+    for _ in range(3):
+        again = await book.close(rnd.round_id)
+        assert (again.outcome, again.seq, again.closed_at_ms) == (
+            Outcome.ALREADY_CLOSED, closed.seq, closed.closed_at_ms)
+        assert again.offers == closed.offers
+
+    events = await book.events(rnd.round_id)
+    assert [e.seq for e in events] == [1, 2, 3, 4]
+    assert (events[-1].kind, events[-1].at_ms, events[-1].offer) == (
+        "round_closed", closed.closed_at_ms, None)
+    assert await book.events(rnd.round_id, after_seq=3) == [events[-1]]
+    view = await book.view(rnd.round_id)
+    assert view is not None
+    assert (view.state, view.seq, view.closed_at_ms) == (RoundState.CLOSED, 4, closed.closed_at_ms)
+
+
+async def test_closed_round_refuses_offers_and_revisions(book: CheckedBook) -> None:
+    rnd = await opened(book, closes_in_ms=SHORT_MS)
+    await bid(book, rnd, "bank_a", "off_a", 330_000)
+    await sleep_past(rnd.closes_at_ms)
+    assert (await book.close(rnd.round_id)).outcome is Outcome.OK
+    assert (await bid(book, rnd, "bank_b", "off_b", 300_000)).outcome is Outcome.ROUND_CLOSED
+    assert (await book.revise(rnd.round_id, "bank_a", "off_a", terms(1), 1)).outcome \
+        is Outcome.ROUND_CLOSED
+    assert (await book.revise(rnd.round_id, "bank_b", "off_a", terms(1), 1)).outcome \
+        is Outcome.OFFER_UNKNOWN
+    assert len(await book.events(rnd.round_id)) == 2
+
+
+async def test_a_round_without_offers_closes_with_seq_1(book: CheckedBook) -> None:
+    rnd = await opened(book, closes_in_ms=-1)
+    res = await book.close(rnd.round_id)
+    assert (res.outcome, res.seq, res.offers) == (Outcome.OK, 1, [])
+
+
+# ----------------------------------------------------------------------------- view
+async def test_view_names_the_viewers_label_only_once_that_bank_has_bid(
+        book: CheckedBook) -> None:
+    rnd = await opened(book, labels=["Banka M", "Banka T"])
+    await bid(book, rnd, "bank_a", "off_a", 330_000)
+    expected = {"bank_a": "Banka M", "bank_b": None, "": None}
+    for viewer, label in expected.items():
+        view = await book.view(rnd.round_id, viewer)
+        assert view is not None and view.viewer_label == label, viewer
+    await bid(book, rnd, "bank_b", "off_b", 330_000)
+    view = await book.view(rnd.round_id, "bank_b")
+    assert view is not None and view.viewer_label == "Banka T"
+
+
+async def test_views_of_different_viewers_hold_the_same_book(book: CheckedBook) -> None:
+    rnd = await opened(book)
+    await bid(book, rnd, "bank_a", "off_a", 330_000)
+    await bid(book, rnd, "bank_b", "off_b", 320_000)
+    views = [await book.view(rnd.round_id, v) for v in ("", "bank_a", "bank_b", "bank_z")]
+    assert all(v is not None for v in views)
+    assert len({tuple(v.offers) for v in views if v is not None}) == 1
+
+
+# ----------------------------------------------------------------------------- Redis only
+async def test_every_key_of_a_round_carries_its_hash_tag(redis_book: CheckedBook) -> None:
+    redis = redis_book.redis
+    assert redis is not None
+    one = await opened(redis_book, closes_in_ms=SHORT_MS)
+    two = await opened(redis_book)
+    for rnd in (one, two):
+        await bid(redis_book, rnd, "bank_a", "off_a", 330_000, idem=("bank_a:k1", "h1"))
+        await bid(redis_book, rnd, "bank_b", "off_b", 320_000)
+        await redis_book.revise(rnd.round_id, "bank_b", "off_b", terms(1), 1,
+                                ("bank_b:k2", "h2"))
+    await sleep_past(one.closes_at_ms)
+    await redis_book.close(one.round_id)
+    await check_redis_keys(redis, {one.round_id, two.round_id})
+    keys = await redis_keys(redis)
+    for rnd in (one, two):
+        mine = [k for k in keys if hash_tag(k) == rnd.round_id]
+        # meta, book, offers, labels, pool, events and the two idempotency records
+        assert len(mine) == 8, mine
+    assert [k for k in keys if hash_tag(k) is None] == [DEADLINES]
+
+
+async def test_redis_books_run_on_the_intended_server_versions(redis_book: CheckedBook) -> None:
+    redis: Redis | None = redis_book.redis
+    assert redis is not None
+    version = (await redis.info("server"))["redis_version"]
+    assert version.startswith("6.2." if redis_book.name == "redis-6.2" else "7."), version

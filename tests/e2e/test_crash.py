@@ -1,0 +1,606 @@
+"""Crash tests: the core promise under kill -9.
+
+"An acknowledged offer is a commitment. Once the server answers 2xx it is never lost, reordered
+or silently changed, whatever process is killed; rounds close exactly once."
+
+Every test runs its own redis-server (AOF, ``appendfsync always``) in ``tmp_path`` and real
+``ige serve`` processes, kills something with SIGKILL in the middle of a burst of bids, and then
+compares three records of the same history:
+
+- what the clients were told (every request and its answer, 2xx or not),
+- the live book (``GET /v1/bank/rounds/{id}/book`` for each bank, Redis underneath),
+- SQL (the SQLite file read directly with ``sqlite3``).
+
+Every request carries a unique ``conditions`` text (its *tag*), so each SQL row names the one
+request that wrote it. What is asserted for every round (``assert_history_durable``):
+
+1. SQL seqs are exactly 1..n: no gap, no duplicate, and n is the live book's seq;
+2. each offer's versions are 1..k in seq order; (offer_id, version) is unique;
+3. every 2xx answer is in SQL exactly once with the same offer_id, version and seq and the
+   terms that were sent;
+4. no request was applied twice (every tag at most once) and nothing was invented (every tag
+   is a request that was sent). A row whose request got no answer or a 5xx is allowed: the
+   outcome of such a request is unknown to the client, it was applied or not, never twice;
+   a request answered 4xx is never in SQL;
+5. the audit trail has one offer_submitted/offer_revised row per SQL version;
+6. the live book equals SQL's latest version of every offer (offer_id, version, terms), so the
+   book holds every acknowledged offer at its last acknowledged version or a later one;
+7. never reordered: if one request was acknowledged before another was first sent, the first
+   has the lower seq (and the retries of one request all report the same offer_id, version
+   and seq: an Idempotency-Key replay survives the crash too).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import pytest
+import redis as redis_sync
+
+from auction.redis_book import DEADLINES, keys
+from gateway.redis_server import RedisServer
+from persistence.db import migrate
+from persistence.store import is_valid_reference
+from tests.support import OFFER_BODY, Api, sqlite_url
+
+pytestmark = pytest.mark.slow
+
+PERSISTER_LOCK = "ige:lock:persister"
+CLOSE_LUA = (Path(__file__).resolve().parents[2] / "auction" / "lua" / "close.lua").read_text()
+SUMMARY: list[str] = []  # one line per test with its numbers (shown with -s)
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private, durable redis-server this test may kill -9 and restart (same dir and port)."""
+    srv = RedisServer(tmp_path / "redis").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def shared_db(tmp_path: Path) -> tuple[str, Path]:
+    """One migrated SQLite file for several gateway processes: (url, path)."""
+    url = sqlite_url(tmp_path)
+    migrate(url)
+    return url, Path(url.removeprefix("sqlite:///"))
+
+
+def rconn(srv: RedisServer) -> redis_sync.Redis:
+    return redis_sync.Redis.from_url(srv.url, socket_timeout=5)
+
+
+def query(db: Path, sql: str, *args: Any) -> list[sqlite3.Row]:
+    con = sqlite3.connect(db, timeout=30)
+    con.row_factory = sqlite3.Row
+    try:
+        return list(con.execute(sql, args))
+    finally:
+        con.close()
+
+
+# ----------------------------------------------------------------------------- banks, rounds
+@dataclass
+class Bank:
+    code: str
+    bank_id: str
+    headers: dict[str, str]
+
+
+def make_banks(api: Api, n: int = 3) -> list[Bank]:
+    out = []
+    for i in range(n):
+        creds = api.create_bank(f"K{i}{int(time.time() * 1000) % 100000}")
+        out.append(Bank(creds["bank_code"], creds["bank_id"], api.bank_token(creds)))
+    return out
+
+
+def closes_at_ms(db: Path, rid: str) -> int:
+    return int(query(db, "SELECT closes_at FROM rounds WHERE id = ?", rid)[0]["closes_at"])
+
+
+def iso_ms(ts: str) -> int:
+    return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+# ----------------------------------------------------------------------------- the burst
+@dataclass
+class Attempt:
+    """One HTTP try. Tries of one logical request share its tag (and Idempotency-Key)."""
+
+    tag: str  # unique ``conditions`` text: names the SQL row this request wrote, if any
+    round_id: str
+    bank: Bank
+    target: str | None  # offer_id revised (PUT), None for a new offer (POST)
+    rate_cents: int  # annual_rate x 100
+    t_sent: float
+    status: int = 0  # 0: no HTTP answer (connection refused or reset, timeout)
+    body: dict[str, Any] = field(default_factory=dict)
+    t_done: float = 0.0
+    keyed: bool = False  # sent with Idempotency-Key = tag
+
+    @property
+    def acked(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def refused(self) -> bool:
+        """A definite answer that nothing was written."""
+        return 400 <= self.status < 500
+
+    @property
+    def unknown(self) -> bool:
+        return self.status == 0 or self.status >= 500
+
+
+class Burst:
+    """Client threads bidding until stopped: one thread per (bank, round) pair, each submits new
+    offers and revises its own acknowledged ones, and records every try and answer.
+
+    Even threads behave like careful bank clients: every request carries an Idempotency-Key and
+    is retried with it after a 5xx or a lost connection until it gets a definite answer. Odd
+    threads fire and forget: a 5xx or a lost connection leaves the outcome unknown. A thread
+    whose gateway stops answering fails over to the next one in ``bases``."""
+
+    MAX_PER_THREAD = 2000
+    MAX_TRIES = 60
+
+    def __init__(self, bases: list[str], banks: list[Bank], round_ids: list[str],
+                 pace_s: float = 0.0) -> None:
+        self.bases = bases
+        self.pairs = [(b, rid) for b in banks for rid in round_ids]
+        self.pace_s = pace_s
+        self.attempts: list[Attempt] = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._work, args=(i,), daemon=True)
+                        for i in range(len(self.pairs))]
+
+    def __enter__(self) -> Burst:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for t in self.threads:
+            t.join(30)
+        assert not any(t.is_alive() for t in self.threads), "a client thread hung"
+
+    def acked(self) -> int:
+        with self.lock:
+            return sum(a.acked for a in self.attempts)
+
+    def wait_acked(self, more: int, timeout: float) -> None:
+        """Until ``more`` further requests were acknowledged (bounded by ``timeout``)."""
+        goal, deadline = self.acked() + more, time.monotonic() + timeout
+        while self.acked() < goal and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def _work(self, w: int) -> None:
+        bank, rid = self.pairs[w]
+        rng = random.Random(w)
+        base_i = w % len(self.bases)
+        keyed = w % 2 == 0
+        mine: list[str] = []
+        with httpx.Client(timeout=15) as http:
+            for i in range(self.MAX_PER_THREAD):
+                if self.stopping.is_set():
+                    return
+                rate = rng.randint(3000, 4800)
+                target = rng.choice(mine) if mine and rng.random() < 0.6 else None
+                tag = f"w{w}-{i}"
+                body = {**OFFER_BODY, "annual_rate": f"{rate // 100}.{rate % 100:02d}",
+                        "conditions": tag}
+                headers = {**bank.headers, **({"Idempotency-Key": tag} if keyed else {})}
+                for _ in range(self.MAX_TRIES if keyed else 1):
+                    a = Attempt(tag, rid, bank, target, rate, time.time(), keyed=keyed)
+                    base = self.bases[base_i % len(self.bases)]
+                    url = f"{base}/v1/bank/rounds/{rid}/offers"
+                    try:
+                        if target is None:
+                            r = http.post(url, json=body, headers=headers)
+                        else:
+                            r = http.put(f"{url}/{target}", json=body, headers=headers)
+                        a.status = r.status_code
+                        a.body = r.json() if r.content else {}
+                    except httpx.HTTPError as e:
+                        a.body = {"error": repr(e)}
+                        base_i += 1  # this gateway may be gone: fail over
+                    except ValueError:
+                        a.body = {"error": "not json"}
+                    a.t_done = time.time()
+                    with self.lock:
+                        self.attempts.append(a)
+                    if not a.unknown:
+                        break
+                    time.sleep(0.05)  # a client's backoff while something is down
+                    if self.stopping.is_set():
+                        break
+                if a.acked and target is None:
+                    mine.append(a.body["offer_id"])
+                if self.pace_s:
+                    time.sleep(self.pace_s)
+
+
+# ----------------------------------------------------------------------------- waiting
+def wait_for(what: str, cond: Callable[[], Any], timeout: float, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = cond()
+        except (redis_sync.RedisError, sqlite3.OperationalError, httpx.HTTPError) as e:
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def wait_persisted(srv: RedisServer, db: Path, round_ids: list[str], timeout: float = 25
+                   ) -> dict[str, int]:
+    """Until SQL's persisted_seq equals the live seq of every round; returns the seqs."""
+    def caught_up() -> dict[str, int] | None:
+        r = rconn(srv)
+        live = {rid: int(r.hget(keys(rid)["m"], "seq") or -1) for rid in round_ids}
+        got = {row["id"]: row["persisted_seq"] for row in query(
+            db, "SELECT id, persisted_seq FROM rounds")}
+        return live if all(got.get(rid) == s for rid, s in live.items()) else None
+
+    return wait_for("the persister to catch up", caught_up, timeout)  # type: ignore[no-any-return]
+
+
+# ----------------------------------------------------------------------------- the checks
+VERSION_COLS = ("seq, offer_id, version, bank_id, apr_e4, annual_rate_e4, amount, tenor_months, "
+                "grace_months, repayment_every_months, upfront_fee, assumes_export_commitment, "
+                "conditions")
+
+
+def sql_versions(db: Path, rid: str) -> list[sqlite3.Row]:
+    return query(db, f"SELECT {VERSION_COLS} FROM offer_versions WHERE round_id = ? ORDER BY seq",
+                 rid)
+
+
+def assert_history_durable(db: Path, rid: str, attempts: list[Attempt], quote_seqs: int) -> None:
+    """Points 1-5 and 7 of the module docstring for one round (quote_seqs: its quotes)."""
+    rows = sql_versions(db, rid)
+    tries: dict[str, list[Attempt]] = defaultdict(list)
+    for a in attempts:
+        if a.round_id == rid:
+            tries[a.tag].append(a)
+    # 1. seqs 1..n, n = the live book's
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1)), "gap or duplicate in seq"
+    assert len(rows) == quote_seqs
+    # 2. versions 1..k per offer, in seq order
+    per_offer: dict[str, list[int]] = defaultdict(list)
+    for r in rows:
+        per_offer[r["offer_id"]].append(r["version"])
+    for oid, versions in per_offer.items():
+        assert versions == list(range(1, len(versions) + 1)), f"{oid}: versions {versions}"
+    # 4. at most once, nothing invented, nothing refused
+    tags = Counter(r["conditions"] for r in rows)
+    twice = {t: n for t, n in tags.items() if n > 1}
+    assert not twice, f"requests applied more than once: {twice}"
+    invented = [t for t in tags if t not in tries]
+    assert not invented, f"SQL rows no request wrote: {invented}"
+    refused = [(t, [(a.status, a.body) for a in tries[t]]) for t in tags
+               if any(a.refused for a in tries[t])]
+    assert not refused, f"requests answered 4xx yet written: {refused}"
+    # 3. every 2xx exactly as acknowledged; the retries of one request agree
+    row_of = {r["conditions"]: r for r in rows}
+    acked: list[tuple[float, float, int]] = []  # (first sent, acknowledged, seq) per request
+    for tag, ts in tries.items():
+        oks = [a for a in ts if a.acked]
+        if not oks:
+            continue
+        assert not any(a.refused for a in ts), (tag, [(a.status, a.body) for a in ts])
+        r = row_of.get(tag)
+        assert r is not None, f"acknowledged {tag} {oks[0].body} is not in SQL"
+        a = oks[0]
+        for other in oks:
+            assert (other.body["offer_id"], other.body["version"], other.body["seq"]) == (
+                a.body["offer_id"], a.body["version"], a.body["seq"]), f"{tag}: replay differs"
+        got = (r["offer_id"], r["version"], r["seq"], r["bank_id"])
+        assert got == (a.body["offer_id"], a.body["version"], a.body["seq"], a.bank.bank_id), tag
+        assert a.target is None or a.target == r["offer_id"]
+        assert a.body["conditions"] == tag
+        assert (r["annual_rate_e4"], r["amount"], r["tenor_months"], r["grace_months"],
+                r["repayment_every_months"], r["upfront_fee"], bool(r["assumes_export_commitment"])
+                ) == (a.rate_cents * 100, 500_000_000, 24, 6, 3, 0, True), tag
+        acked.append((min(x.t_sent for x in ts), a.t_done, r["seq"]))
+    # 5. one audit row per version
+    audit = query(db, "SELECT count(*) AS n FROM audit_log WHERE round_id = ? AND action IN "
+                      "('offer_submitted', 'offer_revised')", rid)[0]["n"]
+    assert audit == len(rows)
+    # 7. never reordered: a request acknowledged before another was first sent has a lower seq
+    by_done = sorted(acked, key=lambda x: x[1])
+    highest, j = 0, 0
+    for first_sent, _, seq in sorted(acked):
+        while j < len(by_done) and by_done[j][1] < first_sent:
+            highest = max(highest, by_done[j][2])
+            j += 1
+        assert seq > highest, f"seq {seq} acknowledged after seq {highest} was, yet ordered before it"
+
+
+def latest_in_sql(db: Path, rid: str) -> dict[str, sqlite3.Row]:
+    latest: dict[str, sqlite3.Row] = {}
+    for r in sql_versions(db, rid):
+        latest[r["offer_id"]] = r
+    return latest
+
+
+def assert_book_matches_sql(base: str, db: Path, rid: str, banks: list[Bank], live_seq: int
+                            ) -> None:
+    """Point 6: each bank's own offers in the live book are SQL's latest versions."""
+    latest = latest_in_sql(db, rid)
+    seen = 0
+    for b in banks:
+        r = httpx.get(f"{base}/v1/bank/rounds/{rid}/book", headers=b.headers, timeout=15)
+        if not any(v["bank_id"] == b.bank_id for v in latest.values()):
+            assert r.status_code == 403
+            continue
+        assert r.status_code == 200, r.text
+        book = r.json()
+        assert book["seq"] == live_seq
+        assert len(book["offers"]) == len(latest)
+        own = {o["offer_id"]: o for o in book["offers"] if o["mine"]}
+        want = {oid: v for oid, v in latest.items() if v["bank_id"] == b.bank_id}
+        assert set(own) == set(want)
+        for oid, o in own.items():
+            v = want[oid]
+            assert (o["version"], o["conditions"], o["annual_rate"]) == (
+                v["version"], v["conditions"],
+                f"{v['annual_rate_e4'] // 10000}.{v['annual_rate_e4'] // 100 % 100:02d}")
+        seen += len(own)
+    assert seen == len(latest)
+
+
+def summarize(name: str, burst: Burst, **more: Any) -> str:
+    tries: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
+    for a in burst.attempts:
+        tries[(a.round_id, a.tag)].append(a)
+    acked = [ts for ts in tries.values() if any(a.acked for a in ts)]
+    c = Counter("2xx" if a.acked else "none" if a.status == 0 else str(a.status)
+                for a in burst.attempts)
+    line = (f"{name}: {len(tries)} requests in {len(burst.attempts)} tries, "
+            f"{len(acked)} acknowledged ({sum(ts[0].target is None for ts in acked)} new, "
+            f"{sum(ts[0].target is not None for ts in acked)} revisions, "
+            f"{sum(len(ts) > 1 for ts in acked)} after a retry), "
+            f"{sum(all(a.unknown for a in ts) for ts in tries.values())} left unknown; "
+            f"answers {dict(c)}" + "".join(f", {k}={v}" for k, v in more.items()))
+    SUMMARY.append(line)
+    print(line)
+    return line
+
+
+# ----------------------------------------------------------------------------- 1. Redis dies
+def test_redis_killed_mid_burst_loses_no_acknowledged_offer(server_factory, own_redis, shared_db):
+    url, db = shared_db
+    srv = server_factory(database_url=url, redis=own_redis.url)
+    api = Api(srv.base_url)
+    banks = make_banks(api)
+    rounds = [api.open_round()["round_id"] for _ in range(2)]
+
+    outages = (0.2, 1.5)  # a short one that the Redis client's retries may bridge, a long one
+    with Burst([srv.base_url], banks, rounds) as burst:
+        burst.wait_acked(60, 10)
+        for down_s in outages:
+            own_redis.kill()
+            time.sleep(down_s)
+            own_redis.start()
+            burst.wait_acked(60, 15)
+
+    seqs = wait_persisted(own_redis, db, rounds)
+    for rid in rounds:
+        assert_history_durable(db, rid, burst.attempts, seqs[rid])
+        assert_book_matches_sql(srv.base_url, db, rid, banks, seqs[rid])
+    assert burst.acked() >= 150
+    summarize("redis kill -9", burst, kills=len(outages))
+
+
+# ----------------------------------------------------------------------------- 2. a gateway dies
+def test_gateway_killed_mid_burst_other_process_persists_everything(server_factory, own_redis,
+                                                                    shared_db):
+    url, db = shared_db
+    a = server_factory(database_url=url, redis=own_redis.url)
+    r = rconn(own_redis)
+    lease_a = wait_for("gateway A to hold the persister lease", lambda: r.get(PERSISTER_LOCK), 10)
+    b = server_factory(database_url=url, redis=own_redis.url)
+    api = Api(b.base_url)
+    banks = make_banks(api)
+    rounds = [api.open_round()["round_id"] for _ in range(2)]
+
+    with Burst([a.base_url, b.base_url], banks, rounds) as burst:
+        burst.wait_acked(150, 15)
+        assert r.get(PERSISTER_LOCK) == lease_a, "A (started first) should still lead"
+        a.kill()
+        killed_at = time.monotonic()
+        burst.wait_acked(150, 15)
+
+    seqs = wait_persisted(own_redis, db, rounds, timeout=30)
+    takeover_s = time.monotonic() - killed_at
+    lease_b = r.get(PERSISTER_LOCK)
+    assert lease_b is not None and lease_b != lease_a, "B did not take the persister lease"
+    for rid in rounds:
+        assert_history_durable(db, rid, burst.attempts, seqs[rid])
+        assert_book_matches_sql(b.base_url, db, rid, banks, seqs[rid])
+    summarize("gateway kill -9", burst, kills=1, caught_up_s=round(takeover_s, 1))
+
+
+# ----------------------------------------------------------------------------- 3. closing
+def assert_closed_exactly_once(db: Path, srv: RedisServer, rounds: list[str], banks: list[Bank],
+                               base: str, burst: Burst, killed: bool) -> None:
+    refs = []
+    r = rconn(srv)
+    for rid in rounds:
+        closes = closes_at_ms(db, rid)
+        closings = query(db, "SELECT * FROM round_closings WHERE round_id = ?", rid)
+        assert len(closings) == 1
+        c = closings[0]
+        refs.append(c["reference_number"])
+        assert is_valid_reference(c["reference_number"])
+        assert c["closed_at"] >= closes
+        audits = query(db, "SELECT detail FROM audit_log WHERE round_id = ? AND "
+                           "action = 'round_closed'", rid)
+        assert len(audits) == 1
+        assert json.loads(audits[0]["detail"])["reference_number"] == c["reference_number"]
+        row = query(db, "SELECT state, persisted_seq, closed_at FROM rounds WHERE id = ?", rid)[0]
+        assert (row["state"], row["closed_at"]) == ("closed", c["closed_at"])
+        # the close is the round's last event: after every quote, persisted, same in Redis
+        quotes = sql_versions(db, rid)
+        assert c["final_seq"] == len(quotes) + 1 == row["persisted_seq"]
+        assert_history_durable(db, rid, burst.attempts, len(quotes))
+        meta = r.hgetall(keys(rid)["m"])
+        assert (meta[b"state"], int(meta[b"seq"]), int(meta[b"closed_at"])) == (
+            b"closed", c["final_seq"], c["closed_at"])
+        assert r.zscore(DEADLINES, rid) is None
+        # binding offers: every offer at its latest version, ranked by (apr, rate, seq)
+        latest = latest_in_sql(db, rid)
+        ranked = sorted(latest.values(), key=lambda v: (v["apr_e4"], v["annual_rate_e4"], v["seq"]))
+        binding = query(db, "SELECT offer_id, version, final_rank FROM binding_offers "
+                            "WHERE round_id = ? ORDER BY final_rank", rid)
+        assert [(x["offer_id"], x["version"], x["final_rank"]) for x in binding] == [
+            (v["offer_id"], v["version"], i + 1) for i, v in enumerate(ranked)]
+        # what was answered around the deadline
+        for a in burst.attempts:
+            if a.round_id != rid:
+                continue
+            if a.acked:
+                assert iso_ms(a.body["accepted_at"]) < closes, a.tag
+            elif a.t_sent * 1000 > closes + 5 and not (killed and a.status in (0, 503)):
+                assert (a.status, a.body.get("code")) == (409, "round_closed"), (a.tag, a.body)
+        for bk in banks:
+            res = httpx.get(f"{base}/v1/bank/rounds/{rid}/result", headers=bk.headers, timeout=15)
+            if any(v["bank_id"] == bk.bank_id for v in latest.values()):
+                assert res.status_code == 200, res.text
+                assert res.json()["reference_number"] == c["reference_number"]
+    assert len(set(refs)) == len(refs)
+    assert len(query(db, "SELECT id FROM round_closings")) == len(rounds)
+
+
+def test_two_processes_close_each_round_exactly_once(server_factory, own_redis, shared_db):
+    url, db = shared_db
+    env = {"IGE_ROUND_DURATION": "PT3S", "IGE_BINDING_DURATION": "PT60S"}
+    a = server_factory(database_url=url, redis=own_redis.url, **env)
+    b = server_factory(database_url=url, redis=own_redis.url, **env)
+    api = Api(a.base_url)
+    banks = make_banks(api)
+    rounds = [api.open_round()["round_id"] for _ in range(4)]
+    last_close = max(closes_at_ms(db, rid) for rid in rounds) / 1000
+
+    with Burst([a.base_url, b.base_url], banks, rounds, pace_s=0.01) as burst:
+        time.sleep(max(0.0, last_close - time.time()) + 1.0)  # bid through every deadline
+
+    wait_for("every round to close in SQL", lambda: len(query(
+        db, "SELECT 1 FROM rounds WHERE state = 'closed'")) == len(rounds), 15)
+    assert_closed_exactly_once(db, own_redis, rounds, banks, b.base_url, burst, killed=False)
+    late = sum(a.status == 409 for a in burst.attempts)
+    assert late > 0, "no offer was sent after a deadline"
+    summarize("close race", burst, rounds=len(rounds), refused_after_deadline=late)
+
+
+def test_close_interrupted_by_a_crash_is_finished_by_the_other_process(server_factory, own_redis,
+                                                                       shared_db, channel):
+    url, db = shared_db
+    env = {"IGE_ROUND_DURATION": "PT3S", "IGE_BINDING_DURATION": "PT60S"}
+    a = server_factory(database_url=url, redis=own_redis.url, **env)
+    b = server_factory(database_url=url, redis=own_redis.url, **env)
+    api = Api(b.base_url)
+    banks = make_banks(api)
+    rounds = [api.open_round()["round_id"] for _ in range(8)]
+    # The last round is left exactly as a process that dies inside finalize_close leaves it:
+    # it holds the close claim, Lua has flipped the round to closed in Redis, SQL knows nothing.
+    stuck = rounds[-1]
+    r = rconn(own_redis)
+    k = keys(stuck)
+    assert r.set(f"ige:{{{stuck}}}:closing", "1", nx=True, px=10_000)
+    first_close = min(closes_at_ms(db, rid) for rid in rounds) / 1000
+    last_close = max(closes_at_ms(db, rid) for rid in rounds) / 1000
+
+    with Burst([a.base_url, b.base_url], banks, rounds, pace_s=0.01) as burst:
+        time.sleep(max(0.0, first_close - time.time()) + 0.1)
+        a.kill()  # while the schedulers are closing the first rounds
+        flipped = wait_for("the stuck round to be due", lambda: int(r.eval(
+            CLOSE_LUA, 2, k["m"], k["e"], stuck, channel)[0]) == 0, 10, every=0.02)
+        assert flipped
+        time.sleep(max(0.0, last_close - time.time()) + 1.0)
+
+    assert query(db, "SELECT state FROM rounds WHERE id = ?", stuck)[0]["state"] == "open"
+    wait_for("every round to close in SQL, the stuck one after its claim expired", lambda: len(
+        query(db, "SELECT 1 FROM rounds WHERE state = 'closed'")) == len(rounds), 25)
+    assert_closed_exactly_once(db, own_redis, rounds, banks, b.base_url, burst, killed=True)
+    summarize("close + kill -9", burst, rounds=len(rounds), kills=1,
+              interrupted_by_hand=1)
+
+
+# ----------------------------------------------------------------------------- 4. Redis forgets
+def test_redis_losing_its_data_set_rebuilds_open_rounds_from_sql(server_factory, own_redis,
+                                                                 shared_db):
+    url, db = shared_db
+    srv = server_factory(database_url=url, redis=own_redis.url)
+    api = Api(srv.base_url)
+    banks = make_banks(api)
+    rounds = [api.open_round()["round_id"] for _ in range(2)]
+    with Burst([srv.base_url], banks, rounds) as burst:
+        burst.wait_acked(80, 10)
+    seqs = wait_persisted(own_redis, db, rounds)
+
+    def books() -> dict[tuple[str, str], Any]:
+        out = {}
+        for rid in rounds:
+            for bk in banks:
+                res = httpx.get(f"{srv.base_url}/v1/bank/rounds/{rid}/book", headers=bk.headers,
+                                timeout=15)
+                body = res.json()
+                body.pop("server_time", None)
+                out[(rid, bk.code)] = (res.status_code, body)
+        return out
+
+    before = books()
+    r = rconn(own_redis)
+    r.flushall()
+    # the persister lease holder notices the lost data set and rebuilds before anyone asks
+    wait_for("the open rounds to be rebuilt", lambda: all(
+        r.exists(keys(rid)["m"]) for rid in rounds), 10, every=0.05)
+    assert books() == before
+    assert {rid: int(r.hget(keys(rid)["m"], "seq")) for rid in rounds} == seqs
+
+    # bidding continues: a new offer takes the next seq, a revision the next version
+    bk, extra = banks[0], []
+    for rid in rounds:
+        new = Attempt(f"after-flush-{rid}", rid, bk, None, 2999, time.time())
+        res = api.offer(bk.headers, rid, annual_rate="29.99", conditions=new.tag)
+        new.status, new.body, new.t_done = res.status_code, res.json(), time.time()
+        assert new.status == 201, res.text
+        assert new.body["seq"] == seqs[rid] + 1
+        oid, v = next((o, x) for o, x in latest_in_sql(db, rid).items()
+                      if x["bank_id"] == bk.bank_id)
+        rev = Attempt(f"revised-{rid}", rid, bk, oid, 2998, time.time())
+        res = api.http.put(f"/v1/bank/rounds/{rid}/offers/{oid}", headers=bk.headers,
+                           json={**OFFER_BODY, "annual_rate": "29.98", "conditions": rev.tag})
+        rev.status, rev.body, rev.t_done = res.status_code, res.json(), time.time()
+        assert rev.status == 200, res.text
+        assert (rev.body["version"], rev.body["seq"]) == (v["version"] + 1, seqs[rid] + 2)
+        extra += [new, rev]
+    seqs2 = wait_persisted(own_redis, db, rounds)
+    for rid in rounds:
+        assert seqs2[rid] == seqs[rid] + 2
+        assert_history_durable(db, rid, burst.attempts + extra, seqs2[rid])
+        assert_book_matches_sql(srv.base_url, db, rid, banks, seqs2[rid])
+    summarize("flushall", burst, rebuilt_rounds=len(rounds))
