@@ -146,6 +146,10 @@ class RedisBook:
         got = await self.redis.xrange(keys(round_id)["e"], f"{after_seq + 1}-0", "+")
         return [parse_event(fields[b"d"]) for _, fields in got]
 
+    async def event(self, round_id: str, seq: int) -> Event | None:
+        got = await self.redis.xrange(keys(round_id)["e"], f"{seq}-0", f"{seq}-0")
+        return parse_event(got[0][1][b"d"]) if got else None
+
     async def exists(self, round_id: str) -> bool:
         return bool(await self.redis.exists(keys(round_id)["m"]))
 

@@ -287,7 +287,7 @@ async def post_offer(request: Request) -> Response:
     c = core(request)
     rnd = await _round_for_bid(c, request.path_params["round_id"])
     body, raw = await body_of(request)
-    terms = offer_terms(body, rnd.currency)
+    terms = offer_terms(body, rnd.currency, rnd)
     idem = c.idem(p.id, request.headers.get("idempotency-key"), "POST", request.url.path, raw)
     res = await c.submit(rnd, p.id, terms, idem)
     assert res.offer is not None
@@ -299,7 +299,7 @@ async def put_offer(request: Request) -> Response:
     c = core(request)
     rnd = await _round_for_bid(c, request.path_params["round_id"])
     body, raw = await body_of(request)
-    terms = offer_terms(body, rnd.currency)
+    terms = offer_terms(body, rnd.currency, rnd)
     idem = c.idem(p.id, request.headers.get("idempotency-key"), "PUT", request.url.path, raw)
     res = await c.revise(rnd, p.id, request.path_params["offer_id"], terms, idem)
     assert res.offer is not None
@@ -318,6 +318,8 @@ async def bank_book(request: Request) -> Response:
     if view is None:
         raise Problem(404, "not_found", "no such round")
     if view.viewer_label is None:
+        if view.state is not RoundState.OPEN:  # a finished round this bank took no part in
+            raise Problem(404, "not_found", "no such round")
         raise Problem(403, "offer_required", "send an offer in this round to see its book")
     return ok(book_for(view, p.id, iso(ms_to_dt(now_ms()))))
 
@@ -736,6 +738,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=ROUTES,
         lifespan=lifespan,
+        # RedisError/OSError get their own entries: Starlette re-raises whatever reaches the
+        # catch-all Exception handler after answering, and uvicorn then drops the keep-alive
+        # connection, so a client's next request (often its retry) fails with a reset
         exception_handlers={Problem: handle_problem, HTTPException: http_error,
+                            RedisError: server_error, OSError: server_error,
                             Exception: server_error},
     )

@@ -119,7 +119,10 @@ class Background:
                 pass
 
     async def _sweep(self) -> None:
-        """Catch anything the pub/sub wake-ups missed: compare SQL and Redis seqs."""
+        """Catch anything the pub/sub wake-ups missed: compare SQL and Redis seqs; and put
+        overdue open rounds Redis does not index back on the deadline index."""
+        if n := await self.core.requeue_overdue():
+            log.warning("%d overdue round(s) were missing from the deadline index", n)
         live = await self.core.store.live_round_ids()
         if not live:
             return

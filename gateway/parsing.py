@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, TypeVar
 
-from auction.model import CURRENCIES, LOAN_TYPES, OfferTerms, money_to_minor, rate_to_e4
+from auction.model import (
+    CURRENCIES,
+    LOAN_TYPES,
+    RATE_SCALE,
+    OfferTerms,
+    RoundTerms,
+    money_to_minor,
+    rate_to_e4,
+)
+from auction.rules import validate_offer
 from gateway.problems import Problem, invalid
 
 T = TypeVar("T")
@@ -84,7 +93,11 @@ OFFER_FIELDS = ("annual_rate", "amount", "tenor_months", "grace_months", "repaym
                 "upfront_fee", "assumes_export_commitment", "conditions", "currency")
 
 
-def offer_terms(body: dict[str, Any], round_currency: str) -> OfferTerms:
+def offer_terms(body: dict[str, Any], round_currency: str,
+                rnd: RoundTerms | None = None) -> OfferTerms:
+    """Offer terms from a request body. When some fields do not even parse and ``rnd`` is
+    given, the round rules still run over the fields that did parse (the others replaced by
+    neutral values), so one 422 lists every offending field."""
     f = Fields(body)
     for k in body:
         if k not in OFFER_FIELDS:
@@ -100,6 +113,19 @@ def offer_terms(body: dict[str, Any], round_currency: str) -> OfferTerms:
     currency = f.get("currency", one_of(CURRENCIES), required=False)
     if currency is not None and currency != round_currency:
         f.error("currency", "currency_mismatch", f"this round is in {round_currency}")
+    if f.errors and rnd is not None:
+        bad = {e["field"] for e in f.errors}
+        probe = OfferTerms(
+            rate if rate is not None and "annual_rate" not in bad else 10 * RATE_SCALE,
+            amount if amount is not None and "amount" not in bad else rnd.loan_amount,
+            tenor if tenor is not None and "tenor_months" not in bad else rnd.tenor_months,
+            grace if grace is not None and "grace_months" not in bad else 0,
+            every if every is not None and "repayment_every_months" not in bad else 1,
+            fee if fee is not None and "upfront_fee" not in bad else 0,
+            bool(commit), cond if isinstance(cond, str) else "")
+        for e in validate_offer(probe, rnd):
+            if e.field not in bad:
+                f.error(e.field, e.code, e.message)
     f.check()
     return OfferTerms(rate or 0, amount or 0, tenor or 0, grace or 0, every or 0, fee or 0,
                       bool(commit), cond or "")

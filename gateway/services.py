@@ -62,8 +62,13 @@ class Outcomes:
 class Core:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # commands time out so a hung (not dead) Redis cannot hold SQL locks or requests for
+        # long; the pub/sub subscriber blocks on reads by design, so it has its own client
         self.redis = Redis.from_url(settings.redis_url, health_check_interval=5,
-                                    socket_keepalive=True)
+                                    socket_keepalive=True, socket_timeout=5,
+                                    socket_connect_timeout=5)
+        self.pubsub_redis = Redis.from_url(settings.redis_url, health_check_interval=5,
+                                           socket_keepalive=True, socket_connect_timeout=5)
         self.book = RedisBook(self.redis, settings.channel)
         self.engine = create_engine(settings.database_url)
         self.store = Store(self.engine)
@@ -74,6 +79,7 @@ class Core:
 
     async def aclose(self) -> None:
         await self.redis.aclose()
+        await self.pubsub_redis.aclose()
         await self.engine.dispose()
 
     # -- reference data ---------------------------------------------------------------
@@ -180,33 +186,38 @@ class Core:
         events = await self.book.events(round_id, persisted_seq)
         if not events:
             return persisted_seq
-        if await self.store.persist_events(round_id, persisted_seq, events):
+
+        async def still_current() -> bool:
+            # If Redis lost the round and restore_round rebuilt it from SQL after these events
+            # were read, they are gone from the live book (or their seqs reused): do not write.
+            return await self.book.event(round_id, events[-1].seq) == events[-1]
+
+        if await self.store.persist_events(round_id, persisted_seq, events, still_current):
             return events[-1].seq
         row = await self.store.get_round(round_id)  # someone else persisted: re-read
         return int(row.persisted_seq) if row else 0
 
     async def restore_round(self, round_id: str) -> bool:
-        """Rebuild a round's live state from SQL into a Redis that lost it."""
-        row = await self.store.get_round(round_id)
-        if row is None or row.state not in (RoundState.OPEN.value, RoundState.CLOSED.value):
-            return False
-        versions = await self.store.versions(round_id)
-
-        latest: dict[str, Any] = {}
-        labels: dict[str, str] = {}
-        for v in versions:
-            latest[v.offer_id] = v
-            labels[v.bank_id] = v.label
-        events = [Event(round_id, v.seq, "quote", v) for v in versions]
-        closed_at = int(row.closed_at or 0)
-        closing = await self.store.closing(round_id)
-        if closing is not None:
-            events.append(Event(round_id, int(closing.final_seq), "round_closed",
-                                at_ms=int(closing.closed_at)))
-        pool = [lb for lb in row.label_pool if lb not in set(labels.values())]
-        created = await self.book.restore(
-            round_id, RoundState(row.state), int(row.closes_at), int(row.opened_at), closed_at,
-            labels, pool, list(latest.values()), events)
+        """Rebuild a round's live state from SQL into a Redis that lost it. SQL is read and Redis
+        written under the round's row lock, so a persister batch read from the lost Redis either
+        lands first (and is rebuilt) or is refused afterwards (persist_round's still_current)."""
+        async with self.store.round_snapshot(round_id) as (row, versions, closing):
+            if row is None or row.state not in (RoundState.OPEN.value, RoundState.CLOSED.value):
+                return False
+            latest: dict[str, Any] = {}
+            labels: dict[str, str] = {}
+            for v in versions:
+                latest[v.offer_id] = v
+                labels[v.bank_id] = v.label
+            events = [Event(round_id, v.seq, "quote", v) for v in versions]
+            closed_at = int(row.closed_at or 0)
+            if closing is not None:
+                events.append(Event(round_id, int(closing.final_seq), "round_closed",
+                                    at_ms=int(closing.closed_at)))
+            pool = [lb for lb in row.label_pool if lb not in set(labels.values())]
+            created = await self.book.restore(
+                round_id, RoundState(row.state), int(row.closes_at), int(row.opened_at),
+                closed_at, labels, pool, list(latest.values()), events)
         if created:
             log.warning("restored round %s from SQL (%d versions)", round_id, len(versions))
         return True
@@ -270,3 +281,13 @@ class Core:
             finally:
                 await self.redis.delete(f"ige:{{{rid}}}:closing")
         return done
+
+    async def requeue_overdue(self, limit: int = 200) -> int:
+        """Put open rounds past their deadline back on the deadline index (a no-op normally).
+        Catches rounds nothing else would ever close: an opening cut short between the SQL
+        insert and Redis (the operator got a 5xx, yet the round is in the pool), or between
+        open.lua and the ZADD, or an index entry Redis lost on its own."""
+        now = now_ms()
+        due = {r.id: int(r.closes_at) for r in await self.store.list_rounds(
+            [RoundState.OPEN.value], limit, None) if int(r.closes_at) <= now}
+        return int(await self.redis.zadd(DEADLINES, due, nx=True)) if due else 0

@@ -73,6 +73,7 @@ class Settings:
             demo=demo,
             calendar=cal,
             token_ttl_s=int(env.get("IGE_TOKEN_TTL", "900")),
+            ticket_ttl_s=int(env.get("IGE_TICKET_TTL", "30")),
             heartbeat_s=float(env.get("IGE_HEARTBEAT_SECONDS", "10")),
             queue_size=int(env.get("IGE_WS_QUEUE", "512")),
             allowed_origins=origins,

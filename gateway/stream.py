@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from auction.book import Event, parse_event, replay_orders
 from auction.masking import book_for, quote_messages
-from auction.model import iso, ms_to_dt
+from auction.model import RoundState, iso, ms_to_dt
 from gateway.clock import now_ms
 from gateway.security import Principal
 
@@ -114,7 +114,7 @@ class Hub:
 
     async def _listen(self) -> None:
         while True:
-            pubsub = self.core.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.core.pubsub_redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.core.book.channel)
                 # after a reconnect every live subscription may have missed events
@@ -219,7 +219,11 @@ class Hub:
         try:
             events = await self.core.book.events(sub.round_id, 0)
             have = events[-1].seq if events else 0
-            if sub.next_seq - 1 > have or have - (sub.next_seq - 1) > MAX_CATCH_UP:
+            # the catch-up is queued at once: a backlog the connection's queue cannot take would
+            # drop the client on every resync, so that far behind is "too old" as well
+            q = sub.conn.queue
+            room = q.maxsize - q.qsize() if q.maxsize > 0 else MAX_CATCH_UP + 1
+            if sub.next_seq - 1 > have or have - (sub.next_seq - 1) >= min(MAX_CATCH_UP + 1, room):
                 await self._snapshot(sub)
                 return
             orders = replay_orders(events)
@@ -305,6 +309,11 @@ class Hub:
             sub.buffer = []  # buffer live events from now on, until synced
             self._add(sub)
             if p.kind == "bank" and not await self.core.book.has_bid(ident, p.id):
+                view = await self.core.book.view(ident)
+                if view is None or view.state is not RoundState.OPEN:
+                    # a finished round this bank took no part in does not exist for it
+                    self.unsubscribe(conn, topic)
+                    return conn.error(topic, "not_found", "no such round")
                 sub.pending = True
                 sub.buffer = None
                 conn.error(topic, "offer_required",
@@ -355,6 +364,7 @@ class Hub:
         except WebSocketDisconnect:
             pass
         finally:
+            slow = conn.dropped  # dropped by the hub, not a hang-up: the client must resync
             self.remove(conn)
             conn.dropped = True
             conn.queue.put_nowait(None) if not conn.queue.full() else None
@@ -362,7 +372,11 @@ class Hub:
             await asyncio.gather(writer, return_exceptions=True)
             if ws.application_state is WebSocketState.CONNECTED:
                 try:
-                    await ws.close()
+                    if slow:
+                        await ws.close(code=SLOW_CLIENT_CLOSE,
+                                       reason="slow consumer: resync with since_seq")
+                    else:
+                        await ws.close()
                 except Exception:
                     pass
 

@@ -6,8 +6,9 @@ idempotent by unique constraints and conditional updates, never by in-process lo
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +31,10 @@ from persistence.tables import (
 
 class StoreError(Exception):
     """Infrastructure failure or broken invariant in the SQL store."""
+
+
+class _StaleBatch(Exception):
+    """The events of a batch are no longer the live ones: roll the batch back."""
 
 
 def reference_number(closing_id: int, year: int) -> str:
@@ -202,9 +207,13 @@ class Store:
             return [(r.id, r.persisted_seq) for r in await conn.execute(q)]
 
     # -- offer versions (the persister) ----------------------------------------------
-    async def persist_events(self, round_id: str, from_seq: int, events: list[Event]) -> bool:
+    async def persist_events(self, round_id: str, from_seq: int, events: list[Event],
+                             still_current: Callable[[], Awaitable[bool]] | None = None) -> bool:
         """Copy events after ``from_seq`` into SQL. Conditional on persisted_seq == from_seq so
-        that two persisters can never both write a batch; returns False if someone else did."""
+        that two persisters can never both write a batch; returns False if someone else did.
+
+        ``still_current`` is asked while the round's row is locked: False (the live book was
+        rebuilt from SQL since the events were read, see ``round_snapshot``) rolls back."""
         todo = [e for e in events if e.seq > from_seq]
         if not todo:
             return True
@@ -216,6 +225,8 @@ class Store:
                     .values(persisted_seq=last))
                 if res.rowcount != 1:
                     return False
+                if still_current is not None and not await still_current():
+                    raise _StaleBatch
                 quotes = [e.offer for e in todo if e.offer is not None]
                 if quotes:
                     await conn.execute(insert(offer_versions), [_version_row(v) for v in quotes])
@@ -226,9 +237,26 @@ class Store:
                              detail={"offer_id": v.offer_id, "version": v.version, "seq": v.seq,
                                      "apr_e4": v.apr_e4, **v.terms.to_record()})
                         for v in quotes])
-        except IntegrityError:
+        except (IntegrityError, _StaleBatch):
             return False
         return True
+
+    @asynccontextmanager
+    async def round_snapshot(self, round_id: str
+                             ) -> AsyncIterator[tuple[Any, list[OfferVersion], Any]]:
+        """(round row, versions, closing) read under the round's row lock, which is held until
+        the block ends: a persister batch cannot land between this read and what the caller
+        builds from it (a live book rebuilt from SQL)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(update(rounds).where(rounds.c.id == round_id)
+                               .values(persisted_seq=rounds.c.persisted_seq))
+            row = (await conn.execute(select(rounds).where(rounds.c.id == round_id))).first()
+            versions = [_row_to_version(r) for r in await conn.execute(
+                select(offer_versions).where(offer_versions.c.round_id == round_id)
+                .order_by(offer_versions.c.seq))]
+            closing = (await conn.execute(select(round_closings).where(
+                round_closings.c.round_id == round_id))).first()
+            yield row, versions, closing
 
     async def versions(self, round_id: str, bank_id: str | None = None) -> list[OfferVersion]:
         q = select(offer_versions).where(offer_versions.c.round_id == round_id)

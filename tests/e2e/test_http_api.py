@@ -130,7 +130,8 @@ def test_401_without_token_with_a_bad_token_and_with_an_expired_token(world: Wor
     valid = TokenSigner(SECRET_KEY).issue("bank", bank_id, 60)
     tampered = valid[:-2] + ("AA" if not valid.endswith("AA") else "BB")
     for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Basic dXNlcjpwdw=="},
-                    {"Authorization": "Bearer not-a-token"}, {"Authorization": f"Bearer {tampered}"},
+                    {"Authorization": "Bearer not-a-token"},
+                    {"Authorization": f"Bearer {tampered}"},
                     {"Authorization": f"Bearer {expired}"}):
         r = api.http.get("/v1/bank/rounds", headers=headers)
         problem(r, 401, "unauthorized")
@@ -197,8 +198,6 @@ def test_malformed_offer_is_422_listing_every_offending_field(world: World) -> N
             422, "validation_failed")
 
 
-@pytest.mark.xfail(strict=True, reason="contract gap: a field that fails to parse hides the "
-                   "round-rule errors of the other fields (two validation passes)")
 def test_malformed_offer_lists_parse_and_rule_errors_together(world: World) -> None:
     api, hA = world.api, world.h["HTA"]
     rid = api.open_round()["round_id"]
@@ -416,7 +415,8 @@ def test_book_needs_a_first_offer_then_shows_masked_labels_and_mine_flags(world:
         assert aprs == sorted(aprs)
         for o in book["offers"]:
             assert BOOK_ENTRY_KEYS <= o.keys()
-            assert LABEL.match(o["label"]) and MONEY.match(o["amount"]) and TS.match(o["updated_at"])
+            assert LABEL.match(o["label"]) and MONEY.match(o["amount"])
+            assert TS.match(o["updated_at"])
             assert ("offer_id" in o) == o["mine"]
         mine = {o["label"] for o in book["offers"] if o["mine"]}
         assert len(mine) == 1
@@ -424,9 +424,8 @@ def test_book_needs_a_first_offer_then_shows_masked_labels_and_mine_flags(world:
         assert sum(o["mine"] for o in book["offers"]) == {"HTA": 1, "HTB": 2, "HTC": 1}[bank]
     # each bank has one label, the same in every viewer's book; three banks, three labels
     assert len(set().union(*labels.values())) == 3
-    for bank, r in books.items():
-        for other, r2 in books.items():
-            assert [o["label"] for o in r.json()["offers"]] == [o["label"] for o in r2.json()["offers"]]
+    seen = {tuple(o["label"] for o in r.json()["offers"]) for r in books.values()}
+    assert len(seen) == 1
 
 
 # ----------------------------------------------------------------------------- public
@@ -651,12 +650,16 @@ def test_a_bank_result_shows_its_binding_offers_and_the_choice(
     assert TS.match(a["binding_until"]) and TS.match(a["closed_at"])
 
 
-def test_another_banks_result_and_finished_round_are_404(
+def test_a_finished_round_a_bank_did_not_bid_in_is_404_everywhere(
         world: World, closed: dict[str, Any]) -> None:
     api, rid, hC = world.api, closed["rid"], world.h["HTC"]
     problem(api.http.get(f"/v1/bank/rounds/{rid}/result", headers=hC), 404, "not_found")
     problem(api.http.get(f"/v1/bank/rounds/{rid}", headers=hC), 404, "not_found")
+    problem(api.http.get(f"/v1/bank/rounds/{rid}/book", headers=hC), 404, "not_found")
     problem(api.http.get("/v1/bank/rounds/rnd_nope/result", headers=hC), 404, "not_found")
+    # the bidders still see the closed book
+    book = world.book("HTA", rid)
+    assert book.status_code == 200 and book.json()["state"] == "closed"
 
 
 def test_audit_trail_records_offers_the_close_the_acceptance_and_bank_creation(
@@ -672,7 +675,8 @@ def test_audit_trail_records_offers_the_close_the_acceptance_and_bank_creation(
     assert actions.count("offer_submitted") == 2 and actions.count("offer_revised") == 1
     a_id, b_id = world.banks["HTA"]["bank_id"], world.banks["HTB"]["bank_id"]
     subs = {(e["actor"], e["detail"]["offer_id"]) for e in rows if e["action"] == "offer_submitted"}
-    assert subs == {(f"bank:{a_id}", closed["a"]["offer_id"]), (f"bank:{b_id}", closed["b"]["offer_id"])}
+    assert subs == {(f"bank:{a_id}", closed["a"]["offer_id"]),
+                    (f"bank:{b_id}", closed["b"]["offer_id"])}
     assert all(TS.match(e["at"]) and e["round_id"] == rid for e in rows)
     everything = api.http.get("/v1/admin/audit", headers=api.admin).json()["entries"]
     created = {e["detail"].get("bank_code") for e in everything if e["action"] == "bank_created"}
