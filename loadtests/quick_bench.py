@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import secrets
@@ -45,6 +46,9 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--setup-only", metavar="FILE",
+                    help="create banks and rounds, write {tokens, rounds} as JSON for "
+                         "loadtests/wrk_offers.lua, and exit")
     a = ap.parse_args()
     admin = {"Authorization": f"Bearer {a.admin_token}"}
     limits = httpx.Limits(max_connections=a.concurrency + 4, max_keepalive_connections=a.concurrency + 4)
@@ -65,6 +69,10 @@ async def main() -> None:
             r = await http.post("/v1/admin/rounds", json=ROUND, headers=admin)
             r.raise_for_status()
             rounds.append(r.json()["round_id"])
+        if a.setup_only:
+            with open(a.setup_only, "w") as fh:
+                json.dump({"tokens": [t["Authorization"] for t in tokens], "rounds": rounds}, fh)
+            return
         lat: list[float] = []
         errors = 0
         stop = time.perf_counter() + a.seconds
