@@ -170,6 +170,14 @@ class MemoryBook:
         cur = r.offers[first.offer_id]
         return SubmitResult(Outcome.IDEMPOTENCY_REPLAY, first, self._rank(r, cur.ref))
 
+    def _begin(self, round_id: str, idem: tuple[str, str] | None) -> _MemRound | SubmitResult:
+        """The round, or the answer when there is nothing to do (unknown round, replay)."""
+        r = self._rounds.get(round_id)
+        if r is None:
+            return SubmitResult(Outcome.ROUND_UNKNOWN)
+        replay = self._replay(r, idem)
+        return r if replay is None else replay
+
     def _accept(self, r: _MemRound, v: OfferVersion, idem: tuple[str, str] | None) -> SubmitResult:
         r.offers[v.offer_id] = v
         order = tuple(o.ref for o in ranked(list(r.offers.values())))
@@ -181,12 +189,9 @@ class MemoryBook:
     async def submit(self, round_id: str, bank_id: str, offer_id: str, ref: str,
                      terms: OfferTerms, apr_e4: int, idem: tuple[str, str] | None = None
                      ) -> SubmitResult:
-        r = self._rounds.get(round_id)
-        if r is None:
-            return SubmitResult(Outcome.ROUND_UNKNOWN)
-        replay = self._replay(r, idem)
-        if replay is not None:
-            return replay
+        r = self._begin(round_id, idem)
+        if isinstance(r, SubmitResult):
+            return r
         now = self._clock()
         if r.state is not RoundState.OPEN or now >= r.terms.closes_at_ms:
             return SubmitResult(Outcome.ROUND_CLOSED)
@@ -202,12 +207,9 @@ class MemoryBook:
 
     async def revise(self, round_id: str, bank_id: str, offer_id: str, terms: OfferTerms,
                      apr_e4: int, idem: tuple[str, str] | None = None) -> SubmitResult:
-        r = self._rounds.get(round_id)
-        if r is None:
-            return SubmitResult(Outcome.ROUND_UNKNOWN)
-        replay = self._replay(r, idem)
-        if replay is not None:
-            return replay
+        r = self._begin(round_id, idem)
+        if isinstance(r, SubmitResult):
+            return r
         old = r.offers.get(offer_id)
         if old is None or old.bank_id != bank_id:
             return SubmitResult(Outcome.OFFER_UNKNOWN)

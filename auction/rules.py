@@ -147,7 +147,7 @@ def label_pool(size: int = 26, rng: secrets.SystemRandom | None = None) -> list[
     if size > len(names):
         names += [LABEL_PREFIX + a + b for a in letters for b in letters][: size - len(names)]
     rng.shuffle(names)
-    return names[:max(size, 26)]
+    return names
 
 
 def new_ref() -> str:

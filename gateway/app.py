@@ -10,7 +10,8 @@ import hmac
 import json
 import logging
 import re
-from datetime import datetime, timezone
+import secrets
+from datetime import date, datetime, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pyotp
@@ -32,7 +33,16 @@ from auction.rules import validate_round_terms
 from gateway import openapi
 from gateway.background import Background
 from gateway.clock import now_ms
-from gateway.parsing import Fields, boolean, integer, offer_terms, one_of, parse_json, text
+from gateway.parsing import (
+    Fields,
+    boolean,
+    integer,
+    json_object,
+    offer_terms,
+    one_of,
+    parse_json,
+    text,
+)
 from gateway.problems import Problem, handle_problem, invalid, response
 from gateway.security import Principal, hash_secret, new_id, verify_secret
 from gateway.services import Core
@@ -161,8 +171,6 @@ async def calendar_holidays(request: Request) -> Response:
     if not year_s.isdigit() or not 2000 <= int(year_s) <= 2100:
         raise invalid([{"field": "year", "code": "invalid", "message": "a year 2000..2100"}])
     y = int(year_s)
-    from datetime import date
-
     cal = core(request).settings.calendar
     days = calendar.holidays_between(date(y, 1, 1), date(y, 12, 31), half_days_off=cal.half_days_off)
     return ok({"year": y, "half_days_off": cal.half_days_off,
@@ -566,8 +574,6 @@ async def admin_create_bank(request: Request) -> Response:
 
 
 async def create_bank(c: Core, code: str, name: str, actor: str) -> dict[str, str] | None:
-    import secrets
-
     client_id = f"{code.lower()}-{secrets.token_hex(4)}"
     secret = secrets.token_urlsafe(32)
     h = await asyncio.to_thread(hash_secret, secret)
@@ -587,16 +593,14 @@ async def admin_banks(request: Request) -> Response:
 
 def parse_round_body(body: dict[str, Any]) -> dict[str, Any]:
     f = Fields(body)
-    company = f.get("company", lambda v: v if isinstance(v, dict) else (_ for _ in ()).throw(
-        ValueError("must be an object")))
+    company = f.get("company", json_object)
     if isinstance(company, dict):
         cf = Fields(company, "company.")
         cf.get("name", text(200))
         cf.get("tax_id", _tax_id)
         cf.get("is_sme", boolean)
         cf.get("sector", text(100), required=False)
-        contact = cf.get("contact", lambda v: v if isinstance(v, dict) else (_ for _ in ()).throw(
-            ValueError("must be an object")), required=False, default={})
+        contact = cf.get("contact", json_object, required=False, default={})
         f.errors += cf.errors
         company = {"name": company.get("name"), "tax_id": company.get("tax_id"),
                    "is_sme": company.get("is_sme"), "sector": company.get("sector"),

@@ -65,6 +65,12 @@ def integer(v: Any) -> int:
     return v
 
 
+def json_object(v: Any) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise ValueError("must be an object")
+    return v
+
+
 def boolean(v: Any) -> bool:
     if not isinstance(v, bool):
         raise ValueError("must be true or false")

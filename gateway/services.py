@@ -8,7 +8,6 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -43,20 +42,16 @@ PERSISTER_LOCK = "ige:lock:persister"
 ALIVE_KEY = "ige:alive"  # absent => Redis lost its data set: rebuild live rounds from SQL
 
 
-@dataclass
-class Outcomes:
-    """Submit/revise outcome -> problem, in one place."""
-
-    @staticmethod
-    def raise_for(res: SubmitResult) -> None:
-        if res.outcome in (Outcome.OK, Outcome.IDEMPOTENCY_REPLAY):
-            return
-        if res.outcome is Outcome.ROUND_CLOSED:
-            raise Problem(409, "round_closed", "the round's deadline has passed")
-        if res.outcome is Outcome.IDEMPOTENCY_MISMATCH:
-            raise Problem(422, "idempotency_mismatch",
-                          "this Idempotency-Key was used with a different request")
-        raise Problem(404, "not_found", "no such offer in this round")
+def raise_for(res: SubmitResult) -> None:
+    """A book refusal -> its problem, in one place."""
+    if res.outcome in (Outcome.OK, Outcome.IDEMPOTENCY_REPLAY):
+        return
+    if res.outcome is Outcome.ROUND_CLOSED:
+        raise Problem(409, "round_closed", "the round's deadline has passed")
+    if res.outcome is Outcome.IDEMPOTENCY_MISMATCH:
+        raise Problem(422, "idempotency_mismatch",
+                      "this Idempotency-Key was used with a different request")
+    raise Problem(404, "not_found", "no such offer in this round")
 
 
 class Core:
@@ -163,7 +158,7 @@ class Core:
         if res.outcome is Outcome.ROUND_UNKNOWN and await self.restore_round(rnd.round_id):
             res = await self.book.submit(rnd.round_id, bank_id, new_id("off"), new_ref(), terms,
                                          apr, idem)
-        Outcomes.raise_for(res)
+        raise_for(res)
         return res
 
     async def revise(self, rnd: RoundTerms, bank_id: str, offer_id: str, terms: OfferTerms,
@@ -172,7 +167,7 @@ class Core:
         res = await self.book.revise(rnd.round_id, bank_id, offer_id, terms, apr, idem)
         if res.outcome is Outcome.ROUND_UNKNOWN and await self.restore_round(rnd.round_id):
             res = await self.book.revise(rnd.round_id, bank_id, offer_id, terms, apr, idem)
-        Outcomes.raise_for(res)
+        raise_for(res)
         return res
 
     # -- persistence and recovery --------------------------------------------------------

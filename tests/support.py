@@ -51,25 +51,31 @@ def sqlite_url(directory: Path) -> str:
     return f"sqlite:///{directory / ('ige-' + uuid.uuid4().hex[:8] + '.db')}"
 
 
-def create_pg_database(base_url: str) -> tuple[str, str]:
-    """A fresh database on the PostgreSQL server of base_url; returns (url, name)."""
+def _pg_admin(base_url: str, sql: str) -> None:
+    """Run one statement on the maintenance database of base_url's server."""
     import asyncio
 
     import asyncpg
 
     u = urlparse(base_url)
-    name = "ige_t_" + uuid.uuid4().hex[:10]
 
     async def run() -> None:
         conn = await asyncpg.connect(host=u.hostname, port=u.port or 5432,
                                      user=u.username or "postgres", password=u.password,
                                      database=(u.path or "/postgres").strip("/") or "postgres")
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.execute(sql)
         finally:
             await conn.close()
 
     asyncio.run(run())
+
+
+def create_pg_database(base_url: str) -> tuple[str, str]:
+    """A fresh database on the PostgreSQL server of base_url; returns (url, name)."""
+    u = urlparse(base_url)
+    name = "ige_t_" + uuid.uuid4().hex[:10]
+    _pg_admin(base_url, f'CREATE DATABASE "{name}"')
     auth = u.username or "postgres"
     if u.password:
         auth += ":" + u.password
@@ -77,22 +83,7 @@ def create_pg_database(base_url: str) -> tuple[str, str]:
 
 
 def drop_pg_database(base_url: str, name: str) -> None:
-    import asyncio
-
-    import asyncpg
-
-    u = urlparse(base_url)
-
-    async def run() -> None:
-        conn = await asyncpg.connect(host=u.hostname, port=u.port or 5432,
-                                     user=u.username or "postgres", password=u.password,
-                                     database=(u.path or "/postgres").strip("/") or "postgres")
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
+    _pg_admin(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # ----------------------------------------------------------------------------- servers
