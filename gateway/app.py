@@ -30,7 +30,7 @@ from auction.masking import book_for, own_offer
 from auction.model import CURRENCIES, LOAN_TYPES, RoundState, RoundTerms, iso, money_to_minor, ms_to_dt
 from auction.redis_book import keys
 from auction.rules import validate_round_terms
-from gateway import openapi
+from gateway import exporter_api, openapi
 from gateway.background import Background
 from gateway.clock import now_ms
 from gateway.parsing import (
@@ -344,8 +344,6 @@ async def bank_round_result(request: Request) -> Response:
 
 
 # ----------------------------------------------------------------------------- exporters
-EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}$")
-MOBILE_RE = re.compile(r"^(\+90|0)?5\d{9}$")
 MAX_LOGIN_FAILURES = 5
 
 
@@ -356,16 +354,11 @@ def _national_id(v: Any) -> str:
 
 
 def _email(v: Any) -> str:
-    if not isinstance(v, str) or not EMAIL_RE.match(v) or len(v) > 254:
-        raise ValueError("not a valid e-mail address")
-    return v.lower()
+    return exporter_api.email_address(v)  # email-validator (syntax, no DNS)
 
 
 def _mobile(v: Any) -> str:
-    s = re.sub(r"[\s\-()]", "", v) if isinstance(v, str) else ""
-    if not MOBILE_RE.match(s):
-        raise ValueError("not a Turkish mobile number (+905XXXXXXXXX)")
-    return "+90" + s[-10:]
+    return exporter_api.turkish_mobile(v)  # libphonenumber: a valid Turkish mobile, E.164
 
 
 def _password(v: Any) -> str:
@@ -469,6 +462,9 @@ async def _own_application(request: Request) -> tuple[Core, Principal, Any]:
 
 
 async def exporter_application(request: Request) -> Response:
+    stored = await exporter_api.stored_application(request)  # decided here: approved or rejected
+    if stored is not None:
+        return ok(stored)
     c, p, row = await _own_application(request)
     return ok({
         "application_id": row.application_id,
@@ -719,6 +715,7 @@ ROUTES = [
     Route("/v1/admin/rounds/{round_id}", admin_round),
     Route("/v1/admin/audit", admin_audit),
 ]
+ROUTES += exporter_api.ROUTES  # issue #3: companies, consent, applications (gateway/exporter_api.py)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

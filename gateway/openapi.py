@@ -14,6 +14,7 @@ import json
 import re
 from typing import Any
 
+from applications.model import RELATIONS
 from auction.model import CURRENCIES, LOAN_TYPES, RoundState
 from auction.rules import LOAN_TYPE_RULES, MAX_CONDITIONS_LEN, REPAYMENT_PERIODS
 from gateway.problems import TITLES, TYPE_BASE
@@ -341,11 +342,32 @@ def _schemas() -> dict[str, Schema]:
         "status": {"type": "string", "enum": ["approved", "rejected"]},
         "decision": {
             "type": ["object", "null"],
-            "description": "The scoring decision.",
+            "description": "The scoring decision (İDES): score 0..100, band A..E and every "
+                           "reason; for a round opened by the operator, its assessment.",
             "properties": {
                 "score": {"type": "number"}, "band": {"type": "string"},
-                "reasons": arr(obj({"code": {"type": "string"}, "text": {"type": "string"}},
-                                   ["code", "text"])),
+                "pass_mark": {"type": "integer", "description": "The score needed to pass."},
+                "reasons": arr(obj({
+                    "code": {"type": "string", "description": "Stable reason code, e.g. "
+                             "group_limit_exceeded, non_performing_loan, "
+                             "score_below_pass_mark, score_passed."},
+                    "text": {"type": "string"},
+                    "kind": {"type": "string", "enum": ["intake", "hard_rule", "score", "note"],
+                             "description": "intake: a guarantee rule; hard_rule: rejects "
+                                            "whatever the score; score; note: no effect."},
+                    "field": {"type": "string", "description": "The form field concerned."},
+                }, ["code", "text"])),
+                "factors": arr(obj({
+                    "name": {"type": "string"}, "group": {"type": "string",
+                                                          "enum": ["financials", "risk",
+                                                                   "exports"]},
+                    "value": {"type": ["string", "null"],
+                              "description": "The measured value (decimal string)."},
+                    "points": integer("Points of the factor.", 0, 100),
+                    "weight": integer("Weight of the factor.", 0),
+                }, ["name", "group", "value", "points", "weight"]),
+                    "The scorecard: score = weighted mean of the points, rounded half up."),
+                "package_version": {"type": "string"},
             },
         },
         "round": {
@@ -354,10 +376,79 @@ def _schemas() -> dict[str, Schema]:
                 "state": ref("RoundState"),
                 "opened_at": ref("Timestamp"),
                 "closes_at": ref("Timestamp"),
+                "closed_at": ref("Timestamp"),
+                "binding_until": ref("Timestamp"),
             }, ["round_id", "closes_at"]), {"type": "null"}],
             "description": "The offer round (null when rejected). No offer data is shown "
                            "while the round is open."},
+        "created_at": d(ref("Timestamp"), "When the application was decided."),
+        "company": obj({"company_id": ref("Id"), "tax_id": {"type": "string"},
+                        "name": {"type": ["string", "null"]}}),
+        "package_version": string("The guarantee package in force at the decision."),
+        "request": ref("APPLICATION_REQUEST"),
     }, ["application_id", "status", "decision", "round"], "An exporter's loan application.")
+    s["APPLICATION_REQUEST"] = obj({
+        "loan_type": ref("LoanType"), "currency": ref("Currency"),
+        "loan_amount": ref("Money"), "guarantee_amount": ref("Money"),
+        "guarantee_rate": d(ref("Rate"), "guarantee_amount / loan_amount, percent."),
+        "tenor_months": {"type": "integer"}, "grace_months": {"type": "integer"},
+        "related_companies": arr(ref("RELATED_COMPANY")),
+        "preferred_banks": arr({"type": "string"}),
+        "export_commitment": {"type": "boolean"}, "purpose": {"type": "string"},
+    }, description="The application form as received.")
+    s["RELATED_COMPANY"] = obj({
+        "tax_id": string("VKN (10 digits) or TCKN (11 digits)."),
+        "relation": {"type": "string", "enum": list(RELATIONS)},
+        "share_pct": string("The share the applicant and/or its partners hold in it, "
+                            "percent (decimal string, 0..100). Insolvency of a company held "
+                            "25 % or more rejects the application.",
+                            pattern=r"^[0-9]+(\.[0-9]{1,2})?$"),
+    }, ["tax_id", "relation", "share_pct"], "A partner or related company (the risk group).")
+    s["APPLICATION_FORM"] = obj({
+        "company_id": d(ref("Id"), "A company matched with POST /v1/exporter/companies."),
+        "loan_type": ref("LoanType"),
+        "currency": ref("Currency"),
+        "loan_amount": ref("MoneyInput"),
+        "guarantee_amount": d(ref("MoneyInput"), "At most loan_amount; the guarantee rate "
+                              "cap of the package applies (exporters / FX-earning 100 %, other "
+                              "SMEs 85 %, other non-SMEs 80 %)."),
+        "tenor_months": integer("Within the loan type's limits (minimum 6).", MIN_TENOR,
+                                MAX_TENOR),
+        "grace_months": integer("Shorter than the tenor, within the loan type's limit.", 0,
+                                MAX_GRACE, default=0),
+        "related_companies": arr(ref("RELATED_COMPANY"), "Partners and related companies "
+                                 "(the risk group); the registry's known affiliates are added.",
+                                 maxItems=50, default=[]),
+        "preferred_banks": arr({"type": "string"}, "Bank codes the exporter prefers: shown "
+                               "to every bank as a flag, never used to hide the request.",
+                               maxItems=30, default=[]),
+        "export_commitment": boolean("The exporter commits to bring the export proceeds to "
+                                     "the lending bank.", default=False),
+        "purpose": string("What the loan is for.", maxLength=2000, default=""),
+    }, ["company_id", "loan_type", "currency", "loan_amount", "guarantee_amount",
+        "tenor_months"], "The application form (Kefalet Başvuru Formu). Unknown fields are "
+       "refused (422 unknown_field).", additional=False)
+    s["COMPANY"] = obj({
+        "company_id": ref("Id"),
+        "tax_id": string("VKN or TCKN."),
+        "name": string("Trade name from the trade registry."),
+        "sector": {"type": ["string", "null"]},
+        "is_sme": boolean("SME (KOBİ) per the trade registry."),
+        "active": boolean("Active in the trade registry at the last match."),
+        "signatory": boolean("The caller is an authorised signatory (always true here)."),
+        "matched_at": ref("Timestamp"),
+        "consent": {"anyOf": [obj({
+            "text_version": string("The consent text version accepted."),
+            "accepted_at": ref("Timestamp"),
+            "withdrawn_at": {"anyOf": [ref("Timestamp"), {"type": "null"}]},
+            "active": boolean("The company has an active consent: it may apply and its data "
+                              "is shown to banks."),
+        }, ["text_version", "accepted_at", "withdrawn_at", "active"]), {"type": "null"}],
+            "description": "The company's latest consent (muvafakatname)."},
+        "open_rounds_hidden": integer("DELETE consent only: open rounds whose company data "
+                                      "is now hidden from banks.", 0),
+    }, ["company_id", "tax_id", "name", "sector", "is_sme", "active", "signatory",
+        "matched_at", "consent"], "A company the caller is matched to.")
 
     s["TOKEN"] = obj({
         "access_token": string("Bearer token."),
@@ -835,6 +926,75 @@ def _paths() -> dict[str, Any]:
         ok=(200, "The results with accepted_offer_id set.", ref("EXPORTER_RESULTS")),
         problems={409: ["binding_expired", "already_accepted", "round_open", "conflict"]})}
 
+    p["/v1/exporter/guarantee-package"] = {"get": op(
+        "exporterGuaranteePackage", "exporter", "The guarantee package in force",
+        "The versioned rules applications are decided under: group limits (TL), guarantee "
+        "rate caps, tenor and grace caps per loan type, the conversion rates for "
+        "foreign-currency requests, the re-application rule, the scorecard's weights, bands "
+        "and pass mark, and the consent text (muvafakatname) with its version.", "exporter",
+        ok=(200, "The package and the consent text.", obj({
+            "package": {"type": "object"},
+            "consent": obj({"text_version": {"type": "string"}, "text": {"type": "string"}},
+                           ["text_version", "text"]),
+        }, ["package", "consent"])))}
+    p["/v1/exporter/companies"] = {
+        "post": op(
+            "exporterMatchCompany", "exporter", "Match a company and give consent",
+            "Checks the trade registry (MERSİS): the company exists, is active and the caller "
+            "(by national id) is an authorised signatory; then records the consent "
+            "(muvafakatname) with its text version and time (once per text version: matching "
+            "again while that consent is active records nothing new).", "exporter",
+            body=obj({
+                "tax_id": string("VKN (10 digits) or TCKN (11 digits)."),
+                "consent": obj({
+                    "text_version": string("The version of GET "
+                                           "/v1/exporter/guarantee-package's consent text."),
+                    "accepted": {"const": True},
+                }, ["text_version", "accepted"]),
+            }, ["tax_id", "consent"]),
+            idempotent=True,
+            ok=(201, "The company.", ref("COMPANY")),
+            problems={403: ["not_signatory"], 422: ["company_not_found", "company_inactive"]}),
+        "get": op(
+            "exporterCompanies", "exporter", "My companies",
+            "The companies the caller is matched to, with their consent state.", "exporter",
+            ok=(200, "The companies.", obj({"companies": arr(ref("COMPANY"))},
+                                           ["companies"]))),
+    }
+    p["/v1/exporter/companies/{company_id}/consent"] = {"delete": op(
+        "exporterWithdrawConsent", "exporter", "Withdraw the consent",
+        "Withdraws the company's consent (any authorised signatory may): new applications are "
+        "refused (409 `consent_withdrawn`) and the company's data is hidden in the pool: its "
+        "open rounds show no name, tax id, contact or assessment from now on. Give the "
+        "consent again with POST /v1/exporter/companies.", "exporter",
+        params=[path_param("company_id", "A company the caller is matched to.")],
+        ok=(200, "The company with the withdrawn consent.", ref("COMPANY")))}
+    p["/v1/exporter/applications"] = {
+        "post": op(
+            "exporterApply", "exporter", "Apply for a guaranteed loan",
+            "Checks the form against the guarantee package (422 with stable codes such as "
+            "`tenor_below_minimum`, `grace_above_maximum`, `guarantee_above_loan`), gathers "
+            "the trade registry, financial statements, risk centre and export performance of "
+            "the company and its risk group, applies the intake and hard rules and the "
+            "scorecard, and stores the decision with every input and reason. Approved: the "
+            "offer round opens and is announced on the `pool` topic. Rejected: the process "
+            "ends with the reasons. Both are 201. Refused without a decision: 409 "
+            "`consent_withdrawn`; 409 `reapplication_blocked` (rejected twice within 3 months; "
+            "the problem carries `not_before`); 409 `conflict` (another application of the "
+            "same risk group is being assessed).", "exporter",
+            body=ref("APPLICATION_FORM"), idempotent=True,
+            ok=(201, "The decided application.", ref("APPLICATION")),
+            problems={403: ["not_signatory"], 409: ["consent_withdrawn",
+                                                    "reapplication_blocked", "conflict"],
+                      422: ["company_not_found"]}),
+        "get": op(
+            "exporterApplications", "exporter", "My applications",
+            "The caller's applications decided in the portal, newest first (at most 100).",
+            "exporter",
+            ok=(200, "The applications.", obj({"applications": arr(ref("APPLICATION"))},
+                                              ["applications"]))),
+    }
+
     # -- stream
     p["/v1/stream/tickets"] = {"post": op(
         "streamTicket", "stream", "Live stream ticket", STREAM_DESCRIPTION, "any",
@@ -890,6 +1050,16 @@ def _paths() -> dict[str, Any]:
     p["/v1/admin/rounds/{round_id}"] = {"get": op(
         "adminRound", "operator", "One round", "Any round, with its persistence state.",
         "operator", params=[ROUND_ID], ok=(200, "The round.", ref("ADMIN_ROUND")))}
+    p["/v1/admin/applications/{application_id}"] = {"get": op(
+        "adminApplication", "operator", "One application, explained",
+        "The application with every input the decision read (registry records of the "
+        "company and its risk group, financial statements, risk-centre reports, export "
+        "performance, the exposures counted towards the group limit) and every number of "
+        "the guarantee package it was decided under.", "operator",
+        params=[path_param("application_id", "Any application.")],
+        ok=(200, "The application.", {"allOf": [ref("APPLICATION"), obj({
+            "user_id": ref("Id"), "inputs": {"type": "object"},
+            "package": {"type": "object"}}, ["user_id", "inputs", "package"])]}))}
     p["/v1/admin/audit"] = {"get": op(
         "adminAudit", "operator", "Audit trail",
         "The append-only audit trail, oldest first, 1000 entries a page.", "operator",
@@ -1004,7 +1174,8 @@ def spec() -> dict[str, Any]:
                     "type": "http", "scheme": "bearer",
                     "description": "Exporters: the access_token from POST /v1/exporter/login "
                                    "(e-mail, password, one-time code). Needed on "
-                                   "/v1/exporter/applications/... ."},
+                                   "/v1/exporter/companies... and "
+                                   "/v1/exporter/applications... ."},
                 "operatorToken": {
                     "type": "http", "scheme": "bearer",
                     "description": "Operator: the IGE_ADMIN_TOKEN secret as a bearer token. "

@@ -28,6 +28,11 @@ TITLES = {
     "totp_invalid": "The one-time code is wrong or already used",
     "locked": "Too many failed attempts",
     "not_activated": "The account is not activated yet",
+    "company_not_found": "The trade registry does not know this tax id",
+    "company_inactive": "The trade registry lists the company as not active",
+    "not_signatory": "The caller is not an authorised signatory of the company",
+    "consent_withdrawn": "The company's consent is withdrawn",
+    "reapplication_blocked": "Rejected twice within 3 months: re-application not yet allowed",
     "unavailable": "A backing service is unavailable",
     "internal_error": "Internal error",
 }

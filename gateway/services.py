@@ -109,7 +109,8 @@ class Core:
         t = RoundTerms(new_id("rnd"), currency, loan_type, loan_amount, guarantee_amount,
                        tenor_months, grace_months, export_commitment,
                        dt_to_ms(opened), dt_to_ms(closes))
-        labels = label_pool()
+        # enough names for every partner bank, so no bidder ever gets a numbered fallback label
+        labels = label_pool(max(26, len(await self.store.all_banks())))
         # SQL first: a round exists once it is in SQL; Redis is rebuilt from SQL if needed.
         await self.store.insert_round(t, company, assessment, exporter_user_id, application_id,
                                       labels, actor)

@@ -17,6 +17,7 @@ from stdnum import luhn
 
 from auction.book import Event
 from auction.model import OfferTerms, OfferVersion, RoundState, RoundTerms
+from persistence.applications_store import record_accepted_guarantee
 from persistence.tables import (
     acceptances,
     audit_log,
@@ -343,6 +344,8 @@ class Store:
                 await conn.execute(insert(acceptances).values(
                     round_id=round_id, offer_id=offer_id, exporter_user_id=user_id,
                     accepted_at=now))
+                # the accepted guarantee joins the exposure ledger in the same transaction
+                await record_accepted_guarantee(conn, r, b, now)
                 await self._audit(conn, now, f"exporter:{user_id}", "offer_accepted", round_id,
                                   {"offer_id": offer_id, "bank_id": b.bank_id,
                                    "version": b.version})

@@ -130,3 +130,68 @@ audit_log = Table(
     Column("round_id", String(40), index=True),
     Column("detail", JSON, nullable=False),
 )
+
+# ----------------------------------------------------------------------------- applications
+# (issue #3: company matching, consent, applications with their decisions, exposure ledger)
+
+companies = Table(
+    "companies", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tax_id", String(11), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("sector", String(100)),
+    Column("is_sme", Boolean, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("registry", JSON, nullable=False),  # the trade-registry record at the last match
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+consents = Table(
+    "consents", metadata,  # muvafakatname: who consented, to which text version, when
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("company_id", String(40), nullable=False, index=True),
+    Column("user_id", String(40), nullable=False, index=True),
+    Column("text_version", String(40), nullable=False),
+    Column("accepted_at", BigInteger, nullable=False),
+    Column("withdrawn_at", BigInteger),
+    Column("withdrawn_by", String(40)),
+)
+
+applications = Table(
+    "applications", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("company_id", String(40), nullable=False, index=True),
+    Column("tax_id", String(11), nullable=False, index=True),
+    Column("user_id", String(40), nullable=False, index=True),
+    Column("status", String(12), nullable=False),  # approved | rejected
+    Column("package_version", String(40), nullable=False),  # the guarantee package in force
+    Column("currency", String(3), nullable=False),
+    Column("loan_amount", BigInteger, nullable=False),
+    Column("guarantee_amount", BigInteger, nullable=False),
+    Column("guarantee_tl", BigInteger, nullable=False),  # at the package's conversion rate
+    Column("score", Integer, nullable=False),
+    Column("band", String(2), nullable=False),
+    Column("request", JSON, nullable=False),  # the form as parsed
+    Column("inputs", JSON, nullable=False),  # everything the decision read
+    Column("decision", JSON, nullable=False),  # score, band, reasons, factors
+    Column("package", JSON, nullable=False),  # every number of the package in force
+    Column("round_id", String(40), unique=True),  # the offer round, once approved and opened
+    Column("created_at", BigInteger, nullable=False),
+)
+
+guarantee_exposures = Table(
+    "guarantee_exposures", metadata,  # the ledger: guarantees granted through the portal
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tax_id", String(11), nullable=False, index=True),
+    Column("round_id", String(40), nullable=False, unique=True),  # one acceptance per round
+    Column("application_id", String(40)),
+    Column("offer_id", String(40), nullable=False),
+    Column("bank_id", String(40), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("guarantee_amount", BigInteger, nullable=False),  # minor units of currency
+    Column("guarantee_tl", BigInteger, nullable=False),  # kuruş TL
+    Column("fx_rate_e4", BigInteger, nullable=False),  # TL per unit x 10^4 used
+    Column("package_version", String(40), nullable=False),
+    Column("granted_at", BigInteger, nullable=False),
+)
