@@ -14,7 +14,6 @@ idempotency) are imported when a request runs, because app.py imports this modul
 from __future__ import annotations
 
 import secrets
-from types import ModuleType
 from typing import Any
 
 import phonenumbers
@@ -44,9 +43,11 @@ from auction.model import (
     parse_decimal,
 )
 from gateway.clock import now_ms
+from gateway.http import body_of, core, idempotent, ok, principal
 from gateway.parsing import Fields, boolean, integer, json_object, one_of, text
 from gateway.problems import Problem, invalid
 from gateway.security import Principal, new_id
+from gateway.views import ts
 from persistence.applications_store import ApplicationsStore
 
 MAX_RELATED = 50
@@ -81,13 +82,6 @@ def refuse(code: str, detail: str | None = None, **extra: Any) -> Problem:
 
 
 # ----------------------------------------------------------------------------- wiring
-def _gw() -> ModuleType:
-    """gateway.app (auth, idempotency, core); imported late: app.py imports this module."""
-    from gateway import app
-
-    return app
-
-
 def providers(request: Request) -> Providers:
     """The four integrations; the simulated ones unless something else was wired on
     ``app.state.application_providers`` (the composition root's choice)."""
@@ -102,20 +96,13 @@ def astore(request: Request) -> ApplicationsStore:
     st = request.app.state
     s = getattr(st, "applications_store", None)
     if s is None:
-        s = st.applications_store = ApplicationsStore(_gw().core(request).engine)
+        s = st.applications_store = ApplicationsStore(core(request).engine)
     return s
 
 
 def current_package(now: int) -> GuaranteePackage:
     return package_in_force(ms_to_dt(now))
 
-
-def ok(body: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status)
-
-
-def ts(ms: int | None) -> str | None:
-    return iso(ms_to_dt(int(ms))) if ms else None
 
 
 # ----------------------------------------------------------------------------- field parsers
@@ -275,7 +262,7 @@ async def application_out(request: Request, row: Any) -> dict[str, Any]:
     scorecard's factors. No offer data: the round part says only where the round stands."""
     rnd = None
     if row.round_id:
-        r = await _gw().core(request).store.get_round(row.round_id)
+        r = await core(request).store.get_round(row.round_id)
         if r is not None:
             rnd = {"round_id": r.id, "state": r.state, "opened_at": ts(r.opened_at),
                    "closes_at": ts(r.closes_at)}
@@ -301,7 +288,7 @@ async def stored_application(request: Request) -> dict[str, Any] | None:
     """GET /v1/exporter/applications/{id} for an application decided here (approved with its
     round, or rejected without one); None when there is none of this caller's, so the caller
     falls back to rounds opened by the operator for this exporter."""
-    p = _gw().principal(request, "exporter")
+    p = principal(request, "exporter")
     row = await astore(request).application(request.path_params["application_id"])
     if row is None or row.user_id != p.id:
         return None
@@ -310,7 +297,7 @@ async def stored_application(request: Request) -> dict[str, Any] | None:
 
 # ----------------------------------------------------------------------------- handlers
 async def guarantee_package(request: Request) -> Response:
-    _gw().principal(request, "exporter")
+    principal(request, "exporter")
     pkg = current_package(now_ms())
     return ok({"package": pkg.to_wire(),
                "consent": {"text_version": pkg.consent_text_version, "text": pkg.consent_text}})
@@ -323,9 +310,8 @@ async def _refused(request: Request, p: Principal, action: str, code: str,
 
 
 async def match_company(request: Request) -> Response:
-    gw = _gw()
-    p = gw.principal(request, "exporter")
-    body, raw = await gw.body_of(request)
+    p = principal(request, "exporter")
+    body, raw = await body_of(request)
     pkg = current_package(now_ms())
     f = Fields(body)
     tid = f.get("tax_id", tax_id)
@@ -367,12 +353,12 @@ async def match_company(request: Request) -> Response:
         latest, active = await st.consent_state(company.id)
         return ok(company_out(company, latest, active), 201)
 
-    resp: Response = await gw.idempotent(request, p.actor, raw, run)
+    resp: Response = await idempotent(request, p.actor, raw, run)
     return resp
 
 
 async def list_companies(request: Request) -> Response:
-    p = _gw().principal(request, "exporter")
+    p = principal(request, "exporter")
     st = astore(request)
     out = []
     for row in await st.companies_of(p.id):
@@ -384,7 +370,7 @@ async def list_companies(request: Request) -> Response:
 async def withdraw_consent(request: Request) -> Response:
     """DELETE /v1/exporter/companies/{company_id}/consent: stops new applications and hides
     the company's data in the pool (its open rounds show no company data from now on)."""
-    p = _gw().principal(request, "exporter")
+    p = principal(request, "exporter")
     st = astore(request)
     row = await st.company_of_user(request.path_params["company_id"], p.id)
     if row is None:
@@ -399,7 +385,7 @@ async def withdraw_consent(request: Request) -> Response:
 async def _check_preferred(request: Request, req: ApplicationRequest) -> None:
     if not req.preferred_banks:
         return
-    known = {b.code for b in await _gw().core(request).store.all_banks()}
+    known = {b.code for b in await core(request).store.all_banks()}
     errors = [{"field": f"preferred_banks[{i}]", "code": "unknown_bank",
                "message": f"no partner bank with code {code}"}
               for i, code in enumerate(req.preferred_banks) if code not in known]
@@ -441,13 +427,12 @@ def _round_company(rec: RegistryRecord, user: Any) -> dict[str, Any]:
 
 
 async def create_application(request: Request) -> Response:
-    gw = _gw()
-    p = gw.principal(request, "exporter")
-    body, raw = await gw.body_of(request)
+    p = principal(request, "exporter")
+    body, raw = await body_of(request)
     pkg = current_package(now_ms())
     company_id, req = parse_application(body, pkg)
     await _check_preferred(request, req)
-    c = gw.core(request)
+    c = core(request)
     st = astore(request)
 
     async def run() -> JSONResponse:
@@ -504,12 +489,12 @@ async def create_application(request: Request) -> Response:
         row = await st.application(app_id)
         return ok(await application_out(request, row), 201)
 
-    resp: Response = await gw.idempotent(request, p.actor, raw, run)
+    resp: Response = await idempotent(request, p.actor, raw, run)
     return resp
 
 
 async def list_applications(request: Request) -> Response:
-    p = _gw().principal(request, "exporter")
+    p = principal(request, "exporter")
     rows = await astore(request).applications_of(p.id)
     return ok({"applications": [await application_out(request, r) for r in rows]})
 
@@ -517,7 +502,7 @@ async def list_applications(request: Request) -> Response:
 async def admin_application(request: Request) -> Response:
     """The operator's view: the application with every input the decision read and the
     package's numbers, so that the decision can be explained later."""
-    _gw().principal(request, "admin")
+    principal(request, "admin")
     row = await astore(request).application(request.path_params["application_id"])
     if row is None:
         raise Problem(404, "not_found", "no such application")

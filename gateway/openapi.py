@@ -97,7 +97,7 @@ def _offer_term_props(output: bool) -> dict[str, Schema]:
                                     f"{k} {r.min_tenor_months}..{r.max_tenor_months}"
                                     for k, r in LOAN_TYPE_RULES.items()) + ").",
                                 MIN_TENOR, MAX_TENOR),
-        "grace_months": integer(f"Grace period in months, shorter than the tenor (at most "
+        "grace_months": integer("Grace period in months, shorter than the tenor (at most "
                                 + "; ".join(f"{r.max_grace_months} for {k}"
                                             for k, r in LOAN_TYPE_RULES.items()) + ").",
                                 0, MAX_GRACE, **({} if output else {"default": 0})),
@@ -1075,7 +1075,7 @@ def _paths() -> dict[str, Any]:
     return p
 
 
-INTRO = f"""\
+INTRO = """\
 Real-time bidding for guaranteed export loans: banks bid on approved applications in
 time-boxed rounds, see a masked order book live, and the exporter picks a binding offer after
 the close.
