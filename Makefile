@@ -43,3 +43,14 @@ test-unit: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+## A bounded headless locust run (own server + private Redis unless BASE_URL is given);
+## LOAD_USERS, LOAD_RUN_TIME, LOAD_SHAPE=steady|ramp|spike; reports in var/loadtest/
+loadtest: install
+	rm -rf var/loadtest/stack
+	$(BIN)/python -m loadtests.run_loadtest
+
+## The benchmark: baseline vs bid path, ack p99 at 2,000/s, push latency with 2,000
+## WebSockets, mass close, memory; writes BENCHMARKS.md (about 10 minutes)
+bench: install
+	$(BIN)/python -m loadtests.bench

@@ -52,7 +52,7 @@ from fractions import Fraction
 
 import pyxirr
 
-__all__ = ["GUARANTEE_COMMISSION", "apr_e4", "cash_flows"]
+__all__ = ["GUARANTEE_COMMISSION", "apr_e4", "cash_flows", "flow_floats"]
 
 GUARANTEE_COMMISSION = Decimal("0.0003")
 """One-off commission: 0.03 % of the guarantee amount."""
@@ -170,6 +170,80 @@ def cash_flows(
     return [_to_decimal(flow) for flow in flows]
 
 
+# The bid path prices every offer, so apr_e4 does not go through ``Fraction``: every flow of
+# ``cash_flows`` is an exact rational with a denominator dividing _DENOM (the commission's is
+# 10^10, the monthly interest's 12 * 10^6), so integer numerators over _DENOM give the same
+# exact values, rounded half-even to the same 10^-6 kuruş. tests/unit/test_apr_fast_path.py
+# checks the two against each other.
+_DENOM = 12 * 10**10
+_PER_QUANTUM = _DENOM // 10**6  # numerator units per 10^-6 kuruş
+_COMMISSION_E4 = 3  # GUARANTEE_COMMISSION = 3 / 10^4
+_EXACT_FLOAT = 2**53
+
+
+def _quantum_float(numerator: int) -> float:
+    """``float(_to_decimal(Fraction(numerator, _DENOM)))`` without Fraction or Decimal."""
+    q, rem = divmod(abs(numerator), _PER_QUANTUM)
+    if 2 * rem > _PER_QUANTUM or (2 * rem == _PER_QUANTUM and q % 2):
+        q += 1
+    # q / 10^6 is correctly rounded (both exact) and so equals float() of the decimal
+    f = q / 1_000_000 if q < _EXACT_FLOAT else float(Decimal(f"{q}e-6"))
+    return -f if numerator < 0 else f
+
+
+def flow_floats(
+    *,
+    amount_kurus: int,
+    annual_rate_e4: int,
+    tenor_months: int,
+    grace_months: int,
+    repayment_every_months: int,
+    upfront_fee_kurus: int,
+    guarantee_rate_e4: int,
+) -> list[float]:
+    """``[float(f) for f in cash_flows(...)]`` in integer arithmetic (same validation)."""
+    _validate(
+        amount_kurus=amount_kurus,
+        annual_rate_e4=annual_rate_e4,
+        tenor_months=tenor_months,
+        grace_months=grace_months,
+        repayment_every_months=repayment_every_months,
+        upfront_fee_kurus=upfront_fee_kurus,
+        guarantee_rate_e4=guarantee_rate_e4,
+    )
+    commission = amount_kurus * guarantee_rate_e4 * _COMMISSION_E4 * (_DENOM // 10**10)
+    net_receipt = (amount_kurus - upfront_fee_kurus) * _DENOM - commission
+    if net_receipt <= 0:
+        raise ValueError(
+            f"net receipt must be positive: amount {amount_kurus} - fee {upfront_fee_kurus} "
+            f"- commission {_quantum_float(commission)} kuruş"
+        )
+    every = repayment_every_months
+    instalments = math.ceil((tenor_months - grace_months) / every)
+    instalment = amount_kurus // instalments
+    principal_months = {
+        min(grace_months + k * every, tenor_months) for k in range(1, instalments + 1)
+    }
+    interest_months = principal_months | set(range(every, grace_months + 1, every))
+    interest_per_kurus = annual_rate_e4 * (_DENOM // (_RATE_SCALE * _MONTHS_PER_YEAR))
+
+    flows = [_quantum_float(-net_receipt)]
+    balance = amount_kurus
+    accrued = 0
+    for month in range(1, tenor_months + 1):
+        accrued += balance * interest_per_kurus
+        payment = 0
+        if month in interest_months:
+            payment = accrued
+            accrued = 0
+        if month in principal_months:
+            principal = balance if month == tenor_months else instalment
+            payment += principal * _DENOM
+            balance -= principal
+        flows.append(_quantum_float(payment))
+    return flows
+
+
 def apr_e4(
     *,
     amount_kurus: int,
@@ -186,7 +260,7 @@ def apr_e4(
         ValueError: for the invalid inputs listed in :func:`cash_flows`, or
             if no internal rate of return can be found.
     """
-    flows = cash_flows(
+    flows = flow_floats(
         amount_kurus=amount_kurus,
         annual_rate_e4=annual_rate_e4,
         tenor_months=tenor_months,
@@ -196,7 +270,7 @@ def apr_e4(
         guarantee_rate_e4=guarantee_rate_e4,
     )
     try:
-        monthly_irr = pyxirr.irr([float(flow) for flow in flows])
+        monthly_irr = pyxirr.irr(flows)
     except pyxirr.InvalidPaymentsError as exc:
         raise ValueError(f"no internal rate of return for these cash flows: {exc}") from exc
     if monthly_irr is None or not math.isfinite(monthly_irr):

@@ -5,6 +5,7 @@ rebuilding Redis from SQL when Redis lost its data set."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 from typing import TYPE_CHECKING, Awaitable, Callable
@@ -24,6 +25,8 @@ log = logging.getLogger("ige.bg")
 
 LEASE_MS = 5000
 SWEEP_S = 2.0
+SWEEP_SLICE = 200
+PERSIST_BATCH_S = 0.2  # how long the persister lets events gather before a pass
 
 # renew the lease only if we still hold it
 RENEW = """
@@ -39,6 +42,10 @@ class Background:
         self.core = core
         self.hub = hub
         self.dirty: set[str] = set()
+        # seq each round is known to have reached in SQL (from this process's own writes): a
+        # batch then needs no read of the round's row first; a stale value is harmless, the
+        # conditional write refuses it and persist_round re-reads
+        self.persisted: dict[str, int] = {}
         self.wake = asyncio.Event()
         self.token = secrets.token_hex(8)
         self.is_leader = False
@@ -51,6 +58,11 @@ class Background:
         self.wake.set()
 
     async def start(self) -> None:
+        # Start-up is over: move everything allocated so far (modules, the app, the caches
+        # being warmed) out of the collector's reach. A full collection otherwise walks those
+        # ~90,000 objects every second or two under load, stalling every request for ~50 ms
+        # (the acknowledgement p99 of BENCHMARKS.md was that pause).
+        gc.freeze()
         self._tasks = [
             asyncio.create_task(self._loop("closer", self._close_tick,
                                            self.core.settings.scheduler_interval_s)),
@@ -101,9 +113,13 @@ class Background:
                     if loop.time() - last_sweep > SWEEP_S:
                         last_sweep = loop.time()
                         await self._sweep()
+                    # let a busy round's events gather: one transaction per round and pass
+                    # costs about a millisecond of this process's CPU, whatever its size
+                    await asyncio.sleep(PERSIST_BATCH_S)
                     dirty, self.dirty = self.dirty, set()
                     for rid in dirty:
-                        await self.core.persist_round(rid)
+                        self.persisted[rid] = await self.core.persist_round(
+                            rid, self.persisted.get(rid))
             except asyncio.CancelledError:
                 raise
             except (RedisError, SQLAlchemyError, OSError) as e:
@@ -124,14 +140,17 @@ class Background:
         if n := await self.core.requeue_overdue():
             log.warning("%d overdue round(s) were missing from the deadline index", n)
         live = await self.core.store.live_round_ids()
-        if not live:
-            return
-        pipe = self.core.redis.pipeline(transaction=False)
-        for rid, _ in live:
-            pipe.hget(keys(rid)["m"], "seq")
-        seqs = await pipe.execute()
-        for (rid, persisted), seq in zip(live, seqs):
-            if seq is None:
-                continue
-            if int(seq) > persisted:
-                await self.core.persist_round(rid, persisted)
+        self.persisted = {rid: n for rid, n in live if rid in self.persisted}  # forget finished
+        # in slices: one pipeline over thousands of live rounds would hold the event loop (and
+        # every request waiting on it) for milliseconds while its replies are parsed
+        for i in range(0, len(live), SWEEP_SLICE):
+            part = live[i:i + SWEEP_SLICE]
+            pipe = self.core.redis.pipeline(transaction=False)
+            for rid, _ in part:
+                pipe.hget(keys(rid)["m"], "seq")
+            seqs = await pipe.execute()
+            for (rid, persisted), seq in zip(part, seqs):
+                if seq is None:
+                    continue
+                if int(seq) > persisted:
+                    self.persisted[rid] = await self.core.persist_round(rid, persisted)

@@ -32,6 +32,7 @@ log = logging.getLogger("ige.stream")
 SUBPROTOCOLS = ("ige.v1.json", "ige.v1.msgpack")
 MAX_CATCH_UP = 1000  # a since_seq further behind than this gets a snapshot instead
 SLOW_CLIENT_CLOSE = 4008
+HEARTBEAT_SLICES = 10  # a period's heartbeats go out in this many slices
 
 
 def encode(msg: dict[str, Any], binary: bool) -> str | bytes:
@@ -138,24 +139,28 @@ class Hub:
                     pass
 
     async def _heartbeat(self) -> None:
+        """Every connection gets a heartbeat once per period, in slices spread over the period:
+        one burst to thousands of connections would delay every quote queued behind it."""
+        tick = 0
         while True:
-            await asyncio.sleep(self.core.settings.heartbeat_s)
+            await asyncio.sleep(self.core.settings.heartbeat_s / HEARTBEAT_SLICES)
             hb = Encoded({"type": "heartbeat", "topic": None, "server_time": iso(ms_to_dt(now_ms()))})
             for c in list(self.connections):
-                c.send(hb.frame(c.binary))
+                if hash(c) % HEARTBEAT_SLICES == tick:
+                    c.send(hb.frame(c.binary))
+            tick = (tick + 1) % HEARTBEAT_SLICES
 
     # -- fan-out ----------------------------------------------------------------------
     async def _dispatch(self, data: bytes) -> None:
-        raw = json.loads(data)
-        kind = raw.get("k")
-        rid = raw["r"]
-        if kind == "o":
-            await self._round_opened(rid)
+        if data.startswith(b'{"k":'):  # round opened / finalized: {"k":"o"|"f","r":...}
+            raw = json.loads(data)
+            if raw["k"] == "o":
+                await self._round_opened(raw["r"])
+            elif raw["k"] == "f":
+                await self._round_finalized(raw["r"])
             return
-        if kind == "f":
-            await self._round_finalized(rid)
-            return
-        ev = parse_event(data)
+        ev = parse_event(data)  # a book event, parsed once
+        rid = ev.round_id
         for cb in self.on_event:
             cb(rid)
         subs = self.topics.get(f"round:{rid}")

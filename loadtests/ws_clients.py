@@ -1,0 +1,171 @@
+"""Many WebSocket stream clients in one process (asyncio + uvloop + ``websockets``), for the
+benchmark's push-latency and mass-close parts.
+
+    python -m loadtests.ws_clients SPEC.json
+
+SPEC: {"base_url", "conns": [{"token": "Bearer ...", "rounds": [round ids]}, ...]}. Every
+connection takes a ticket, connects, subscribes to its rounds and waits for their snapshots;
+then the process prints ``READY <connections>`` and records, until a ``stop`` line arrives on
+stdin: push latency of each quote of *another* bank (server ``updated_at`` = the offer's
+``accepted_at`` → arrival here, same machine clock) in an HdrHistogram, seq gaps, drops, and
+the arrival time of each ``round_closed``. Then it prints one JSON line and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+from websockets.asyncio.client import ClientConnection, connect
+
+from loadtests.rawhttp import Conn, build, host_port
+from loadtests.scenario import iso_ms
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.push = HdrHistogram(1, 60_000_000, 3)  # microseconds
+        self.quotes = 0
+        self.own = 0
+        self.gaps = 0
+        self.errors: dict[str, int] = {}
+        self.dropped = 0
+        self.closed: list[float] = []  # arrival times (epoch ms) of round_closed
+        self.recording = False
+
+
+async def tickets(base_url: str, tokens: list[str], parallel: int = 8) -> list[str]:
+    host, port = host_port(base_url)
+    out: list[str] = [""] * len(tokens)
+    nxt = 0
+
+    async def worker() -> None:
+        nonlocal nxt
+        c = await Conn(host, port).open()
+        while nxt < len(tokens):
+            i = nxt
+            nxt += 1
+            status, body = await c.request(build("POST", "/v1/stream/tickets", f"{host}:{port}",
+                                                 {"Authorization": tokens[i]}))
+            if status != 201:
+                raise RuntimeError(f"ticket: {status} {body[:200]!r}")
+            out[i] = json.loads(body)["ticket"]
+        c.close()
+
+    await asyncio.gather(*(worker() for _ in range(parallel)))
+    return out
+
+
+async def client(url: str, rounds: list[str], st: Stats, ready: asyncio.Event,
+                 synced: list[int]) -> None:
+    last: dict[str, int] = {}
+    pending = set(rounds)
+    async with connect(url, subprotocols=["ige.v1.json"], compression=None, max_queue=None,
+                       ping_interval=None, open_timeout=60) as ws:
+        for rid in rounds:
+            await ws.send(json.dumps({"op": "subscribe", "topic": f"round:{rid}"}))
+        await _read(ws, last, pending, st, ready, synced)
+
+
+async def _read(ws: ClientConnection, last: dict[str, int], pending: set[str], st: Stats,
+                ready: asyncio.Event, synced: list[int]) -> None:
+    loads = json.loads
+    try:
+        async for raw in ws:
+            now = time.time() * 1000.0
+            msg = loads(raw)
+            kind = msg["type"]
+            if kind == "quote":
+                rid = msg["topic"][6:]
+                seq = msg["seq"]
+                if last.get(rid, seq - 1) != seq - 1:
+                    st.gaps += 1
+                last[rid] = seq
+                if st.recording:
+                    if msg["offer"]["mine"]:
+                        st.own += 1
+                    else:
+                        st.quotes += 1
+                        st.push.record_value(max(1, int((now - iso_ms(msg["offer"]["updated_at"])) * 1000)))
+            elif kind == "round_closed":
+                st.closed.append(now)
+            elif kind == "snapshot":
+                rid = msg["topic"][6:]
+                last[rid] = msg["seq"]
+                if rid in pending:
+                    pending.discard(rid)
+                    if not pending:
+                        synced[0] += 1
+                        if synced[0] == synced[1]:
+                            ready.set()
+            elif kind == "error":
+                st.errors[msg.get("code", "?")] = st.errors.get(msg.get("code", "?"), 0) + 1
+    except Exception:  # noqa: BLE001 - a drop is counted, not raised
+        st.dropped += 1
+    else:
+        if ws.close_code not in (None, 1000, 1001):
+            st.dropped += 1
+
+
+async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
+    base = spec["base_url"]
+    conns = spec["conns"]
+    st = Stats()
+    t0 = time.perf_counter()
+    ts = await tickets(base, [c["token"] for c in conns])
+    ws_base = base.replace("http", "ws", 1) + "/v1/stream?ticket="
+    ready = asyncio.Event()
+    synced = [0, len(conns)]
+    sem = asyncio.Semaphore(64)
+    tasks = []
+
+    async def start(c: dict[str, Any], ticket: str) -> None:
+        async with sem:
+            tasks.append(asyncio.ensure_future(client(ws_base + ticket, c["rounds"], st, ready, synced)))
+            await asyncio.sleep(0.002)
+
+    await asyncio.gather(*(start(c, t) for c, t in zip(conns, ts)))
+    await asyncio.wait_for(ready.wait(), 300)
+    setup_s = time.perf_counter() - t0
+    st.recording = True
+    print(f"READY {len(conns)}", flush=True)
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line or line.strip() == "stop":
+            break
+        if line.strip() == "reset":
+            st.push.reset()
+            st.quotes = st.own = 0
+            print("OK", flush=True)
+    st.recording = False
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    h = st.push
+    return {
+        "connections": len(conns), "setup_s": setup_s, "quotes": st.quotes, "own": st.own,
+        "gaps": st.gaps, "dropped": st.dropped, "errors": st.errors,
+        "hist": h.encode().decode() if st.quotes else "",
+        "closed": st.closed,
+    }
+
+
+def main() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with open(sys.argv[1]) as fh:
+        spec = json.load(fh)
+    import uvloop
+
+    res = uvloop.run(main_async(spec))
+    print(json.dumps(res), flush=True)
+
+
+if __name__ == "__main__":
+    main()
