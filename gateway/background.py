@@ -26,7 +26,8 @@ log = logging.getLogger("ige.bg")
 LEASE_MS = 5000
 SWEEP_S = 2.0
 SWEEP_SLICE = 200
-PERSIST_BATCH_S = 0.2  # how long the persister lets events gather before a pass
+CLOSE_BATCH = 200  # due rounds taken per look at the deadline index
+PERSIST_BATCH_S = 0.5  # how long the persister lets events gather before a pass
 
 # renew the lease only if we still hold it
 RENEW = """
@@ -63,6 +64,11 @@ class Background:
         # ~90,000 objects every second or two under load, stalling every request for ~50 ms
         # (the acknowledgement p99 of BENCHMARKS.md was that pause).
         gc.freeze()
+        # Young collections every 10,000 allocations rather than 700: each one promotes what is
+        # in flight at that instant, and under load (thousands of bids and stream frames a
+        # second) those promotions triggered a full collection every few seconds, 100-200 ms
+        # long with 2,000 WebSockets open. Measured in BENCHMARKS.md (part 2).
+        gc.set_threshold(10_000, 50, 10)
         self._tasks = [
             asyncio.create_task(self._loop("closer", self._close_tick,
                                            self.core.settings.scheduler_interval_s)),
@@ -95,7 +101,9 @@ class Background:
             await asyncio.sleep(every)
 
     async def _close_tick(self) -> None:
-        await self.core.close_due()
+        # a full batch closed: more rounds may share that deadline, so go on without the pause
+        while await self.core.close_due(CLOSE_BATCH) >= CLOSE_BATCH:
+            pass
 
     async def _lapse_tick(self) -> None:
         for rid in await self.core.store.lapse_due(now_ms()):

@@ -42,7 +42,7 @@ log = logging.getLogger("ige")
 PERSISTER_LOCK = "ige:lock:persister"
 ALIVE_KEY = "ige:alive"  # absent => Redis lost its data set: rebuild live rounds from SQL
 REDIS_POOL_SIZE = 256  # Redis connections per gateway process
-CLOSE_CONCURRENCY = 8  # due rounds one process closes at once
+CLOSE_CONCURRENCY = 32  # due rounds one process closes at once
 
 
 def raise_for(res: SubmitResult) -> None:

@@ -30,6 +30,7 @@ from loadtests.scenario import iso_ms
 class Stats:
     def __init__(self) -> None:
         self.push = HdrHistogram(1, 60_000_000, 3)  # microseconds
+        self.lag = HdrHistogram(1, 60_000_000, 3)  # this process's own event-loop lateness
         self.quotes = 0
         self.own = 0
         self.gaps = 0
@@ -135,6 +136,16 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
     st.recording = True
     print(f"READY {len(conns)}", flush=True)
     loop = asyncio.get_running_loop()
+
+    async def lag() -> None:
+        # how late this process itself runs: a message's arrival is stamped when the loop gets
+        # to it, so the client's own lateness is part of every latency it reports
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            st.lag.record_value(max(1, int((time.perf_counter() - t - 0.005) * 1e6)))
+
+    lag_task = asyncio.ensure_future(lag())
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)
         if not line or line.strip() == "stop":
@@ -144,6 +155,7 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
             st.quotes = st.own = 0
             print("OK", flush=True)
     st.recording = False
+    lag_task.cancel()
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -152,6 +164,8 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
         "connections": len(conns), "setup_s": setup_s, "quotes": st.quotes, "own": st.own,
         "gaps": st.gaps, "dropped": st.dropped, "errors": st.errors,
         "hist": h.encode().decode() if st.quotes else "",
+        "lag_p50_ms": st.lag.get_value_at_percentile(50) / 1000,
+        "lag_p99_ms": st.lag.get_value_at_percentile(99) / 1000,
         "closed": st.closed,
     }
 
