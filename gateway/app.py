@@ -291,14 +291,6 @@ def _national_id(v: Any) -> str:
     return tckimlik.compact(v)
 
 
-def _email(v: Any) -> str:
-    return exporter_api.email_address(v)  # email-validator (syntax, no DNS)
-
-
-def _mobile(v: Any) -> str:
-    return exporter_api.turkish_mobile(v)  # libphonenumber: a valid Turkish mobile, E.164
-
-
 def _password(v: Any) -> str:
     if not isinstance(v, str) or len(v) < 10 or len(v) > 200:
         raise ValueError("10..200 characters")
@@ -310,8 +302,8 @@ async def exporter_register(request: Request) -> Response:
     f = Fields(body)
     full_name = f.get("full_name", text(200))
     national_id = f.get("national_id", _national_id)
-    email = f.get("email", _email)
-    mobile = f.get("mobile", _mobile)
+    email = f.get("email", exporter_api.email_address)
+    mobile = f.get("mobile", exporter_api.turkish_mobile)
     password = f.get("password", _password)
     f.check()
     c = core(request)
