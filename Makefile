@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 	@$(BIN)/python -m pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
-	@$(BIN)/python -c 'import gateway.app, auction.redis_book, persistence.store' \
+	@$(BIN)/python -c 'import gateway.app, auction.redis.book, persistence.store' \
 		|| { echo "install failed"; exit 1; }
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 

@@ -25,6 +25,12 @@ FX_SCALE = 10_000  # TL per unit x 10^4
 TL = 100  # kuruş per TL
 
 
+def to_tl(amount_minor: int, fx_rate_e4: int) -> int:
+    """An amount in kuruş TL at a conversion rate (TL per unit x 10^4), rounded UP to the
+    kuruş: a limit is never passed by rounding a foreign-currency amount down."""
+    return -(-amount_minor * fx_rate_e4 // FX_SCALE)
+
+
 class PackageError(ValueError):
     """A guarantee package that contradicts itself (a bug in configuration, not a refusal)."""
 
@@ -112,8 +118,7 @@ class GuaranteePackage:
     def to_tl(self, amount_minor: int, currency: str) -> int:
         """An amount in kuruş TL at the package's configured rate, rounded UP to the kuruş:
         a limit is never passed by rounding a foreign-currency request down."""
-        rate = self.fx_rates_e4[currency]
-        return -(-amount_minor * rate // FX_SCALE)
+        return to_tl(amount_minor, self.fx_rates_e4[currency])
 
     def to_record(self) -> dict[str, Any]:
         """Plain JSON (ints and strings) of every number the rules read."""

@@ -307,3 +307,12 @@ def may_reapply(rejections: Sequence[datetime], now: datetime,
 def exposure_total(exposures: Sequence[Exposure]) -> int:
     """What counts towards the group limit: each company of the group once."""
     return sum(e.total for e in {e.tax_id: e for e in exposures}.values())
+
+
+# ----------------------------------------------------------------------------- the ledger
+def booked_guarantee(loan_amount: int, guarantee_amount: int, offer_amount: int | None) -> int:
+    """The guarantee an accepted offer books in the exposure ledger: the round's guarantee
+    scaled by offer amount / loan amount (a bank may lend less than asked, never more)."""
+    amount = loan_amount if offer_amount is None else min(offer_amount, loan_amount)
+    return guarantee_amount * amount // loan_amount
+

@@ -1,17 +1,19 @@
 """The live offer book: one contract, two implementations.
 
-``MemoryBook`` is the reference: it defines the semantics in plain Python. ``RedisBook``
-(auction/redis_book.py) runs the same commands as Lua scripts on Redis and must pass the same
-contract tests (tests/contract). Both speak the record format below, which is also what the
-event stream and the SQL persister carry.
+``Book`` is everything the use cases ask of a round's live state: open and rebuild it, take
+offers and revisions, read the masked book and its event sequence, find the rounds due to close
+(the deadline index, by the book's own clock) and close them. ``MemoryBook`` is the reference: it
+defines the semantics in plain Python by calling the pure rules. ``RedisBook``
+(``auction/redis/book.py``) runs the same commands as Lua scripts on Redis and must pass the
+same contract suite (``tests/contract``), with an invariant check after every step.
 """
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from auction.model import (
     CloseResult,
@@ -22,7 +24,11 @@ from auction.model import (
     RoundTerms,
     SubmitResult,
 )
-from auction.rules import label_pool, rank_key
+from auction.ranking import ranked
+from auction.rules import is_due, label_pool, may_bid
+
+#: the idempotency of a command: (the caller's scoped key, a hash of the request)
+Idem = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -48,86 +54,101 @@ class BookView:
     offers: list[OfferVersion] = field(default_factory=list)  # best first
 
 
-# ----------------------------------------------------------------------------- record format
-def record_tail(terms: OfferTerms, apr_e4: int) -> str:
-    """The offer's terms as JSON members (no braces) for the Lua scripts to wrap."""
-    body = dict(terms.to_record())
-    body["p"] = apr_e4
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)[1:-1]
+@dataclass(frozen=True)
+class RoundSnapshot:
+    """Everything needed to rebuild a round's live state (from SQL, after Redis lost it)."""
+
+    round_id: str
+    state: RoundState  # open, or closed (binding) with closed_at_ms set
+    opened_at_ms: int
+    closes_at_ms: int
+    closed_at_ms: int
+    labels: Mapping[str, str]  # bank_id -> label in use
+    unused_labels: Sequence[str]
+    offers: Sequence[OfferVersion]  # the current version of every offer
+    events: Sequence[Event]
 
 
-def record_json(v: OfferVersion) -> str:
-    rec: dict[str, object] = {
-        "o": v.offer_id, "f": v.ref, "b": v.bank_id, "l": v.label, "v": v.version,
-        "s": v.seq, "t": v.accepted_at_ms,
-    }
-    rec.update(v.terms.to_record())
-    rec["p"] = v.apr_e4
-    return json.dumps(rec, separators=(",", ":"), ensure_ascii=False)
-
-
-def parse_record(round_id: str, raw: str | bytes | dict[str, object]) -> OfferVersion:
-    rec: dict[str, object] = raw if isinstance(raw, dict) else json.loads(raw)
-    return OfferVersion(
-        round_id=round_id,
-        offer_id=str(rec["o"]),
-        ref=str(rec["f"]),
-        bank_id=str(rec["b"]),
-        label=str(rec["l"]),
-        version=int(rec["v"]),  # type: ignore[call-overload]
-        seq=int(rec["s"]),  # type: ignore[call-overload]
-        accepted_at_ms=int(rec["t"]),  # type: ignore[call-overload]
-        apr_e4=int(rec["p"]),  # type: ignore[call-overload]
-        terms=OfferTerms.from_record(rec),
-    )
-
-
-def parse_event(raw: str | bytes) -> Event:
-    ev = json.loads(raw)
-    rid = str(ev["r"])
-    order = tuple(m.rsplit(":", 1)[1] for m in ev["n"]) if "n" in ev else None
-    if ev["k"] == "q":
-        return Event(rid, int(ev["s"]), "quote", parse_record(rid, ev["o"]), order=order)
-    return Event(rid, int(ev["s"]), "round_closed", at_ms=int(ev["t"]))
-
-
-def event_json(ev: Event) -> str:
-    if ev.kind == "quote" and ev.offer is not None:
-        return f'{{"r":"{ev.round_id}","s":{ev.seq},"k":"q","o":{record_json(ev.offer)}}}'
-    return f'{{"r":"{ev.round_id}","s":{ev.seq},"k":"c","t":{ev.at_ms}}}'
-
-
-def ranked(offers: list[OfferVersion]) -> list[OfferVersion]:
-    return sorted(offers, key=lambda o: rank_key(o.apr_e4, o.terms.annual_rate_e4, o.seq))
-
-
-def replay_orders(events: list[Event]) -> list[tuple[str, ...]]:
+def replay_orders(events: Sequence[Event]) -> list[tuple[str, ...]]:
     """Best-first ref order after each event, recomputed from a round's full event list."""
     current: dict[str, OfferVersion] = {}
     out: list[tuple[str, ...]] = []
     for ev in events:
         if ev.offer is not None:
             current[ev.offer.ref] = ev.offer
-        out.append(tuple(o.ref for o in ranked(list(current.values()))))
+        out.append(tuple(o.ref for o in ranked(current.values())))
     return out
 
 
 # ----------------------------------------------------------------------------- contract
 class Book(Protocol):
-    async def open_round(self, terms: RoundTerms, labels: list[str] | None = None) -> bool: ...
+    # -- a round's live state
+    async def open_round(self, terms: RoundTerms, labels: Sequence[str] | None = None) -> bool:
+        """Create the round and index its deadline; False (nothing changed) if it exists."""
+        ...
 
+    async def restore(self, snap: RoundSnapshot) -> bool:
+        """Rebuild a round the book lost; False (nothing changed) if it still exists."""
+        ...
+
+    async def exists(self, round_id: str) -> bool: ...
+
+    async def expire_round(self, round_id: str, seconds: int) -> None:
+        """Let a finished round's live state go after ``seconds`` (SQL holds everything)."""
+        ...
+
+    # -- bidding
     async def submit(self, round_id: str, bank_id: str, offer_id: str, ref: str,
-                     terms: OfferTerms, apr_e4: int, idem: tuple[str, str] | None = None
+                     terms: OfferTerms, apr_e4: int, idem: Idem | None = None
                      ) -> SubmitResult: ...
 
     async def revise(self, round_id: str, bank_id: str, offer_id: str, terms: OfferTerms,
-                     apr_e4: int, idem: tuple[str, str] | None = None) -> SubmitResult: ...
+                     apr_e4: int, idem: Idem | None = None) -> SubmitResult: ...
 
-    async def close(self, round_id: str) -> CloseResult: ...
-
+    # -- reading
     async def view(self, round_id: str, viewer_bank_id: str = "") -> BookView | None: ...
 
     async def events(self, round_id: str, after_seq: int = 0) -> list[Event]: ...
+
+    async def event(self, round_id: str, seq: int) -> Event | None: ...
+
+    async def has_bid(self, round_id: str, bank_id: str) -> bool: ...
+
+    async def have_bid(self, round_ids: Sequence[str], bank_id: str) -> list[bool]:
+        """``has_bid`` of many rounds in one go."""
+        ...
+
+    async def seqs(self, round_ids: Sequence[str]) -> list[int | None]:
+        """The last seq of each round (None: unknown to the book), in one go."""
+        ...
+
+    async def labels(self, round_id: str) -> dict[str, str]: ...
+
+    async def unused_labels(self, round_id: str) -> list[str]: ...
+
+    # -- closing
+    async def due(self, limit: int) -> list[str]:
+        """Rounds of the deadline index whose deadline has passed by the book's clock, the
+        earliest first. Only candidates: ``close`` decides, atomically, by the same clock."""
+        ...
+
+    async def close(self, round_id: str) -> CloseResult: ...
+
+    async def unschedule(self, round_id: str) -> None:
+        """Drop a round from the deadline index (its close is complete, or it is unknown)."""
+        ...
+
+    async def reschedule(self, deadlines: Mapping[str, int]) -> int:
+        """Put rounds missing from the deadline index back on it; returns how many were."""
+        ...
+
+    # -- the data set
+    async def intact(self) -> bool:
+        """False when the book lost its data set since ``mark_intact`` (a Redis replaced
+        without its AOF): every live round must then be rebuilt from SQL."""
+        ...
+
+    async def mark_intact(self) -> None: ...
 
 
 # ----------------------------------------------------------------------------- reference
@@ -150,50 +171,70 @@ class MemoryBook:
     def __init__(self, clock: Callable[[], int] | None = None) -> None:
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._rounds: dict[str, _MemRound] = {}
+        self._deadlines: dict[str, int] = {}
+        self._intact = False
 
-    async def open_round(self, terms: RoundTerms, labels: list[str] | None = None) -> bool:
+    # -- a round's live state
+    async def open_round(self, terms: RoundTerms, labels: Sequence[str] | None = None) -> bool:
         if terms.round_id in self._rounds:
             return False
         self._rounds[terms.round_id] = _MemRound(terms, pool=list(labels or label_pool()))
+        self._deadlines[terms.round_id] = terms.closes_at_ms
         return True
 
-    def _rank(self, r: _MemRound, ref: str) -> int:
-        order = [o.ref for o in ranked(list(r.offers.values()))]
-        return order.index(ref) + 1
+    async def restore(self, snap: RoundSnapshot) -> bool:
+        if snap.round_id in self._rounds:
+            return False
+        seq = max((e.seq for e in snap.events), default=0)
+        terms = RoundTerms(snap.round_id, "", "", 0, 0, 0, 0, False, snap.opened_at_ms,
+                           snap.closes_at_ms)
+        self._rounds[snap.round_id] = _MemRound(
+            terms, state=snap.state, seq=seq, closed_at_ms=snap.closed_at_ms,
+            pool=list(snap.unused_labels), labels=dict(snap.labels),
+            offers={o.offer_id: o for o in snap.offers}, events=list(snap.events))
+        if snap.state is RoundState.OPEN:
+            self._deadlines[snap.round_id] = snap.closes_at_ms
+        return True
 
-    def _replay(self, r: _MemRound, idem: tuple[str, str] | None) -> SubmitResult | None:
+    async def exists(self, round_id: str) -> bool:
+        return round_id in self._rounds
+
+    async def expire_round(self, round_id: str, seconds: int) -> None:
+        return None  # the reference keeps finished rounds for the life of the process
+
+    # -- bidding
+    def _rank(self, r: _MemRound, ref: str) -> int:
+        return [o.ref for o in ranked(r.offers.values())].index(ref) + 1
+
+    def _begin(self, round_id: str, idem: Idem | None) -> _MemRound | SubmitResult:
+        """The round, or the answer when there is nothing to do (unknown round, replay)."""
+        r = self._rounds.get(round_id)
+        if r is None:
+            return SubmitResult(Outcome.ROUND_UNKNOWN)
         if idem is None or idem[0] not in r.idem:
-            return None
+            return r
         body_hash, first = r.idem[idem[0]]
         if body_hash != idem[1]:
             return SubmitResult(Outcome.IDEMPOTENCY_MISMATCH)
         cur = r.offers[first.offer_id]
         return SubmitResult(Outcome.IDEMPOTENCY_REPLAY, first, self._rank(r, cur.ref))
 
-    def _begin(self, round_id: str, idem: tuple[str, str] | None) -> _MemRound | SubmitResult:
-        """The round, or the answer when there is nothing to do (unknown round, replay)."""
-        r = self._rounds.get(round_id)
-        if r is None:
-            return SubmitResult(Outcome.ROUND_UNKNOWN)
-        replay = self._replay(r, idem)
-        return r if replay is None else replay
-
-    def _accept(self, r: _MemRound, v: OfferVersion, idem: tuple[str, str] | None) -> SubmitResult:
+    def _accept(self, r: _MemRound, v: OfferVersion, idem: Idem | None) -> SubmitResult:
         r.offers[v.offer_id] = v
-        order = tuple(o.ref for o in ranked(list(r.offers.values())))
+        order = tuple(o.ref for o in ranked(r.offers.values()))
         r.events.append(Event(r.terms.round_id, v.seq, "quote", v, order=order))
         if idem is not None:
             r.idem[idem[0]] = (idem[1], v)
         return SubmitResult(Outcome.OK, v, order.index(v.ref) + 1)
 
     async def submit(self, round_id: str, bank_id: str, offer_id: str, ref: str,
-                     terms: OfferTerms, apr_e4: int, idem: tuple[str, str] | None = None
+                     terms: OfferTerms, apr_e4: int, idem: Idem | None = None
                      ) -> SubmitResult:
         r = self._begin(round_id, idem)
         if isinstance(r, SubmitResult):
             return r
         now = self._clock()
-        if r.state is not RoundState.OPEN or now >= r.terms.closes_at_ms:
+        if not may_bid(r.state, r.terms.closes_at_ms, now):
             return SubmitResult(Outcome.ROUND_CLOSED)
         if offer_id in r.offers:
             return SubmitResult(Outcome.ROUND_UNKNOWN)
@@ -206,7 +247,7 @@ class MemoryBook:
         return self._accept(r, v, idem)
 
     async def revise(self, round_id: str, bank_id: str, offer_id: str, terms: OfferTerms,
-                     apr_e4: int, idem: tuple[str, str] | None = None) -> SubmitResult:
+                     apr_e4: int, idem: Idem | None = None) -> SubmitResult:
         r = self._begin(round_id, idem)
         if isinstance(r, SubmitResult):
             return r
@@ -214,12 +255,53 @@ class MemoryBook:
         if old is None or old.bank_id != bank_id:
             return SubmitResult(Outcome.OFFER_UNKNOWN)
         now = self._clock()
-        if r.state is not RoundState.OPEN or now >= r.terms.closes_at_ms:
+        if not may_bid(r.state, r.terms.closes_at_ms, now):
             return SubmitResult(Outcome.ROUND_CLOSED)
         r.seq += 1
         v = OfferVersion(round_id, offer_id, old.ref, bank_id, old.label, old.version + 1,
                          r.seq, now, apr_e4, terms)
         return self._accept(r, v, idem)
+
+    # -- reading
+    async def view(self, round_id: str, viewer_bank_id: str = "") -> BookView | None:
+        r = self._rounds.get(round_id)
+        if r is None:
+            return None
+        return BookView(round_id, r.state, r.seq, r.terms.closes_at_ms, r.closed_at_ms,
+                        r.labels.get(viewer_bank_id) if viewer_bank_id else None,
+                        ranked(r.offers.values()))
+
+    async def events(self, round_id: str, after_seq: int = 0) -> list[Event]:
+        r = self._rounds.get(round_id)
+        return [] if r is None else [e for e in r.events if e.seq > after_seq]
+
+    async def event(self, round_id: str, seq: int) -> Event | None:
+        r = self._rounds.get(round_id)
+        return next((e for e in r.events if e.seq == seq), None) if r else None
+
+    async def has_bid(self, round_id: str, bank_id: str) -> bool:
+        r = self._rounds.get(round_id)
+        return r is not None and bank_id in r.labels
+
+    async def have_bid(self, round_ids: Sequence[str], bank_id: str) -> list[bool]:
+        return [await self.has_bid(rid, bank_id) for rid in round_ids]
+
+    async def seqs(self, round_ids: Sequence[str]) -> list[int | None]:
+        return [r.seq if (r := self._rounds.get(rid)) else None for rid in round_ids]
+
+    async def labels(self, round_id: str) -> dict[str, str]:
+        r = self._rounds.get(round_id)
+        return dict(r.labels) if r else {}
+
+    async def unused_labels(self, round_id: str) -> list[str]:
+        r = self._rounds.get(round_id)
+        return list(r.pool) if r else []
+
+    # -- closing
+    async def due(self, limit: int) -> list[str]:
+        now = self._clock()
+        due = sorted((at, rid) for rid, at in self._deadlines.items() if at <= now)
+        return [rid for _, rid in due[:limit]]
 
     async def close(self, round_id: str) -> CloseResult:
         r = self._rounds.get(round_id)
@@ -227,24 +309,28 @@ class MemoryBook:
             return CloseResult(Outcome.ROUND_UNKNOWN)
         if r.state is not RoundState.OPEN:
             return CloseResult(Outcome.ALREADY_CLOSED, r.seq, r.closed_at_ms,
-                               ranked(list(r.offers.values())))
+                               ranked(r.offers.values()))
         now = self._clock()
-        if now < r.terms.closes_at_ms:
+        if not is_due(r.state, r.terms.closes_at_ms, now):
             return CloseResult(Outcome.NOT_DUE, r.seq)
         r.seq += 1
         r.state = RoundState.CLOSED
         r.closed_at_ms = now
         r.events.append(Event(round_id, r.seq, "round_closed", at_ms=now))
-        return CloseResult(Outcome.OK, r.seq, now, ranked(list(r.offers.values())))
+        return CloseResult(Outcome.OK, r.seq, now, ranked(r.offers.values()))
 
-    async def view(self, round_id: str, viewer_bank_id: str = "") -> BookView | None:
-        r = self._rounds.get(round_id)
-        if r is None:
-            return None
-        return BookView(round_id, r.state, r.seq, r.terms.closes_at_ms, r.closed_at_ms,
-                        r.labels.get(viewer_bank_id) if viewer_bank_id else None,
-                        ranked(list(r.offers.values())))
+    async def unschedule(self, round_id: str) -> None:
+        self._deadlines.pop(round_id, None)
 
-    async def events(self, round_id: str, after_seq: int = 0) -> list[Event]:
-        r = self._rounds.get(round_id)
-        return [] if r is None else [e for e in r.events if e.seq > after_seq]
+    async def reschedule(self, deadlines: Mapping[str, int]) -> int:
+        added = [rid for rid in deadlines if rid not in self._deadlines]
+        for rid in added:
+            self._deadlines[rid] = deadlines[rid]
+        return len(added)
+
+    # -- the data set
+    async def intact(self) -> bool:
+        return self._intact
+
+    async def mark_intact(self) -> None:
+        self._intact = True

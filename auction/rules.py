@@ -1,7 +1,8 @@
 """Business rules of the offer round: pure functions over plain data, ``now`` passed in.
 
 Every rule a reader needs is here: offer validation against the round and the KGF guarantee
-rules (PORTAL.md §4), the ranking key, the masked labels and the round state machine.
+rules (PORTAL.md §4), the masked labels and the round state machine (the ranking key is
+``auction.ranking``).
 """
 
 from __future__ import annotations
@@ -9,22 +10,24 @@ from __future__ import annotations
 import secrets
 import string
 from dataclasses import dataclass
+from typing import Protocol
 
 from auction.model import RATE_SCALE, OfferTerms, RoundState, RoundTerms
 
 
-@dataclass(frozen=True)
-class LoanTypeRule:
-    min_tenor_months: int
-    max_tenor_months: int
-    max_grace_months: int
+class TenorLimits(Protocol):
+    """Tenor and grace limits of one loan type. The numbers live in one place, the guarantee
+    package in force (``applications.package``, PORTAL.md §4); the caller passes them in."""
 
+    @property
+    def min_tenor_months(self) -> int: ...
 
-#: KGF Treasury-backed guarantee limits per loan type (PORTAL.md §4).
-LOAN_TYPE_RULES: dict[str, LoanTypeRule] = {
-    "working_capital": LoanTypeRule(min_tenor_months=6, max_tenor_months=60, max_grace_months=12),
-    "investment": LoanTypeRule(min_tenor_months=6, max_tenor_months=120, max_grace_months=36),
-}
+    @property
+    def max_tenor_months(self) -> int: ...
+
+    @property
+    def max_grace_months(self) -> int: ...
+
 
 #: Interest is collected at most once a year, so a repayment period is at most 12 months.
 REPAYMENT_PERIODS = (1, 2, 3, 4, 6, 12)
@@ -41,10 +44,10 @@ class FieldError:
     message: str
 
 
-def validate_offer(terms: OfferTerms, rnd: RoundTerms) -> list[FieldError]:
-    """Check an offer against its round. Returns every problem found (empty list = valid)."""
+def validate_offer(terms: OfferTerms, rnd: RoundTerms, rule: TenorLimits) -> list[FieldError]:
+    """Check an offer against its round and the tenor limits of the round's loan type.
+    Returns every problem found (empty list = valid)."""
     errors: list[FieldError] = []
-    rule = LOAN_TYPE_RULES[rnd.loan_type]
 
     def bad(fieldname: str, code: str, message: str) -> None:
         errors.append(FieldError(fieldname, code, message))
@@ -89,10 +92,10 @@ def validate_offer(terms: OfferTerms, rnd: RoundTerms) -> list[FieldError]:
     return errors
 
 
-def validate_round_terms(rnd: RoundTerms) -> list[FieldError]:
-    """Checks for an operator's manual intake (the application issue adds the group limits)."""
+def validate_round_terms(rnd: RoundTerms, rule: TenorLimits | None) -> list[FieldError]:
+    """Checks for an operator's manual intake (the guarantee rules of an application are in
+    ``applications.rules``); ``rule`` is None for a loan type the package does not know."""
     errors: list[FieldError] = []
-    rule = LOAN_TYPE_RULES.get(rnd.loan_type)
     if rnd.loan_amount <= 0:
         errors.append(FieldError("loan_amount", "not_positive", "loan_amount must be greater than 0"))
     if rnd.guarantee_amount <= 0:
@@ -114,23 +117,6 @@ def validate_round_terms(rnd: RoundTerms) -> list[FieldError]:
             errors.append(FieldError("grace_months", "not_below_tenor",
                                      "grace_months must be shorter than tenor_months"))
     return errors
-
-
-# ----------------------------------------------------------------------------- ranking
-KEY_WIDTH = 12
-
-
-def rank_member(apr_e4: int, annual_rate_e4: int, seq: int, ref: str) -> str:
-    """Sorted-set member that orders lexicographically exactly by (apr, annual_rate, seq).
-
-    All book members carry score 0, so Redis orders them byte-wise: fixed-width decimal
-    fields give an exact order with no float ties.
-    """
-    return f"{apr_e4:0{KEY_WIDTH}d}{annual_rate_e4:0{KEY_WIDTH}d}{seq:0{KEY_WIDTH}d}:{ref}"
-
-
-def rank_key(apr_e4: int, annual_rate_e4: int, seq: int) -> tuple[int, int, int]:
-    return (apr_e4, annual_rate_e4, seq)
 
 
 # ----------------------------------------------------------------------------- masking
@@ -182,3 +168,14 @@ TRANSITIONS: dict[RoundState, frozenset[RoundState]] = {
 
 def can_transition(src: RoundState, dst: RoundState) -> bool:
     return dst in TRANSITIONS[src]
+
+
+def refuse_acceptance(state: RoundState, binding_until_ms: int | None, now_ms: int) -> str | None:
+    """Why an offer of a round in ``state`` cannot be accepted now, or None when it can."""
+    if state is RoundState.OPEN:
+        return "round_open"
+    if state is RoundState.ACCEPTED:
+        return "already_accepted"
+    if binding_until_ms is None or not may_accept(state, binding_until_ms, now_ms):
+        return "binding_expired"
+    return None

@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pyotp
-
 from gateway.redis_server import RedisServer
 from gateway.settings import ConfigError, Settings
 
@@ -51,14 +49,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def _create_bank(code: str, name: str) -> dict[str, str] | None:
-    from gateway.app import create_bank
-    from gateway.services import Core
+    from gateway import bootstrap, views
 
-    core = Core(Settings.from_env({**os.environ, "IGE_DEMO": "1"}))
+    rt = bootstrap.build(Settings.from_env({**os.environ, "IGE_DEMO": "1"}))
     try:
-        return await create_bank(core, code, name, "cli")
+        creds = await rt.portal.accounts.create_bank(code, name, "cli")
+        return None if creds is None else views.bank_credentials(creds)
     finally:
-        await core.aclose()
+        await rt.aclose()
 
 
 def cmd_create_bank(args: argparse.Namespace) -> int:
@@ -109,51 +107,50 @@ DEMO_EXPORTER = {"email": "exporter@demo.example", "password": "demo-password-1"
 
 async def seed_demo(settings: Settings, creds_file: Path) -> dict[str, Any]:
     """Five banks, a demo exporter, three open rounds with a few offers. Idempotent."""
-    from auction.model import OfferTerms
-    from gateway.app import create_bank
-    from gateway.clock import now_ms
-    from gateway.security import hash_secret, new_id
-    from gateway.services import Core
+    from gateway import bootstrap, views
+    from usecases.accounts import NewExporter, Registered
+    from usecases.bidding import OfferDraft
+    from usecases.opening import RoundRequest
+    from usecases.security import new_id
 
     saved: dict[str, Any] = json.loads(creds_file.read_text()) if creds_file.exists() else {}
-    core = Core(settings)
+    rt = bootstrap.build(settings)
+    portal = rt.portal
     try:
-        await core.ensure_redis_state()
+        await portal.durability.ensure_book()
         banks = saved.setdefault("banks", {})
-        existing = {b.code for b in await core.store.all_banks()}
+        existing = {b.code for b in await portal.accounts.banks()}
         for code, name in DEMO_BANKS:
             if code not in existing:
-                created = await create_bank(core, code, name, "demo")
+                created = await portal.accounts.create_bank(code, name, "demo")
                 if created:
-                    banks[code] = created
-        if "exporter" not in saved and await core.store.exporter_by_email(DEMO_EXPORTER["email"]) is None:
-            secret = pyotp.random_base32()
-            uid = new_id("usr")
-            await core.store.create_exporter(dict(
-                id=uid, email=DEMO_EXPORTER["email"], full_name=DEMO_EXPORTER["full_name"],
-                national_id=DEMO_EXPORTER["national_id"], mobile=DEMO_EXPORTER["mobile"],
-                password_hash=hash_secret(DEMO_EXPORTER["password"]), totp_secret=secret,
-                active=True, failed_attempts=0, created_at=now_ms()), actor="demo")
-            saved["exporter"] = {**DEMO_EXPORTER, "user_id": uid,
-                                 "totp_uri": pyotp.TOTP(secret).provisioning_uri(
-                                     name=DEMO_EXPORTER["email"], issuer_name="IGE Kefalet Portali")}
-        open_rounds = await core.store.list_rounds(["open"], 10, None)
+                    banks[code] = views.bank_credentials(created)
+        if "exporter" not in saved:
+            reg = await portal.accounts.register(NewExporter(
+                DEMO_EXPORTER["email"], DEMO_EXPORTER["full_name"],
+                DEMO_EXPORTER["national_id"], DEMO_EXPORTER["mobile"],
+                DEMO_EXPORTER["password"]), activated=True)
+            if isinstance(reg, Registered):
+                saved["exporter"] = {**DEMO_EXPORTER, "user_id": reg.user_id,
+                                     "totp_uri": reg.totp_uri}
+        open_rounds = await portal.operator.rounds("open", 10)
         if len(open_rounds) < 3:
-            all_banks = await core.store.all_banks()
+            all_banks = await portal.accounts.banks()
+            exporter_id = saved.get("exporter", {}).get("user_id")
             for i, spec in enumerate(DEMO_ROUNDS[len(open_rounds):]):
-                t = await core.open_round(**spec, exporter_user_id=saved.get("exporter", {}).get("user_id"),
-                                          application_id=new_id("app"), actor="demo")
+                t = await portal.opening.open_round(RoundRequest(
+                    **spec, exporter_user_id=exporter_id, application_id=new_id("app")), "demo")
                 for j, bank in enumerate(all_banks[: 2 + i]):
-                    terms = OfferTerms(annual_rate_e4=(38_0000 + 2500 * j - 5000 * i),
-                                       amount=t.loan_amount, tenor_months=t.tenor_months,
-                                       grace_months=t.grace_months, repayment_every_months=3,
-                                       upfront_fee=0, assumes_export_commitment=t.export_commitment,
-                                       conditions="demo offer")
-                    await core.submit(t, bank.id, terms, None)
+                    await portal.bidding.submit(bank.id, t.round_id, OfferDraft({
+                        "annual_rate_e4": 38_0000 + 2500 * j - 5000 * i,
+                        "amount": t.loan_amount, "tenor_months": t.tenor_months,
+                        "grace_months": t.grace_months, "repayment_every_months": 3,
+                        "upfront_fee": 0, "assumes_export_commitment": t.export_commitment,
+                        "conditions": "demo offer"}), None)
         creds_file.write_text(json.dumps(saved, indent=2, ensure_ascii=False))
         return saved
     finally:
-        await core.aclose()
+        await rt.aclose()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

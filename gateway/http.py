@@ -1,79 +1,107 @@
-"""Request plumbing shared by every route module: the core of the app, caller identity,
-JSON bodies, idempotent creating POSTs and plain JSON answers."""
+"""Request plumbing shared by the route modules: the process's portal, the caller's identity,
+idempotent creating requests, and turning a use case's outcome into a response."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
-from gateway.parsing import parse_json
-from gateway.problems import Problem
-from gateway.security import Principal
-from gateway.services import Core
+from auction.rules import FieldError
+from gateway.bootstrap import Runtime
+from gateway.problems import problem, refuse
+from usecases.outcomes import Refusal, invalid
+from usecases.portal import Portal
+from usecases.security import Principal
+
+T = TypeVar("T")
+MAX_IDEMPOTENCY_KEY = 200
 
 
-def core(request: Request | WebSocket) -> Core:
-    return request.app.state.core  # type: ignore[no-any-return]
+def runtime(request: Request | WebSocket) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def portal(request: Request | WebSocket) -> Portal:
+    return runtime(request).portal
 
 
 def ok(body: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+def reply(outcome: T | Refusal, render: Callable[[T], Any], status: int = 200) -> JSONResponse:
+    """The use case's result rendered, or its refusal as the problem of the table."""
+    if isinstance(outcome, Refusal):
+        raise problem(outcome)
+    return ok(render(outcome), status)
+
+
 def principal(request: Request, *kinds: str) -> Principal:
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise Problem(401, "unauthorized", "send Authorization: Bearer <token>")
-    c = core(request)
-    if c.settings.admin_token and hmac.compare_digest(token.encode(), c.settings.admin_token.encode()):
+        raise refuse("unauthorized", "send Authorization: Bearer <token>")
+    rt = runtime(request)
+    admin = rt.settings.admin_token
+    if admin and hmac.compare_digest(token.encode(), admin.encode()):
         p = Principal("admin", "admin")
     else:
-        found = c.tokens.verify(token)
+        found = rt.deps.tokens.verify(token)
         if found is None:
-            raise Problem(401, "unauthorized", "the token is invalid or expired")
+            raise refuse("unauthorized", "the token is invalid or expired")
         p = found
     if kinds and p.kind not in kinds:
         # a token of another kind: the object space of that kind does not exist for it
-        raise Problem(404, "not_found", "no such resource for this caller")
+        raise refuse("not_found", "no such resource for this caller")
     return p
-
-
-async def body_of(request: Request) -> tuple[dict[str, Any], bytes]:
-    raw = await request.body()
-    return parse_json(raw), raw
 
 
 async def idempotent(request: Request, actor: str, raw: bytes,
                      run: Callable[[], Awaitable[JSONResponse]]) -> JSONResponse:
-    """Idempotency-Key for creating POSTs that are not offers (offers do it inside Lua)."""
+    """Idempotency-Key for creating requests that are not offers (offers do it in the book):
+    the same key and body from the same caller gets the first response again."""
     key = request.headers.get("idempotency-key")
     if not key:
         return await run()
-    c = core(request)
-    rkey = "ige:idem:" + hashlib.sha256(f"{actor}\0{key}".encode()).hexdigest()
+    guards = runtime(request).deps.guards
+    ttl = runtime(request).deps.policy.idempotency_ttl_s
     h = hashlib.sha256(request.url.path.encode() + b"\0" + raw).hexdigest()
-    if not await c.redis.set(rkey, json.dumps({"h": h, "pending": True}), nx=True, ex=86400):
-        prev = json.loads(await c.redis.get(rkey) or "{}")
+    prev = await guards.begin_request(actor, key, h, ttl)
+    if prev is not None:
         if prev.get("h") != h:
-            raise Problem(422, "idempotency_mismatch",
-                          "this Idempotency-Key was used with a different request")
+            raise refuse("idempotency_mismatch",
+                         "this Idempotency-Key was used with a different request")
         if prev.get("pending"):
-            raise Problem(409, "conflict", "the first request with this key is still running")
+            raise refuse("conflict", "the first request with this key is still running")
         return JSONResponse(prev["body"], status_code=prev["status"])
     try:
         resp = await run()
-    except Problem:
-        await c.redis.delete(rkey)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first failure is the one to report
+            await guards.abandon_request(actor, key)
         raise
-    await c.redis.set(rkey, json.dumps({"h": h, "status": resp.status_code,
-                                        "body": json.loads(bytes(resp.body))}), ex=86400)
+    await guards.finish_request(actor, key, h, resp.status_code, json.loads(bytes(resp.body)),
+                                ttl)
     return resp
 
 
+def offer_idempotency(bank_id: str, key: str | None, method: str, path: str, raw: bytes
+                      ) -> tuple[str, str] | None:
+    """An offer's Idempotency-Key scoped to the bank, and a hash of the request."""
+    if not key:
+        return None
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise problem(invalid([FieldError("Idempotency-Key", "too_long",
+                                          f"at most {MAX_IDEMPOTENCY_KEY} characters")]))
+    scoped = hashlib.sha256(f"{bank_id}\0{key}".encode()).hexdigest()[:32]
+    body = hashlib.sha256(method.encode() + b"\0" + path.encode() + b"\0" + raw).hexdigest()[:32]
+    return scoped, body

@@ -16,7 +16,8 @@ from typing import Any
 
 from applications.model import RELATIONS
 from auction.model import CURRENCIES, LOAN_TYPES, RoundState
-from auction.rules import LOAN_TYPE_RULES, MAX_CONDITIONS_LEN, REPAYMENT_PERIODS
+from applications.package import PACKAGES
+from auction.rules import MAX_CONDITIONS_LEN, REPAYMENT_PERIODS
 from gateway.problems import TITLES, TYPE_BASE
 from gateway.settings import Settings
 from gateway.stream import MAX_CATCH_UP, SLOW_CLIENT_CLOSE, SUBPROTOCOLS
@@ -24,6 +25,7 @@ from gateway.stream import MAX_CATCH_UP, SLOW_CLIENT_CLOSE, SUBPROTOCOLS
 Schema = dict[str, Any]
 
 _DEFAULTS = Settings()
+LOAN_TYPE_RULES = PACKAGES[-1].loan_types
 MAX_TENOR = max(r.max_tenor_months for r in LOAN_TYPE_RULES.values())
 MIN_TENOR = min(r.min_tenor_months for r in LOAN_TYPE_RULES.values())
 MAX_GRACE = max(r.max_grace_months for r in LOAN_TYPE_RULES.values())

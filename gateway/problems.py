@@ -1,57 +1,76 @@
-"""RFC 9457 problems: every refusal leaves the gateway through here, with a stable ``code``."""
+"""RFC 9457 problems: every refusal leaves the gateway through here, with a stable ``code``.
+
+``PROBLEMS`` is the one table from a refusal's code (``usecases.outcomes.Refusal``, or the
+gateway's own: authentication, parsing) to its HTTP status and title.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from auction.rules import FieldError
+from usecases.outcomes import Refusal
+
 TYPE_BASE = "https://ige.example/problems/"
 
-TITLES = {
-    "validation_failed": "The request has invalid fields",
-    "malformed_json": "The body is not valid JSON",
-    "unauthorized": "Missing or invalid credentials",
-    "invalid_client": "Unknown client or wrong secret",
-    "forbidden": "Not allowed for this caller",
-    "not_found": "No such object",
-    "round_closed": "The offer round is closed",
-    "round_open": "The offer round is still open",
-    "offer_required": "Send an offer in this round first",
-    "idempotency_mismatch": "Idempotency-Key reused with a different request",
-    "binding_expired": "The binding period has ended",
-    "already_accepted": "An offer was already accepted in this round",
-    "conflict": "Conflicts with the current state",
-    "method_not_allowed": "Method not allowed",
-    "unsupported_media_type": "Send application/json",
-    "totp_invalid": "The one-time code is wrong or already used",
-    "locked": "Too many failed attempts",
-    "not_activated": "The account is not activated yet",
-    "company_not_found": "The trade registry does not know this tax id",
-    "company_inactive": "The trade registry lists the company as not active",
-    "not_signatory": "The caller is not an authorised signatory of the company",
-    "consent_withdrawn": "The company's consent is withdrawn",
-    "reapplication_blocked": "Rejected twice within 3 months: re-application not yet allowed",
-    "unavailable": "A backing service is unavailable",
-    "internal_error": "Internal error",
+#: code -> (HTTP status, title)
+PROBLEMS: dict[str, tuple[int, str]] = {
+    "validation_failed": (422, "The request has invalid fields"),
+    "malformed_json": (400, "The body is not valid JSON"),
+    "unsupported_grant_type": (400, "unsupported grant type"),
+    "bad_request": (400, "bad request"),
+    "unauthorized": (401, "Missing or invalid credentials"),
+    "invalid_client": (401, "Unknown client or wrong secret"),
+    "totp_invalid": (401, "The one-time code is wrong or already used"),
+    "forbidden": (403, "Not allowed for this caller"),
+    "offer_required": (403, "Send an offer in this round first"),
+    "not_activated": (403, "The account is not activated yet"),
+    "not_signatory": (403, "The caller is not an authorised signatory of the company"),
+    "not_found": (404, "No such object"),
+    "method_not_allowed": (405, "Method not allowed"),
+    "round_closed": (409, "The offer round is closed"),
+    "round_open": (409, "The offer round is still open"),
+    "binding_expired": (409, "The binding period has ended"),
+    "already_accepted": (409, "An offer was already accepted in this round"),
+    "conflict": (409, "Conflicts with the current state"),
+    "consent_withdrawn": (409, "The company's consent is withdrawn"),
+    "reapplication_blocked": (409, "Rejected twice within 3 months: re-application not yet "
+                                   "allowed"),
+    "unsupported_media_type": (415, "Send application/json"),
+    "idempotency_mismatch": (422, "Idempotency-Key reused with a different request"),
+    "company_not_found": (422, "The trade registry does not know this tax id"),
+    "company_inactive": (422, "The trade registry lists the company as not active"),
+    "locked": (423, "Too many failed attempts"),
+    "internal_error": (500, "Internal error"),
+    "unavailable": (503, "A backing service is unavailable"),
 }
+#: codes whose title is the code itself (no entry of their own in the titles the docs list)
+_UNTITLED = frozenset({"unsupported_grant_type", "bad_request"})
+TITLES: dict[str, str] = {c: t for c, (_, t) in PROBLEMS.items() if c not in _UNTITLED}
 
 
 class Problem(Exception):
+    """A refusal on its way to the wire, with its HTTP status."""
+
     def __init__(self, status: int, code: str, detail: str = "",
-                 errors: list[dict[str, str]] | None = None, **extra: Any) -> None:
+                 errors: Sequence[FieldError] | None = None,
+                 extra: Mapping[str, Any] | None = None) -> None:
         super().__init__(f"{status} {code}: {detail}")
         self.status = status
         self.code = code
         self.detail = detail
         self.errors = errors
-        self.extra = extra
+        self.extra = dict(extra or {})
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
+        title = TITLES.get(self.code, self.code.replace("_", " "))
         out: dict[str, Any] = {
             "type": TYPE_BASE + self.code,
-            "title": TITLES.get(self.code, self.code.replace("_", " ")),
+            "title": title,
             "status": self.status,
             "code": self.code,
             "detail": self.detail or TITLES.get(self.code, ""),
@@ -59,9 +78,21 @@ class Problem(Exception):
         if instance:
             out["instance"] = instance
         if self.errors is not None:
-            out["errors"] = self.errors
+            out["errors"] = [{"field": e.field, "code": e.code, "message": e.message}
+                             for e in self.errors]
         out.update(self.extra)
         return out
+
+
+def problem(r: Refusal, status: int | None = None) -> Problem:
+    """The problem of a refusal (``status`` overrides the table's, for the rare code whose
+    status the contract fixed otherwise)."""
+    return Problem(status or PROBLEMS[r.code][0], r.code, r.detail, r.errors, r.extra)
+
+
+def refuse(code: str, detail: str = "", status: int | None = None, **extra: Any) -> Problem:
+    """A refusal of the gateway's own (authentication, parsing), as its problem."""
+    return problem(Refusal(code, detail, extra=extra), status)
 
 
 def response(p: Problem, instance: str | None = None) -> JSONResponse:
@@ -73,8 +104,3 @@ def response(p: Problem, instance: str | None = None) -> JSONResponse:
 async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Problem)
     return response(exc, request.url.path)
-
-
-def invalid(errors: list[dict[str, str]]) -> Problem:
-    fields = ", ".join(sorted({e["field"] for e in errors}))
-    return Problem(422, "validation_failed", f"invalid fields: {fields}", errors=errors)

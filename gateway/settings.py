@@ -8,6 +8,7 @@ from datetime import time, timedelta
 from typing import Mapping
 
 from auction.calendar import CalendarRules, parse_iso_duration
+from usecases.context import Policy
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/ige.db"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -35,6 +36,12 @@ class Settings:
     scheduler_interval_s: float = 0.2
     live_key_ttl_s: int = 7 * 24 * 3600  # how long a finished round's Redis keys are kept
     channel: str = "ige:events"  # pub/sub channel of this deployment (pub/sub ignores db numbers)
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(calendar=self.calendar, bank_token_ttl_s=self.token_ttl_s,
+                      exporter_token_ttl_s=self.exporter_token_ttl_s,
+                      ticket_ttl_s=self.ticket_ttl_s, live_key_ttl_s=self.live_key_ttl_s)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

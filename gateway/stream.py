@@ -18,14 +18,18 @@ import msgpack
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from auction.book import Event, parse_event, replay_orders
+from gateway import views
+
+from auction.book import Event, replay_orders
+from auction.bus import Announcement, BookChanged, RoundFinalized, RoundOpened
 from auction.masking import book_for, quote_messages
-from auction.model import RoundState, iso, ms_to_dt
-from gateway.clock import now_ms
-from gateway.security import Principal
+from auction.model import iso, ms_to_dt
+from usecases.security import Principal
+from usecases.context import now_ms
+from usecases.streaming import Watch
 
 if TYPE_CHECKING:
-    from gateway.services import Core
+    from gateway.bootstrap import Runtime
 
 log = logging.getLogger("ige.stream")
 
@@ -96,8 +100,11 @@ class Connection:
 
 
 class Hub:
-    def __init__(self, core: Core) -> None:
-        self.core = core
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.book = runtime.deps.book
+        self.streaming = runtime.portal.streaming
+        self.settings = runtime.settings
         self.topics: dict[str, set[Sub]] = {}
         self.connections: set[Connection] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -114,52 +121,41 @@ class Hub:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _listen(self) -> None:
-        while True:
-            pubsub = self.core.pubsub_redis.pubsub(ignore_subscribe_messages=True)
+        async for news in self.rt.bus.listen(self._resync_all):
             try:
-                await pubsub.subscribe(self.core.book.channel)
-                # after a reconnect every live subscription may have missed events
-                for subs in list(self.topics.values()):
-                    for sub in list(subs):
-                        if sub.round_id and not sub.pending and sub.buffer is None:
-                            self._resync(sub)
-                async for msg in pubsub.listen():
-                    if msg.get("type") == "message":
-                        try:
-                            await self._dispatch(msg["data"])
-                        except Exception:  # a bad message must not stop the fan-out
-                            log.exception("dispatch failed")
-            except (RedisError, OSError) as e:
-                log.warning("pub/sub lost (%s); reconnecting", e)
-                await asyncio.sleep(0.5)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except Exception:
-                    pass
+                await self._dispatch(news)
+            except Exception:  # a bad message must not stop the fan-out
+                log.exception("dispatch failed")
+
+    def _resync_all(self) -> None:
+        """After a (re)connect every live subscription may have missed events."""
+        for subs in list(self.topics.values()):
+            for sub in list(subs):
+                if sub.round_id and not sub.pending and sub.buffer is None:
+                    self._resync(sub)
 
     async def _heartbeat(self) -> None:
         """Every connection gets a heartbeat once per period, in slices spread over the period:
         one burst to thousands of connections would delay every quote queued behind it."""
         tick = 0
         while True:
-            await asyncio.sleep(self.core.settings.heartbeat_s / HEARTBEAT_SLICES)
-            hb = Encoded({"type": "heartbeat", "topic": None, "server_time": iso(ms_to_dt(now_ms()))})
+            await asyncio.sleep(self.settings.heartbeat_s / HEARTBEAT_SLICES)
+            hb = Encoded({"type": "heartbeat", "topic": None, "server_time": iso(ms_to_dt(_now()))})
             for c in list(self.connections):
                 if hash(c) % HEARTBEAT_SLICES == tick:
                     c.send(hb.frame(c.binary))
             tick = (tick + 1) % HEARTBEAT_SLICES
 
     # -- fan-out ----------------------------------------------------------------------
-    async def _dispatch(self, data: bytes) -> None:
-        if data.startswith(b'{"k":'):  # round opened / finalized: {"k":"o"|"f","r":...}
-            raw = json.loads(data)
-            if raw["k"] == "o":
-                await self._round_opened(raw["r"])
-            elif raw["k"] == "f":
-                await self._round_finalized(raw["r"])
+    async def _dispatch(self, news: Announcement) -> None:
+        if isinstance(news, RoundOpened):
+            await self._round_opened(news.round_id)
             return
-        ev = parse_event(data)  # a book event, parsed once
+        if isinstance(news, RoundFinalized):
+            await self._round_finalized(news.round_id)
+            return
+        assert isinstance(news, BookChanged)
+        ev = news.event
         rid = ev.round_id
         for cb in self.on_event:
             cb(rid)
@@ -208,7 +204,7 @@ class Hub:
 
     async def _snapshot(self, sub: Sub) -> None:
         try:
-            view = await self.core.book.view(sub.round_id, sub.conn.principal.id)
+            view = await self.book.view(sub.round_id, sub.conn.principal.id)
             if view is None:
                 sub.conn.error(sub.topic, "not_found", "round not found")
                 return
@@ -222,7 +218,7 @@ class Hub:
     async def _catch_up(self, sub: Sub) -> None:
         """Send the events from sub.next_seq on, ranks recomputed by replaying the round."""
         try:
-            events = await self.core.book.events(sub.round_id, 0)
+            events = await self.book.events(sub.round_id, 0)
             have = events[-1].seq if events else 0
             # the catch-up is queued at once: a backlog the connection's queue cannot take would
             # drop the client on every resync, so that far behind is "too old" as well
@@ -265,27 +261,23 @@ class Hub:
         subs = self.topics.get("pool")
         if not subs:
             return
-        from gateway.views import round_out
-
-        row = await self.core.store.get_round(rid)
+        row = await self.streaming.opened(rid)
         if row is None:
             return
-        enc = Encoded({"type": "round_opened", "topic": "pool", "round": round_out(row, False)})
+        enc = Encoded({"type": "round_opened", "topic": "pool", "round": views.round_out(row, False)})
         for sub in list(subs):
             sub.conn.send(enc.frame(sub.conn.binary))
 
     async def _round_finalized(self, rid: str) -> None:
-        row = await self.core.store.get_round(rid)
-        if row is None or not row.application_id:
+        results = await self.streaming.finalized(rid)
+        if results is None:
             return
-        subs = self.topics.get(f"application:{row.application_id}")
+        topic = f"application:{results.round.application_id}"
+        subs = self.topics.get(topic)
         if not subs:
             return
-        from gateway.views import exporter_results
-
-        results = await exporter_results(self.core, row)
-        enc = Encoded({"type": "round_closed", "topic": f"application:{row.application_id}",
-                       "results": results})
+        enc = Encoded({"type": "round_closed", "topic": topic,
+                       "results": views.exporter_results(results)})
         for sub in list(subs):
             sub.conn.send(enc.frame(sub.conn.binary))
 
@@ -297,34 +289,30 @@ class Hub:
         kind, _, ident = topic.partition(":")
         sub = Sub(conn, topic)
         if kind == "pool" and not ident:
-            if p.kind not in ("bank", "admin"):
+            if not self.streaming.may_watch_pool(p):
                 return conn.error(topic, "not_found", "no such topic")
             self._add(sub)
             return None
         if kind == "application" and ident:
-            row = await self.core.store.round_by_application(ident)
-            if p.kind != "exporter" or row is None or row.exporter_user_id != p.id:
+            if not await self.streaming.may_watch_application(p, ident):
                 return conn.error(topic, "not_found", "no such application")
             self._add(sub)
             return None
         if kind == "round" and ident and p.kind in ("bank", "admin"):
-            if await self.core.terms(ident) is None:
-                return conn.error(topic, "not_found", "no such round")
             sub.round_id = ident
             sub.buffer = []  # buffer live events from now on, until synced
             self._add(sub)
-            if p.kind == "bank" and not await self.core.book.has_bid(ident, p.id):
-                view = await self.core.book.view(ident)
-                if view is None or view.state is not RoundState.OPEN:
-                    # a finished round this bank took no part in does not exist for it
-                    self.unsubscribe(conn, topic)
-                    return conn.error(topic, "not_found", "no such round")
+            watch = await self.streaming.may_watch_round(p, ident)
+            if watch is Watch.NO:
+                self.unsubscribe(conn, topic)
+                return conn.error(topic, "not_found", "no such round")
+            if watch is Watch.AFTER_FIRST_OFFER:
                 sub.pending = True
                 sub.buffer = None
                 conn.error(topic, "offer_required",
                            "send an offer in this round first; the snapshot follows your first offer")
                 # the first offer may have landed between the check and now
-                if await self.core.book.has_bid(ident, p.id) and sub.pending:
+                if await self.book.has_bid(ident, p.id) and sub.pending:
                     sub.pending = False
                     self._resync(sub, snapshot=True)
                 return None
@@ -357,7 +345,7 @@ class Hub:
     # -- one connection -----------------------------------------------------------------
     async def serve(self, ws: WebSocket, principal: Principal, subprotocol: str) -> None:
         conn = Connection(ws, principal, subprotocol == "ige.v1.msgpack",
-                          asyncio.Queue(self.core.settings.queue_size))
+                          asyncio.Queue(self.settings.queue_size))
         self.connections.add(conn)
         writer = asyncio.create_task(self._writer(conn))
         try:

@@ -1,21 +1,28 @@
-"""Wire shapes (API.md) built from SQL rows and core data."""
+"""Wire shapes (API.md) of what the use cases return. Masking of the book is the pure core's
+(``auction.masking``); everything here renders records the caller may see in full."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import base64
+from typing import Any
 
-from auction.masking import apr_text, own_offer
+from applications.model import money_text, pct_text
+from auction.masking import apr_text, book_for, own_offer
 from auction.model import RATE_SCALE, e4_to_rate, iso, minor_to_money, ms_to_dt
-
-if TYPE_CHECKING:
-    from gateway.services import Core
+from persistence.records import AuditRecord, BankRecord, RoundRecord
+from usecases.accounts import BankCredentials, Registered, Ticket, Token
+from usecases.applying import ApplicationState, CompanyState
+from usecases.bidding import Accepted, BankResult, BookSeen, RoundDetail, RoundPage
+from usecases.operator import AUDIT_PAGE, RoundView
+from usecases.results import ExporterResults
 
 
 def ts(ms: int | None) -> str | None:
     return iso(ms_to_dt(int(ms))) if ms else None
 
 
-def round_out(row: Any, has_my_offer: bool | None) -> dict[str, Any]:
+# ----------------------------------------------------------------------------- rounds
+def round_out(row: RoundRecord, has_my_offer: bool | None) -> dict[str, Any]:
     company = dict(row.company or {})
     out: dict[str, Any] = {
         "round_id": row.id,
@@ -48,31 +55,51 @@ def round_out(row: Any, has_my_offer: bool | None) -> dict[str, Any]:
     return out
 
 
-async def bank_result(core: Core, row: Any, bank_id: str) -> dict[str, Any]:
-    closing = await core.store.closing(row.id)
-    acc = await core.store.acceptance(row.id)
+def cursor(after: tuple[int, str] | None) -> str | None:
+    if after is None:
+        return None
+    return base64.urlsafe_b64encode(f"{after[0]}:{after[1]}".encode()).decode()
+
+
+def pool(page: RoundPage) -> dict[str, Any]:
+    return {"rounds": [round_out(r, h) for r, h in page.rounds],
+            "next_cursor": cursor(page.next_after)}
+
+
+def round_detail(d: RoundDetail) -> dict[str, Any]:
+    out = round_out(d.round, d.has_bid)
+    out["my_offers"] = [own_offer(v, rank) for v, rank in d.my_offers]
+    return out
+
+
+def offer(a: Accepted) -> dict[str, Any]:
+    return own_offer(a.offer, a.rank)
+
+
+def book(seen: BookSeen, bank_id: str) -> dict[str, Any]:
+    return book_for(seen.view, bank_id, iso(ms_to_dt(seen.server_time_ms)))
+
+
+def bank_result(r: BankResult) -> dict[str, Any]:
     mine = []
-    for final_rank, v in await core.store.binding(row.id, bank_id):
+    for final_rank, v in r.mine:
         o = own_offer(v, final_rank)
         o.update(final_rank=final_rank, binding=True,
-                 chosen=acc is not None and acc.offer_id == v.offer_id)
+                 chosen=r.acceptance is not None and r.acceptance.offer_id == v.offer_id)
         mine.append(o)
     return {
-        "round_id": row.id,
-        "state": row.state,
-        "reference_number": closing.reference_number,
-        "closed_at": ts(closing.closed_at),
-        "binding_until": ts(closing.binding_until),
+        "round_id": r.round.id,
+        "state": r.round.state,
+        "reference_number": r.closing.reference_number,
+        "closed_at": ts(r.closing.closed_at),
+        "binding_until": ts(r.closing.binding_until),
         "my_offers": mine,
     }
 
 
-async def exporter_results(core: Core, row: Any) -> dict[str, Any]:
-    closing = await core.store.closing(row.id)
-    acc = await core.store.acceptance(row.id)
+def exporter_results(r: ExporterResults) -> dict[str, Any]:
     offers = []
-    for final_rank, v in await core.store.binding(row.id):
-        bank = await core.bank(v.bank_id)
+    for final_rank, v, bank in r.offers:
         o: dict[str, Any] = {
             "offer_id": v.offer_id,
             "bank_code": bank.code if bank else None,
@@ -84,12 +111,152 @@ async def exporter_results(core: Core, row: Any) -> dict[str, Any]:
         o.update(v.terms.to_wire())
         offers.append(o)
     return {
-        "application_id": row.application_id,
-        "round_id": row.id,
-        "state": row.state,
-        "reference_number": closing.reference_number,
-        "closed_at": ts(closing.closed_at),
-        "binding_until": ts(closing.binding_until),
-        "accepted_offer_id": acc.offer_id if acc else None,
+        "application_id": r.round.application_id,
+        "round_id": r.round.id,
+        "state": r.round.state,
+        "reference_number": r.closing.reference_number,
+        "closed_at": ts(r.closing.closed_at),
+        "binding_until": ts(r.closing.binding_until),
+        "accepted_offer_id": r.acceptance.offer_id if r.acceptance else None,
         "offers": offers,
     }
+
+
+def round_state(row: RoundRecord) -> dict[str, Any]:
+    """Where an application's round stands (no offer data)."""
+    out: dict[str, Any] = {"round_id": row.id, "state": row.state,
+                           "opened_at": ts(row.opened_at), "closes_at": ts(row.closes_at)}
+    if row.closed_at:
+        out["closed_at"] = ts(row.closed_at)
+    if row.binding_until:
+        out["binding_until"] = ts(row.binding_until)
+    return out
+
+
+# ----------------------------------------------------------------------------- exporters
+def token(t: Token) -> dict[str, Any]:
+    out: dict[str, Any] = {"access_token": t.access_token, "token_type": "Bearer",
+                           "expires_in": t.expires_in}
+    if t.bank_code is not None:
+        out["bank_code"] = t.bank_code
+    return out
+
+
+def registered(r: Registered) -> dict[str, Any]:
+    return {"user_id": r.user_id, "totp_uri": r.totp_uri}
+
+
+def company(s: CompanyState) -> dict[str, Any]:
+    c, latest = s.company, s.latest_consent
+    out = {
+        "company_id": c.id,
+        "tax_id": c.tax_id,
+        "name": c.name,
+        "sector": c.sector,
+        "is_sme": c.is_sme,
+        "active": c.active,
+        "signatory": True,
+        "matched_at": ts(c.created_at),
+        "consent": None if latest is None else {
+            "text_version": latest.text_version,
+            "accepted_at": ts(latest.accepted_at),
+            "withdrawn_at": ts(latest.withdrawn_at),
+            "active": s.consent_active,
+        },
+    }
+    if s.open_rounds_hidden is not None:
+        out["open_rounds_hidden"] = s.open_rounds_hidden
+    return out
+
+
+def request_out(rec: dict[str, Any]) -> dict[str, Any]:
+    loan, guarantee = int(rec["loan_amount"]), int(rec["guarantee_amount"])
+    return {
+        "loan_type": rec["loan_type"],
+        "currency": rec["currency"],
+        "loan_amount": money_text(loan),
+        "guarantee_amount": money_text(guarantee),
+        "guarantee_rate": pct_text(guarantee * 100 * 10_000 // loan) if loan else None,
+        "tenor_months": rec["tenor_months"],
+        "grace_months": rec["grace_months"],
+        "related_companies": [{"tax_id": r["tax_id"], "relation": r["relation"],
+                               "share_pct": pct_text(int(r["share_e4"]))}
+                              for r in rec.get("related_companies", [])],
+        "preferred_banks": list(rec.get("preferred_banks", [])),
+        "export_commitment": rec.get("export_commitment", False),
+        "purpose": rec.get("purpose", ""),
+    }
+
+
+def application(s: ApplicationState) -> dict[str, Any]:
+    """APPLICATION (API.md) plus what explains it: the request, the package version and the
+    scorecard's factors. No offer data: the round part says only where the round stands."""
+    a = s.application
+    applicant = (a.inputs or {}).get("applicant") or {}
+    return {
+        "application_id": a.id,
+        "status": a.status,
+        "created_at": ts(a.created_at),
+        "company": {"company_id": a.company_id, "tax_id": a.tax_id,
+                    "name": applicant.get("name")},
+        "package_version": a.package_version,
+        "request": request_out(a.request),
+        "decision": a.decision,
+        "round": None if s.round is None else round_state(s.round),
+    }
+
+
+def operator_application(s: ApplicationState) -> dict[str, Any]:
+    """The operator's view: every input the decision read and the package's numbers."""
+    out = application(s)
+    out.update(user_id=s.application.user_id, inputs=s.application.inputs,
+               package=s.application.package)
+    return out
+
+
+def intake_application(row: RoundRecord) -> dict[str, Any]:
+    """An application the operator took in by hand, as its exporter sees it."""
+    return {
+        "application_id": row.application_id,
+        "status": "approved",
+        "decision": row.assessment,
+        "round": {"round_id": row.id, "state": row.state, "opened_at": ts(row.opened_at),
+                  "closes_at": ts(row.closes_at)},
+    }
+
+
+# ----------------------------------------------------------------------------- operator
+def bank_credentials(c: BankCredentials) -> dict[str, Any]:
+    return {"bank_id": c.bank_id, "bank_code": c.bank_code, "name": c.name,
+            "client_id": c.client_id, "client_secret": c.client_secret}
+
+
+def banks(rows: list[BankRecord]) -> dict[str, Any]:
+    return {"banks": [{"bank_id": b.id, "bank_code": b.code, "name": b.name,
+                       "client_id": b.client_id, "active": b.active} for b in rows]}
+
+
+def admin_round(row: RoundRecord) -> dict[str, Any]:
+    out = round_out(row, None)
+    out["application_id"] = row.application_id
+    out["exporter_user_id"] = row.exporter_user_id
+    return out
+
+
+def admin_round_view(v: RoundView) -> dict[str, Any]:
+    out = admin_round(v.round)
+    out["persisted_seq"] = v.round.persisted_seq
+    if v.closing is not None:
+        out["reference_number"] = v.closing.reference_number
+    return out
+
+
+def audit(rows: list[AuditRecord]) -> dict[str, Any]:
+    return {"entries": [{"id": r.id, "at": iso(ms_to_dt(r.at)), "actor": r.actor,
+                         "action": r.action, "round_id": r.round_id, "detail": r.detail}
+                        for r in rows],
+            "next_after_id": rows[-1].id if len(rows) == AUDIT_PAGE else None}
+
+
+def ticket(t: Ticket) -> dict[str, Any]:
+    return {"ticket": t.ticket, "expires_in": t.expires_in}

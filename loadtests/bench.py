@@ -41,6 +41,7 @@ import psutil
 import redis as redis_sync
 from hdrh.histogram import HdrHistogram
 
+from auction.redis.keys import round_keys
 from loadtests.local_server import ROOT, LocalStack, cpu_text, pin, pinned_popen
 from loadtests.rawhttp import Conn, build, host_port
 
@@ -374,16 +375,17 @@ async def part2(stack: LocalStack, su: Setup, work: Path, load: set[int] | None,
 async def part3(stack: LocalStack, su: Setup, work: Path, load: set[int] | None,
                 lead_s: float) -> dict[str, Any]:
     """1,000 rounds sharing one deadline, opened through the same use case as the admin API
-    (Core.open_round) with an opening time chosen so that they all close at ``deadline``."""
+    (``usecases.opening``) with an opening time chosen so that they all close at ``deadline``."""
     from datetime import timedelta
 
-    from gateway.services import Core
+    from gateway import bootstrap
     from gateway.settings import Settings
+    from usecases.opening import RoundRequest
 
     assert stack.redis is not None
     r = redis_sync.Redis.from_url(stack.redis.url)
     settings = Settings.from_env({**stack.server_env(), "IGE_ROUND_DURATION": "PT1H"})
-    core = Core(settings)
+    rt = bootstrap.build(settings)
     n_rounds = 1000
     deadline = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=lead_s)
     opened = deadline - timedelta(hours=1)
@@ -391,21 +393,20 @@ async def part3(stack: LocalStack, su: Setup, work: Path, load: set[int] | None,
     mem0 = r.info("memory")["used_memory"]
     rounds: list[str] = []
     try:
-        for i in range(n_rounds):
-            t = await core.open_round(opened_at=opened, actor="bench", exporter_user_id=None,
-                                      application_id=None, assessment=None, company=ROUND["company"],
-                                      loan_type="working_capital", currency="TRY",
-                                      loan_amount=500_000_000, guarantee_amount=400_000_000,
-                                      tenor_months=24, grace_months=6, export_commitment=True)
+        request = RoundRequest("working_capital", "TRY", 500_000_000, 400_000_000, 24, 6, True,
+                               ROUND["company"])
+        for _ in range(n_rounds):
+            t = await rt.portal.opening.open_round(request, "bench", opened)
             rounds.append(t.round_id)
     finally:
-        await core.aclose()
+        await rt.aclose()
     mem1 = r.info("memory")["used_memory"]
     log("part 3: 10 offers per round (no Idempotency-Key)")
     offers = await su.offers([(b, rid) for rid in rounds for b in range(len(su.tokens))], parallel=32)
     mem2 = r.info("memory")["used_memory"]
     sample = rounds[0]
-    key_bytes = {k: r.memory_usage(f"ige:{{{sample}}}:{k}") or 0 for k in ("m", "b", "o", "l", "p", "e")}
+    key_bytes = {k: r.memory_usage(key) or 0
+                 for k, key in zip("mbolpe", round_keys(sample), strict=True)}
     conns = [{"token": t, "rounds": rounds} for t in su.tokens]
     log(f"part 3: {len(conns)} subscribers x {n_rounds} rounds")
     ws = WsClients(stack.base_url, [conns], load, work)
@@ -568,7 +569,7 @@ def report(m: dict[str, Any], layout: list[tuple[str, str, str]], r: dict[str, A
     if p3:
         L.append("## 3. Mass close\n")
         L.append(f"{p3['rounds']:,} rounds opened through the same use case as the admin API "
-                 f"(`Core.open_round`) with one common deadline {p3['lead_s']:.0f} s ahead, "
+                 f"(`usecases.opening`) with one common deadline {p3['lead_s']:.0f} s ahead, "
                  f"{p3['offers']:,} offers sent over HTTP (10 banks × every round), "
                  f"{p3['subscribers']} bank connections each subscribed to all {p3['rounds']:,} rounds "
                  f"({p3['subscriptions']:,} subscriptions). Clock starts at the deadline.\n")

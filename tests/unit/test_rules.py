@@ -1,5 +1,6 @@
-"""Unit tests for auction.rules: offer and round validation, the ranking key, masked labels
-and the round state machine. Pure functions, no services."""
+"""Unit tests for auction.rules and auction.ranking: offer and round validation (with the
+tenor limits of the guarantee package in force), the ranking key, masked labels and the round
+state machine. Pure functions, no services."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from applications.package import KGF_HD_2026_1
+from auction import rules
 from auction.model import OfferTerms, RoundState, RoundTerms
+from auction.ranking import KEY_WIDTH, member_ref, rank_key, rank_member
 from auction.rules import (
-    KEY_WIDTH,
-    LOAN_TYPE_RULES,
     MAX_CONDITIONS_LEN,
     FieldError,
     can_transition,
@@ -25,11 +27,19 @@ from auction.rules import (
     may_accept,
     may_bid,
     new_ref,
-    rank_key,
-    rank_member,
-    validate_offer,
-    validate_round_terms,
+    refuse_acceptance,
 )
+
+#: the one table of tenor and grace limits: the guarantee package's
+LOAN_TYPE_RULES = KGF_HD_2026_1.loan_types
+
+
+def validate_offer(terms: OfferTerms, rnd: RoundTerms) -> list[FieldError]:
+    return rules.validate_offer(terms, rnd, LOAN_TYPE_RULES[rnd.loan_type])
+
+
+def validate_round_terms(rnd: RoundTerms) -> list[FieldError]:
+    return rules.validate_round_terms(rnd, LOAN_TYPE_RULES.get(rnd.loan_type))
 
 #: pure functions: no example database written into the tree, no per-example deadline
 pure = settings(database=None, deadline=None)
@@ -241,7 +251,16 @@ def test_rank_member_orders_the_better_offer_first(
 def test_rank_member_is_three_fixed_width_fields_then_the_ref() -> None:
     member = rank_member(126_825, 120_000, 7, "abc123")
     assert member == "000000126825" "000000120000" "000000000007" ":abc123"
-    assert member.index(":") == 3 * KEY_WIDTH  # book.lua reads the ref from byte 38 on
+    assert member.index(":") == 3 * KEY_WIDTH
+    assert member_ref(member) == "abc123"
+
+
+@pure
+@given(st.integers(0, 10**KEY_WIDTH - 1), st.integers(0, 10**KEY_WIDTH - 1),
+       st.integers(0, 10**KEY_WIDTH - 1), st.text("0123456789abcdef:", min_size=1, max_size=24))
+def test_member_ref_reads_back_the_ref_of_any_member(apr: int, rate: int, seq: int,
+                                                     ref: str) -> None:
+    assert member_ref(rank_member(apr, rate, seq, ref)) == ref
 
 
 # ----------------------------------------------------------------------------- labels
@@ -340,3 +359,19 @@ ALLOWED = {(OPEN, CLOSED), (CLOSED, ACCEPTED), (CLOSED, LAPSED)}
 def test_round_moves_only_open_closed_then_accepted_or_lapsed(
         src: RoundState, dst: RoundState) -> None:
     assert can_transition(src, dst) is ((src, dst) in ALLOWED)
+
+
+# ----------------------------------------------------------------------------- acceptance
+@pytest.mark.parametrize(("state", "binding_until", "now", "expected"), [
+    (RoundState.OPEN, None, 5, "round_open"),
+    (RoundState.CLOSED, 10, 9, None),
+    (RoundState.CLOSED, 10, 10, "binding_expired"),
+    (RoundState.CLOSED, None, 0, "binding_expired"),
+    (RoundState.ACCEPTED, 10, 5, "already_accepted"),
+    (RoundState.LAPSED, 10, 5, "binding_expired"),
+])
+def test_an_offer_may_be_accepted_only_while_binding(
+        state: RoundState, binding_until: int | None, now: int, expected: str | None) -> None:
+    assert refuse_acceptance(state, binding_until, now) == expected
+    assert (expected is None) == (binding_until is not None
+                                  and may_accept(state, binding_until, now))

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from gateway.security import Principal, TokenSigner, hash_secret, new_id, verify_secret
+from usecases.security import Principal, TokenSigner, hash_secret, new_id, verify_secret
 
 KEY = "k" * 40
 NOW = 1_776_781_800.0

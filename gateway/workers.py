@@ -1,56 +1,44 @@
-"""Work every gateway process runs without a request: closing due rounds, lapsing binding
-windows, and (in the one process holding the persister lease) copying events into SQL and
-rebuilding Redis from SQL when Redis lost its data set."""
+"""Work a process does without a request: closing due rounds, lapsing binding windows, and
+(in the one process holding the persister's lease) copying the book's events into SQL and
+rebuilding the book from SQL when it lost its data set. Loops only: the work is the use
+cases' (``usecases.closing``, ``usecases.durability``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import secrets
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
-
-from auction.redis_book import keys
-from gateway.clock import now_ms
-from gateway.services import PERSISTER_LOCK
+from gateway.bootstrap import INFRASTRUCTURE_ERRORS
 
 if TYPE_CHECKING:
-    from gateway.services import Core
+    from gateway.bootstrap import Runtime
     from gateway.stream import Hub
 
 log = logging.getLogger("ige.bg")
 
 LEASE_MS = 5000
 SWEEP_S = 2.0
-SWEEP_SLICE = 200
 CLOSE_BATCH = 200  # due rounds taken per look at the deadline index
 PERSIST_BATCH_S = 0.5  # how long the persister lets events gather before a pass
 
-# renew the lease only if we still hold it
-RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
-"""
 
-
-class Background:
-    def __init__(self, core: Core, hub: Hub) -> None:
-        self.core = core
-        self.hub = hub
+class Workers:
+    def __init__(self, runtime: Runtime, hub: Hub) -> None:
+        self.rt = runtime
+        self.portal = runtime.portal
         self.dirty: set[str] = set()
         # seq each round is known to have reached in SQL (from this process's own writes): a
         # batch then needs no read of the round's row first; a stale value is harmless, the
-        # conditional write refuses it and persist_round re-reads
+        # conditional write refuses it and persist_round reads again
         self.persisted: dict[str, int] = {}
         self.wake = asyncio.Event()
         self.token = secrets.token_hex(8)
         self.is_leader = False
-        self._renew = core.redis.register_script(RENEW)
         self._tasks: list[asyncio.Task[None]] = []
         hub.on_event.append(self._mark)
 
@@ -71,7 +59,7 @@ class Background:
         gc.set_threshold(10_000, 50, 10)
         self._tasks = [
             asyncio.create_task(self._loop("closer", self._close_tick,
-                                           self.core.settings.scheduler_interval_s)),
+                                           self.rt.settings.scheduler_interval_s)),
             asyncio.create_task(self._loop("lapser", self._lapse_tick, SWEEP_S)),
             asyncio.create_task(self._persister()),
         ]
@@ -81,11 +69,8 @@ class Background:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.is_leader:
-            try:
-                if (await self.core.redis.get(PERSISTER_LOCK) or b"").decode() == self.token:
-                    await self.core.redis.delete(PERSISTER_LOCK)
-            except (RedisError, OSError):
-                pass
+            with contextlib.suppress(Exception):  # best effort: the lease expires anyway
+                await self.rt.deps.guards.release("lease", "persister", self.token)
 
     @staticmethod
     async def _loop(name: str, tick: Callable[[], Awaitable[object]], every: float) -> None:
@@ -94,7 +79,7 @@ class Background:
                 await tick()
             except asyncio.CancelledError:
                 raise
-            except (RedisError, SQLAlchemyError, OSError) as e:
+            except INFRASTRUCTURE_ERRORS as e:
                 log.warning("%s: %s", name, e)
             except Exception:
                 log.exception("%s failed", name)
@@ -102,22 +87,23 @@ class Background:
 
     async def _close_tick(self) -> None:
         # a full batch closed: more rounds may share that deadline, so go on without the pause
-        while await self.core.close_due(CLOSE_BATCH) >= CLOSE_BATCH:
+        while await self.portal.closing.close_due(CLOSE_BATCH) >= CLOSE_BATCH:
             pass
 
     async def _lapse_tick(self) -> None:
-        for rid in await self.core.store.lapse_due(now_ms()):
+        for rid in await self.portal.closing.lapse_due():
             log.info("round %s lapsed", rid)
 
     async def _persister(self) -> None:
         last_sweep = 0.0
         loop = asyncio.get_running_loop()
+        durability = self.portal.durability
         while True:
             try:
-                self.is_leader = bool(int(await self._renew(
-                    keys=[PERSISTER_LOCK], args=[self.token, LEASE_MS])))
+                self.is_leader = await self.rt.deps.guards.hold("lease", "persister",
+                                                                self.token, LEASE_MS)
                 if self.is_leader:
-                    await self.core.ensure_redis_state()
+                    await durability.ensure_book()
                     if loop.time() - last_sweep > SWEEP_S:
                         last_sweep = loop.time()
                         await self._sweep()
@@ -126,11 +112,11 @@ class Background:
                     await asyncio.sleep(PERSIST_BATCH_S)
                     dirty, self.dirty = self.dirty, set()
                     for rid in dirty:
-                        self.persisted[rid] = await self.core.persist_round(
+                        self.persisted[rid] = await durability.persist_round(
                             rid, self.persisted.get(rid))
             except asyncio.CancelledError:
                 raise
-            except (RedisError, SQLAlchemyError, OSError) as e:
+            except INFRASTRUCTURE_ERRORS as e:
                 log.warning("persister: %s", e)
                 await asyncio.sleep(0.5)
             except Exception:
@@ -143,22 +129,8 @@ class Background:
                 pass
 
     async def _sweep(self) -> None:
-        """Catch anything the pub/sub wake-ups missed: compare SQL and Redis seqs; and put
-        overdue open rounds Redis does not index back on the deadline index."""
-        if n := await self.core.requeue_overdue():
+        """Catch anything the pub/sub wake-ups missed, and overdue rounds off the index."""
+        durability = self.portal.durability
+        if n := await durability.requeue_overdue():
             log.warning("%d overdue round(s) were missing from the deadline index", n)
-        live = await self.core.store.live_round_ids()
-        self.persisted = {rid: n for rid, n in live if rid in self.persisted}  # forget finished
-        # in slices: one pipeline over thousands of live rounds would hold the event loop (and
-        # every request waiting on it) for milliseconds while its replies are parsed
-        for i in range(0, len(live), SWEEP_SLICE):
-            part = live[i:i + SWEEP_SLICE]
-            pipe = self.core.redis.pipeline(transaction=False)
-            for rid, _ in part:
-                pipe.hget(keys(rid)["m"], "seq")
-            seqs = await pipe.execute()
-            for (rid, persisted), seq in zip(part, seqs):
-                if seq is None:
-                    continue
-                if int(seq) > persisted:
-                    self.persisted[rid] = await self.core.persist_round(rid, persisted)
+        self.persisted = await durability.catch_up(self.persisted)

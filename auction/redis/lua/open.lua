@@ -7,6 +7,8 @@
 -- ARGV[4] current offer records as JSON array of JSON strings (rebuild only)
 -- ARGV[5] events as JSON array of [seq, event JSON] (rebuild only)
 -- Returns 1 if created, 0 if the round already existed (nothing is changed then).
+-- Every key is of the round's tag; the deadline index (a global key) is written by the caller
+-- afterwards, and a round left off it by a crash in between is put back by the requeue sweep.
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local meta = cjson.decode(ARGV[1])
 for k, v in pairs(meta) do redis.call('HSET', KEYS[1], k, v) end
@@ -16,7 +18,7 @@ for bank, label in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', KEYS[4], b
 for _, r in ipairs(cjson.decode(ARGV[4])) do
   local rec = cjson.decode(r)
   redis.call('HSET', KEYS[3], rec.o, r)
-  redis.call('ZADD', KEYS[2], 0, string.format('%012d%012d%012d:%s', rec.p, rec.r, rec.s, rec.f))
+  redis.call('ZADD', KEYS[2], 0, rank_member(rec.p, rec.r, rec.s, rec.f))
 end
 for _, e in ipairs(cjson.decode(ARGV[5])) do
   redis.call('XADD', KEYS[6], e[1] .. '-0', 'd', e[2])

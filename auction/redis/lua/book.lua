@@ -11,18 +11,12 @@ local label = ''
 if ARGV[1] ~= '' then label = redis.call('HGET', KEYS[4], ARGV[1]) or '' end
 local out = {0, meta[1], tonumber(meta[2]), tonumber(meta[3]), tonumber(meta[4] or 0), label}
 local members = redis.call('ZRANGE', KEYS[2], 0, -1)
-local ids = {}
-for i, m in ipairs(members) do
-  ids[i] = string.sub(m, 38)
-end
-if #ids > 0 then
-  -- the offers hash is keyed by offer_id; map ref -> offer via the records themselves
-  local recs = redis.call('HVALS', KEYS[3])
+if #members > 0 then
+  -- the offers hash is keyed by offer_id; map ref -> record via the records themselves
   local byref = {}
-  for _, r in ipairs(recs) do
-    local f = string.match(r, '"f":"([^"]*)"')
-    byref[f] = r
+  for _, r in ipairs(redis.call('HVALS', KEYS[3])) do
+    byref[string.match(r, '"f":"([^"]*)"')] = r
   end
-  for _, ref in ipairs(ids) do out[#out + 1] = byref[ref] end
+  for _, m in ipairs(members) do out[#out + 1] = byref[member_ref(m)] end
 end
 return out

@@ -1,0 +1,194 @@
+"""The live book on Redis (``auction.book.Book``): one Lua script per command.
+
+Every key of a round carries the hash tag ``{round_id}`` (``keys.round_keys``), so each script
+touches one slot. The deadline index and the data-set marker are global keys, written outside
+the scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+
+from auction.book import BookView, Event, Idem, RoundSnapshot
+from auction.model import (
+    CloseResult,
+    OfferTerms,
+    OfferVersion,
+    Outcome,
+    RoundState,
+    RoundTerms,
+    SubmitResult,
+)
+from auction.redis import keys
+from auction.redis.envelope import event_json, parse_event, parse_record, record_json, record_tail
+from auction.redis.scripts import Scripts
+from auction.rules import label_pool
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class RedisBook:
+    def __init__(self, redis: Redis, channel: str = keys.CHANNEL) -> None:
+        self.redis = redis
+        self.channel = channel
+        self.scripts = Scripts(redis)
+
+    # -- a round's live state --------------------------------------------------------------
+    async def open_round(self, terms: RoundTerms, labels: Sequence[str] | None = None) -> bool:
+        meta = {"state": "open", "seq": "0", "closes_at": str(terms.closes_at_ms),
+                "opened_at": str(terms.opened_at_ms)}
+        created = await self._run_open(terms.round_id, meta, labels or label_pool(), {}, [], [])
+        if created:
+            await self.redis.zadd(keys.DEADLINES, {terms.round_id: terms.closes_at_ms})
+        return created
+
+    async def restore(self, snap: RoundSnapshot) -> bool:
+        seq = max((e.seq for e in snap.events), default=0)
+        state = "open" if snap.state is RoundState.OPEN else "closed"
+        meta = {"state": state, "seq": str(seq), "closes_at": str(snap.closes_at_ms),
+                "opened_at": str(snap.opened_at_ms)}
+        if snap.closed_at_ms:
+            meta["closed_at"] = str(snap.closed_at_ms)
+        created = await self._run_open(
+            snap.round_id, meta, snap.unused_labels, snap.labels,
+            [record_json(o) for o in snap.offers], [[e.seq, event_json(e)] for e in snap.events])
+        if created and snap.state is RoundState.OPEN:
+            await self.redis.zadd(keys.DEADLINES, {snap.round_id: snap.closes_at_ms})
+        return created
+
+    async def _run_open(self, round_id: str, meta: dict[str, str], pool: Sequence[str],
+                        labels: Mapping[str, str], recs: list[str], evs: list[list[object]]
+                        ) -> bool:
+        res = await self.scripts.open(
+            keys=list(keys.round_keys(round_id)),
+            args=[json.dumps(meta), json.dumps(list(pool)), json.dumps(dict(labels)),
+                  json.dumps(recs), json.dumps(evs)])
+        return bool(int(res))
+
+    async def exists(self, round_id: str) -> bool:
+        return bool(await self.redis.exists(keys.round_keys(round_id).meta))
+
+    async def expire_round(self, round_id: str, seconds: int) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys.round_keys(round_id):
+            pipe.expire(key, seconds)
+        await pipe.execute()
+
+    # -- bidding ---------------------------------------------------------------------------
+    async def submit(self, round_id: str, bank_id: str, offer_id: str, ref: str,
+                     terms: OfferTerms, apr_e4: int, idem: Idem | None = None
+                     ) -> SubmitResult:
+        k = keys.round_keys(round_id)
+        res = await self.scripts.submit(
+            keys=[*k, keys.offer_idempotency(round_id, idem[0]) if idem else k.meta],
+            args=[round_id, bank_id, offer_id, ref, apr_e4, terms.annual_rate_e4,
+                  record_tail(terms, apr_e4), idem[1] if idem else "", IDEMPOTENCY_TTL_S,
+                  self.channel])
+        return self._result(round_id, res, terms, apr_e4, bank_id)
+
+    async def revise(self, round_id: str, bank_id: str, offer_id: str, terms: OfferTerms,
+                     apr_e4: int, idem: Idem | None = None) -> SubmitResult:
+        k = keys.round_keys(round_id)
+        res = await self.scripts.revise(
+            keys=[k.meta, k.book, k.offers, k.events,
+                  keys.offer_idempotency(round_id, idem[0]) if idem else k.meta],
+            args=[round_id, bank_id, offer_id, apr_e4, terms.annual_rate_e4,
+                  record_tail(terms, apr_e4), idem[1] if idem else "", IDEMPOTENCY_TTL_S,
+                  self.channel])
+        return self._result(round_id, res, terms, apr_e4, bank_id)
+
+    @staticmethod
+    def _result(round_id: str, res: list[Any], terms: OfferTerms, apr_e4: int,
+                bank_id: str) -> SubmitResult:
+        code = Outcome(int(res[0]))
+        if code not in (Outcome.OK, Outcome.IDEMPOTENCY_REPLAY):
+            return SubmitResult(code)
+        # A replay carries the same body (same hash), hence the same terms and apr.
+        v = OfferVersion(round_id, _s(res[6]), _s(res[7]), bank_id, _s(res[5]), int(res[3]),
+                         int(res[1]), int(res[2]), apr_e4, terms)
+        return SubmitResult(code, v, int(res[4]) or None)
+
+    # -- reading ---------------------------------------------------------------------------
+    async def view(self, round_id: str, viewer_bank_id: str = "") -> BookView | None:
+        k = keys.round_keys(round_id)
+        res = await self.scripts.book(keys=[k.meta, k.book, k.offers, k.labels],
+                                      args=[viewer_bank_id])
+        if int(res[0]) != 0:
+            return None
+        offers = [parse_record(round_id, r) for r in res[6:]]
+        return BookView(round_id, RoundState(_s(res[1])), int(res[2]), int(res[3]),
+                        int(res[4] or 0), _s(res[5]) or None, offers)
+
+    async def events(self, round_id: str, after_seq: int = 0) -> list[Event]:
+        got = await self.redis.xrange(keys.round_keys(round_id).events, f"{after_seq + 1}-0", "+")
+        return [parse_event(fields[b"d"]) for _, fields in got]
+
+    async def event(self, round_id: str, seq: int) -> Event | None:
+        got = await self.redis.xrange(keys.round_keys(round_id).events, f"{seq}-0", f"{seq}-0")
+        return parse_event(got[0][1][b"d"]) if got else None
+
+    async def has_bid(self, round_id: str, bank_id: str) -> bool:
+        return bool(await self.redis.hexists(keys.round_keys(round_id).labels, bank_id))
+
+    async def have_bid(self, round_ids: Sequence[str], bank_id: str) -> list[bool]:
+        if not round_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in round_ids:
+            pipe.hexists(keys.round_keys(rid).labels, bank_id)
+        return [bool(x) for x in await pipe.execute()]
+
+    async def seqs(self, round_ids: Sequence[str]) -> list[int | None]:
+        if not round_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in round_ids:
+            pipe.hget(keys.round_keys(rid).meta, "seq")
+        return [None if s is None else int(s) for s in await pipe.execute()]
+
+    async def labels(self, round_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(keys.round_keys(round_id).labels)
+        return {_s(a): _s(b) for a, b in raw.items()}
+
+    async def unused_labels(self, round_id: str) -> list[str]:
+        return [_s(x) for x in await self.redis.lrange(keys.round_keys(round_id).pool, 0, -1)]
+
+    # -- closing ---------------------------------------------------------------------------
+    async def due(self, limit: int) -> list[str]:
+        return [_s(r) for r in await self.scripts.due(keys=[keys.DEADLINES], args=[limit])]
+
+    async def close(self, round_id: str) -> CloseResult:
+        k = keys.round_keys(round_id)
+        res = await self.scripts.close(keys=[k.meta, k.events], args=[round_id, self.channel])
+        code = Outcome(int(res[0]))
+        if code in (Outcome.OK, Outcome.ALREADY_CLOSED):
+            view = await self.view(round_id)
+            offers = view.offers if view else []
+            return CloseResult(code, int(res[1]), int(res[2] or 0), offers)
+        if code is Outcome.NOT_DUE:
+            return CloseResult(code, int(res[1]))
+        return CloseResult(code)
+
+    async def unschedule(self, round_id: str) -> None:
+        await self.redis.zrem(keys.DEADLINES, round_id)
+
+    async def reschedule(self, deadlines: Mapping[str, int]) -> int:
+        if not deadlines:
+            return 0
+        return int(await self.redis.zadd(keys.DEADLINES, dict(deadlines), nx=True))
+
+    # -- the data set ----------------------------------------------------------------------
+    async def intact(self) -> bool:
+        return bool(await self.redis.exists(keys.ALIVE))
+
+    async def mark_intact(self) -> None:
+        await self.redis.set(keys.ALIVE, str(int(time.time() * 1000)))

@@ -1,0 +1,80 @@
+"""Short-lived records on Redis that guard the use cases (``usecases.ports.Guards``): stream
+tickets, used one-time codes, idempotency records of non-offer requests, and locks (close
+claims, application group locks, the persister lease). A lock is released only by its holder
+(compare-and-delete in ``release.lua``), never by a plain DEL that could drop another
+holder's lock after ours expired."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+
+from auction.redis import keys
+from auction.redis.scripts import Scripts
+
+
+def _lock_key(kind: str, ident: str) -> str:
+    if kind == "close":
+        return keys.close_claim(ident)
+    if kind == "group":
+        return keys.group_lock(ident)
+    if kind == "lease":
+        if ident != "persister":
+            raise ValueError(f"no lease named {ident!r}")
+        return keys.PERSISTER_LEASE
+    raise ValueError(f"no lock of kind {kind!r}")
+
+
+class RedisGuards:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.scripts = Scripts(redis)
+
+    # -- stream tickets ----------------------------------------------------------------------
+    async def issue_ticket(self, ticket: str, holder: str, ttl_s: int) -> None:
+        await self.redis.set(keys.ticket(ticket), holder, ex=ttl_s)
+
+    async def redeem_ticket(self, ticket: str) -> str | None:
+        got = await self.redis.getdel(keys.ticket(ticket))
+        return None if got is None else (got.decode() if isinstance(got, bytes) else str(got))
+
+    # -- one-time codes ----------------------------------------------------------------------
+    async def use_code(self, user_id: str, counter: int, ttl_s: int) -> bool:
+        return bool(await self.redis.set(keys.used_code(user_id, counter), "1", nx=True,
+                                         ex=ttl_s))
+
+    # -- idempotency records of non-offer requests ---------------------------------------------
+    async def begin_request(self, actor: str, key: str, request_hash: str, ttl_s: int
+                            ) -> dict[str, Any] | None:
+        """None when the key is new (it is now taken, pending); else its record
+        ``{"h": hash, "pending": True}`` or ``{"h", "status", "body"}``."""
+        k = keys.idempotency(actor, key)
+        if await self.redis.set(k, json.dumps({"h": request_hash, "pending": True}), nx=True,
+                                ex=ttl_s):
+            return None
+        prev: dict[str, Any] = json.loads(await self.redis.get(k) or "{}")
+        return prev
+
+    async def finish_request(self, actor: str, key: str, request_hash: str, status: int,
+                             body: Any, ttl_s: int) -> None:
+        await self.redis.set(keys.idempotency(actor, key),
+                             json.dumps({"h": request_hash, "status": status, "body": body}),
+                             ex=ttl_s)
+
+    async def abandon_request(self, actor: str, key: str) -> None:
+        await self.redis.delete(keys.idempotency(actor, key))
+
+    # -- locks, claims, leases ---------------------------------------------------------------
+    async def acquire(self, kind: str, ident: str, token: str, ttl_ms: int) -> bool:
+        return bool(await self.redis.set(_lock_key(kind, ident), token, nx=True, px=ttl_ms))
+
+    async def hold(self, kind: str, ident: str, token: str, ttl_ms: int) -> bool:
+        """Take the lock if free, or extend it if ``token`` holds it (a lease)."""
+        return bool(int(await self.scripts.lease(keys=[_lock_key(kind, ident)],
+                                                 args=[token, ttl_ms])))
+
+    async def release(self, kind: str, ident: str, token: str) -> bool:
+        return bool(int(await self.scripts.release(keys=[_lock_key(kind, ident)],
+                                                   args=[token])))

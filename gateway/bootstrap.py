@@ -1,0 +1,84 @@
+"""The composition root: the only place that builds Redis clients, the SQL store, the book,
+the bus, the guards, the application integrations and the use cases. The app, the CLI and the
+benchmark all start here."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
+from sqlalchemy import text as sql_text
+from sqlalchemy.exc import SQLAlchemyError
+
+from applications import simulated
+from applications.ports import Providers
+from auction.redis.book import RedisBook
+from auction.redis.bus import RedisBus
+from auction.redis.guards import RedisGuards
+from gateway.settings import Settings
+from persistence.store import Store
+from usecases.context import Deps
+from usecases.portal import Portal
+from usecases.security import TokenSigner
+
+#: Redis connections per process. A blocking pool: past this many commands in flight a
+#: request waits for a free connection (up to REDIS_TIMEOUT_S) instead of failing with "Too
+#: many connections" (503), which redis-py's default pool of 100 did to bursts of bids and
+#: stream subscriptions.
+REDIS_POOL_SIZE = 256
+#: commands time out, so a hung (not dead) Redis cannot hold SQL locks or requests for long
+REDIS_TIMEOUT_S = 5
+HEALTH_TIMEOUT_S = 2
+#: failures of a backing service (not bugs): 503 to a request, a warning in a loop
+INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (RedisError, SQLAlchemyError, OSError)
+
+
+@dataclass
+class Runtime:
+    """One process's adapters and use cases."""
+
+    settings: Settings
+    redis: Redis
+    listener: Redis  # the pub/sub subscriber blocks on reads by design: a client of its own
+    store: Store
+    bus: RedisBus
+    deps: Deps
+    portal: Portal
+
+    async def health(self) -> dict[str, str]:
+        """Whether Redis and the database answer: "ok" or "error: <kind>" each."""
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(self.redis.ping(), HEALTH_TIMEOUT_S)
+            checks["redis"] = "ok"
+        except Exception as e:  # noqa: BLE001 - report any failure
+            checks["redis"] = f"error: {type(e).__name__}"
+        try:
+            async with self.store.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(sql_text("SELECT 1")), HEALTH_TIMEOUT_S)
+            checks["database"] = "ok"
+        except Exception as e:  # noqa: BLE001
+            checks["database"] = f"error: {type(e).__name__}"
+        return checks
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+        await self.listener.aclose()
+        await self.store.aclose()
+
+
+def build(settings: Settings, providers: Providers | None = None) -> Runtime:
+    redis = Redis.from_pool(BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_TIMEOUT_S,
+        health_check_interval=5, socket_keepalive=True, socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_TIMEOUT_S))
+    listener = Redis.from_url(settings.redis_url, health_check_interval=5,
+                              socket_keepalive=True, socket_connect_timeout=REDIS_TIMEOUT_S)
+    store = Store.from_url(settings.database_url)
+    bus = RedisBus(redis, listener, settings.channel)
+    deps = Deps(book=RedisBook(redis, settings.channel), store=store, bus=bus,
+                guards=RedisGuards(redis), providers=providers or simulated.providers(),
+                tokens=TokenSigner(settings.secret_key), policy=settings.policy)
+    return Runtime(settings, redis, listener, store, bus, deps, Portal(deps))

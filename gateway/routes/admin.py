@@ -1,0 +1,75 @@
+"""Operator routes: banks, manual intake of rounds, any round or application, the audit."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from gateway import parsing, views
+from gateway.http import idempotent, ok, portal, principal, reply
+from gateway.problems import refuse
+from usecases.outcomes import Refusal
+
+
+async def create_bank(request: Request) -> Response:
+    p = principal(request, "admin")
+    raw = await request.body()
+    code, name = parsing.bank(parsing.parse_json(raw))
+
+    async def run() -> JSONResponse:
+        creds = await portal(request).accounts.create_bank(code, name, p.actor)
+        if creds is None:
+            raise refuse("conflict", f"bank {code} already exists")
+        return ok(views.bank_credentials(creds), 201)
+
+    return await idempotent(request, p.actor, raw, run)
+
+
+async def banks(request: Request) -> Response:
+    principal(request, "admin")
+    return ok(views.banks(await portal(request).accounts.banks()))
+
+
+async def create_round(request: Request) -> Response:
+    p = principal(request, "admin")
+    raw = await request.body()
+    values, errors = parsing.round_intake(parsing.parse_json(raw))
+
+    async def run() -> JSONResponse:
+        return reply(await portal(request).operator.intake(values, errors, p.actor),
+                     views.admin_round, 201)
+
+    return await idempotent(request, p.actor, raw, run)
+
+
+async def one_round(request: Request) -> Response:
+    principal(request, "admin")
+    return reply(await portal(request).operator.round(request.path_params["round_id"]),
+                 views.admin_round_view)
+
+
+async def application(request: Request) -> Response:
+    """Every input the decision read and every number of the package it was decided under."""
+    principal(request, "admin")
+    found = await portal(request).applying.application(request.path_params["application_id"])
+    outcome = found if found is not None else Refusal("not_found", "no such application")
+    return reply(outcome, views.operator_application)
+
+
+async def audit(request: Request) -> Response:
+    principal(request, "admin")
+    after = parsing.after_id_query(dict(request.query_params))
+    rows = await portal(request).operator.audit(request.query_params.get("round_id") or None,
+                                                after)
+    return ok(views.audit(rows))
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/v1/admin/banks", create_bank, methods=["POST"]),
+    Route("/v1/admin/banks", banks, methods=["GET"]),
+    Route("/v1/admin/rounds", create_round, methods=["POST"]),
+    Route("/v1/admin/rounds/{round_id}", one_round),
+    Route("/v1/admin/applications/{application_id}", application),
+    Route("/v1/admin/audit", audit),
+]

@@ -1,0 +1,81 @@
+"""Bank routes: the token, the pool, offers and revisions, the masked book, the result."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from gateway import parsing, views
+from gateway.http import offer_idempotency, portal, principal, reply
+from gateway.problems import refuse
+
+
+async def oauth_token(request: Request) -> Response:
+    form = await request.form()
+    grant = form.get("grant_type")
+    if grant != "client_credentials":
+        if grant:
+            raise refuse("unsupported_grant_type", "grant_type must be client_credentials")
+        raise refuse("validation_failed", "grant_type must be client_credentials", status=400)
+    token = await portal(request).accounts.bank_token(str(form.get("client_id") or ""),
+                                                      str(form.get("client_secret") or ""))
+    return reply(token, views.token)
+
+
+async def rounds(request: Request) -> Response:
+    """The pool (state=open: every open round) or the finished rounds this bank bid in."""
+    p = principal(request, "bank")
+    state, limit, after = parsing.pool_query(dict(request.query_params))
+    return reply(await portal(request).bidding.pool(p.id, state, limit, after), views.pool)
+
+
+async def one_round(request: Request) -> Response:
+    p = principal(request, "bank")
+    detail = await portal(request).bidding.round(p.id, request.path_params["round_id"])
+    return reply(detail, views.round_detail)
+
+
+async def post_offer(request: Request) -> Response:
+    p = principal(request, "bank")
+    raw = await request.body()
+    draft = parsing.offer_draft(parsing.parse_json(raw))
+    idem = offer_idempotency(p.id, request.headers.get("idempotency-key"), "POST",
+                             request.url.path, raw)
+    accepted = await portal(request).bidding.submit(p.id, request.path_params["round_id"],
+                                                    draft, idem)
+    return reply(accepted, views.offer, 201)
+
+
+async def put_offer(request: Request) -> Response:
+    p = principal(request, "bank")
+    raw = await request.body()
+    draft = parsing.offer_draft(parsing.parse_json(raw))
+    idem = offer_idempotency(p.id, request.headers.get("idempotency-key"), "PUT",
+                             request.url.path, raw)
+    accepted = await portal(request).bidding.revise(
+        p.id, request.path_params["round_id"], request.path_params["offer_id"], draft, idem)
+    return reply(accepted, views.offer)
+
+
+async def book(request: Request) -> Response:
+    p = principal(request, "bank")
+    seen = await portal(request).bidding.book(p.id, request.path_params["round_id"])
+    return reply(seen, lambda s: views.book(s, p.id))
+
+
+async def result(request: Request) -> Response:
+    p = principal(request, "bank")
+    res = await portal(request).bidding.result(p.id, request.path_params["round_id"])
+    return reply(res, views.bank_result)
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/v1/oauth/token", oauth_token, methods=["POST"]),
+    Route("/v1/bank/rounds", rounds),
+    Route("/v1/bank/rounds/{round_id}", one_round),
+    Route("/v1/bank/rounds/{round_id}/offers", post_offer, methods=["POST"]),
+    Route("/v1/bank/rounds/{round_id}/offers/{offer_id}", put_offer, methods=["PUT"]),
+    Route("/v1/bank/rounds/{round_id}/book", book),
+    Route("/v1/bank/rounds/{round_id}/result", result),
+]

@@ -1,0 +1,141 @@
+"""Exporter routes: the account (register, two-factor activation, login), company matching
+with consent, applications, results after the close and the acceptance."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from gateway import parsing, views
+from gateway.http import idempotent, ok, portal, principal, reply
+from gateway.problems import problem
+from usecases.outcomes import Refusal
+
+
+# ----------------------------------------------------------------------------- the account
+async def register(request: Request) -> Response:
+    raw = await request.body()
+    who = parsing.exporter(parsing.parse_json(raw))
+
+    async def run() -> JSONResponse:
+        return reply(await portal(request).accounts.register(who), views.registered, 201)
+
+    return await idempotent(request, f"register:{who.email}", raw, run)
+
+
+async def activate(request: Request) -> Response:
+    body = parsing.parse_json(await request.body())
+    user_id = await portal(request).accounts.activate(body.get("email"), body.get("code"))
+    return reply(user_id, lambda uid: {"user_id": uid, "active": True})
+
+
+async def login(request: Request) -> Response:
+    body = parsing.parse_json(await request.body())
+    token = await portal(request).accounts.login(body.get("email"), body.get("password", ""),
+                                                 body.get("code"))
+    return reply(token, views.token)
+
+
+# ----------------------------------------------------------------------------- companies
+async def guarantee_package(request: Request) -> Response:
+    principal(request, "exporter")
+    pkg = portal(request).applying.package()
+    return ok({"package": pkg.to_wire(),
+               "consent": {"text_version": pkg.consent_text_version, "text": pkg.consent_text}})
+
+
+async def match_company(request: Request) -> Response:
+    p = principal(request, "exporter")
+    raw = await request.body()
+    tax_id = parsing.consent(parsing.parse_json(raw), portal(request).applying.package())
+
+    async def run() -> JSONResponse:
+        # 201 as the contract says, also when the caller's consent to this text was already
+        # active (then nothing new is recorded: one consent per text version)
+        return reply(await portal(request).applying.match_company(p, tax_id), views.company,
+                     201)
+
+    return await idempotent(request, p.actor, raw, run)
+
+
+async def companies(request: Request) -> Response:
+    p = principal(request, "exporter")
+    return ok({"companies": [views.company(c)
+                             for c in await portal(request).applying.companies(p)]})
+
+
+async def withdraw_consent(request: Request) -> Response:
+    """Stops new applications and hides the company's data in its open rounds."""
+    p = principal(request, "exporter")
+    state = await portal(request).applying.withdraw_consent(p, request.path_params["company_id"])
+    return reply(state, views.company)
+
+
+# ----------------------------------------------------------------------------- applications
+async def apply(request: Request) -> Response:
+    p = principal(request, "exporter")
+    raw = await request.body()
+    company_id, req = parsing.application(parsing.parse_json(raw),
+                                          portal(request).applying.package())
+
+    async def run() -> JSONResponse:
+        return reply(await portal(request).applying.apply(p, company_id, req),
+                     views.application, 201)
+
+    return await idempotent(request, p.actor, raw, run)
+
+
+async def applications(request: Request) -> Response:
+    p = principal(request, "exporter")
+    return ok({"applications": [views.application(a)
+                                for a in await portal(request).applying.applications(p)]})
+
+
+async def application(request: Request) -> Response:
+    """An application decided here, or one the operator took in for this exporter."""
+    p = principal(request, "exporter")
+    app_id = request.path_params["application_id"]
+    decided = await portal(request).applying.application(app_id, p)
+    if decided is not None:
+        return ok(views.application(decided))
+    row = await portal(request).results.own_round(p.id, app_id)
+    return reply(row, views.intake_application)
+
+
+async def results(request: Request) -> Response:
+    p = principal(request, "exporter")
+    res = await portal(request).results.results(p.id, request.path_params["application_id"])
+    return reply(res, views.exporter_results)
+
+
+async def accept(request: Request) -> Response:
+    p = principal(request, "exporter")
+    app_id = request.path_params["application_id"]
+    own = await portal(request).results.own_round(p.id, app_id)  # 404 before the body
+    if isinstance(own, Refusal):
+        raise problem(own)
+    raw = await request.body()
+    offer_id = parsing.accept(parsing.parse_json(raw))
+
+    async def run() -> JSONResponse:
+        return reply(await portal(request).results.accept(p.id, app_id, offer_id),
+                     views.exporter_results)
+
+    return await idempotent(request, p.actor, raw, run)
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/v1/exporter/register", register, methods=["POST"]),
+    Route("/v1/exporter/activate", activate, methods=["POST"]),
+    Route("/v1/exporter/login", login, methods=["POST"]),
+    Route("/v1/exporter/guarantee-package", guarantee_package),
+    Route("/v1/exporter/companies", match_company, methods=["POST"]),
+    Route("/v1/exporter/companies", companies, methods=["GET"]),
+    Route("/v1/exporter/companies/{company_id}/consent", withdraw_consent, methods=["DELETE"]),
+    Route("/v1/exporter/applications", apply, methods=["POST"]),
+    Route("/v1/exporter/applications", applications, methods=["GET"]),
+    Route("/v1/exporter/applications/{application_id}", application),
+    Route("/v1/exporter/applications/{application_id}/results", results),
+    Route("/v1/exporter/applications/{application_id}/accept", accept, methods=["POST"]),
+]

@@ -1,0 +1,52 @@
+"""The live stream: single-use tickets over HTTP, then the WebSocket (``gateway.hub``)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from gateway import views
+from gateway.http import ok, portal, principal, runtime
+from gateway.settings import Settings
+from gateway.stream import SUBPROTOCOLS, Hub
+
+
+async def ticket(request: Request) -> Response:
+    p = principal(request)
+    return ok(views.ticket(await portal(request).accounts.issue_ticket(p)), 201)
+
+
+def _origin_ok(ws: WebSocket, settings: Settings) -> bool:
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return True  # not a browser
+    if origin in settings.allowed_origins:
+        return True
+    host = ws.headers.get("host", "")
+    return origin in (f"http://{host}", f"https://{host}")
+
+
+async def stream(ws: WebSocket) -> None:
+    settings = runtime(ws).settings
+    offered = [s.strip() for s in ws.headers.get("sec-websocket-protocol", "").split(",")
+               if s.strip()]
+    proto = next((s for s in offered if s in SUBPROTOCOLS), None)
+    ticket = ws.query_params.get("ticket", "")
+    if proto is None or not ticket or not _origin_ok(ws, settings):
+        await ws.close(code=1008)
+        return
+    who = await portal(ws).accounts.redeem_ticket(ticket)
+    if who is None:
+        await ws.close(code=1008)
+        return
+    await ws.accept(subprotocol=proto)
+    hub: Hub = ws.app.state.hub
+    await hub.serve(ws, who, proto)
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/v1/stream/tickets", ticket, methods=["POST"]),
+    WebSocketRoute("/v1/stream", stream),
+]

@@ -1,0 +1,115 @@
+"""The guards contract: one suite over the reference (``usecases.testing.MemoryGuards``) and
+``auction.redis.guards.RedisGuards`` on Redis 7 and 6.2. Locks are released only by their
+holder; tickets and one-time codes are single use; records expire."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from auction.redis import keys
+from auction.redis.guards import RedisGuards
+from tests.contract.conftest import IMPLEMENTATIONS, check_redis_keys
+from usecases.testing import MemoryGuards
+
+GLOBAL = {keys.PERSISTER_LEASE}
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def guards(request: pytest.FixtureRequest) -> Any:
+    if request.param == "memory":
+        return MemoryGuards()
+    client: Redis = request.getfixturevalue("redis" if request.param == "redis-7" else "redis62")
+    return RedisGuards(client)
+
+
+def token() -> str:
+    return secrets.token_hex(4)
+
+
+async def test_a_ticket_is_redeemed_once(guards: Any) -> None:
+    t = token()
+    await guards.issue_ticket(t, "bank:bnk_1", 30)
+    assert await guards.redeem_ticket(t) == "bank:bnk_1"
+    assert await guards.redeem_ticket(t) is None
+    assert await guards.redeem_ticket("never-issued") is None
+
+
+async def test_a_ticket_expires(guards: Any) -> None:
+    t = token()
+    await guards.issue_ticket(t, "bank:bnk_1", 1)
+    await asyncio.sleep(1.1)
+    assert await guards.redeem_ticket(t) is None
+
+
+async def test_a_one_time_code_step_is_accepted_once_per_user(guards: Any) -> None:
+    assert await guards.use_code("usr_a", 100, 120) is True
+    assert await guards.use_code("usr_a", 100, 120) is False
+    assert await guards.use_code("usr_b", 100, 120) is True
+    assert await guards.use_code("usr_a", 101, 120) is True
+
+
+async def test_an_idempotency_record_is_pending_then_holds_the_answer(guards: Any) -> None:
+    actor, key = "admin", token()
+    assert await guards.begin_request(actor, key, "h1", 60) is None
+    assert await guards.begin_request(actor, key, "h1", 60) == {"h": "h1", "pending": True}
+    await guards.finish_request(actor, key, "h1", 201, {"id": "x"}, 60)
+    assert await guards.begin_request(actor, key, "h2", 60) == {
+        "h": "h1", "status": 201, "body": {"id": "x"}}
+    assert await guards.begin_request("someone-else", key, "h1", 60) is None
+
+
+async def test_an_abandoned_request_frees_its_key(guards: Any) -> None:
+    actor, key = "admin", token()
+    assert await guards.begin_request(actor, key, "h1", 60) is None
+    await guards.abandon_request(actor, key)
+    assert await guards.begin_request(actor, key, "h2", 60) is None
+
+
+@pytest.mark.parametrize("kind, ident", [("close", "rnd_1"), ("group", "1100000014"),
+                                         ("lease", "persister")])
+async def test_a_lock_is_held_by_one_holder_and_released_only_by_it(
+        guards: Any, kind: str, ident: str) -> None:
+    a, b = token(), token()
+    assert await guards.acquire(kind, ident, a, 10_000) is True
+    assert await guards.acquire(kind, ident, b, 10_000) is False
+    assert await guards.release(kind, ident, b) is False  # not b's: left alone
+    assert await guards.acquire(kind, ident, b, 10_000) is False
+    assert await guards.release(kind, ident, a) is True
+    assert await guards.acquire(kind, ident, b, 10_000) is True
+    assert await guards.release(kind, ident, b) is True
+
+
+async def test_an_expired_lock_taken_by_another_is_not_released_by_the_first(
+        guards: Any) -> None:
+    a, b = token(), token()
+    assert await guards.acquire("close", "rnd_2", a, 100) is True
+    await asyncio.sleep(0.2)
+    assert await guards.acquire("close", "rnd_2", b, 10_000) is True
+    assert await guards.release("close", "rnd_2", a) is False
+    assert await guards.acquire("close", "rnd_2", a, 10_000) is False  # still b's
+
+
+async def test_a_lease_is_renewed_by_its_holder_and_taken_over_when_it_lapses(
+        guards: Any) -> None:
+    a, b = token(), token()
+    assert await guards.hold("lease", "persister", a, 300) is True
+    assert await guards.hold("lease", "persister", b, 300) is False
+    await asyncio.sleep(0.2)
+    assert await guards.hold("lease", "persister", a, 300) is True  # renewed
+    await asyncio.sleep(0.2)
+    assert await guards.hold("lease", "persister", b, 300) is False  # still a's
+    await asyncio.sleep(0.35)
+    assert await guards.hold("lease", "persister", b, 300) is True  # lapsed: b takes it
+    assert await guards.release("lease", "persister", b) is True
+
+
+async def test_close_claims_live_beside_their_round(redis: Redis) -> None:
+    g = RedisGuards(redis)
+    assert await g.acquire("close", "rnd_tagged", token(), 10_000)
+    assert await g.hold("lease", "persister", token(), 10_000)
+    await check_redis_keys(redis, {"rnd_tagged"}, allowed_global=GLOBAL)

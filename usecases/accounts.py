@@ -1,0 +1,201 @@
+"""Who may act: banks (client credentials), exporters (password + one-time code, two-factor
+activation, lockout), and single-use tickets for the live stream."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pyotp
+
+from persistence.records import BankRecord, ExporterRecord
+from persistence.store import Conflict
+from usecases.context import Deps
+from usecases.outcomes import Refusal
+from usecases.security import Principal, hash_secret, new_id, verify_secret
+
+MAX_LOGIN_FAILURES = 5
+TOTP_ISSUER = "IGE Kefalet Portali"
+CODE_WINDOW = (0, -1, 1)  # time steps a one-time code may come from (RFC 6238, ±1 step)
+
+
+@dataclass(frozen=True)
+class BankCredentials:
+    bank_id: str
+    bank_code: str
+    name: str
+    client_id: str
+    client_secret: str  # shown once; only its hash is stored
+
+
+@dataclass(frozen=True)
+class Token:
+    access_token: str
+    expires_in: int
+    bank_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Registered:
+    user_id: str
+    totp_uri: str
+
+
+@dataclass(frozen=True)
+class NewExporter:
+    email: str
+    full_name: str
+    national_id: str
+    mobile: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Ticket:
+    ticket: str
+    expires_in: int
+
+
+class Accounts:
+    def __init__(self, deps: Deps) -> None:
+        self.d = deps
+
+    # -- banks --------------------------------------------------------------------------
+    async def create_bank(self, code: str, name: str, actor: str) -> BankCredentials | None:
+        """A partner bank and its OAuth2 client; None when the code is taken."""
+        client_id = f"{code.lower()}-{secrets.token_hex(4)}"
+        secret = secrets.token_urlsafe(32)
+        bank = BankRecord(new_id("bnk"), code, name, client_id,
+                          await asyncio.to_thread(hash_secret, secret), True, self.d.clock())
+        try:
+            async with self.d.store.unit() as tx:
+                await tx.banks.add(bank)
+                await tx.audit.add(bank.created_at, actor, "bank_created", None,
+                                   {"bank_id": bank.id, "bank_code": code, "name": name})
+                await tx.commit()
+        except Conflict:
+            return None
+        return BankCredentials(bank.id, code, name, client_id, secret)
+
+    async def banks(self) -> list[BankRecord]:
+        async with self.d.store.read() as q:
+            return await q.banks.all()
+
+    async def bank_token(self, client_id: str, client_secret: str) -> Token | Refusal:
+        """OAuth2 client credentials."""
+        bank = None
+        if client_id:
+            async with self.d.store.read() as q:
+                bank = await q.banks.by_client_id(client_id)
+        if bank is None or not bank.active or not await asyncio.to_thread(
+                verify_secret, bank.secret_hash, client_secret):
+            return Refusal("invalid_client", "unknown client_id or wrong client_secret")
+        ttl = self.d.policy.bank_token_ttl_s
+        return Token(self.d.tokens.issue("bank", bank.id, ttl), ttl, bank.code)
+
+    # -- exporters ------------------------------------------------------------------------
+    async def register(self, who: NewExporter, activated: bool = False
+                       ) -> Registered | Refusal:
+        """An inactive account and the otpauth URI of its authenticator (``activated``: an
+        account the operator vouches for, such as the demo's)."""
+        secret = pyotp.random_base32()
+        user = ExporterRecord(
+            new_id("usr"), who.email, who.full_name, who.national_id, who.mobile,
+            await asyncio.to_thread(hash_secret, who.password), secret, activated, 0,
+            self.d.clock())
+        try:
+            async with self.d.store.unit() as tx:
+                await tx.exporters.add(user)
+                await tx.audit.add(user.created_at, f"exporter:{user.id}",
+                                   "exporter_registered", None, {"user_id": user.id})
+                await tx.commit()
+        except Conflict:
+            return Refusal("conflict", "an account with this e-mail already exists")
+        uri = pyotp.TOTP(secret).provisioning_uri(name=who.email, issuer_name=TOTP_ISSUER)
+        return Registered(user.id, uri)
+
+    async def _code_ok(self, user: ExporterRecord, code: object) -> bool:
+        """RFC 6238 within ±1 step; a code is never accepted twice (across processes)."""
+        if not isinstance(code, str) or not code.isdigit() or len(code) != 6:
+            return False
+        totp = pyotp.TOTP(user.totp_secret)
+        now = self.d.clock() / 1000
+        for step in CODE_WINDOW:
+            t = now + step * totp.interval
+            if hmac.compare_digest(totp.at(t), code):
+                counter = totp.timecode(datetime.fromtimestamp(t, timezone.utc))
+                return await self.d.guards.use_code(user.id, counter, totp.interval * 4)
+        return False
+
+    async def _authenticate(self, email: object, code: object, password: object | None
+                            ) -> ExporterRecord | Refusal:
+        """The user when the e-mail, the password (unless None: activation) and a fresh code
+        are right; every failure counts, and the account locks at MAX_LOGIN_FAILURES."""
+        user = None
+        if isinstance(email, str):
+            async with self.d.store.read() as q:
+                user = await q.exporters.by_email(email.lower())
+        if user is None:
+            return Refusal("unauthorized", "wrong e-mail, password or code")
+        if user.failed_attempts >= MAX_LOGIN_FAILURES:
+            return Refusal("locked", "too many failed attempts; the account is locked, "
+                                     "contact the guarantee institution")
+        good = True
+        if password is not None:
+            good = await asyncio.to_thread(verify_secret, user.password_hash, str(password))
+        good = good and await self._code_ok(user, code)
+        if good:
+            if user.failed_attempts:
+                async with self.d.store.unit() as tx:
+                    await tx.exporters.succeeded(user.id)
+                    await tx.commit()
+            return user
+        async with self.d.store.unit() as tx:
+            failed = await tx.exporters.failed(user.id)
+            await tx.commit()
+        left = MAX_LOGIN_FAILURES - failed
+        if left <= 0:
+            return Refusal("locked", "too many failed attempts; the account is now locked")
+        return Refusal("totp_invalid" if password is None else "unauthorized",
+                       f"wrong e-mail, password or code ({left} attempts left)")
+
+    async def activate(self, email: object, code: object) -> str | Refusal:
+        """The first one-time code proves the authenticator works; returns the user id."""
+        user = await self._authenticate(email, code, None)
+        if isinstance(user, Refusal):
+            return user
+        async with self.d.store.unit() as tx:
+            await tx.exporters.activate(user.id)
+            await tx.audit.add(self.d.clock(), f"exporter:{user.id}", "exporter_activated",
+                               None, {})
+            await tx.commit()
+        return user.id
+
+    async def login(self, email: object, password: object, code: object) -> Token | Refusal:
+        user = await self._authenticate(email, code, password)
+        if isinstance(user, Refusal):
+            return user
+        if not user.active:
+            return Refusal("not_activated", "activate the account with a first code")
+        ttl = self.d.policy.exporter_token_ttl_s
+        return Token(self.d.tokens.issue("exporter", user.id, ttl), ttl)
+
+    # -- the live stream ------------------------------------------------------------------
+    async def issue_ticket(self, who: Principal) -> Ticket:
+        """A single-use ticket that carries the caller's identity to the WebSocket."""
+        t = secrets.token_urlsafe(24)
+        ttl = self.d.policy.ticket_ttl_s
+        await self.d.guards.issue_ticket(t, f"{who.kind}:{who.id}", ttl)
+        return Ticket(t, ttl)
+
+    async def redeem_ticket(self, ticket: str) -> Principal | None:
+        if not ticket:
+            return None
+        holder = await self.d.guards.redeem_ticket(ticket)
+        if holder is None:
+            return None
+        kind, _, ident = holder.partition(":")
+        return Principal(kind, ident)

@@ -1,0 +1,122 @@
+"""Closing rounds exactly once, and lapsing binding windows.
+
+The book flips a due round to closed exactly once, by its own clock (``Book.close``); then
+every acknowledged offer is made sure to be in SQL, and one SQL unit writes the closing record:
+the reference number, the binding offers with their final ranks, ``binding_until`` and the
+audit row. A unique constraint and a conditional update make a second writer a no-op, and a
+close interrupted by a crash is finished by whichever process next finds the round due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Sequence
+
+from auction import calendar
+from auction.bus import RoundFinalized
+from auction.model import CloseResult, OfferVersion, Outcome, RoundState, dt_to_ms, ms_to_dt
+from persistence.store import Conflict
+from usecases.context import Deps
+from usecases.durability import Durability
+
+log = logging.getLogger("ige.closing")
+
+CLOSE_CONCURRENCY = 32  # due rounds one process closes at once
+CLAIM_MS = 10_000  # a process's claim on a close; another process finishes it after this
+PERSIST_WAIT_S = 0.01
+
+
+class Closing:
+    def __init__(self, deps: Deps, durability: Durability) -> None:
+        self.d = deps
+        self.durability = durability
+
+    async def finalize(self, round_id: str) -> CloseResult | None:
+        """Close a due round: the book's flip (once), then the closing record (once). None
+        when the round is unknown to SQL (it is dropped from the deadline index)."""
+        cr = await self.d.book.close(round_id)
+        if cr.outcome is Outcome.ROUND_UNKNOWN:
+            if not await self.durability.restore_round(round_id):
+                await self.d.book.unschedule(round_id)
+                return None
+            cr = await self.d.book.close(round_id)
+        if cr.outcome is Outcome.NOT_DUE:
+            return cr
+        async with self.d.store.read() as q:
+            row = await q.rounds.get(round_id)
+        if row is None:
+            return None
+        if row.state == RoundState.OPEN.value:
+            # binding_until counts from the scheduled deadline, not from when this ran
+            closes_at = ms_to_dt(int(row.closes_at))
+            binding = dt_to_ms(calendar.binding_until(closes_at, self.d.policy.calendar))
+            # every acknowledged offer must be in SQL before the closing record
+            seq = int(row.persisted_seq)
+            while (seq := await self.durability.persist_round(round_id, seq)) < cr.seq:
+                await asyncio.sleep(PERSIST_WAIT_S)
+            year = closes_at.astimezone(calendar.ISTANBUL).year
+            ref = await self.record(round_id, cr.closed_at_ms, binding, cr.seq, cr.offers, year)
+            if ref is not None:
+                await self.d.book.expire_round(round_id, self.d.policy.live_key_ttl_s)
+                await self.d.bus.publish(RoundFinalized(round_id))
+        await self.d.book.unschedule(round_id)
+        return cr
+
+    async def record(self, round_id: str, closed_at: int, binding_until: int, final_seq: int,
+                     ranked: Sequence[OfferVersion], year: int) -> str | None:
+        """The one closing record and its audit row, in one unit; the reference number, or
+        None when another process already wrote it (nothing changes)."""
+        try:
+            async with self.d.store.unit(serialized=True) as tx:
+                ref = await tx.rounds.close(round_id, closed_at, binding_until, final_seq,
+                                            ranked, year)
+                if ref is None:
+                    return None
+                await tx.audit.add(closed_at, "system", "round_closed", round_id, {
+                    "reference_number": ref, "binding_until": binding_until,
+                    "final_seq": final_seq, "offers": len(ranked)})
+                await tx.commit()
+        except Conflict:
+            return None  # another process wrote it first
+        return ref
+
+    async def close_due(self, limit: int) -> int:
+        """Close the rounds found due (at most ``limit``); returns how many this call closed."""
+        due = await self.d.book.due(limit)
+        gate = asyncio.Semaphore(CLOSE_CONCURRENCY)
+
+        async def close_one(rid: str) -> bool:
+            # a short claim so processes do not all close the same round; if the claimer
+            # dies, the claim expires and another process completes the close
+            async with gate:
+                token = secrets.token_hex(8)
+                if not await self.d.guards.acquire("close", rid, token, CLAIM_MS):
+                    return False
+                try:
+                    cr = await self.finalize(rid)
+                    return cr is not None and cr.outcome is not Outcome.NOT_DUE
+                except Exception as e:  # noqa: BLE001 - one failed close must not stop the rest
+                    log.warning("close of %s interrupted: %r", rid, e)
+                    return False
+                finally:
+                    await self.d.guards.release("close", rid, token)
+
+        # rounds sharing a deadline close side by side: each close is a few book round trips
+        # and two short SQL units, mostly waiting, so one at a time would leave the CPU idle
+        return sum(await asyncio.gather(*(close_one(rid) for rid in due)))
+
+    async def lapse_due(self) -> list[str]:
+        """Closed rounds past their binding window become lapsed (auction.rules.has_lapsed)."""
+        now = self.d.clock()
+        async with self.d.store.read() as q:
+            due = await q.rounds.past_binding(now)
+        lapsed = []
+        for rid in due:
+            async with self.d.store.unit() as tx:
+                if await tx.rounds.lapse(rid):
+                    await tx.audit.add(now, "system", "round_lapsed", rid, {})
+                    await tx.commit()
+                    lapsed.append(rid)
+        return lapsed

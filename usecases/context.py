@@ -1,0 +1,44 @@
+"""What every use case is given: the adapters behind their ports and the policy numbers, in
+one object that the composition root (``gateway/bootstrap.py``) builds once per process."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from applications.ports import Providers
+from auction.book import Book
+from auction.bus import Bus
+from auction.calendar import CalendarRules
+from persistence.store import Store
+from usecases.ports import Clock, Guards
+from usecases.security import TokenSigner
+
+
+def now_ms() -> int:
+    """The server clock (the only clock outside the book): ms since the epoch, UTC."""
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The numbers of the product that are configuration, not rules."""
+
+    calendar: CalendarRules = field(default_factory=CalendarRules)
+    bank_token_ttl_s: int = 900
+    exporter_token_ttl_s: int = 3600
+    ticket_ttl_s: int = 30
+    live_key_ttl_s: int = 7 * 24 * 3600  # how long a finished round's live state is kept
+    idempotency_ttl_s: int = 24 * 3600
+
+
+@dataclass
+class Deps:
+    book: Book
+    store: Store
+    bus: Bus
+    guards: Guards
+    providers: Providers
+    tokens: TokenSigner
+    policy: Policy = field(default_factory=Policy)
+    clock: Clock = now_ms

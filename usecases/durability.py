@@ -1,0 +1,147 @@
+"""Keeping every acknowledged offer: the live book is copied into SQL (the persister), and a
+book that lost its data is rebuilt from SQL.
+
+A round exists once it is in SQL. Every version the book acknowledged is copied into SQL,
+idempotently on (round_id, seq), resuming from the round's persisted seq; a batch read from a
+book that was rebuilt from SQL since is refused (its seqs may have been reused).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from auction.book import Event, RoundSnapshot
+from auction.model import OfferVersion, RoundState
+from persistence.store import Conflict
+from usecases.context import Deps
+
+log = logging.getLogger("ige.durability")
+
+REQUEUE_BATCH = 200
+SWEEP_SLICE = 200  # rounds whose book seq is read in one go
+
+
+def _audit_row(round_id: str, v: OfferVersion) -> dict[str, Any]:
+    return dict(at=v.accepted_at_ms, actor=f"bank:{v.bank_id}",
+                action="offer_submitted" if v.version == 1 else "offer_revised",
+                round_id=round_id,
+                detail={"offer_id": v.offer_id, "version": v.version, "seq": v.seq,
+                        "apr_e4": v.apr_e4, **v.terms.to_record()})
+
+
+class Durability:
+    def __init__(self, deps: Deps) -> None:
+        self.d = deps
+
+    async def persisted_seq(self, round_id: str) -> int:
+        async with self.d.store.read() as q:
+            row = await q.rounds.get(round_id)
+        return int(row.persisted_seq) if row else 0
+
+    async def persist_round(self, round_id: str, persisted_seq: int | None = None) -> int:
+        """Copy a round's new events from the book into SQL; returns the seq SQL holds.
+        ``persisted_seq``: what the caller knows SQL holds (a stale value is harmless: the
+        conditional write refuses it and SQL is read again)."""
+        if persisted_seq is None:
+            persisted_seq = await self.persisted_seq(round_id)
+        events = await self.d.book.events(round_id, persisted_seq)
+        if not events:
+            return persisted_seq
+        last = events[-1]
+
+        async def still_current() -> bool:
+            # if the book lost the round and restore_round rebuilt it from SQL after these
+            # events were read, they are gone from the live book (or their seqs reused)
+            return await self.d.book.event(round_id, last.seq) == last
+
+        if await self.write(round_id, persisted_seq, events, still_current):
+            return last.seq
+        return await self.persisted_seq(round_id)  # someone else persisted: read again
+
+    async def write(self, round_id: str, from_seq: int, events: Sequence[Event],
+                    still_current: Callable[[], Awaitable[bool]] | None = None) -> bool:
+        """One batch into SQL with an audit row per version, in one unit: only if SQL holds
+        exactly ``from_seq`` (else another persister wrote it: False, nothing changes)."""
+        try:
+            async with self.d.store.unit(serialized=True) as tx:
+                written = await tx.offers.persist(round_id, from_seq, events, still_current)
+                if written is None:
+                    return False
+                await tx.audit.add_many([_audit_row(round_id, v) for v in written])
+                await tx.commit()
+        except Conflict:
+            return False
+        return True
+
+    async def restore_round(self, round_id: str) -> bool:
+        """Rebuild a round's live state from SQL into a book that lost it; True when the round
+        is live now (rebuilt, or there already). SQL is read and the book written under the
+        round's row lock, so a persister batch read from the lost book either lands first
+        (and is rebuilt) or is refused afterwards (``persist_round``'s still_current)."""
+        async with self.d.store.unit() as tx:
+            row = await tx.rounds.lock(round_id)
+            if row is None or row.state not in (RoundState.OPEN.value, RoundState.CLOSED.value):
+                return False
+            versions = await tx.offers.of_round(round_id)
+            closing = await tx.rounds.closing(round_id)
+            latest: dict[str, OfferVersion] = {}
+            labels: dict[str, str] = {}
+            for v in versions:
+                latest[v.offer_id] = v
+                labels[v.bank_id] = v.label
+            events = [Event(round_id, v.seq, "quote", v) for v in versions]
+            if closing is not None:
+                events.append(Event(round_id, int(closing.final_seq), "round_closed",
+                                    at_ms=int(closing.closed_at)))
+            in_use = set(labels.values())
+            created = await self.d.book.restore(RoundSnapshot(
+                round_id, RoundState(row.state), int(row.opened_at), int(row.closes_at),
+                int(row.closed_at or 0), labels,
+                [lb for lb in row.label_pool if lb not in in_use], list(latest.values()),
+                events))
+            await tx.commit()
+        if created:
+            log.warning("restored round %s from SQL (%d versions)", round_id, len(versions))
+        return True
+
+    async def ensure_book(self) -> int:
+        """If the book lost its data set, rebuild every live round from SQL. Returns how many
+        rounds were rebuilt."""
+        if await self.d.book.intact():
+            return 0
+        async with self.d.store.read() as q:
+            live = await q.rounds.live()
+        n = 0
+        for rid, _ in live:
+            if not await self.d.book.exists(rid):
+                await self.restore_round(rid)
+                n += 1
+        await self.d.book.mark_intact()
+        return n
+
+    async def requeue_overdue(self, limit: int = REQUEUE_BATCH) -> int:
+        """Put open rounds past their deadline back on the deadline index (a no-op normally).
+        Catches rounds nothing else would ever close: an opening cut short between SQL and
+        the book (the operator got a 5xx, yet the round is in the pool), or between the book
+        and its deadline index, or an index entry the book lost on its own."""
+        async with self.d.store.read() as q:
+            overdue = await q.rounds.overdue(self.d.clock(), limit)
+        return await self.d.book.reschedule(overdue)
+
+    async def catch_up(self, known: dict[str, int]) -> dict[str, int]:
+        """Persist every live round whose book is ahead of SQL (what wake-ups missed).
+        ``known``: the seqs the caller knows SQL holds; returns them for the live rounds."""
+        async with self.d.store.read() as q:
+            live = await q.rounds.live()
+        out = {rid: n for rid, n in live if rid in known}  # forget finished rounds
+        # in slices: reading thousands of rounds' seqs in one go would hold the event loop
+        # (and every request waiting on it) for milliseconds while the replies are parsed
+        for i in range(0, len(live), SWEEP_SLICE):
+            part = live[i:i + SWEEP_SLICE]
+            seqs = await self.d.book.seqs([rid for rid, _ in part])
+            for (rid, persisted), seq in zip(part, seqs, strict=True):
+                if seq is not None and seq > persisted:
+                    out[rid] = await self.persist_round(rid, persisted)
+        return out

@@ -1,0 +1,29 @@
+"""Every use case of one process, wired to the same adapters (``Deps``)."""
+
+from __future__ import annotations
+
+from usecases.accounts import Accounts
+from usecases.applying import Applying
+from usecases.bidding import Bidding, Terms
+from usecases.closing import Closing
+from usecases.context import Deps
+from usecases.durability import Durability
+from usecases.opening import Opening
+from usecases.operator import Operator
+from usecases.results import Results
+from usecases.streaming import Streaming
+
+
+class Portal:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.terms = Terms(deps)
+        self.durability = Durability(deps)
+        self.bidding = Bidding(deps, self.terms, self.durability)
+        self.opening = Opening(deps, self.terms)
+        self.closing = Closing(deps, self.durability)
+        self.accounts = Accounts(deps)
+        self.applying = Applying(deps, self.opening)
+        self.results = Results(deps)
+        self.operator = Operator(deps, self.opening)
+        self.streaming = Streaming(deps, self.results)

@@ -1,0 +1,41 @@
+"""What the use cases need from the outside world besides the book (``auction.book.Book``),
+the bus (``auction.bus.Bus``), the SQL store (``persistence.store.Store``) and the
+application integrations (``applications.ports.Providers``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+#: the server clock: milliseconds since the epoch, UTC (the only clock outside the book)
+Clock = Callable[[], int]
+
+
+class Guards(Protocol):
+    """Short-lived records that guard the use cases (``auction.redis.guards.RedisGuards``;
+    ``usecases.testing.MemoryGuards`` is the reference)."""
+
+    # stream tickets: single use
+    async def issue_ticket(self, ticket: str, holder: str, ttl_s: int) -> None: ...
+
+    async def redeem_ticket(self, ticket: str) -> str | None: ...
+
+    # one-time codes: a (user, time step) is accepted once
+    async def use_code(self, user_id: str, counter: int, ttl_s: int) -> bool: ...
+
+    # idempotency records of creating requests that are not offers
+    async def begin_request(self, actor: str, key: str, request_hash: str, ttl_s: int
+                            ) -> dict[str, Any] | None: ...
+
+    async def finish_request(self, actor: str, key: str, request_hash: str, status: int,
+                             body: Any, ttl_s: int) -> None: ...
+
+    async def abandon_request(self, actor: str, key: str) -> None: ...
+
+    # locks of a kind ("close": a round's close claim, "group": an application risk group,
+    # "lease": the persister's lease), released only by their holder
+    async def acquire(self, kind: str, ident: str, token: str, ttl_ms: int) -> bool: ...
+
+    async def hold(self, kind: str, ident: str, token: str, ttl_ms: int) -> bool: ...
+
+    async def release(self, kind: str, ident: str, token: str) -> bool: ...

@@ -1,0 +1,99 @@
+"""For fast tests of the use cases on ``auction.book.MemoryBook``: ``MemoryGuards``, the
+reference of the guards port (held to the same contract as ``auction.redis.guards.RedisGuards``,
+tests/contract/test_guards_contract.py), and ``memory_deps``, every adapter in memory but SQL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from applications import simulated
+from auction.book import MemoryBook
+from auction.bus import MemoryBus
+from persistence.store import Store
+from usecases.context import Deps, Policy
+from usecases.security import TokenSigner
+
+
+class MemoryGuards:
+    def __init__(self, clock: Callable[[], int] | None = None) -> None:
+        self._clock = clock or (lambda: int(time.time() * 1000))
+        self._records: dict[tuple[str, ...], tuple[Any, int]] = {}  # key -> (value, expires ms)
+
+    def _get(self, key: tuple[str, ...]) -> Any:
+        got = self._records.get(key)
+        if got is None or got[1] <= self._clock():
+            self._records.pop(key, None)
+            return None
+        return got[0]
+
+    def _put(self, key: tuple[str, ...], value: Any, ttl_ms: int) -> None:
+        self._records[key] = (value, self._clock() + ttl_ms)
+
+    # -- stream tickets
+    async def issue_ticket(self, ticket: str, holder: str, ttl_s: int) -> None:
+        self._put(("ticket", ticket), holder, ttl_s * 1000)
+
+    async def redeem_ticket(self, ticket: str) -> str | None:
+        holder = self._get(("ticket", ticket))
+        self._records.pop(("ticket", ticket), None)
+        return None if holder is None else str(holder)
+
+    # -- one-time codes
+    async def use_code(self, user_id: str, counter: int, ttl_s: int) -> bool:
+        key = ("code", user_id, str(counter))
+        if self._get(key) is not None:
+            return False
+        self._put(key, "1", ttl_s * 1000)
+        return True
+
+    # -- idempotency records
+    async def begin_request(self, actor: str, key: str, request_hash: str, ttl_s: int
+                            ) -> dict[str, Any] | None:
+        k = ("idem", actor, key)
+        prev = self._get(k)
+        if prev is not None:
+            return dict(prev)
+        self._put(k, {"h": request_hash, "pending": True}, ttl_s * 1000)
+        return None
+
+    async def finish_request(self, actor: str, key: str, request_hash: str, status: int,
+                             body: Any, ttl_s: int) -> None:
+        self._put(("idem", actor, key), {"h": request_hash, "status": status, "body": body},
+                  ttl_s * 1000)
+
+    async def abandon_request(self, actor: str, key: str) -> None:
+        self._records.pop(("idem", actor, key), None)
+
+    # -- locks
+    async def acquire(self, kind: str, ident: str, token: str, ttl_ms: int) -> bool:
+        if self._get(("lock", kind, ident)) is not None:
+            return False
+        self._put(("lock", kind, ident), token, ttl_ms)
+        return True
+
+    async def hold(self, kind: str, ident: str, token: str, ttl_ms: int) -> bool:
+        holder = self._get(("lock", kind, ident))
+        if holder is not None and holder != token:
+            return False
+        self._put(("lock", kind, ident), token, ttl_ms)
+        return True
+
+    async def release(self, kind: str, ident: str, token: str) -> bool:
+        if self._get(("lock", kind, ident)) != token:
+            return False
+        del self._records[("lock", kind, ident)]
+        return True
+
+
+def memory_deps(store: Store, clock: Callable[[], int] | None = None,
+                policy: Policy | None = None) -> Deps:
+    """The use cases' adapters for a fast test: the reference book, bus and guards in memory
+    (all on ``clock``), the simulated integrations, and a real SQL ``store``."""
+    clock = clock or (lambda: int(time.time() * 1000))
+    return Deps(book=MemoryBook(clock), store=store, bus=MemoryBus(),
+                guards=MemoryGuards(clock), providers=simulated.providers(),
+                tokens=TokenSigner("test-secret-key-for-memory-deps-0123456789"),
+                policy=policy or Policy(), clock=clock)
