@@ -1,8 +1,12 @@
 """The live stream: one Redis pub/sub subscriber per process fans events out to WebSocket
 connections. Each book change is masked and encoded once (one variant for the offer's owner,
 one for everybody else); every connection has a small bounded queue and is dropped, never
-waited for, when it falls behind. Per subscription the hub guarantees gap-free, duplicate-free
-``seq`` order: a gap is filled from the round's Redis stream, a lost cause becomes a snapshot.
+waited for, when it falls behind.
+
+The hub only does the I/O. Per round subscription, the order of ``seq`` (gap-free,
+duplicate-free, snapshots and catch-ups, the bank waiting for its first offer) is decided by
+``auction.feed.Subscription``: the hub feeds it live events and the answers to the reads it asks
+for, and carries out the actions it returns.
 """
 
 from __future__ import annotations
@@ -18,19 +22,33 @@ import msgpack
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from auction.book import Event, parse_event, replay_orders
-from auction.masking import book_for, quote_messages
-from auction.model import RoundState, iso, ms_to_dt
+from auction.book import parse_event
+from auction.feed import (
+    MAX_CATCH_UP,
+    Action,
+    Deliver,
+    Fetch,
+    FetchSnapshot,
+    Phase,
+    Send,
+    SendError,
+    Subscription,
+    Unsubscribe,
+    event_messages,
+)
+from auction.model import iso, ms_to_dt
 from gateway.clock import now_ms
 from gateway.security import Principal
 
 if TYPE_CHECKING:
     from gateway.services import Core
 
+__all__ = ["MAX_CATCH_UP", "SLOW_CLIENT_CLOSE", "SUBPROTOCOLS", "Encoded", "Hub", "encode",
+           "new_ticket"]
+
 log = logging.getLogger("ige.stream")
 
 SUBPROTOCOLS = ("ige.v1.json", "ige.v1.msgpack")
-MAX_CATCH_UP = 1000  # a since_seq further behind than this gets a snapshot instead
 SLOW_CLIENT_CLOSE = 4008
 HEARTBEAT_SLICES = 10  # a period's heartbeats go out in this many slices
 
@@ -61,14 +79,15 @@ class Encoded:
         return self._json
 
 
+Shared = tuple[Encoded, Encoded]  # a live event's frames: for the offer's owner, for others
+
+
 @dataclass(eq=False)
 class Sub:
     conn: Connection
     topic: str
     round_id: str = ""
-    pending: bool = False  # waiting for the bank's first offer
-    next_seq: int = 1
-    buffer: list[Event] | None = None  # not None while catching up
+    feed: Subscription | None = None  # round topics: the seq state (auction/feed.py)
 
 
 @dataclass(eq=False)
@@ -121,8 +140,8 @@ class Hub:
                 # after a reconnect every live subscription may have missed events
                 for subs in list(self.topics.values()):
                     for sub in list(subs):
-                        if sub.round_id and not sub.pending and sub.buffer is None:
-                            self._resync(sub)
+                        if sub.feed is not None:
+                            self._follow(sub, sub.feed.on_reconnect())
                 async for msg in pubsub.listen():
                     if msg.get("type") == "message":
                         try:
@@ -166,100 +185,57 @@ class Hub:
         subs = self.topics.get(f"round:{rid}")
         if not subs:
             return
-        if ev.kind == "quote":
-            assert ev.offer is not None and ev.order is not None
-            mine, other = (Encoded(m) for m in quote_messages(ev, f"round:{rid}", ev.order))
-            for sub in list(subs):
-                if sub.pending:
-                    if sub.conn.principal.id == ev.offer.bank_id:
-                        sub.pending = False
-                        self._resync(sub, snapshot=True)
-                    continue
-                enc = mine if sub.conn.principal.id == ev.offer.bank_id else other
-                self._deliver(sub, ev, enc)
-        else:
-            closed = Encoded({"type": "round_closed", "topic": f"round:{rid}", "seq": ev.seq,
-                              "closed_at": iso(ms_to_dt(ev.at_ms))})
-            for sub in list(subs):
-                if not sub.pending:
-                    self._deliver(sub, ev, closed)
+        mine, other = event_messages(ev, f"round:{rid}")  # built and encoded once per change
+        shared = (Encoded(mine), Encoded(other))
+        for sub in list(subs):
+            if sub.feed is not None:
+                self._follow(sub, sub.feed.on_live(ev), shared)
 
-    def _deliver(self, sub: Sub, ev: Event, enc: Encoded | None) -> None:
-        if sub.buffer is not None:
-            sub.buffer.append(ev)
-            return
-        if ev.seq < sub.next_seq:
-            return
-        if ev.seq > sub.next_seq or enc is None:
-            sub.buffer = [ev]
-            self._spawn(self._catch_up(sub))
-            return
-        sub.conn.send(enc.frame(sub.conn.binary))
-        sub.next_seq = ev.seq + 1
+    def _apply(self, sub: Sub, actions: list[Action], shared: Shared | None = None
+               ) -> Fetch | None:
+        """Carry out the feed's actions for one subscription; return the read it asks for."""
+        conn = sub.conn
+        for a in actions:
+            if isinstance(a, Deliver):
+                assert shared is not None  # only on_live delivers, only the event it was given
+                conn.send(shared[0 if a.owner else 1].frame(conn.binary))
+            elif isinstance(a, Send):
+                conn.send_msg(a.msg)
+            elif isinstance(a, SendError):
+                conn.error(sub.topic, a.code, a.detail)
+            elif isinstance(a, Unsubscribe):
+                self.unsubscribe(conn, sub.topic)
+            else:
+                return a  # a fetch is always the last action
+        return None
 
-    def _resync(self, sub: Sub, snapshot: bool = False) -> None:
-        sub.buffer = []
-        self._spawn(self._snapshot(sub) if snapshot else self._catch_up(sub))
+    def _follow(self, sub: Sub, actions: list[Action], shared: Shared | None = None) -> None:
+        """Carry out the actions; a read they ask for runs in its own task."""
+        fetch = self._apply(sub, actions, shared)
+        if fetch is not None:
+            self._spawn(self._sync(sub, fetch))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         t = asyncio.ensure_future(coro)
         self._tasks.append(t)  # type: ignore[arg-type]
         t.add_done_callback(lambda x: self._tasks.remove(x) if x in self._tasks else None)  # type: ignore[arg-type]
 
-    async def _snapshot(self, sub: Sub) -> None:
+    async def _sync(self, sub: Sub, fetch: Fetch | None) -> None:
+        """Answer the feed's reads (snapshot, history) until it needs no more."""
+        assert sub.feed is not None
         try:
-            view = await self.core.book.view(sub.round_id, sub.conn.principal.id)
-            if view is None:
-                sub.conn.error(sub.topic, "not_found", "round not found")
-                return
-            msg = book_for(view, sub.conn.principal.id, iso(ms_to_dt(_now())))
-            sub.conn.send_msg({"type": "snapshot", "topic": sub.topic, **msg})
-            sub.next_seq = view.seq + 1
-            await self._drain(sub)
+            while fetch is not None:
+                if isinstance(fetch, FetchSnapshot):
+                    view = await self.core.book.view(sub.round_id, sub.conn.principal.id)
+                    actions = sub.feed.on_snapshot(view, _now())
+                else:
+                    events = await self.core.book.events(sub.round_id, 0)
+                    q = sub.conn.queue
+                    room = q.maxsize - q.qsize() if q.maxsize > 0 else None
+                    actions = sub.feed.on_history(events, room)
+                fetch = self._apply(sub, actions)
         except (RedisError, OSError):
             sub.conn.dropped = True
-
-    async def _catch_up(self, sub: Sub) -> None:
-        """Send the events from sub.next_seq on, ranks recomputed by replaying the round."""
-        try:
-            events = await self.core.book.events(sub.round_id, 0)
-            have = events[-1].seq if events else 0
-            # the catch-up is queued at once: a backlog the connection's queue cannot take would
-            # drop the client on every resync, so that far behind is "too old" as well
-            q = sub.conn.queue
-            room = q.maxsize - q.qsize() if q.maxsize > 0 else MAX_CATCH_UP + 1
-            if sub.next_seq - 1 > have or have - (sub.next_seq - 1) >= min(MAX_CATCH_UP + 1, room):
-                await self._snapshot(sub)
-                return
-            orders = replay_orders(events)
-            for ev, order in zip(events, orders):
-                if ev.seq == sub.next_seq:
-                    self._send_event(sub, ev, order)
-            await self._drain(sub)
-        except (RedisError, OSError):
-            sub.conn.dropped = True
-
-    async def _drain(self, sub: Sub) -> None:
-        """Deliver what arrived live while a snapshot/catch-up was in flight, then go live."""
-        buffered = sorted(sub.buffer or [], key=lambda e: e.seq)
-        sub.buffer = None
-        for ev in buffered:
-            if ev.seq < sub.next_seq:
-                continue
-            if ev.seq > sub.next_seq or (ev.kind == "quote" and ev.order is None):
-                sub.buffer = []
-                await self._catch_up(sub)
-                return
-            self._send_event(sub, ev, ev.order or ())
-
-    def _send_event(self, sub: Sub, ev: Event, order: tuple[str, ...]) -> None:
-        if ev.kind == "quote" and ev.offer is not None:
-            mine, other = quote_messages(ev, sub.topic, order)
-            sub.conn.send_msg(mine if ev.offer.bank_id == sub.conn.principal.id else other)
-        else:
-            sub.conn.send_msg({"type": "round_closed", "topic": sub.topic, "seq": ev.seq,
-                               "closed_at": iso(ms_to_dt(ev.at_ms))})
-        sub.next_seq = ev.seq + 1
 
     async def _round_opened(self, rid: str) -> None:
         subs = self.topics.get("pool")
@@ -311,28 +287,16 @@ class Hub:
             if await self.core.terms(ident) is None:
                 return conn.error(topic, "not_found", "no such round")
             sub.round_id = ident
-            sub.buffer = []  # buffer live events from now on, until synced
+            sub.feed = feed = Subscription(topic, p.id)  # buffers live events until synced
             self._add(sub)
             if p.kind == "bank" and not await self.core.book.has_bid(ident, p.id):
                 view = await self.core.book.view(ident)
-                if view is None or view.state is not RoundState.OPEN:
-                    # a finished round this bank took no part in does not exist for it
-                    self.unsubscribe(conn, topic)
-                    return conn.error(topic, "not_found", "no such round")
-                sub.pending = True
-                sub.buffer = None
-                conn.error(topic, "offer_required",
-                           "send an offer in this round first; the snapshot follows your first offer")
+                self._apply(sub, feed.require_offer(None if view is None else view.state))
                 # the first offer may have landed between the check and now
-                if await self.core.book.has_bid(ident, p.id) and sub.pending:
-                    sub.pending = False
-                    self._resync(sub, snapshot=True)
+                if feed.phase is Phase.PENDING and await self.core.book.has_bid(ident, p.id):
+                    self._follow(sub, feed.on_offer_seen())
                 return None
-            if since_seq is None:
-                await self._snapshot(sub)
-            else:
-                sub.next_seq = max(0, since_seq) + 1
-                await self._catch_up(sub)
+            await self._sync(sub, self._apply(sub, feed.start(since_seq)))
             return None
         return conn.error(topic, "not_found", "no such topic")
 
