@@ -1,7 +1,7 @@
 """The live stream: one Redis pub/sub subscriber per process fans events out to WebSocket
 connections. Each book change is masked and encoded once (one variant for the offer's owner,
-one for everybody else); every connection has a small bounded queue and is dropped, never
-waited for, when it falls behind.
+one for everybody else); every connection (gateway/connection.py) has a small bounded queue and
+is dropped, never waited for, when it falls behind.
 
 The hub only does the I/O. Per round subscription, the order of ``seq`` (gap-free,
 duplicate-free, snapshots and catch-ups, the bank waiting for its first offer) is decided by
@@ -15,10 +15,9 @@ import asyncio
 import json
 import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-import msgpack
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -38,6 +37,7 @@ from auction.feed import (
 )
 from auction.model import iso, ms_to_dt
 from gateway.clock import now_ms
+from gateway.connection import SLOW_CLIENT_CLOSE, Connection, Encoded, encode
 from gateway.security import Principal
 
 if TYPE_CHECKING:
@@ -49,35 +49,7 @@ __all__ = ["MAX_CATCH_UP", "SLOW_CLIENT_CLOSE", "SUBPROTOCOLS", "Encoded", "Hub"
 log = logging.getLogger("ige.stream")
 
 SUBPROTOCOLS = ("ige.v1.json", "ige.v1.msgpack")
-SLOW_CLIENT_CLOSE = 4008
 HEARTBEAT_SLICES = 10  # a period's heartbeats go out in this many slices
-
-
-def encode(msg: dict[str, Any], binary: bool) -> str | bytes:
-    if binary:
-        return msgpack.packb(msg, use_bin_type=True)  # type: ignore[no-any-return]
-    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
-
-
-class Encoded:
-    """A message encoded at most once per wire format, shared by every receiver."""
-
-    __slots__ = ("msg", "_json", "_mp")
-
-    def __init__(self, msg: dict[str, Any]) -> None:
-        self.msg = msg
-        self._json: str | None = None
-        self._mp: bytes | None = None
-
-    def frame(self, binary: bool) -> str | bytes:
-        if binary:
-            if self._mp is None:
-                self._mp = msgpack.packb(self.msg, use_bin_type=True)
-            return self._mp
-        if self._json is None:
-            self._json = json.dumps(self.msg, separators=(",", ":"), ensure_ascii=False)
-        return self._json
-
 
 Shared = tuple[Encoded, Encoded]  # a live event's frames: for the offer's owner, for others
 
@@ -88,30 +60,6 @@ class Sub:
     topic: str
     round_id: str = ""
     feed: Subscription | None = None  # round topics: the seq state (auction/feed.py)
-
-
-@dataclass(eq=False)
-class Connection:
-    ws: WebSocket
-    principal: Principal
-    binary: bool
-    queue: asyncio.Queue[str | bytes | None]
-    subs: dict[str, Sub] = field(default_factory=dict)
-    dropped: bool = False
-
-    def send(self, frame: str | bytes) -> None:
-        if self.dropped:
-            return
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.dropped = True  # the writer closes the socket; the client resyncs with since_seq
-
-    def send_msg(self, msg: dict[str, Any]) -> None:
-        self.send(encode(msg, self.binary))
-
-    def error(self, topic: str | None, code: str, detail: str = "") -> None:
-        self.send_msg({"type": "error", "topic": topic, "code": code, "detail": detail})
 
 
 class Hub:
@@ -323,10 +271,10 @@ class Hub:
         conn = Connection(ws, principal, subprotocol == "ige.v1.msgpack",
                           asyncio.Queue(self.core.settings.queue_size))
         self.connections.add(conn)
-        writer = asyncio.create_task(self._writer(conn))
+        writer = asyncio.create_task(conn.write())
         try:
             while not conn.dropped:
-                msg = await self._receive(ws, conn.binary)
+                msg = await conn.receive()
                 if msg is None:
                     break
                 await self._command(conn, msg)
@@ -349,20 +297,6 @@ class Hub:
                 except Exception:
                     pass
 
-    @staticmethod
-    async def _receive(ws: WebSocket, binary: bool) -> dict[str, Any] | None:
-        m = await ws.receive()
-        if m["type"] == "websocket.disconnect":
-            return None
-        try:
-            if m.get("bytes") is not None:
-                obj = msgpack.unpackb(m["bytes"], raw=False)
-            else:
-                obj = json.loads(m.get("text") or "")
-        except Exception:
-            return {"op": "__bad__"}
-        return obj if isinstance(obj, dict) else {"op": "__bad__"}
-
     async def _command(self, conn: Connection, msg: dict[str, Any]) -> None:
         op = msg.get("op")
         topic = msg.get("topic")
@@ -379,25 +313,6 @@ class Hub:
         else:
             conn.error(topic if isinstance(topic, str) else None, "bad_command",
                        "expected {op: subscribe|unsubscribe|ping, topic, since_seq?}")
-
-    async def _writer(self, conn: Connection) -> None:
-        ws = conn.ws
-        try:
-            while True:
-                if conn.dropped:
-                    await ws.close(code=SLOW_CLIENT_CLOSE, reason="slow consumer: resync with since_seq")
-                    return
-                frame = await conn.queue.get()
-                if frame is None:
-                    return
-                if conn.dropped:
-                    continue
-                if isinstance(frame, bytes):
-                    await ws.send_bytes(frame)
-                else:
-                    await ws.send_text(frame)
-        except Exception:
-            conn.dropped = True
 
 
 def _now() -> int:
