@@ -168,7 +168,7 @@ class Subscription:
         if state is not RoundState.OPEN:
             return [Unsubscribe(), SendError("not_found", "no such round")]
         self.phase = Phase.PENDING
-        self._buffer = []
+        self._buffer = []  # what arrived meanwhile: the snapshot after the first offer has it
         return [SendError("offer_required",
                           "send an offer in this round first; the snapshot follows your first offer")]
 
@@ -242,10 +242,10 @@ class Subscription:
                 continue
             if ev.seq > self.next_seq or not _sendable(ev):
                 return [*actions, *self._resync(FetchHistory())]  # the history has the rest
-            actions.append(self._send(ev, ev.order or ()))
+            actions.append(self._send(ev))
         return actions
 
-    def _send(self, ev: Event, order: tuple[str, ...]) -> Send:
+    def _send(self, ev: Event, order: tuple[str, ...] | None = None) -> Send:
         owner, other = event_messages(ev, self.topic, order)
         self.next_seq = ev.seq + 1
         return Send(owner if self._owns(ev) else other)
