@@ -170,6 +170,16 @@ def can_transition(src: RoundState, dst: RoundState) -> bool:
     return dst in TRANSITIONS[src]
 
 
+def book_access(state: RoundState | None, has_bid: bool) -> str | None:
+    """Whether a bank may see a round's masked book (PORTAL.md §2.3.4): None when it has bid
+    in the round; ``offer_required`` for an open round it has not bid in yet (it sees the book
+    from its first offer on); ``not_found`` for a finished or unknown round it took no part in,
+    which does not exist for it."""
+    if has_bid:
+        return None
+    return "offer_required" if state is RoundState.OPEN else "not_found"
+
+
 def refuse_acceptance(state: RoundState, binding_until_ms: int | None, now_ms: int) -> str | None:
     """Why an offer of a round in ``state`` cannot be accepted now, or None when it can."""
     if state is RoundState.OPEN:

@@ -1,68 +1,56 @@
 """The live stream: one Redis pub/sub subscriber per process fans events out to WebSocket
 connections. Each book change is masked and encoded once (one variant for the offer's owner,
-one for everybody else); every connection has a small bounded queue and is dropped, never
-waited for, when it falls behind. Per subscription the hub guarantees gap-free, duplicate-free
-``seq`` order: a gap is filled from the round's Redis stream, a lost cause becomes a snapshot.
+one for everybody else); every connection (gateway/connection.py) has a small bounded queue and
+is dropped, never waited for, when it falls behind.
+
+The hub only does the I/O. Per round subscription, the order of ``seq`` (gap-free,
+duplicate-free, snapshots and catch-ups, the bank waiting for its first offer) is decided by
+``auction.feed.Subscription``: the hub feeds it live events and the answers to the reads it asks
+for, and carries out the actions it returns.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-import msgpack
-from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from gateway import views
-
-from auction.book import Event, replay_orders
 from auction.bus import Announcement, BookChanged, RoundFinalized, RoundOpened
-from auction.masking import book_for, quote_messages
+from auction.feed import (
+    MAX_CATCH_UP,
+    Action,
+    Deliver,
+    Fetch,
+    FetchSnapshot,
+    Phase,
+    Send,
+    SendError,
+    Subscription,
+    Unsubscribe,
+    event_messages,
+)
 from auction.model import iso, ms_to_dt
+from gateway import views
+from gateway.bootstrap import INFRASTRUCTURE_ERRORS
+from gateway.connection import SLOW_CLIENT_CLOSE, Connection, Encoded, encode
 from usecases.security import Principal
-from usecases.context import now_ms
-from usecases.streaming import Watch
 
 if TYPE_CHECKING:
     from gateway.bootstrap import Runtime
 
+__all__ = ["MAX_CATCH_UP", "SLOW_CLIENT_CLOSE", "SUBPROTOCOLS", "Encoded", "Hub", "encode",
+           "new_ticket"]
+
 log = logging.getLogger("ige.stream")
 
 SUBPROTOCOLS = ("ige.v1.json", "ige.v1.msgpack")
-MAX_CATCH_UP = 1000  # a since_seq further behind than this gets a snapshot instead
-SLOW_CLIENT_CLOSE = 4008
 HEARTBEAT_SLICES = 10  # a period's heartbeats go out in this many slices
 
-
-def encode(msg: dict[str, Any], binary: bool) -> str | bytes:
-    if binary:
-        return msgpack.packb(msg, use_bin_type=True)  # type: ignore[no-any-return]
-    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
-
-
-class Encoded:
-    """A message encoded at most once per wire format, shared by every receiver."""
-
-    __slots__ = ("msg", "_json", "_mp")
-
-    def __init__(self, msg: dict[str, Any]) -> None:
-        self.msg = msg
-        self._json: str | None = None
-        self._mp: bytes | None = None
-
-    def frame(self, binary: bool) -> str | bytes:
-        if binary:
-            if self._mp is None:
-                self._mp = msgpack.packb(self.msg, use_bin_type=True)
-            return self._mp
-        if self._json is None:
-            self._json = json.dumps(self.msg, separators=(",", ":"), ensure_ascii=False)
-        return self._json
+Shared = tuple[Encoded, Encoded]  # a live event's frames: for the offer's owner, for others
 
 
 @dataclass(eq=False)
@@ -70,33 +58,7 @@ class Sub:
     conn: Connection
     topic: str
     round_id: str = ""
-    pending: bool = False  # waiting for the bank's first offer
-    next_seq: int = 1
-    buffer: list[Event] | None = None  # not None while catching up
-
-
-@dataclass(eq=False)
-class Connection:
-    ws: WebSocket
-    principal: Principal
-    binary: bool
-    queue: asyncio.Queue[str | bytes | None]
-    subs: dict[str, Sub] = field(default_factory=dict)
-    dropped: bool = False
-
-    def send(self, frame: str | bytes) -> None:
-        if self.dropped:
-            return
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.dropped = True  # the writer closes the socket; the client resyncs with since_seq
-
-    def send_msg(self, msg: dict[str, Any]) -> None:
-        self.send(encode(msg, self.binary))
-
-    def error(self, topic: str | None, code: str, detail: str = "") -> None:
-        self.send_msg({"type": "error", "topic": topic, "code": code, "detail": detail})
+    feed: Subscription | None = None  # round topics: the seq state (auction/feed.py)
 
 
 class Hub:
@@ -105,6 +67,7 @@ class Hub:
         self.book = runtime.deps.book
         self.streaming = runtime.portal.streaming
         self.settings = runtime.settings
+        self.clock = runtime.deps.clock
         self.topics: dict[str, set[Sub]] = {}
         self.connections: set[Connection] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -121,18 +84,18 @@ class Hub:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _listen(self) -> None:
-        async for news in self.rt.bus.listen(self._resync_all):
+        async for news in self.rt.bus.listen(self._reconnected):
             try:
                 await self._dispatch(news)
             except Exception:  # a bad message must not stop the fan-out
                 log.exception("dispatch failed")
 
-    def _resync_all(self) -> None:
+    def _reconnected(self) -> None:
         """After a (re)connect every live subscription may have missed events."""
         for subs in list(self.topics.values()):
             for sub in list(subs):
-                if sub.round_id and not sub.pending and sub.buffer is None:
-                    self._resync(sub)
+                if sub.feed is not None:
+                    self._follow(sub, sub.feed.on_reconnect())
 
     async def _heartbeat(self) -> None:
         """Every connection gets a heartbeat once per period, in slices spread over the period:
@@ -140,7 +103,8 @@ class Hub:
         tick = 0
         while True:
             await asyncio.sleep(self.settings.heartbeat_s / HEARTBEAT_SLICES)
-            hb = Encoded({"type": "heartbeat", "topic": None, "server_time": iso(ms_to_dt(_now()))})
+            hb = Encoded({"type": "heartbeat", "topic": None,
+                          "server_time": iso(ms_to_dt(self.clock()))})
             for c in list(self.connections):
                 if hash(c) % HEARTBEAT_SLICES == tick:
                     c.send(hb.frame(c.binary))
@@ -162,100 +126,57 @@ class Hub:
         subs = self.topics.get(f"round:{rid}")
         if not subs:
             return
-        if ev.kind == "quote":
-            assert ev.offer is not None and ev.order is not None
-            mine, other = (Encoded(m) for m in quote_messages(ev, f"round:{rid}", ev.order))
-            for sub in list(subs):
-                if sub.pending:
-                    if sub.conn.principal.id == ev.offer.bank_id:
-                        sub.pending = False
-                        self._resync(sub, snapshot=True)
-                    continue
-                enc = mine if sub.conn.principal.id == ev.offer.bank_id else other
-                self._deliver(sub, ev, enc)
-        else:
-            closed = Encoded({"type": "round_closed", "topic": f"round:{rid}", "seq": ev.seq,
-                              "closed_at": iso(ms_to_dt(ev.at_ms))})
-            for sub in list(subs):
-                if not sub.pending:
-                    self._deliver(sub, ev, closed)
+        mine, other = event_messages(ev, f"round:{rid}")  # built and encoded once per change
+        shared = (Encoded(mine), Encoded(other))
+        for sub in list(subs):
+            if sub.feed is not None:
+                self._follow(sub, sub.feed.on_live(ev), shared)
 
-    def _deliver(self, sub: Sub, ev: Event, enc: Encoded | None) -> None:
-        if sub.buffer is not None:
-            sub.buffer.append(ev)
-            return
-        if ev.seq < sub.next_seq:
-            return
-        if ev.seq > sub.next_seq or enc is None:
-            sub.buffer = [ev]
-            self._spawn(self._catch_up(sub))
-            return
-        sub.conn.send(enc.frame(sub.conn.binary))
-        sub.next_seq = ev.seq + 1
+    def _apply(self, sub: Sub, actions: list[Action], shared: Shared | None = None
+               ) -> Fetch | None:
+        """Carry out the feed's actions for one subscription; return the read it asks for."""
+        conn = sub.conn
+        for a in actions:
+            if isinstance(a, Deliver):
+                assert shared is not None  # only on_live delivers, only the event it was given
+                conn.send(shared[0 if a.owner else 1].frame(conn.binary))
+            elif isinstance(a, Send):
+                conn.send_msg(a.msg)
+            elif isinstance(a, SendError):
+                conn.error(sub.topic, a.code, a.detail)
+            elif isinstance(a, Unsubscribe):
+                self.unsubscribe(conn, sub.topic)
+            else:
+                return a  # a fetch is always the last action
+        return None
 
-    def _resync(self, sub: Sub, snapshot: bool = False) -> None:
-        sub.buffer = []
-        self._spawn(self._snapshot(sub) if snapshot else self._catch_up(sub))
+    def _follow(self, sub: Sub, actions: list[Action], shared: Shared | None = None) -> None:
+        """Carry out the actions; a read they ask for runs in its own task."""
+        fetch = self._apply(sub, actions, shared)
+        if fetch is not None:
+            self._spawn(self._sync(sub, fetch))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         t = asyncio.ensure_future(coro)
         self._tasks.append(t)  # type: ignore[arg-type]
         t.add_done_callback(lambda x: self._tasks.remove(x) if x in self._tasks else None)  # type: ignore[arg-type]
 
-    async def _snapshot(self, sub: Sub) -> None:
+    async def _sync(self, sub: Sub, fetch: Fetch | None) -> None:
+        """Answer the feed's reads (snapshot, history) until it needs no more."""
+        assert sub.feed is not None
         try:
-            view = await self.book.view(sub.round_id, sub.conn.principal.id)
-            if view is None:
-                sub.conn.error(sub.topic, "not_found", "round not found")
-                return
-            msg = book_for(view, sub.conn.principal.id, iso(ms_to_dt(_now())))
-            sub.conn.send_msg({"type": "snapshot", "topic": sub.topic, **msg})
-            sub.next_seq = view.seq + 1
-            await self._drain(sub)
-        except (RedisError, OSError):
+            while fetch is not None:
+                if isinstance(fetch, FetchSnapshot):
+                    view = await self.book.view(sub.round_id, sub.conn.principal.id)
+                    actions = sub.feed.on_snapshot(view, self.clock())
+                else:
+                    events = await self.book.events(sub.round_id, 0)
+                    q = sub.conn.queue
+                    room = q.maxsize - q.qsize() if q.maxsize > 0 else None
+                    actions = sub.feed.on_history(events, room)
+                fetch = self._apply(sub, actions)
+        except INFRASTRUCTURE_ERRORS:
             sub.conn.dropped = True
-
-    async def _catch_up(self, sub: Sub) -> None:
-        """Send the events from sub.next_seq on, ranks recomputed by replaying the round."""
-        try:
-            events = await self.book.events(sub.round_id, 0)
-            have = events[-1].seq if events else 0
-            # the catch-up is queued at once: a backlog the connection's queue cannot take would
-            # drop the client on every resync, so that far behind is "too old" as well
-            q = sub.conn.queue
-            room = q.maxsize - q.qsize() if q.maxsize > 0 else MAX_CATCH_UP + 1
-            if sub.next_seq - 1 > have or have - (sub.next_seq - 1) >= min(MAX_CATCH_UP + 1, room):
-                await self._snapshot(sub)
-                return
-            orders = replay_orders(events)
-            for ev, order in zip(events, orders):
-                if ev.seq == sub.next_seq:
-                    self._send_event(sub, ev, order)
-            await self._drain(sub)
-        except (RedisError, OSError):
-            sub.conn.dropped = True
-
-    async def _drain(self, sub: Sub) -> None:
-        """Deliver what arrived live while a snapshot/catch-up was in flight, then go live."""
-        buffered = sorted(sub.buffer or [], key=lambda e: e.seq)
-        sub.buffer = None
-        for ev in buffered:
-            if ev.seq < sub.next_seq:
-                continue
-            if ev.seq > sub.next_seq or (ev.kind == "quote" and ev.order is None):
-                sub.buffer = []
-                await self._catch_up(sub)
-                return
-            self._send_event(sub, ev, ev.order or ())
-
-    def _send_event(self, sub: Sub, ev: Event, order: tuple[str, ...]) -> None:
-        if ev.kind == "quote" and ev.offer is not None:
-            mine, other = quote_messages(ev, sub.topic, order)
-            sub.conn.send_msg(mine if ev.offer.bank_id == sub.conn.principal.id else other)
-        else:
-            sub.conn.send_msg({"type": "round_closed", "topic": sub.topic, "seq": ev.seq,
-                               "closed_at": iso(ms_to_dt(ev.at_ms))})
-        sub.next_seq = ev.seq + 1
 
     async def _round_opened(self, rid: str) -> None:
         subs = self.topics.get("pool")
@@ -264,7 +185,8 @@ class Hub:
         row = await self.streaming.opened(rid)
         if row is None:
             return
-        enc = Encoded({"type": "round_opened", "topic": "pool", "round": views.round_out(row, False)})
+        enc = Encoded({"type": "round_opened", "topic": "pool",
+                       "round": views.round_out(row, False)})
         for sub in list(subs):
             sub.conn.send(enc.frame(sub.conn.binary))
 
@@ -298,29 +220,20 @@ class Hub:
                 return conn.error(topic, "not_found", "no such application")
             self._add(sub)
             return None
-        if kind == "round" and ident and p.kind in ("bank", "admin"):
-            sub.round_id = ident
-            sub.buffer = []  # buffer live events from now on, until synced
-            self._add(sub)
-            watch = await self.streaming.may_watch_round(p, ident)
-            if watch is Watch.NO:
-                self.unsubscribe(conn, topic)
+        if kind == "round" and ident:
+            seen = await self.streaming.round_seen_by(p, ident)
+            if seen is None:
                 return conn.error(topic, "not_found", "no such round")
-            if watch is Watch.AFTER_FIRST_OFFER:
-                sub.pending = True
-                sub.buffer = None
-                conn.error(topic, "offer_required",
-                           "send an offer in this round first; the snapshot follows your first offer")
+            sub.round_id = ident
+            sub.feed = feed = Subscription(topic, p.id)  # buffers live events until synced
+            self._add(sub)
+            if seen.must_bid_first:
+                self._apply(sub, feed.require_offer(seen.state))
                 # the first offer may have landed between the check and now
-                if await self.book.has_bid(ident, p.id) and sub.pending:
-                    sub.pending = False
-                    self._resync(sub, snapshot=True)
+                if feed.phase is Phase.PENDING and await self.book.has_bid(ident, p.id):
+                    self._follow(sub, feed.on_offer_seen())
                 return None
-            if since_seq is None:
-                await self._snapshot(sub)
-            else:
-                sub.next_seq = max(0, since_seq) + 1
-                await self._catch_up(sub)
+            await self._sync(sub, self._apply(sub, feed.start(since_seq)))
             return None
         return conn.error(topic, "not_found", "no such topic")
 
@@ -347,10 +260,10 @@ class Hub:
         conn = Connection(ws, principal, subprotocol == "ige.v1.msgpack",
                           asyncio.Queue(self.settings.queue_size))
         self.connections.add(conn)
-        writer = asyncio.create_task(self._writer(conn))
+        writer = asyncio.create_task(conn.write())
         try:
             while not conn.dropped:
-                msg = await self._receive(ws, conn.binary)
+                msg = await conn.receive()
                 if msg is None:
                     break
                 await self._command(conn, msg)
@@ -373,25 +286,12 @@ class Hub:
                 except Exception:
                     pass
 
-    @staticmethod
-    async def _receive(ws: WebSocket, binary: bool) -> dict[str, Any] | None:
-        m = await ws.receive()
-        if m["type"] == "websocket.disconnect":
-            return None
-        try:
-            if m.get("bytes") is not None:
-                obj = msgpack.unpackb(m["bytes"], raw=False)
-            else:
-                obj = json.loads(m.get("text") or "")
-        except Exception:
-            return {"op": "__bad__"}
-        return obj if isinstance(obj, dict) else {"op": "__bad__"}
-
     async def _command(self, conn: Connection, msg: dict[str, Any]) -> None:
         op = msg.get("op")
         topic = msg.get("topic")
         if op == "ping":
-            conn.send_msg({"type": "pong", "topic": None, "server_time": iso(ms_to_dt(_now()))})
+            conn.send_msg({"type": "pong", "topic": None,
+                           "server_time": iso(ms_to_dt(self.clock()))})
         elif op == "subscribe" and isinstance(topic, str):
             since = msg.get("since_seq")
             if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
@@ -403,29 +303,6 @@ class Hub:
         else:
             conn.error(topic if isinstance(topic, str) else None, "bad_command",
                        "expected {op: subscribe|unsubscribe|ping, topic, since_seq?}")
-
-    async def _writer(self, conn: Connection) -> None:
-        ws = conn.ws
-        try:
-            while True:
-                if conn.dropped:
-                    await ws.close(code=SLOW_CLIENT_CLOSE, reason="slow consumer: resync with since_seq")
-                    return
-                frame = await conn.queue.get()
-                if frame is None:
-                    return
-                if conn.dropped:
-                    continue
-                if isinstance(frame, bytes):
-                    await ws.send_bytes(frame)
-                else:
-                    await ws.send_text(frame)
-        except Exception:
-            conn.dropped = True
-
-
-def _now() -> int:
-    return now_ms()
 
 
 def new_ticket() -> str:

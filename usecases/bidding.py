@@ -26,7 +26,7 @@ from auction.model import (
     ms_to_dt,
 )
 from auction.ranking import fits
-from auction.rules import FieldError, TenorLimits, new_ref, validate_offer
+from auction.rules import FieldError, TenorLimits, book_access, new_ref, validate_offer
 from persistence.records import AcceptanceRecord, ClosingRecord, RoundRecord
 from usecases.context import Deps
 from usecases.durability import Durability
@@ -220,10 +220,11 @@ class Bidding:
             view = await self.d.book.view(round_id, bank_id)
         if view is None:
             return NOT_FOUND_ROUND
-        if view.viewer_label is None:
-            if view.state is not RoundState.OPEN:  # a finished round this bank took no part in
-                return NOT_FOUND_ROUND
-            return Refusal("offer_required", "send an offer in this round to see its book")
+        refused = book_access(view.state, view.viewer_label is not None)
+        if refused == "not_found":
+            return NOT_FOUND_ROUND
+        if refused is not None:
+            return Refusal(refused, "send an offer in this round to see its book")
         return BookSeen(view, self.d.clock())
 
     async def result(self, bank_id: str, round_id: str) -> BankResult | Refusal:

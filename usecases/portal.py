@@ -26,4 +26,4 @@ class Portal:
         self.applying = Applying(deps, self.opening)
         self.results = Results(deps)
         self.operator = Operator(deps, self.opening)
-        self.streaming = Streaming(deps, self.results)
+        self.streaming = Streaming(deps, self.terms, self.results)

@@ -7,38 +7,39 @@ exporter who owns it."""
 
 from __future__ import annotations
 
-import enum
+from dataclasses import dataclass
 
 from auction.model import RoundState
 from persistence.records import RoundRecord
+from usecases.bidding import Terms
 from usecases.context import Deps
 from usecases.results import ExporterResults, Results
 from usecases.security import Principal
 
 
-class Watch(enum.Enum):
-    YES = "yes"
-    AFTER_FIRST_OFFER = "after_first_offer"  # an open round this bank has not bid in yet
-    NO = "no"  # does not exist for this caller
+@dataclass(frozen=True)
+class RoundSeen:
+    """What the stream needs to know of a round a caller subscribes to."""
+
+    state: RoundState | None  # the live book's state (None: not in the book)
+    must_bid_first: bool  # a bank without an offer in it (auction.rules.book_access decides)
 
 
 class Streaming:
-    def __init__(self, deps: Deps, results: Results) -> None:
+    def __init__(self, deps: Deps, terms: Terms, results: Results) -> None:
         self.d = deps
+        self.terms = terms
         self.results = results
 
-    async def may_watch_round(self, who: Principal, round_id: str) -> Watch:
-        if who.kind not in ("bank", "admin"):
-            return Watch.NO
-        async with self.d.store.read() as q:
-            if await q.rounds.get(round_id) is None:
-                return Watch.NO
+    async def round_seen_by(self, who: Principal, round_id: str) -> RoundSeen | None:
+        """None when the round topic does not exist for this caller (not a bank or the
+        operator, or no such round)."""
+        if who.kind not in ("bank", "admin") or await self.terms.get(round_id) is None:
+            return None
         if who.kind == "admin" or await self.d.book.has_bid(round_id, who.id):
-            return Watch.YES
+            return RoundSeen(None, False)
         view = await self.d.book.view(round_id)
-        if view is None or view.state is not RoundState.OPEN:
-            return Watch.NO  # a finished round this bank took no part in does not exist for it
-        return Watch.AFTER_FIRST_OFFER
+        return RoundSeen(None if view is None else view.state, True)
 
     @staticmethod
     def may_watch_pool(who: Principal) -> bool:

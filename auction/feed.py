@@ -1,0 +1,255 @@
+"""One subscriber's view of a round's live stream, sans I/O: every sequencing rule, no socket.
+
+The hub (gateway/stream.py) owns the I/O: the Redis pub/sub link, the WebSocket frames, the
+Redis reads. For each round subscription it keeps a ``Subscription`` from this module, feeds it
+what happened, and carries out the actions it returns, in order. Nothing here awaits, reads a
+clock or touches a connection, so every rule is a plain function of the inputs and is tested in
+tests/unit/test_feed.py.
+
+What the stream promises each subscriber: the round's events in ``seq`` order, each exactly once,
+no gaps. When that cannot be kept cheaply, a fresh ``snapshot`` (the whole book) restarts it.
+
+Inputs (methods of ``Subscription``, each returning a list of actions):
+
+- ``start(since_seq)``: the subscription is admitted. ``None`` asks for a snapshot; a number
+  asks for the events after it.
+- ``require_offer(state)``: the viewer is a bank that has not bid in the round. An open round
+  answers ``offer_required`` and waits for the bank's own first offer; any other round does not
+  exist for that bank.
+- ``on_offer_seen()``: the hub found (by reading) that the pending bank has bid after all.
+- ``on_live(event)``: a book event arrived on the pub/sub link.
+- ``on_snapshot(view, now_ms)``: the answer to ``FetchSnapshot`` (``None``: round unknown).
+- ``on_history(events, room)``: the answer to ``FetchHistory``: the round's whole event list
+  (ranks are recomputed by replaying it) and the free room of the connection's queue
+  (``None``: unbounded).
+- ``on_reconnect()``: the pub/sub link was re-established; live events may have been missed.
+
+Actions (the hub executes them in order):
+
+- ``Deliver(event, owner)``: send a live event with the message shared by all subscribers
+  (``event_messages``, built and encoded once per event by the hub); ``owner`` picks the
+  variant for the offer's own bank. Only ever the event just passed to ``on_live``.
+- ``Send(msg)``: send a message built for this subscriber alone (snapshot, catch-up).
+- ``SendError(code, detail)``: send an ``error`` message for this topic.
+- ``Unsubscribe()``: forget this subscription.
+- ``FetchSnapshot()`` / ``FetchHistory()``: read the book or the round's history and answer
+  with ``on_snapshot`` / ``on_history``. At most one fetch is outstanding per subscription and
+  it is always the last action of a list; until it is answered live events are buffered.
+
+Phases: ``PENDING`` (a bank before its first offer: sees nothing), ``SYNCING`` (a fetch is in
+flight: live events are buffered), ``LIVE`` (live events go out as they come).
+
+Sequencing rules:
+
+1. A live event with ``seq`` below the next expected one is a duplicate and is dropped.
+2. A live event above it reveals a gap: the subscription fetches the history and sends the
+   missing events from it, each with the ranks replayed as of that event.
+3. ``since_seq`` more than ``MAX_CATCH_UP`` behind, a backlog that does not fit in the free room
+   of the connection's queue (a catch-up is queued at once; a backlog the queue cannot take
+   would drop the client on every resync), or a ``since_seq`` in the future: a snapshot instead.
+4. Events that arrived during a snapshot or catch-up follow it in ``seq`` order, without
+   duplicates; a gap among them (or a quote without its ranks) fetches the history again.
+5. A pending bank gets nothing (not even ``round_closed``) until its own first offer arrives;
+   then it gets the snapshot, which already holds that offer.
+6. After a pub/sub reconnect every live subscription catches up from the history.
+7. Masking: the owner's variant of a quote (``mine``, ``offer_id``, ``conditions``) goes only to
+   the bank whose offer it is.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from auction.book import BookView, Event, replay_orders
+from auction.masking import book_for, quote_messages
+from auction.model import RoundState, iso, ms_to_dt
+from auction.rules import book_access
+
+MAX_CATCH_UP = 1000  # a since_seq further behind than this gets a snapshot instead
+
+Message = dict[str, Any]
+
+
+class Phase(enum.Enum):
+    PENDING = "pending"  # a bank that has not bid: waits for its own first offer
+    SYNCING = "syncing"  # a snapshot or history read is in flight: live events are buffered
+    LIVE = "live"  # live events go out as they arrive
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Send the live ``event`` as the message shared by every subscriber of the round:
+    the variant for the offer's owner when ``owner`` is true, else the one for everyone else."""
+
+    event: Event
+    owner: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``msg``, built for this subscriber alone."""
+
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class SendError:
+    """Send an ``error`` message with ``code`` and ``detail`` on this topic."""
+
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """Forget this subscription."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSnapshot:
+    """Read the round's book for this viewer; answer with ``Subscription.on_snapshot``."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchHistory:
+    """Read the round's whole event list; answer with ``Subscription.on_history``."""
+
+
+Fetch = FetchSnapshot | FetchHistory
+Action = Deliver | Send | SendError | Unsubscribe | FetchSnapshot | FetchHistory
+
+
+def event_messages(ev: Event, topic: str, order: tuple[str, ...] | None = None
+                   ) -> tuple[Message, Message]:
+    """The stream message of one event: (for the offer's owner, for everyone else).
+
+    ``order`` is the best-first ref order after the event; by default the one the event carries
+    (live quotes carry it, history does not). A ``round_closed`` has a single variant."""
+    if ev.kind == "quote" and ev.offer is not None:
+        ranks = ev.order if order is None else order
+        if ranks is None:
+            raise ValueError(f"quote {ev.round_id}#{ev.seq} carries no order")
+        return quote_messages(ev, topic, ranks)
+    closed = {"type": "round_closed", "topic": topic, "seq": ev.seq,
+              "closed_at": iso(ms_to_dt(ev.at_ms))}
+    return closed, closed
+
+
+def _sendable(ev: Event) -> bool:
+    """A live or buffered event can go out as it is unless it is a quote without its ranks."""
+    return ev.kind != "quote" or ev.order is not None
+
+
+class Subscription:
+    """The sequencing state of one viewer's subscription to one round topic.
+
+    ``viewer`` is the subscriber's principal id: the bank id for banks (it decides which offers
+    are "mine"), an id no offer carries for the operator."""
+
+    def __init__(self, topic: str, viewer: str) -> None:
+        self.topic = topic
+        self.viewer = viewer
+        self.phase = Phase.SYNCING  # live events are buffered until the first sync
+        self.next_seq = 1  # the seq the subscriber needs next
+        self._buffer: list[Event] = []  # live events that arrived while SYNCING, else empty
+
+    # -- admission ----------------------------------------------------------------------
+    def start(self, since_seq: int | None) -> list[Action]:
+        """Begin with a snapshot, or with the events after ``since_seq`` (negative means 0)."""
+        if since_seq is None:
+            return [FetchSnapshot()]
+        self.next_seq = max(0, since_seq) + 1
+        return [FetchHistory()]
+
+    def require_offer(self, state: RoundState | None) -> list[Action]:
+        """The viewer is a bank with no offer in the round, whose state is ``state``
+        (``None``: not in the book). A finished round it took no part in does not exist for it."""
+        if book_access(state, has_bid=False) == "not_found":
+            return [Unsubscribe(), SendError("not_found", "no such round")]
+        self.phase = Phase.PENDING
+        self._buffer = []  # what arrived meanwhile: the snapshot after the first offer has it
+        return [SendError("offer_required",
+                          "send an offer in this round first; the snapshot follows your first offer")]
+
+    def on_offer_seen(self) -> list[Action]:
+        """The pending bank turned out to have bid (its offer may have landed before the
+        ``require_offer`` answer went out, so never arrives live)."""
+        if self.phase is not Phase.PENDING:
+            return []
+        return self._resync(FetchSnapshot())
+
+    # -- live events --------------------------------------------------------------------
+    def on_live(self, ev: Event) -> list[Action]:
+        if self.phase is Phase.PENDING:
+            if ev.kind == "quote" and ev.offer is not None and ev.offer.bank_id == self.viewer:
+                return self._resync(FetchSnapshot())  # the snapshot will hold this offer
+            return []
+        if self.phase is Phase.SYNCING:
+            self._buffer.append(ev)
+            return []
+        if ev.seq < self.next_seq:
+            return []  # a duplicate
+        if ev.seq > self.next_seq or not _sendable(ev):
+            actions = self._resync(FetchHistory())
+            self._buffer.append(ev)
+            return actions
+        self.next_seq = ev.seq + 1
+        return [Deliver(ev, self._owns(ev))]
+
+    def on_reconnect(self) -> list[Action]:
+        """The pub/sub link came back: a live subscription may have missed events."""
+        if self.phase is not Phase.LIVE:
+            return []  # pending: nothing to miss; syncing: the gap shows on the next event
+        return self._resync(FetchHistory())
+
+    # -- answers to fetches -------------------------------------------------------------
+    def on_snapshot(self, view: BookView | None, now_ms: int) -> list[Action]:
+        """The round's book as this viewer may see it, read at ``now_ms``."""
+        if view is None:
+            return [SendError("not_found", "round not found")]  # stays SYNCING
+        book = book_for(view, self.viewer, iso(ms_to_dt(now_ms)))
+        self.next_seq = view.seq + 1
+        return [Send({"type": "snapshot", "topic": self.topic, **book}), *self._drain()]
+
+    def on_history(self, events: list[Event], room: int | None) -> list[Action]:
+        """The round's events from its first (in seq order) and the free room of the
+        connection's queue (``None``: unbounded)."""
+        have = events[-1].seq if events else 0
+        behind = have - (self.next_seq - 1)
+        limit = MAX_CATCH_UP + 1 if room is None else min(MAX_CATCH_UP + 1, room)
+        if behind < 0 or behind >= limit:
+            return [FetchSnapshot()]  # in the future, too old, or more than the queue takes
+        actions: list[Action] = []
+        for ev, order in zip(events, replay_orders(events), strict=True):
+            if ev.seq == self.next_seq:
+                actions.append(self._send(ev, order))
+        return actions + self._drain()
+
+    # -- helpers ------------------------------------------------------------------------
+    def _resync(self, fetch: Fetch) -> list[Action]:
+        self.phase = Phase.SYNCING  # the buffer is empty: it only fills while SYNCING
+        return [fetch]
+
+    def _drain(self) -> list[Action]:
+        """Deliver what arrived while syncing, in seq order, then go live."""
+        buffered = sorted(self._buffer, key=lambda e: e.seq)
+        self._buffer = []
+        self.phase = Phase.LIVE
+        actions: list[Action] = []
+        for ev in buffered:
+            if ev.seq < self.next_seq:
+                continue
+            if ev.seq > self.next_seq or not _sendable(ev):
+                return [*actions, *self._resync(FetchHistory())]  # the history has the rest
+            actions.append(self._send(ev))
+        return actions
+
+    def _send(self, ev: Event, order: tuple[str, ...] | None = None) -> Send:
+        owner, other = event_messages(ev, self.topic, order)
+        self.next_seq = ev.seq + 1
+        return Send(owner if self._owns(ev) else other)
+
+    def _owns(self, ev: Event) -> bool:
+        return ev.offer is not None and ev.offer.bank_id == self.viewer

@@ -1,0 +1,106 @@
+"""One live-stream WebSocket connection: frames encoded once and shared, a small bounded queue,
+the writer that drains it. Broadcast never waits for the slowest client: a frame that does not
+fit marks the connection dropped; the writer then closes it with ``SLOW_CLIENT_CLOSE`` and the
+client resyncs with ``since_seq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+from starlette.websockets import WebSocket
+
+from usecases.security import Principal
+
+if TYPE_CHECKING:
+    from gateway.stream import Sub
+
+SLOW_CLIENT_CLOSE = 4008
+
+
+def encode(msg: dict[str, Any], binary: bool) -> str | bytes:
+    if binary:
+        return msgpack.packb(msg, use_bin_type=True)  # type: ignore[no-any-return]
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False)
+
+
+class Encoded:
+    """A message encoded at most once per wire format, shared by every receiver."""
+
+    __slots__ = ("msg", "_json", "_mp")
+
+    def __init__(self, msg: dict[str, Any]) -> None:
+        self.msg = msg
+        self._json: str | None = None
+        self._mp: bytes | None = None
+
+    def frame(self, binary: bool) -> str | bytes:
+        if binary:
+            if self._mp is None:
+                self._mp = msgpack.packb(self.msg, use_bin_type=True)
+            return self._mp
+        if self._json is None:
+            self._json = json.dumps(self.msg, separators=(",", ":"), ensure_ascii=False)
+        return self._json
+
+
+@dataclass(eq=False)
+class Connection:
+    ws: WebSocket
+    principal: Principal
+    binary: bool
+    queue: asyncio.Queue[str | bytes | None]
+    subs: dict[str, Sub] = field(default_factory=dict)
+    dropped: bool = False
+
+    def send(self, frame: str | bytes) -> None:
+        if self.dropped:
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.dropped = True  # the writer closes the socket; the client resyncs with since_seq
+
+    def send_msg(self, msg: dict[str, Any]) -> None:
+        self.send(encode(msg, self.binary))
+
+    def error(self, topic: str | None, code: str, detail: str = "") -> None:
+        self.send_msg({"type": "error", "topic": topic, "code": code, "detail": detail})
+
+    async def receive(self) -> dict[str, Any] | None:
+        """The client's next command object; None when it hung up."""
+        m = await self.ws.receive()
+        if m["type"] == "websocket.disconnect":
+            return None
+        try:
+            if m.get("bytes") is not None:
+                obj = msgpack.unpackb(m["bytes"], raw=False)
+            else:
+                obj = json.loads(m.get("text") or "")
+        except Exception:
+            return {"op": "__bad__"}
+        return obj if isinstance(obj, dict) else {"op": "__bad__"}
+
+    async def write(self) -> None:
+        """Send queued frames until the end marker (None) or until the connection is dropped."""
+        ws = self.ws
+        try:
+            while True:
+                if self.dropped:
+                    await ws.close(code=SLOW_CLIENT_CLOSE, reason="slow consumer: resync with since_seq")
+                    return
+                frame = await self.queue.get()
+                if frame is None:
+                    return
+                if self.dropped:
+                    continue
+                if isinstance(frame, bytes):
+                    await ws.send_bytes(frame)
+                else:
+                    await ws.send_text(frame)
+        except Exception:
+            self.dropped = True
