@@ -21,7 +21,7 @@ from auction.model import OfferVersion
 #: digits of each number in a rank member
 KEY_WIDTH = 12
 #: the largest apr (and rate, and seq) a member can hold
-KEY_LIMIT = 10**KEY_WIDTH
+KEY_LIMIT: int = 10**KEY_WIDTH
 _REF_AT = 3 * KEY_WIDTH  # the ':' between the numbers and the ref
 
 

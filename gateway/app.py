@@ -61,5 +61,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # keep-alive connection, so a client's next request (often its retry) fails with a reset
     handlers = {Problem: handle_problem, HTTPException: http_error, Exception: server_error}
     handlers.update({e: server_error for e in bootstrap.INFRASTRUCTURE_ERRORS})
-    return Starlette(routes=ROUTES, lifespan=lifespan,
-                     exception_handlers=handlers)  # type: ignore[arg-type]
+    return Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers)

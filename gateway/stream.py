@@ -158,8 +158,8 @@ class Hub:
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         t = asyncio.ensure_future(coro)
-        self._tasks.append(t)  # type: ignore[arg-type]
-        t.add_done_callback(lambda x: self._tasks.remove(x) if x in self._tasks else None)  # type: ignore[arg-type]
+        self._tasks.append(t)
+        t.add_done_callback(lambda x: self._tasks.remove(x) if x in self._tasks else None)
 
     async def _sync(self, sub: Sub, fetch: Fetch | None) -> None:
         """Answer the feed's reads (snapshot, history) until it needs no more."""

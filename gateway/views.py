@@ -148,7 +148,7 @@ def registered(r: Registered) -> dict[str, Any]:
 
 def company(s: CompanyState) -> dict[str, Any]:
     c, latest = s.company, s.latest_consent
-    out = {
+    out: dict[str, Any] = {
         "company_id": c.id,
         "tax_id": c.tax_id,
         "name": c.name,

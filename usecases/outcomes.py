@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from auction.rules import FieldError
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -23,8 +21,6 @@ class Refusal:
     errors: Sequence[FieldError] | None = None  # validation_failed: every offending field
     extra: Mapping[str, Any] = field(default_factory=dict)  # more members of the problem
 
-
-Outcome = T | Refusal
 
 
 def invalid(errors: Sequence[FieldError]) -> Refusal:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -30,6 +30,7 @@ from auction.redis.scripts import Scripts
 from auction.rules import label_pool
 
 IDEMPOTENCY_TTL_S = 24 * 3600
+_Entries = list[tuple[bytes, dict[bytes, bytes]]]  # XRANGE's answer
 
 
 def _s(v: Any) -> str:
@@ -130,10 +131,11 @@ class RedisBook:
 
     async def events(self, round_id: str, after_seq: int = 0) -> list[Event]:
         got = await self.redis.xrange(keys.round_keys(round_id).events, f"{after_seq + 1}-0", "+")
-        return [parse_event(fields[b"d"]) for _, fields in got]
+        return [parse_event(fields[b"d"]) for _, fields in cast(_Entries, got)]
 
     async def event(self, round_id: str, seq: int) -> Event | None:
-        got = await self.redis.xrange(keys.round_keys(round_id).events, f"{seq}-0", f"{seq}-0")
+        got = cast(_Entries, await self.redis.xrange(keys.round_keys(round_id).events,
+                                                     f"{seq}-0", f"{seq}-0"))
         return parse_event(got[0][1][b"d"]) if got else None
 
     async def has_bid(self, round_id: str, bank_id: str) -> bool:
@@ -184,7 +186,7 @@ class RedisBook:
     async def reschedule(self, deadlines: Mapping[str, int]) -> int:
         if not deadlines:
             return 0
-        return int(await self.redis.zadd(keys.DEADLINES, dict(deadlines), nx=True))
+        return int(cast(int, await self.redis.zadd(keys.DEADLINES, dict(deadlines), nx=True)))
 
     # -- the data set ----------------------------------------------------------------------
     async def intact(self) -> bool:

@@ -1,0 +1,282 @@
+"""The use cases on the reference book: ``MemoryBook``, memory guards and bus, one controllable
+clock for all of them, and a real SQLite file for SQL (an embedded database, no service).
+No HTTP and no Redis: what a round goes through, from the operator's intake or an approved
+application to the exporter's acceptance, decided by the use cases alone."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pyotp
+import pytest
+
+from applications.model import ApplicationRequest
+from applications.simulated import STD_REQUEST
+from auction.book import MemoryBook
+from auction.bus import MemoryBus, RoundFinalized, RoundOpened
+from auction.calendar import CalendarRules
+from auction.model import RoundState, money_to_minor
+from persistence.db import migrate
+from persistence.reference import is_valid_reference
+from persistence.store import Store
+from usecases.accounts import NewExporter, Registered, Token
+from usecases.applying import ApplicationState, CompanyState
+from usecases.bidding import Accepted, BookSeen, OfferDraft
+from usecases.context import Policy
+from usecases.outcomes import Refusal
+from usecases.portal import Portal
+from usecases.results import ExporterResults
+from usecases.security import Principal
+from usecases.testing import MemoryGuards, memory_deps
+
+T0 = 1_776_700_000_000  # 2026-04-20T15:46:40Z
+MINUTE = 60_000
+ROUND = timedelta(hours=1)
+BINDING = timedelta(hours=2)
+COMPANY = {"name": "Anadolu Tekstil A.Ş.", "tax_id": "1234567890", "is_sme": True,
+           "sector": "textiles", "contact": {}}
+INTAKE: dict[str, Any] = dict(
+    company=COMPANY, loan_type="working_capital", currency="TRY", loan_amount=500_000_000,
+    guarantee_amount=400_000_000, tenor_months=24, grace_months=6, export_commitment=True,
+    exporter_user_id=None, assessment=None)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("usecases") / "template.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def portal(template_db: Path, tmp_path: Path, clock: Clock) -> AsyncIterator[Portal]:
+    db = tmp_path / "ige.db"
+    shutil.copy(template_db, db)
+    store = Store.from_url(f"sqlite:///{db}")
+    policy = Policy(calendar=CalendarRules(round_duration=ROUND, binding_duration=BINDING))
+    yield Portal(memory_deps(store, clock, policy))
+    await store.aclose()
+
+
+def offer(rate: str = "38.50", **changes: Any) -> OfferDraft:
+    values: dict[str, Any] = dict(
+        annual_rate_e4=int(float(rate) * 10_000), amount=500_000_000, tenor_months=24,
+        grace_months=6, repayment_every_months=3, upfront_fee=0,
+        assumes_export_commitment=True, conditions="")
+    values.update(changes)
+    return OfferDraft(values)
+
+
+async def intake(portal: Portal, **changes: Any) -> str:
+    row = await portal.operator.intake({**INTAKE, **changes}, [], "admin")
+    assert not isinstance(row, Refusal), row
+    return row.id
+
+
+async def bid(portal: Portal, bank: str, rid: str, rate: str = "38.50") -> Accepted:
+    got = await portal.bidding.submit(bank, rid, offer(rate), None)
+    assert isinstance(got, Accepted), got
+    return got
+
+
+# ----------------------------------------------------------------------------- the round
+async def test_a_round_takes_offers_closes_once_by_the_books_clock_and_binds_the_best(
+        portal: Portal, clock: Clock) -> None:
+    rid = await intake(portal, exporter_user_id="usr_exp")
+    a1 = await bid(portal, "bnk_a", rid, "38.50")
+    b1 = await bid(portal, "bnk_b", rid, "37.00")
+    assert (a1.rank, b1.rank) == (1, 1)  # b took the lead
+    revised = await portal.bidding.revise("bnk_a", rid, a1.offer.offer_id, offer("36.00"), None)
+    assert isinstance(revised, Accepted) and (revised.rank, revised.offer.version) == (1, 2)
+
+    clock.now += ROUND // timedelta(milliseconds=1) - 1
+    assert await portal.closing.close_due(10) == 0  # one millisecond early: not due
+    clock.now += 1
+    late = await portal.bidding.submit("bnk_c", rid, offer("30.00"), None)
+    assert isinstance(late, Refusal) and late.code == "round_closed"
+    assert await portal.closing.close_due(10) == 1
+    assert await portal.closing.close_due(10) == 0  # exactly once
+
+    bus = portal.deps.bus
+    assert isinstance(bus, MemoryBus)
+    assert bus.announced == [RoundOpened(rid), RoundFinalized(rid)]
+    result = await portal.bidding.result("bnk_b", rid)
+    assert not isinstance(result, Refusal)
+    assert is_valid_reference(result.closing.reference_number)
+    assert [(rank, v.offer_id) for rank, v in result.mine] == [(2, b1.offer.offer_id)]
+    assert result.closing.binding_until == T0 + (ROUND + BINDING) // timedelta(milliseconds=1)
+
+
+async def test_a_bank_sees_the_book_from_its_first_offer_on_and_never_a_round_it_skipped(
+        portal: Portal, clock: Clock) -> None:
+    rid = await intake(portal)
+    before = await portal.bidding.book("bnk_a", rid)
+    assert isinstance(before, Refusal) and before.code == "offer_required"
+    await bid(portal, "bnk_a", rid)
+    seen = await portal.bidding.book("bnk_a", rid)
+    assert isinstance(seen, BookSeen) and seen.view.viewer_label is not None
+    assert seen.server_time_ms == clock.now
+    clock.now += ROUND // timedelta(milliseconds=1)
+    await portal.closing.close_due(10)
+    skipped = await portal.bidding.book("bnk_b", rid)
+    assert isinstance(skipped, Refusal) and skipped.code == "not_found"
+    gone = await portal.bidding.round("bnk_b", rid)
+    assert isinstance(gone, Refusal) and gone.code == "not_found"
+    assert not isinstance(await portal.bidding.round("bnk_a", rid), Refusal)
+
+
+async def test_every_bad_field_and_every_broken_rule_is_one_refusal(portal: Portal) -> None:
+    rid = await intake(portal)
+    got = await portal.bidding.submit("bnk_a", rid, offer(
+        tenor_months=61, grace_months=13, amount=500_000_001, currency="USD"), None)
+    assert isinstance(got, Refusal) and got.code == "validation_failed"
+    assert {(e.field, e.code) for e in got.errors or []} == {
+        ("currency", "currency_mismatch"), ("amount", "above_requested"),
+        ("tenor_months", "above_maximum"), ("grace_months", "above_maximum")}
+    assert (await portal.deps.book.view(rid)) is not None
+    assert (await portal.deps.book.seqs([rid])) == [0]  # nothing reached the book
+
+
+async def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_body(
+        portal: Portal) -> None:
+    rid = await intake(portal)
+    first = await portal.bidding.submit("bnk_a", rid, offer("38.50"), ("k1", "h1"))
+    again = await portal.bidding.submit("bnk_a", rid, offer("38.50"), ("k1", "h1"))
+    other = await portal.bidding.submit("bnk_a", rid, offer("39.00"), ("k1", "h2"))
+    assert isinstance(first, Accepted) and isinstance(again, Accepted)
+    assert again.offer == first.offer
+    assert isinstance(other, Refusal) and other.code == "idempotency_mismatch"
+
+
+async def test_a_book_that_lost_its_data_is_rebuilt_from_sql_and_bidding_goes_on(
+        portal: Portal) -> None:
+    rid = await intake(portal)
+    a = await bid(portal, "bnk_a", rid, "38.50")
+    await bid(portal, "bnk_b", rid, "37.00")
+    assert await portal.durability.persist_round(rid) == 2
+    before = await portal.deps.book.view(rid, "bnk_a")
+    portal.deps.book = MemoryBook(portal.deps.clock)  # the book lost everything
+    assert await portal.durability.ensure_book() == 1
+    assert await portal.deps.book.view(rid, "bnk_a") == before
+    more = await portal.bidding.revise("bnk_a", rid, a.offer.offer_id, offer("36.00"), None)
+    assert isinstance(more, Accepted) and (more.offer.seq, more.offer.label) == (3, a.offer.label)
+
+
+# ----------------------------------------------------------------------------- accounts
+async def test_an_exporter_activates_with_a_first_code_and_a_code_is_never_used_twice(
+        portal: Portal, clock: Clock) -> None:
+    reg = await portal.accounts.register(NewExporter(
+        "ayse@example.com", "Ayşe Yılmaz", "10000000146", "+905321234567", "correct horse"))
+    assert isinstance(reg, Registered)
+    totp = pyotp.TOTP(pyotp.parse_uri(reg.totp_uri).secret)
+    code = totp.at(clock.now / 1000)
+    inactive = await portal.accounts.login("ayse@example.com", "correct horse",
+                                           totp.at(clock.now / 1000 + 30))
+    assert isinstance(inactive, Refusal) and inactive.code == "not_activated"
+    assert await portal.accounts.activate("ayse@example.com", code) == reg.user_id
+    replay = await portal.accounts.activate("ayse@example.com", code)
+    assert isinstance(replay, Refusal) and replay.code == "totp_invalid"
+    clock.now += 60_000
+    token = await portal.accounts.login("AYSE@example.com", "correct horse",
+                                        totp.at(clock.now / 1000))
+    assert isinstance(token, Token)
+    assert portal.deps.tokens.verify(token.access_token) == Principal("exporter", reg.user_id)
+
+
+async def test_five_failures_lock_an_account_whatever_comes_after(portal: Portal,
+                                                                  clock: Clock) -> None:
+    reg = await portal.accounts.register(NewExporter(
+        "mehmet@example.com", "Mehmet Demir", "10000000146", "+905321234567", "correct horse"))
+    assert isinstance(reg, Registered)
+    totp = pyotp.TOTP(pyotp.parse_uri(reg.totp_uri).secret)
+    answers = [await portal.accounts.login("mehmet@example.com", "wrong password!",
+                                           totp.at(clock.now / 1000)) for _ in range(6)]
+    assert [a.code for a in answers if isinstance(a, Refusal)] == [
+        "unauthorized", "unauthorized", "unauthorized", "unauthorized", "locked", "locked"]
+    right = await portal.accounts.login("mehmet@example.com", "correct horse",
+                                        totp.at(clock.now / 1000))
+    assert isinstance(right, Refusal) and right.code == "locked"
+
+
+async def test_a_stream_ticket_is_single_use(portal: Portal) -> None:
+    t = await portal.accounts.issue_ticket(Principal("bank", "bnk_a"))
+    assert await portal.accounts.redeem_ticket(t.ticket) == Principal("bank", "bnk_a")
+    assert await portal.accounts.redeem_ticket(t.ticket) is None
+    assert isinstance(portal.deps.guards, MemoryGuards)
+
+
+# ----------------------------------------------------------------------------- applications
+async def test_an_approved_application_opens_its_round_and_the_exporter_accepts_an_offer(
+        portal: Portal, clock: Clock) -> None:
+    reg = await portal.accounts.register(NewExporter(
+        "x@example.com", "Ayşe Yılmaz", "10000000146", "+905321234567", "correct horse"))
+    assert isinstance(reg, Registered)
+    exporter = Principal("exporter", reg.user_id)
+    matched = await portal.applying.match_company(exporter, "1100000014")
+    assert isinstance(matched, CompanyState) and matched.consent_active
+    decided = await portal.applying.apply(exporter, matched.company.id, STD_REQUEST_PARSED)
+    assert isinstance(decided, ApplicationState)
+    assert decided.application.status == "approved" and decided.round is not None
+    rid = decided.round.id
+    bus = portal.deps.bus
+    assert isinstance(bus, MemoryBus) and bus.announced == [RoundOpened(rid)]
+    async with portal.deps.store.read() as q:
+        actions = [a.action for a in await q.audit.page(None, 100)]
+    assert actions[-3:] == ["application_decided", "round_opened", "application_round_opened"]
+
+    best = await bid(portal, "bnk_a", rid, "31.00")
+    await bid(portal, "bnk_b", rid, "33.00")
+    early = await portal.results.results(reg.user_id, decided.application.id)
+    assert isinstance(early, Refusal) and early.code == "round_open"
+    clock.now += ROUND // timedelta(milliseconds=1)
+    assert await portal.closing.close_due(10) == 1
+    done = await portal.results.accept(reg.user_id, decided.application.id,
+                                       best.offer.offer_id)
+    assert isinstance(done, ExporterResults)
+    assert done.acceptance is not None and done.acceptance.offer_id == best.offer.offer_id
+    assert done.round.state == RoundState.ACCEPTED.value
+    twice = await portal.results.accept(reg.user_id, decided.application.id,
+                                        best.offer.offer_id)
+    assert isinstance(twice, Refusal) and twice.code == "already_accepted"
+    foreign = await portal.results.results("usr_other", decided.application.id)
+    assert isinstance(foreign, Refusal) and foreign.code == "not_found"
+
+
+async def test_an_unanswered_round_lapses_after_its_binding_window(portal: Portal,
+                                                                   clock: Clock) -> None:
+    rid = await intake(portal)
+    await bid(portal, "bnk_a", rid)
+    clock.now += ROUND // timedelta(milliseconds=1)
+    await portal.closing.close_due(10)
+    clock.now += BINDING // timedelta(milliseconds=1) - MINUTE
+    assert await portal.closing.lapse_due() == []
+    clock.now += MINUTE
+    assert await portal.closing.lapse_due() == [rid]
+    view = await portal.operator.round(rid)
+    assert not isinstance(view, Refusal) and view.round.state == RoundState.LAPSED.value
+
+
+def _std_request() -> ApplicationRequest:
+    r = STD_REQUEST
+    return ApplicationRequest(r["loan_type"], r["currency"], money_to_minor(r["loan_amount"]),
+                              money_to_minor(r["guarantee_amount"]), r["tenor_months"],
+                              r["grace_months"], export_commitment=True)
+
+
+STD_REQUEST_PARSED = _std_request()
