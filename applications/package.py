@@ -14,9 +14,10 @@ Units: money is integer kuruş (TL x 100), rates and shares are percent x 10^4 (
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from applications.model import money_text, pct_text
 
@@ -136,7 +137,7 @@ class GuaranteePackage:
         money, pct = money_text, pct_text
         return {
             "version": self.version,
-            "effective_from": self.effective_from.astimezone(timezone.utc)
+            "effective_from": self.effective_from.astimezone(UTC)
             .strftime("%Y-%m-%dT%H:%M:%SZ"),
             "description": self.description,
             "group_limits_try": {"sme": money(self.group_limit_sme),
@@ -257,7 +258,7 @@ CONSENT_TEXT_2026 = (
 #: FX rates are the configured conversion rates for the TL limits of this package version.
 KGF_HD_2026_1 = GuaranteePackage(
     version="KGF-HD-2026.1",
-    effective_from=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    effective_from=datetime(2026, 1, 1, tzinfo=UTC),
     description="KGF Treasury-backed guarantee for export loans (PORTAL.md §4)",
     group_limit_sme=12_000_000 * TL,
     group_limit_non_sme=200_000_000 * TL,

@@ -19,8 +19,9 @@ notes (no effect): public_debt_paid_first, public_debt_restructured, financials_
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from applications import scoring
@@ -295,7 +296,7 @@ def reapplication_not_before(rejections: Sequence[datetime],
     q = quarter_start(local)
     if q < local:
         q = add_months(q, 3)
-    return add_months(q, 3 * package.reapplication_quarters).astimezone(timezone.utc)
+    return add_months(q, 3 * package.reapplication_quarters).astimezone(UTC)
 
 
 def may_reapply(rejections: Sequence[datetime], now: datetime,

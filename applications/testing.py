@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from applications.model import (
     ApplicationRequest,
@@ -54,7 +55,7 @@ def exports(**changes: Any) -> ExportRecord:
 
 
 def inputs(*, req: ApplicationRequest | None = None, applicant: RegistryRecord | None = None,
-           group: Sequence[GroupMember] = (), fin: Financials | None | str = "default",
+           group: Sequence[GroupMember] = (), fin: Financials | str | None = "default",
            rsk: RiskReport | None = None, exp: ExportRecord | None = None,
            exposures: Sequence[Exposure] | None = None) -> DecisionInputs:
     """A healthy SME exporter's application; override any part."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 CURRENCIES = ("TRY", "USD", "EUR")
@@ -92,23 +92,23 @@ def e4_to_rate(e4: int, places: int = 2) -> str:
 
 def iso(ts: datetime) -> str:
     """UTC ISO 8601 with ``Z``; milliseconds only when present."""
-    ts = ts.astimezone(timezone.utc)
+    ts = ts.astimezone(UTC)
     if ts.microsecond:
         return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def ms_to_dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def dt_to_ms(ts: datetime) -> int:
     """Exact integer arithmetic: ``int(ts.timestamp() * 1000)`` loses a millisecond to
     float rounding (1.001 s -> 1000 ms). Naive datetimes are local time, as in timestamp()."""
-    return (ts.astimezone(timezone.utc) - _EPOCH) // timedelta(milliseconds=1)
+    return (ts.astimezone(UTC) - _EPOCH) // timedelta(milliseconds=1)
 
 
 # ----------------------------------------------------------------------------- data

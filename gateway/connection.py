@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from gateway.stream import Sub
 
 SLOW_CLIENT_CLOSE = 4008
+SUBPROTOCOLS = ("ige.v1.json", "ige.v1.msgpack")  # JSON text frames, MessagePack binary frames
 
 
 def encode(msg: dict[str, Any], binary: bool) -> str | bytes:
@@ -31,7 +32,7 @@ def encode(msg: dict[str, Any], binary: bool) -> str | bytes:
 class Encoded:
     """A message encoded at most once per wire format, shared by every receiver."""
 
-    __slots__ = ("msg", "_json", "_mp")
+    __slots__ = ("_json", "_mp", "msg")
 
     def __init__(self, msg: dict[str, Any]) -> None:
         self.msg = msg

@@ -8,18 +8,20 @@ import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from auction.rules import FieldError
-from gateway.bootstrap import Runtime
 from gateway.problems import problem, refuse
 from usecases.outcomes import Refusal, invalid
 from usecases.portal import Portal
 from usecases.security import Principal
+
+if TYPE_CHECKING:
+    from gateway.bootstrap import Runtime
 
 T = TypeVar("T")
 MAX_IDEMPOTENCY_KEY = 200

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
-from typing import Mapping
 
 from auction.calendar import CalendarRules, parse_iso_duration
 from usecases.context import Policy

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -36,7 +37,7 @@ from auction.feed import (
 from auction.model import iso, ms_to_dt
 from gateway import views
 from gateway.bootstrap import INFRASTRUCTURE_ERRORS
-from gateway.connection import SLOW_CLIENT_CLOSE, Connection, Encoded, encode
+from gateway.connection import SLOW_CLIENT_CLOSE, SUBPROTOCOLS, Connection, Encoded, encode
 from usecases.security import Principal
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ __all__ = ["MAX_CATCH_UP", "SLOW_CLIENT_CLOSE", "SUBPROTOCOLS", "Encoded", "Hub"
 
 log = logging.getLogger("ige.stream")
 
-SUBPROTOCOLS = ("ige.v1.json", "ige.v1.msgpack")
 HEARTBEAT_SLICES = 10  # a period's heartbeats go out in this many slices
 
 Shared = tuple[Encoded, Encoded]  # a live event's frames: for the offer's owner, for others

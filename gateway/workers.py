@@ -125,7 +125,7 @@ class Workers:
             self.wake.clear()
             try:
                 await asyncio.wait_for(self.wake.wait(), 0.25 if self.is_leader else 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _sweep(self) -> None:

@@ -31,7 +31,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -387,7 +387,7 @@ async def part3(stack: LocalStack, su: Setup, work: Path, load: set[int] | None,
     settings = Settings.from_env({**stack.server_env(), "IGE_ROUND_DURATION": "PT1H"})
     rt = bootstrap.build(settings)
     n_rounds = 1000
-    deadline = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=lead_s)
+    deadline = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lead_s)
     opened = deadline - timedelta(hours=1)
     log(f"part 3: opening {n_rounds} rounds closing at {deadline.isoformat()}")
     mem0 = r.info("memory")["used_memory"]
@@ -411,7 +411,7 @@ async def part3(stack: LocalStack, su: Setup, work: Path, load: set[int] | None,
     log(f"part 3: {len(conns)} subscribers x {n_rounds} rounds")
     ws = WsClients(stack.base_url, [conns], load, work)
     ws.ready()
-    ready_at = datetime.now(timezone.utc)
+    ready_at = datetime.now(UTC)
     dl_ms = int(deadline.timestamp() * 1000)
     if ready_at >= deadline:
         log("part 3: WARNING set-up overran the deadline; the measurement includes set-up time")
@@ -467,7 +467,7 @@ def report(m: dict[str, Any], layout: list[tuple[str, str, str]], r: dict[str, A
     L: list[str] = []
     L.append("# Benchmarks\n")
     L.append(f"Produced by `{cmd}` (loadtests/bench.py) on "
-             f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, one run, "
+             f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, one run, "
              f"{minutes:.1f} minutes. Every number below comes from that run.\n")
     L.append("## Machine\n")
     L.append("| | |\n| --- | --- |")

@@ -40,7 +40,7 @@ from locust import FastHttpUser, LoadTestShape, between, constant, events, task
 from locust.runners import WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from loadtests import scenario  # noqa: E402
+from loadtests import scenario
 
 log = logging.getLogger("ige.loadtest")
 

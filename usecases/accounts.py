@@ -7,7 +7,7 @@ import asyncio
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyotp
 
@@ -126,7 +126,7 @@ class Accounts:
         for step in CODE_WINDOW:
             t = now + step * totp.interval
             if hmac.compare_digest(totp.at(t), code):
-                counter = totp.timecode(datetime.fromtimestamp(t, timezone.utc))
+                counter = totp.timecode(datetime.fromtimestamp(t, UTC))
                 return await self.d.guards.use_code(user.id, counter, totp.interval * 4)
         return False
 

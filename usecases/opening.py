@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from auction import calendar
@@ -59,7 +59,7 @@ class Opening:
                   opened_at: datetime | None = None) -> Opened:
         """Write the round in the caller's unit of work, with its deadline by the calendar."""
         opened = opened_at or ms_to_dt(self.d.clock())
-        closes = calendar.round_closes_at(opened.astimezone(timezone.utc), self.d.policy.calendar)
+        closes = calendar.round_closes_at(opened.astimezone(UTC), self.d.policy.calendar)
         t = RoundTerms(new_id("rnd"), req.currency, req.loan_type, req.loan_amount,
                        req.guarantee_amount, req.tenor_months, req.grace_months,
                        req.export_commitment, dt_to_ms(opened), dt_to_ms(closes))

@@ -11,8 +11,8 @@ from applications.package import package_in_force
 from auction.model import RoundTerms, ms_to_dt
 from auction.rules import FieldError, validate_round_terms
 from persistence.records import AuditRecord, ClosingRecord, RoundRecord
-from usecases.opening import Opening, RoundRequest
 from usecases.context import Deps
+from usecases.opening import Opening, RoundRequest
 from usecases.outcomes import NOT_FOUND_ROUND, Refusal, invalid
 from usecases.security import new_id
 

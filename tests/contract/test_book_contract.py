@@ -245,7 +245,7 @@ async def test_each_event_raises_seq_by_one_and_after_seq_returns_the_tail(
     assert [e.seq for e in events] == [1, 2, 3, 4, 5]
     assert [e.kind for e in events] == ["quote"] * 5
     assert [e.offer for e in events] == [r.offer for r in results]
-    for after in range(0, 7):
+    for after in range(7):
         tail = await book.events(rnd.round_id, after_seq=after)
         assert [e.seq for e in tail] == list(range(after + 1, 6))
         assert tail == events[after:]

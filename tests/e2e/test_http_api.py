@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from usecases.security import TokenSigner
 from tests.support import OFFER_BODY, ROUND_BODY, SECRET_KEY, Api
+from usecases.security import TokenSigner
 
 PROBLEM_KEYS = {"type", "title", "status", "code", "detail"}
 MONEY = re.compile(r"^-?\d+\.\d{2}$")
@@ -43,7 +43,7 @@ def problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert r.status_code == status, (r.status_code, r.text)
     assert r.headers["content-type"].startswith("application/problem+json"), r.headers
     body = r.json()
-    assert PROBLEM_KEYS <= body.keys(), body
+    assert body.keys() >= PROBLEM_KEYS, body
     assert body["status"] == status and body["code"] == code, body
     assert all(isinstance(body[k], str) and body[k] for k in ("type", "title", "code", "detail"))
     return dict(body)
@@ -265,7 +265,7 @@ def test_put_revises_the_offer_with_version_plus_one(world: World) -> None:
     rid = api.open_round()["round_id"]
     v1 = api.offer(hA, rid, annual_rate="40.00")
     assert v1.status_code == 201, v1.text
-    assert OFFER_KEYS <= v1.json().keys() and v1.json()["version"] == 1
+    assert v1.json().keys() >= OFFER_KEYS and v1.json()["version"] == 1
     assert v1.json()["round_id"] == rid and TS.match(v1.json()["accepted_at"])
     oid = v1.json()["offer_id"]
     v2 = world.put("HTA", rid, oid, annual_rate="39.00", conditions="revised")
@@ -357,7 +357,7 @@ def test_pool_is_paginated_and_flags_has_my_offer(world: World) -> None:
     assert set(mine) <= set(ids)
     by_id = {r["round_id"]: r for r in seen_a}
     for r in seen_a:
-        assert ROUND_KEYS <= r.keys() and r["state"] == "open"
+        assert r.keys() >= ROUND_KEYS and r["state"] == "open"
     assert [by_id[rid]["has_my_offer"] for rid in mine] == [False, True, False]
     assert {r["round_id"]: r["has_my_offer"] for r in pages(hB)}.get(mine[1]) is False
     sample = by_id[mine[0]]
@@ -383,10 +383,10 @@ def test_round_detail_carries_my_offers(world: World) -> None:
     o2 = api.offer(hA, rid, annual_rate="40.00", tenor_months=36).json()
     assert api.offer(hB, rid, annual_rate="39.00").status_code == 201
     a = api.http.get(f"/v1/bank/rounds/{rid}", headers=hA).json()
-    assert ROUND_KEYS <= a.keys() and a["has_my_offer"] is True
+    assert a.keys() >= ROUND_KEYS and a["has_my_offer"] is True
     assert {o["offer_id"] for o in a["my_offers"]} == {o1["offer_id"], o2["offer_id"]}
     for o in a["my_offers"]:
-        assert OFFER_KEYS <= o.keys() and o["rank"] in (2, 3)
+        assert o.keys() >= OFFER_KEYS and o["rank"] in (2, 3)
     c = api.http.get(f"/v1/bank/rounds/{rid}", headers=world.h["HTC"]).json()
     assert c["has_my_offer"] is False and c["my_offers"] == []
     problem(api.http.get("/v1/bank/rounds/rnd_nope", headers=hA), 404, "not_found")
@@ -406,7 +406,7 @@ def test_book_needs_a_first_offer_then_shows_masked_labels_and_mine_flags(world:
     for bank, r in books.items():
         assert r.status_code == 200, r.text
         book = r.json()
-        assert BOOK_KEYS <= book.keys()
+        assert book.keys() >= BOOK_KEYS
         assert book["round_id"] == rid and book["state"] == "open" and book["seq"] == 4
         assert TS.match(book["server_time"]) and TS.match(book["closes_at"])
         assert [o["rank"] for o in book["offers"]] == [1, 2, 3, 4]
@@ -414,7 +414,7 @@ def test_book_needs_a_first_offer_then_shows_masked_labels_and_mine_flags(world:
         aprs = [float(o["apr"]) for o in book["offers"]]  # ordering check only
         assert aprs == sorted(aprs)
         for o in book["offers"]:
-            assert BOOK_ENTRY_KEYS <= o.keys()
+            assert o.keys() >= BOOK_ENTRY_KEYS
             assert LABEL.match(o["label"]) and MONEY.match(o["amount"])
             assert TS.match(o["updated_at"])
             assert ("offer_id" in o) == o["mine"]
@@ -631,7 +631,7 @@ def test_the_exporter_gets_named_results_and_accepts_once_inside_the_binding_win
     assert res["offers"][0]["bank_name"] == "HTA Test Bankası A.Ş."
     assert res["offers"][0]["offer_id"] == closed["a"]["offer_id"]
     for o in res["offers"]:
-        assert OFFER_TERMS <= o.keys() and RATE.match(o["apr"])
+        assert o.keys() >= OFFER_TERMS and RATE.match(o["apr"])
     assert closed["accepted"].status_code == 200, closed["accepted"].text
     assert closed["accepted"].json()["accepted_offer_id"] == closed["a"]["offer_id"]
     problem(closed["again"], 409, "already_accepted")

@@ -9,15 +9,16 @@ database before each test.
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
-from auction.calendar import CalendarRules
 from auction.book import Event
+from auction.calendar import CalendarRules
 from auction.model import CloseResult, OfferTerms, OfferVersion, RoundTerms
 from gateway import bootstrap
 from gateway.settings import Settings

@@ -168,7 +168,7 @@ async def test_withdrawing_consent_ends_it_and_hides_the_company_in_open_rounds(
     sql.clock.now = T0 + 50
     usr_2 = Principal("exporter", "usr_2")
     state = await sql.applying.withdraw_consent(usr_2, company.id)
-    assert not isinstance(state, Exception) and getattr(state, "open_rounds_hidden") == 1
+    assert not isinstance(state, Exception) and state.open_rounds_hidden == 1
     latest, active = await consent_state(sql, company.id)
     assert latest is not None
     assert not active and latest.withdrawn_at == T0 + 50 and latest.withdrawn_by == "usr_2"
@@ -181,7 +181,7 @@ async def test_withdrawing_consent_ends_it_and_hides_the_company_in_open_rounds(
     assert entry.detail == {"company_id": company.id, "consents": 2, "open_rounds_redacted": 1}
     sql.clock.now = T0 + 60
     again = await sql.applying.withdraw_consent(usr_2, company.id)  # idempotent
-    assert getattr(again, "open_rounds_hidden") == 0
+    assert again.open_rounds_hidden == 0
     assert len(await actions(sql, "consent_withdrawn")) == 1
     _, _, created = await match(sql, "usr_1", at=T0 + 70)  # consenting again lifts it
     assert created and (await consent_state(sql, company.id))[1]

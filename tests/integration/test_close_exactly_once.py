@@ -12,13 +12,13 @@ from sqlalchemy import Table
 
 from auction.model import Outcome, RoundState, RoundTerms
 from auction.redis.keys import DEADLINES
-from gateway.workers import Workers
 from gateway.stream import Hub
-from usecases.bidding import Accepted
-from usecases.outcomes import Refusal
+from gateway.workers import Workers
 from persistence.reference import is_valid_reference
 from persistence.tables import audit_log, binding_offers, round_closings
 from tests.integration.conftest import CoreFactory, Proc, bank_id, offer_terms, open_round
+from usecases.bidding import Accepted
+from usecases.outcomes import Refusal
 
 Core = Proc
 

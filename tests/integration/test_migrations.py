@@ -7,8 +7,8 @@ import asyncio
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 

@@ -5,7 +5,7 @@ it stopped."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
@@ -237,7 +237,7 @@ async def test_restore_round_is_a_no_op_when_the_round_still_exists(core: Core, 
 async def test_rounds_past_their_binding_window_are_not_rebuilt(core_factory: CoreFactory,
                                                                 redis: Redis):
     closer = await core_factory(round_s=0.2, binding_s=0.2)
-    rnd = await open_round(closer, opened_at=datetime.now(timezone.utc) - LONG)
+    rnd = await open_round(closer, opened_at=datetime.now(UTC) - LONG)
     await bid_fails_closed(closer, rnd)
     assert (await closer.finalize_close(rnd.round_id)).outcome is Outcome.OK
     lapsed = await closer.portal.closing.lapse_due()

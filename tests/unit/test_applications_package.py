@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -161,4 +161,4 @@ def test_the_wire_form_uses_decimal_strings():
     assert w["fx_rates_try"]["USD"] == "40.0000"
     assert w["effective_from"] == "2026-01-01T00:00:00Z"
     assert w["consent_text_version"] == "MUV-2026-01"
-    assert P.effective_from.tzinfo is timezone.utc
+    assert P.effective_from.tzinfo is UTC

@@ -7,7 +7,7 @@ after the last rejection."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -43,15 +43,15 @@ def test_when_a_company_may_apply_again(rejections: list[datetime], not_before: 
     got = rules.reapplication_not_before(rejections, P)
     assert got == not_before
     if got is not None:
-        assert got.tzinfo is timezone.utc
+        assert got.tzinfo is UTC
 
 
 def test_quarters_are_local_istanbul_quarters_not_utc_ones():
     # 31 March 21:30 UTC is already 1 April 00:30 in Istanbul: a Q2 rejection
-    last = datetime(2026, 3, 31, 21, 30, tzinfo=timezone.utc)
+    last = datetime(2026, 3, 31, 21, 30, tzinfo=UTC)
     got = rules.reapplication_not_before([last - timedelta(days=10), last], P)
     assert got == tr(2026, 10, 1)
-    assert got == datetime(2026, 9, 30, 21, 0, tzinfo=timezone.utc)
+    assert got == datetime(2026, 9, 30, 21, 0, tzinfo=UTC)
 
 
 def test_blocked_until_the_instant_it_is_allowed_then_free():

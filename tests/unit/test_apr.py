@@ -105,7 +105,7 @@ def test_initial_receipt_is_net_of_fee_and_guarantee_commission(
 
 
 def test_guarantee_commission_is_three_basis_points() -> None:
-    assert GUARANTEE_COMMISSION == Decimal("0.0003")
+    assert Decimal("0.0003") == GUARANTEE_COMMISSION
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auction.book import BookView, Event, replay_orders
-from auction.ranking import ranked
 from auction.feed import (
     MAX_CATCH_UP,
     Action,
@@ -33,6 +32,7 @@ from auction.feed import (
 )
 from auction.masking import book_for, quote_messages
 from auction.model import OfferTerms, OfferVersion, RoundState
+from auction.ranking import ranked
 
 ROUND = "rnd_0001"
 TOPIC = f"round:{ROUND}"

@@ -3,7 +3,7 @@ compact record form of offer terms."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -170,8 +170,8 @@ def test_parse_decimal_keeps_the_exact_value(text: str, places: int) -> None:
 @pytest.mark.parametrize(
     ("ts", "text"),
     [
-        (datetime(2026, 3, 18, 14, 30, tzinfo=timezone.utc), "2026-03-18T14:30:00Z"),
-        (datetime(2026, 3, 18, 14, 30, 0, 123_000, tzinfo=timezone.utc),
+        (datetime(2026, 3, 18, 14, 30, tzinfo=UTC), "2026-03-18T14:30:00Z"),
+        (datetime(2026, 3, 18, 14, 30, 0, 123_000, tzinfo=UTC),
          "2026-03-18T14:30:00.123Z"),
         (datetime(2026, 3, 18, 17, 30, tzinfo=timezone(timedelta(hours=3))),
          "2026-03-18T14:30:00Z"),
@@ -192,7 +192,7 @@ def test_millisecond_timestamps_convert_exactly(ms: int) -> None:
 @given(st.integers(0, 4_102_444_800_000))  # up to 2100-01-01
 def test_millisecond_timestamps_round_trip_through_datetime(ms: int) -> None:
     assert dt_to_ms(ms_to_dt(ms)) == ms
-    assert ms_to_dt(ms).tzinfo is timezone.utc
+    assert ms_to_dt(ms).tzinfo is UTC
 
 
 # ----------------------------------------------------------------------------- data

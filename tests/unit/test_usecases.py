@@ -6,9 +6,10 @@ application to the exporter's acceptance, decided by the use cases alone."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pyotp
 import pytest
