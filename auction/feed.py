@@ -170,8 +170,8 @@ class Subscription:
             return [Unsubscribe(), SendError("not_found", "no such round")]
         self.phase = Phase.PENDING
         self._buffer = []  # what arrived meanwhile: the snapshot after the first offer has it
-        return [SendError("offer_required",
-                          "send an offer in this round first; the snapshot follows your first offer")]
+        return [SendError("offer_required", "send an offer in this round first; "
+                                            "the snapshot follows your first offer")]
 
     def on_offer_seen(self) -> list[Action]:
         """The pending bank turned out to have bid (its offer may have landed before the

@@ -71,7 +71,8 @@ def book_for(view: BookView, viewer_bank_id: str, server_time: str) -> dict[str,
     }
 
 
-def quote_messages(ev: Event, topic: str, order: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+def quote_messages(ev: Event, topic: str, order: tuple[str, ...]
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``quote`` stream message, built once per book change: (for the owner, for others)."""
     assert ev.offer is not None
     rank = order.index(ev.offer.ref) + 1 if ev.offer.ref in order else 0

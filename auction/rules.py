@@ -97,7 +97,8 @@ def validate_round_terms(rnd: RoundTerms, rule: TenorLimits | None) -> list[Fiel
     ``applications.rules``); ``rule`` is None for a loan type the package does not know."""
     errors: list[FieldError] = []
     if rnd.loan_amount <= 0:
-        errors.append(FieldError("loan_amount", "not_positive", "loan_amount must be greater than 0"))
+        errors.append(FieldError("loan_amount", "not_positive",
+                                 "loan_amount must be greater than 0"))
     if rnd.guarantee_amount <= 0:
         errors.append(FieldError("guarantee_amount", "not_positive",
                                  "guarantee_amount must be greater than 0"))

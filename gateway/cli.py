@@ -105,7 +105,7 @@ DEMO_EXPORTER = {"email": "exporter@demo.example", "password": "demo-password-1"
                  "mobile": "+905551112233"}
 
 
-async def seed_demo(settings: Settings, creds_file: Path) -> dict[str, Any]:
+async def seed_demo(settings: Settings, saved: dict[str, Any]) -> dict[str, Any]:
     """Five banks, a demo exporter, three open rounds with a few offers. Idempotent."""
     from gateway import bootstrap, views
     from usecases.accounts import NewExporter, Registered
@@ -113,7 +113,6 @@ async def seed_demo(settings: Settings, creds_file: Path) -> dict[str, Any]:
     from usecases.opening import RoundRequest
     from usecases.security import new_id
 
-    saved: dict[str, Any] = json.loads(creds_file.read_text()) if creds_file.exists() else {}
     rt = bootstrap.build(settings)
     portal = rt.portal
     try:
@@ -147,7 +146,6 @@ async def seed_demo(settings: Settings, creds_file: Path) -> dict[str, Any]:
                         "grace_months": t.grace_months, "repayment_every_months": 3,
                         "upfront_fee": 0, "assumes_export_commitment": t.export_commitment,
                         "conditions": "demo offer"}), None)
-        creds_file.write_text(json.dumps(saved, indent=2, ensure_ascii=False))
         return saved
     finally:
         await rt.aclose()
@@ -176,7 +174,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from persistence.db import migrate
 
         migrate(settings.database_url)
-        saved = asyncio.run(seed_demo(settings, var / "demo-credentials.json"))
+        creds_file = var / "demo-credentials.json"
+        known = json.loads(creds_file.read_text()) if creds_file.exists() else {}
+        saved = asyncio.run(seed_demo(settings, known))
+        creds_file.write_text(json.dumps(saved, indent=2, ensure_ascii=False))
         base = f"http://{args.host}:{args.port}"
         print("\n=== IGE Kefalet Portalı bidding server (demo) ===")
         print(f"API        {base}   docs {base}/docs   schema {base}/v1/openapi.json")
@@ -188,7 +189,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if "exporter" in saved:
             e = saved["exporter"]
             print(f"Exporter   {e['email']} / {e['password']}  TOTP {e['totp_uri']}")
-        print(f"(credentials also in {var / 'demo-credentials.json'})\n", flush=True)
+        print(f"(credentials also in {creds_file})\n", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         _serve(args.host, args.port, args.workers)
     except KeyboardInterrupt:

@@ -82,7 +82,7 @@ class Connection:
                 obj = msgpack.unpackb(m["bytes"], raw=False)
             else:
                 obj = json.loads(m.get("text") or "")
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever a client sends that does not decode
             return {"op": "__bad__"}
         return obj if isinstance(obj, dict) else {"op": "__bad__"}
 
@@ -92,7 +92,8 @@ class Connection:
         try:
             while True:
                 if self.dropped:
-                    await ws.close(code=SLOW_CLIENT_CLOSE, reason="slow consumer: resync with since_seq")
+                    await ws.close(code=SLOW_CLIENT_CLOSE,
+                                   reason="slow consumer: resync with since_seq")
                     return
                 frame = await self.queue.get()
                 if frame is None:
@@ -103,5 +104,5 @@ class Connection:
                     await ws.send_bytes(frame)
                 else:
                     await ws.send_text(frame)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a socket that fails in any way is gone
             self.dropped = True

@@ -71,7 +71,8 @@ class Settings:
             round_duration=duration("IGE_ROUND_DURATION"),
             binding_duration=duration("IGE_BINDING_DURATION"),
         )
-        origins = tuple(o.strip() for o in env.get("IGE_ALLOWED_ORIGINS", "").split(",") if o.strip())
+        origins = tuple(o.strip() for o in env.get("IGE_ALLOWED_ORIGINS", "").split(",")
+                        if o.strip())
         return cls(
             redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
             database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),

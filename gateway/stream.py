@@ -283,7 +283,7 @@ class Hub:
                                        reason="slow consumer: resync with since_seq")
                     else:
                         await ws.close()
-                except Exception:
+                except Exception:  # noqa: BLE001 - the socket may be gone already
                     pass
 
     async def _command(self, conn: Connection, msg: dict[str, Any]) -> None:

@@ -123,10 +123,8 @@ class Workers:
                 log.exception("persister failed")
                 await asyncio.sleep(0.5)
             self.wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), 0.25 if self.is_leader else 1.0)
-            except TimeoutError:
-                pass
 
     async def _sweep(self) -> None:
         """Catch anything the pub/sub wake-ups missed, and overdue rounds off the index."""

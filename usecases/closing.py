@@ -54,7 +54,8 @@ class Closing:
             binding = dt_to_ms(calendar.binding_until(closes_at, self.d.policy.calendar))
             # every acknowledged offer must be in SQL before the closing record
             seq = int(row.persisted_seq)
-            while (seq := await self.durability.persist_round(round_id, seq)) < cr.seq:
+            # another process's batch may be landing: poll SQL until it holds the close
+            while (seq := await self.durability.persist_round(round_id, seq)) < cr.seq:  # noqa: ASYNC110
                 await asyncio.sleep(PERSIST_WAIT_S)
             year = closes_at.astimezone(calendar.ISTANBUL).year
             ref = await self.record(round_id, cr.closed_at_ms, binding, cr.seq, cr.offers, year)

@@ -4,6 +4,7 @@ announcement in, decoded once (``envelope.decode``), for the processes serving t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -47,7 +48,5 @@ class RedisBus:
                 log.warning("pub/sub lost (%s); reconnecting", e)
                 await asyncio.sleep(RECONNECT_PAUSE_S)
             finally:
-                try:
+                with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-                except (RedisError, OSError):
-                    pass

@@ -114,7 +114,7 @@ async def check_invariants(book: Any, round_id: str, redis: Redis | None = None)
         current[e.offer.offer_id] = e.offer
     assert {o.offer_id: o for o in view.offers} == current
     orders = replay_orders(events)
-    for e, order in zip(events, orders):
+    for e, order in zip(events, orders, strict=True):
         if e.order is not None:
             assert e.order == order
 

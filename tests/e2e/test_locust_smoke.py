@@ -35,7 +35,8 @@ def test_locust_scenario_runs_twenty_seconds_without_a_single_error(
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(open(f"{prefix}_stats.csv"))}
+    with open(f"{prefix}_stats.csv") as stats:
+        rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(stats)}
     agg = rows[("", "Aggregated")]
     assert int(agg["Failure Count"]) == 0, out[-4000:]
     assert int(rows[("POST", "/v1/bank/rounds/[id]/offers")]["Request Count"]) > 0

@@ -165,7 +165,8 @@ async def scenario(module_server_factory: Any, new_exporter: Any) -> AsyncIterat
     for b in banks.values():
         look(b, rid)  # before its first offer: the book is 403, pool and round are visible
     first = {b.code: offer(b, rid, annual_rate=rate)
-             for b, rate in zip(banks.values(), ("41.00", "40.50", "40.00", "39.50"))}
+             for b, rate in zip(banks.values(), ("41.00", "40.50", "40.00", "39.50"),
+                                strict=True)}
     second = offer(kq, rid, annual_rate="38.90", tenor_months=36, conditions="ikinci teklif")
     for step, (b, rate) in enumerate([(zb, "38.00"), (vx, "37.75"), (pb, "37.50"), (zb, "37.25"),
                                       (kq, "37.00"), (vx, "36.90"), (pb, "36.80")]):
@@ -220,7 +221,7 @@ async def scenario(module_server_factory: Any, new_exporter: Any) -> AsyncIterat
                             {"op": "subscribe", "topic": f"round:{later[0]}"}):
                     await ws.send(json.dumps(cmd) if proto == JSON else msgpack.packb(cmd))
 
-                def replayed() -> bool:
+                def replayed(b: BankView = b, proto: str = proto, before: int = before) -> bool:
                     got = b.messages(proto)[before:]
                     return (any(m["type"] == "round_closed" for m in got)
                             and any(m["type"] == "snapshot" for m in got))

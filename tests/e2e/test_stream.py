@@ -275,8 +275,9 @@ async def test_quotes_carry_seq_rising_by_one_and_the_new_ranks(world: World) ->
         assert q["offer"].keys() >= BOOK_ENTRY_KEYS
     assert [len(q["ranks"]) for q in quotes] == [2, 3, 3, 3]
     assert [(q["offer"]["mine"], q["offer"]["annual_rate"], q["offer"]["version"],
-             q["offer"]["rank"]) for q in quotes] == [(False, "39.00", 1, 1), (False, "41.00", 1, 3),
-                                 (True, "38.00", 2, 1), (False, "42.00", 2, 3)]
+             q["offer"]["rank"]) for q in quotes] == [
+        (False, "39.00", 1, 1), (False, "41.00", 1, 3), (True, "38.00", 2, 1),
+        (False, "42.00", 2, 3)]
     assert "offer_id" not in quotes[0]["offer"] and quotes[2]["offer"]["offer_id"] == a["offer_id"]
     book = world.book("STA", rid)
     assert [r["ref"] for r in quotes[-1]["ranks"]] == [o["ref"] for o in book["offers"]]

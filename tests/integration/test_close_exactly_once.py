@@ -134,7 +134,8 @@ async def test_a_close_interrupted_after_lua_is_completed_by_another_process(
     assert await survivor.close_due() == 1
     await assert_closed_once(survivor, rnd.round_id, redis)
     closing = await survivor.closing(rnd.round_id)
-    assert closing is not None and (closing.closed_at, closing.final_seq) == (half.closed_at_ms, half.seq)
+    assert closing is not None
+    assert (closing.closed_at, closing.final_seq) == (half.closed_at_ms, half.seq)
     assert await survivor.binding(rnd.round_id) == \
         [(i + 1, v) for i, v in enumerate(half.offers)]
 

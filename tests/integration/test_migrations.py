@@ -24,7 +24,8 @@ def schema(conn: Connection) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for table in sorted(insp.get_table_names()):
         out[table] = {
-            "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(table)],
+            "columns": [(c["name"], str(c["type"]), c["nullable"])
+                        for c in insp.get_columns(table)],
             "pk": insp.get_pk_constraint(table)["constrained_columns"],
             "indexes": sorted((i["name"] or "", tuple(i["column_names"]), bool(i["unique"]))
                               for i in insp.get_indexes(table)),
@@ -46,7 +47,8 @@ async def read(url: str) -> tuple[dict[str, Any], list[str]]:
     try:
         async with engine.connect() as conn:
             shape = await conn.run_sync(schema)
-            versions = [r[0] for r in await conn.execute(text("SELECT version_num FROM alembic_version"))]
+            versions = [r[0] for r in await conn.execute(
+                text("SELECT version_num FROM alembic_version"))]
     finally:
         await engine.dispose()
     return shape, versions

@@ -380,7 +380,7 @@ async def test_accepting_at_or_after_binding_until_is_binding_expired(sql: Sql):
 
 async def test_accepting_an_offer_that_is_not_binding_in_the_round_is_not_found(sql: Sql):
     t, _ = await closed_round(sql)
-    other, o2 = await closed_round(sql)
+    _, o2 = await closed_round(sql)
     foreign = o2.ranked()[0].offer_id  # binding, but in another round
     for offer_id in ("off_missing", foreign):
         got = await sql.accept(t.round_id, offer_id, "usr_1", T0 + 2 * HOUR)

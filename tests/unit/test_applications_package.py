@@ -47,18 +47,18 @@ def test_the_default_package_holds_the_rules_of_the_domain_brief():
 
 def test_offers_are_checked_against_the_package_tenor_and_grace_caps():
     """The package is the one table of tenor and grace limits: offers are held to it."""
-    for lt, limits in P.loan_types.items():
+    def fields(lt: str, limits: LoanTypeLimits, tenor: int, grace: int) -> set[str]:
         rnd = RoundTerms("r", "TRY", lt, 10**9, 10**9, 24, 0, False, 0, 1)
+        offer = OfferTerms(300_000, 10**9, tenor, grace, 1, 0, False, "")
+        return {e.field for e in validate_offer(offer, rnd, limits)}
 
-        def fields(tenor: int, grace: int) -> set[str]:
-            offer = OfferTerms(300_000, 10**9, tenor, grace, 1, 0, False, "")
-            return {e.field for e in validate_offer(offer, rnd, limits)}
+    for lt, limits in P.loan_types.items():
 
         top = limits.max_tenor_months
-        assert fields(top, limits.max_grace_months) == set()
-        assert fields(top + 1, 0) == {"tenor_months"}
-        assert fields(limits.min_tenor_months - 1, 0) == {"tenor_months"}
-        assert fields(top, limits.max_grace_months + 1) == {"grace_months"}
+        assert fields(lt, limits, top, limits.max_grace_months) == set()
+        assert fields(lt, limits, top + 1, 0) == {"tenor_months"}
+        assert fields(lt, limits, limits.min_tenor_months - 1, 0) == {"tenor_months"}
+        assert fields(lt, limits, top, limits.max_grace_months + 1) == {"grace_months"}
 
 
 def test_packages_are_listed_oldest_first_with_unique_versions():
