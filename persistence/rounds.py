@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auction.book import Event
 from auction.model import OfferTerms, OfferVersion, RoundState, RoundTerms
+from auction.rules import can_transition
 from persistence.records import (
     AcceptanceRecord,
     ClosingRecord,
@@ -51,6 +52,17 @@ def _version_row(v: OfferVersion) -> dict[str, Any]:
 class Rounds:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+
+    async def _move(self, round_id: str, src: RoundState, dst: RoundState,
+                    **values: Any) -> bool:
+        """One step of the round's state machine (auction.rules.can_transition), made only if
+        the round is still in ``src``: of two processes racing, one moves it."""
+        if not can_transition(src, dst):
+            raise ValueError(f"a round never goes from {src.value} to {dst.value}")
+        res = await self.conn.execute(update(rounds).where(
+            rounds.c.id == round_id, rounds.c.state == src.value)
+            .values(state=dst.value, **values))
+        return bool(res.rowcount == 1)
 
     # -- opening and reading -------------------------------------------------------------
     async def add(self, terms: RoundTerms, company: dict[str, Any],
@@ -115,11 +127,8 @@ class Rounds:
         """The one closing record: the round flips to closed, the reference number, the binding
         offers with their final ranks. Returns the reference number, or None when the round
         was no longer open (another process closed it: nothing changes)."""
-        res = await self.conn.execute(update(rounds).where(
-            rounds.c.id == round_id, rounds.c.state == RoundState.OPEN.value)
-            .values(state=RoundState.CLOSED.value, closed_at=closed_at,
-                    binding_until=binding_until))
-        if res.rowcount != 1:
+        if not await self._move(round_id, RoundState.OPEN, RoundState.CLOSED,
+                                closed_at=closed_at, binding_until=binding_until):
             return None
         ins = await self.conn.execute(insert(round_closings).values(
             round_id=round_id, reference_number=f"pending:{round_id}",
@@ -163,10 +172,7 @@ class Rounds:
     # -- acceptance and lapse ----------------------------------------------------------
     async def accept(self, round_id: str, offer_id: str, user_id: str, now: int) -> bool:
         """Closed -> accepted with the acceptance row; False if the round was not closed."""
-        res = await self.conn.execute(update(rounds).where(
-            rounds.c.id == round_id, rounds.c.state == RoundState.CLOSED.value)
-            .values(state=RoundState.ACCEPTED.value))
-        if res.rowcount != 1:
+        if not await self._move(round_id, RoundState.CLOSED, RoundState.ACCEPTED):
             return False
         await self.conn.execute(insert(acceptances).values(
             round_id=round_id, offer_id=offer_id, exporter_user_id=user_id, accepted_at=now))
@@ -177,17 +183,16 @@ class Rounds:
             select(acceptances).where(acceptances.c.round_id == round_id))).first()
         return None if row is None else from_row(AcceptanceRecord, row)
 
-    async def past_binding(self, now: int) -> list[str]:
-        """Closed rounds whose binding window has ended (auction.rules.has_lapsed)."""
-        return [r.id for r in await self.conn.execute(select(rounds.c.id).where(
-            rounds.c.state == RoundState.CLOSED.value, rounds.c.binding_until <= now))]
+    async def past_binding(self, now: int) -> list[tuple[str, int]]:
+        """(round_id, binding_until) of the closed rounds whose binding window may have ended
+        by ``now`` (the candidates; auction.rules.has_lapsed decides)."""
+        return [(r.id, int(r.binding_until)) for r in await self.conn.execute(
+            select(rounds.c.id, rounds.c.binding_until).where(
+                rounds.c.state == RoundState.CLOSED.value, rounds.c.binding_until <= now))]
 
     async def lapse(self, round_id: str) -> bool:
         """Closed -> lapsed; False if the round was no longer closed."""
-        res = await self.conn.execute(update(rounds).where(
-            rounds.c.id == round_id, rounds.c.state == RoundState.CLOSED.value)
-            .values(state=RoundState.LAPSED.value))
-        return bool(res.rowcount == 1)
+        return await self._move(round_id, RoundState.CLOSED, RoundState.LAPSED)
 
 
 class Offers:

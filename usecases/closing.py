@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from auction import calendar
 from auction.bus import RoundFinalized
 from auction.model import CloseResult, OfferVersion, Outcome, RoundState, dt_to_ms, ms_to_dt
+from auction.rules import has_lapsed
 from persistence.store import Conflict
 from usecases.context import Deps
 from usecases.durability import Durability
@@ -112,9 +113,11 @@ class Closing:
         """Closed rounds past their binding window become lapsed (auction.rules.has_lapsed)."""
         now = self.d.clock()
         async with self.d.store.read() as q:
-            due = await q.rounds.past_binding(now)
+            candidates = await q.rounds.past_binding(now)
         lapsed = []
-        for rid in due:
+        for rid, binding_until in candidates:
+            if not has_lapsed(RoundState.CLOSED, binding_until, now):
+                continue
             async with self.d.store.unit() as tx:
                 if await tx.rounds.lapse(rid):
                     await tx.audit.add(now, "system", "round_lapsed", rid, {})
