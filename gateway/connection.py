@@ -9,15 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 from starlette.websockets import WebSocket
 
+from auction.feed import Subscription
 from usecases.security import Principal
-
-if TYPE_CHECKING:
-    from gateway.stream import Sub
 
 SLOW_CLIENT_CLOSE = 4008
 SUBPROTOCOLS = ("ige.v1.json", "ige.v1.msgpack")  # JSON text frames, MessagePack binary frames
@@ -47,6 +45,16 @@ class Encoded:
         if self._json is None:
             self._json = json.dumps(self.msg, separators=(",", ":"), ensure_ascii=False)
         return self._json
+
+
+@dataclass(eq=False)
+class Sub:
+    """One topic a connection subscribed to."""
+
+    conn: Connection
+    topic: str
+    round_id: str = ""
+    feed: Subscription | None = None  # round topics: the seq state (auction/feed.py)
 
 
 @dataclass(eq=False)

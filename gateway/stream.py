@@ -15,7 +15,6 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -37,7 +36,14 @@ from auction.feed import (
 from auction.model import iso, ms_to_dt
 from gateway import views
 from gateway.bootstrap import INFRASTRUCTURE_ERRORS
-from gateway.connection import SLOW_CLIENT_CLOSE, SUBPROTOCOLS, Connection, Encoded, encode
+from gateway.connection import (
+    SLOW_CLIENT_CLOSE,
+    SUBPROTOCOLS,
+    Connection,
+    Encoded,
+    Sub,
+    encode,
+)
 from usecases.security import Principal
 
 if TYPE_CHECKING:
@@ -51,14 +57,6 @@ log = logging.getLogger("ige.stream")
 HEARTBEAT_SLICES = 10  # a period's heartbeats go out in this many slices
 
 Shared = tuple[Encoded, Encoded]  # a live event's frames: for the offer's owner, for others
-
-
-@dataclass(eq=False)
-class Sub:
-    conn: Connection
-    topic: str
-    round_id: str = ""
-    feed: Subscription | None = None  # round topics: the seq state (auction/feed.py)
 
 
 class Hub:
