@@ -38,8 +38,18 @@ serve: install
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-test-unit: install
+## The fast part of the suite: pure units, the use cases on the reference book, the contracts
+test-fast: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/contract
+
+test-unit: test-fast
+
+## Guard rails: ruff, mypy --strict on the product code, and the import-linter contracts
+## (the layers of docs/ARCHITECTURE.md)
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy --strict auction applications persistence usecases gateway loadtests
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

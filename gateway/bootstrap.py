@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from applications import simulated
 from applications.ports import Providers
+from auction.redis import keys
 from auction.redis.book import RedisBook
 from auction.redis.bus import RedisBus
 from auction.redis.guards import RedisGuards
@@ -77,8 +78,9 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
     listener = Redis.from_url(settings.redis_url, health_check_interval=5,
                               socket_keepalive=True, socket_connect_timeout=REDIS_TIMEOUT_S)
     store = Store.from_url(settings.database_url)
-    bus = RedisBus(redis, listener, settings.channel)
-    deps = Deps(book=RedisBook(redis, settings.channel), store=store, bus=bus,
+    channel = settings.channel or keys.CHANNEL
+    bus = RedisBus(redis, listener, channel)
+    deps = Deps(book=RedisBook(redis, channel), store=store, bus=bus,
                 guards=RedisGuards(redis), providers=providers or simulated.providers(),
                 tokens=TokenSigner(settings.secret_key), policy=settings.policy)
     return Runtime(settings, redis, listener, store, bus, deps, Portal(deps))

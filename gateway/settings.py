@@ -35,7 +35,8 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()  # browser Origins accepted on /v1/stream ("" = same host)
     scheduler_interval_s: float = 0.2
     live_key_ttl_s: int = 7 * 24 * 3600  # how long a finished round's Redis keys are kept
-    channel: str = "ige:events"  # pub/sub channel of this deployment (pub/sub ignores db numbers)
+    #: the deployment's pub/sub channel (pub/sub ignores db numbers); None: the default one
+    channel: str | None = None
 
     @property
     def policy(self) -> Policy:
@@ -85,5 +86,5 @@ class Settings:
             heartbeat_s=float(env.get("IGE_HEARTBEAT_SECONDS", "10")),
             queue_size=int(env.get("IGE_WS_QUEUE", "512")),
             allowed_origins=origins,
-            channel=env.get("IGE_REDIS_CHANNEL", "ige:events"),
+            channel=env.get("IGE_REDIS_CHANNEL") or None,
         )
