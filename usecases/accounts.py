@@ -130,10 +130,11 @@ class Accounts:
                 return await self.d.guards.use_code(user.id, counter, totp.interval * 4)
         return False
 
-    async def _authenticate(self, email: object, code: object, password: object | None
-                            ) -> ExporterRecord | Refusal:
-        """The user when the e-mail, the password (unless None: activation) and a fresh code
-        are right; every failure counts, and the account locks at MAX_LOGIN_FAILURES."""
+    async def _authenticate(self, email: object, code: object, password: object,
+                            with_password: bool = True) -> ExporterRecord | Refusal:
+        """The user when the e-mail, the password (not asked at activation) and a fresh code
+        are right; every failure counts, and the account locks at MAX_LOGIN_FAILURES. A
+        password that is not a string (absent, null, a number) is a wrong password."""
         user = None
         if isinstance(email, str):
             async with self.d.store.read() as q:
@@ -144,8 +145,9 @@ class Accounts:
             return Refusal("locked", "too many failed attempts; the account is locked, "
                                      "contact the guarantee institution")
         good = True
-        if password is not None:
-            good = await asyncio.to_thread(verify_secret, user.password_hash, str(password))
+        if with_password:
+            good = isinstance(password, str) and await asyncio.to_thread(
+                verify_secret, user.password_hash, password)
         good = good and await self._code_ok(user, code)
         if good:
             if user.failed_attempts:
@@ -159,12 +161,12 @@ class Accounts:
         left = MAX_LOGIN_FAILURES - failed
         if left <= 0:
             return Refusal("locked", "too many failed attempts; the account is now locked")
-        return Refusal("totp_invalid" if password is None else "unauthorized",
+        return Refusal("unauthorized" if with_password else "totp_invalid",
                        f"wrong e-mail, password or code ({left} attempts left)")
 
     async def activate(self, email: object, code: object) -> str | Refusal:
         """The first one-time code proves the authenticator works; returns the user id."""
-        user = await self._authenticate(email, code, None)
+        user = await self._authenticate(email, code, None, with_password=False)
         if isinstance(user, Refusal):
             return user
         async with self.d.store.unit() as tx:

@@ -200,6 +200,22 @@ async def test_an_exporter_activates_with_a_first_code_and_a_code_is_never_used_
     assert portal.deps.tokens.verify(token.access_token) == Principal("exporter", reg.user_id)
 
 
+@pytest.mark.parametrize("password", [None, "", 12345, ["correct horse"]],
+                         ids=["null", "empty", "number", "list"])
+async def test_a_login_without_a_string_password_is_a_wrong_password(
+        portal: Portal, clock: Clock, password: Any) -> None:
+    """A null password once skipped the password check: only the one-time code was asked."""
+    reg = await portal.accounts.register(NewExporter(
+        "nopass@example.com", "Ayşe Yılmaz", "10000000146", "+905321234567", "correct horse"))
+    assert isinstance(reg, Registered)
+    totp = pyotp.TOTP(pyotp.parse_uri(reg.totp_uri).secret)
+    assert await portal.accounts.activate("nopass@example.com", totp.at(clock.now / 1000)) \
+        == reg.user_id
+    clock.now += 60_000
+    got = await portal.accounts.login("nopass@example.com", password, totp.at(clock.now / 1000))
+    assert isinstance(got, Refusal) and got.code == "unauthorized"
+
+
 async def test_five_failures_lock_an_account_whatever_comes_after(portal: Portal,
                                                                   clock: Clock) -> None:
     reg = await portal.accounts.register(NewExporter(
