@@ -67,6 +67,13 @@ YEAR_MAX = 2100
 AUDIT_PAGE = 1000
 ROUND_LIST_STATES = tuple(s.value for s in RoundState)  # open, closed, accepted, lapsed
 
+# ----------------------------------------------------------------------------- live stream
+#: owned here as wire facts; tests/unit/test_contract_requests.py proves gateway.stream agrees
+STREAM_SUBPROTOCOLS = ("ige.v1.json", "ige.v1.msgpack")
+STREAM_MAX_CATCH_UP = 1000  # a since_seq further behind than this gets a snapshot instead
+STREAM_SLOW_CLIENT_CLOSE = 4008  # WebSocket close code for a slow consumer
+STREAM_HANDSHAKE_REFUSED = 1008
+
 # ----------------------------------------------------------------------------- accounts
 MAX_LOGIN_FAILURES = 5
 
@@ -85,6 +92,8 @@ __all__ = [
     "MONEY_MAX_INTEGER_DIGITS", "MONEY_PLACES", "NAME_MAX", "NATIONAL_ID_DIGITS", "OFFER_ID_MAX",
     "PAGE_DEFAULT", "PAGE_MAX", "PAGE_MIN", "PASSWORD_MAX", "PASSWORD_MIN", "PREFERRED_MAX",
     "PURPOSE_MAX", "RATE_PLACES", "RELATED_MAX", "REPAYMENT_PERIODS", "ROUND_LIST_STATES",
-    "SECTOR_MAX", "SHARE_MAX_PCT", "SHARE_PLACES", "TAX_ID_DIGITS", "TENOR_MAX", "TENOR_MIN",
+    "SECTOR_MAX", "SHARE_MAX_PCT", "SHARE_PLACES", "STREAM_HANDSHAKE_REFUSED",
+    "STREAM_MAX_CATCH_UP", "STREAM_SLOW_CLIENT_CLOSE", "STREAM_SUBPROTOCOLS", "TAX_ID_DIGITS",
+    "TENOR_MAX", "TENOR_MIN",
     "TOTP_DIGITS", "YEAR_MAX", "YEAR_MIN",
 ]

@@ -102,6 +102,9 @@ class RequestModel(BaseModel):
 
     #: message of an ``unknown_field`` error (models with ``extra="forbid"``)
     UNKNOWN_FIELD: ClassVar[str] = "{} is not a known field"
+    #: fields documented as required although reading does not refuse their absence
+    #: (credentials: a missing one is refused later, as wrong credentials are)
+    REQUIRED_ON_WIRE: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check(cls, v: Mapping[str, Any], c: Collector, ctx: Mapping[str, Any]) -> None:

@@ -78,41 +78,44 @@ def Text(max_len: int, schema: Schema) -> Wire:
 
 
 # ----------------------------------------------------------------------------- offers
-_TENOR_TEXT = (f"Loan tenor in months ({L.TENOR_MIN}..{L.TENOR_MAX}, limits depend on "
+RATE_TEXT = "Nominal interest rate, percent per year."
+AMOUNT_TEXT = ("Loan amount offered, in the round's currency; at most the requested "
+               "loan_amount.")
+REPAYMENT_TEXT = "Months between repayments (interest is collected at least once a year)."
+FEE_TEXT = "One-off fee charged at disbursement, below amount."
+COMMITMENT_TEXT = "The bank takes over the round's export commitment."
+CONDITIONS_TEXT = "Free-text conditions of the offer."
+TENOR_TEXT = (f"Loan tenor in months ({L.TENOR_MIN}..{L.TENOR_MAX}, limits depend on "
                "loan_type: " + "; ".join(f"{k} {r.min_tenor_months}..{r.max_tenor_months}"
                                          for k, r in L.LOAN_TYPE_RULES.items()) + ").")
-_GRACE_TEXT = ("Grace period in months, shorter than the tenor (at most "
+GRACE_TEXT = ("Grace period in months, shorter than the tenor (at most "
                + "; ".join(f"{r.max_grace_months} for {k}" for k, r in L.LOAN_TYPE_RULES.items())
                + ").")
 
 
 class OfferTermsBody(RequestModel):
-    """OFFER_TERMS: the terms a bank offers. Unknown fields are refused (422 unknown_field)."""
+    """The terms a bank offers. Unknown fields are refused (422 unknown_field)."""
 
     model_config = _FORBID
     UNKNOWN_FIELD: ClassVar[str] = "{} is not an offer term"
 
     annual_rate: Annotated[int, Wire(F.rate, described(
-        ref("RateInput"), "Nominal interest rate, percent per year."))]
+        ref("RateInput"), RATE_TEXT))]
     amount: Annotated[int, Wire(F.money, described(
-        ref("MoneyInput"), "Loan amount offered, in the round's currency; at most the "
-                           "requested loan_amount."))]
-    tenor_months: Annotated[int, Int(integer(_TENOR_TEXT, L.TENOR_MIN,
+        ref("MoneyInput"), AMOUNT_TEXT))]
+    tenor_months: Annotated[int, Int(integer(TENOR_TEXT, L.TENOR_MIN,
                                                          L.TENOR_MAX))]
-    grace_months: Annotated[int, Int(integer(_GRACE_TEXT, 0, L.GRACE_MAX,
+    grace_months: Annotated[int, Int(integer(GRACE_TEXT, 0, L.GRACE_MAX,
                                                          default=0))] = 0
     repayment_every_months: Annotated[int, Int({
         "type": "integer", "enum": list(L.REPAYMENT_PERIODS),
-        "description": "Months between repayments (interest is collected at least once a "
-                       "year).", "default": 1})] = 1
+        "description": REPAYMENT_TEXT, "default": 1})] = 1
     upfront_fee: Annotated[int, Wire(F.money, described(
-        ref("MoneyInput"), "One-off fee charged at disbursement, below amount.",
-        default="0.00"))] = 0
+        ref("MoneyInput"), FEE_TEXT, default="0.00"))] = 0
     assumes_export_commitment: Annotated[bool, Bool({
-        "type": "boolean", "description": "The bank takes over the round's export commitment.",
-        "default": False})] = False
+        "type": "boolean", "description": COMMITMENT_TEXT, "default": False})] = False
     conditions: Annotated[str, Text(L.CONDITIONS_PARSE_MAX, string(
-        "Free-text conditions of the offer.", maxLength=L.CONDITIONS_MAX, default=""))] = ""
+        CONDITIONS_TEXT, maxLength=L.CONDITIONS_MAX, default=""))] = ""
     currency: Annotated[str | None, Wire(F.one_of(CURRENCIES), described(
         ref("Currency"), "Optional; must equal the round's currency."))] = None
 
@@ -152,6 +155,8 @@ _TOTP = string(f"{L.TOTP_DIGITS}-digit one-time code.", pattern=f"^[0-9]{{{L.TOT
 class ActivateBody(RequestModel):
     """POST /v1/exporter/activate. Read as sent: a wrong e-mail or code is 401, not 422."""
 
+    REQUIRED_ON_WIRE: ClassVar[tuple[str, ...]] = ("email", "code")
+
     email: Annotated[Any, Wire(raw=True, schema=string("E-mail address."))] = None
     code: Annotated[Any, Wire(raw=True, schema=_TOTP)] = None
 
@@ -162,6 +167,8 @@ class LoginBody(RequestModel):
     ``password`` is ``""`` when absent but ``None`` when sent as JSON null, as the login
     handler has always read it (``body.get("password", "")``).
     """
+
+    REQUIRED_ON_WIRE: ClassVar[tuple[str, ...]] = ("email", "password", "code")
 
     email: Annotated[Any, Wire(raw=True, schema=string("E-mail address."))] = None
     password: Annotated[Any, Wire(raw=True, schema=string("Password."))] = ""
@@ -200,7 +207,7 @@ class CompanyMatchBody(RequestModel):
 
 
 class RelatedCompanyIn(RequestModel):
-    """RELATED_COMPANY: a partner or related company (the risk group)."""
+    """A partner or related company (the risk group)."""
 
     tax_id: Annotated[str, Wire(F.tax_id, string("VKN (10 digits) or TCKN (11 digits)."))]
     relation: Annotated[str, Wire(F.one_of(RELATIONS), {"type": "string",
@@ -257,7 +264,7 @@ def _preferred(v: Any) -> list[str]:
 
 
 class ApplicationForm(RequestModel):
-    """APPLICATION_FORM (Kefalet Başvuru Formu). Unknown fields are refused (422
+    """The application form (Kefalet Başvuru Formu). Unknown fields are refused (422
     unknown_field)."""
 
     model_config = _FORBID
@@ -400,6 +407,8 @@ def _form_text(v: Any) -> str:
 class OAuthTokenForm(RequestModel):
     """POST /v1/oauth/token (application/x-www-form-urlencoded). A missing grant_type is 400
     validation_failed, another one 400 unsupported_grant_type; wrong credentials are 401."""
+
+    REQUIRED_ON_WIRE: ClassVar[tuple[str, ...]] = ("client_id", "client_secret")
 
     grant_type: Annotated[str, Wire(_grant_type, {"type": "string",
                                                   "const": "client_credentials"},
