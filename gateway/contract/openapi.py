@@ -37,8 +37,9 @@ __all__ = ["AUTH_TEXT", "COMPONENTS", "INTRO", "PROBLEM_MEDIA", "STREAM_DESCRIPT
 
 PROBLEM_MEDIA = "application/problem+json"
 _DEFAULTS = Settings()
-#: problem codes outside TITLES that the gateway sends
-EXTRA_CODES = ("unsupported_grant_type",)
+#: problem codes outside gateway.problems.TITLES that the gateway sends (bad_request: a form
+#: Starlette cannot parse, e.g. a broken multipart body, answered by the HTTPException handler)
+EXTRA_CODES = ("unsupported_grant_type", "bad_request")
 
 # ----------------------------------------------------------------------------- components
 #: component name -> declaration (a TypedDict or a request model)

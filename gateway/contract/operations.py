@@ -92,7 +92,7 @@ OPERATIONS: tuple[Operation, ...] = (
               "OAuth2 client credentials (form-encoded). Use the `access_token` as "
               "`Authorization: Bearer <token>` on `/v1/bank/...` until it expires.", "public",
               200, "A bank token.", rs.Token, body=rq.OAuthTokenForm, form=True,
-              problems={400: ("unsupported_grant_type", "validation_failed"),
+              problems={400: ("unsupported_grant_type", "validation_failed", "bad_request"),
                         401: ("invalid_client",)}),
     Operation("get", "/v1/bank/rounds", "bankRounds", "bank", "The pool of rounds",
               "Open rounds (the pool), or with another `state` the finished rounds this bank "
@@ -168,7 +168,7 @@ OPERATIONS: tuple[Operation, ...] = (
               "(muvafakatname) with its text version and time (once per text version: "
               "matching again while that consent is active records nothing new).", "exporter",
               201, "The company.", rs.CompanyOut, body=rq.CompanyMatchBody, idempotent=True,
-              problems={403: ("not_signatory",),
+              problems={403: ("not_signatory",), 409: ("conflict",),
                         422: ("company_not_found", "company_inactive")}),
     Operation("get", "/v1/exporter/companies", "exporterCompanies", "exporter", "My companies",
               "The companies the caller is matched to, with their consent state.", "exporter",
