@@ -75,7 +75,13 @@ class Wire:
         inner = handler(source)
         if self.conv is None or self.nested:
             return inner
-        return core_schema.no_info_before_validator_function(self.conv, inner)
+        conv = self.conv
+        if self.empty_is_missing:  # "" means absent: leave it to the slow path
+            def conv(v: Any, _conv: Converter = self.conv) -> Any:
+                if v == "":
+                    raise ValueError("empty")
+                return _conv(v)
+        return core_schema.no_info_before_validator_function(conv, inner)
 
 
 class Collector:

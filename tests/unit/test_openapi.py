@@ -7,7 +7,8 @@ import html
 import json
 import re
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from starlette.routing import Route, WebSocketRoute
