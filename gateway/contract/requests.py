@@ -23,7 +23,12 @@ from applications.model import RELATIONS, ApplicationRequest, RelatedCompany
 from auction.model import CURRENCIES, LOAN_TYPES, OfferTerms
 from gateway.contract import fields as F
 from gateway.contract import limits as L
-from gateway.contract.errors import FieldError, FieldProblem, InvalidRequest
+from gateway.contract.errors import (
+    FieldError,
+    FieldProblem,
+    InvalidRequest,
+    validation_failed,
+)
 from gateway.contract.reading import (
     Collector,
     Parsed,
@@ -421,6 +426,18 @@ class OAuthTokenForm(RequestModel):
         code = "unsupported_grant_type" if any(
             e["code"] == "unsupported_grant_type" for e in errors) else "validation_failed"
         return InvalidRequest(400, code, _GRANT)
+
+
+# ----------------------------------------------------------------------------- headers
+def idempotency_key(value: str | None) -> str | None:
+    """The ``Idempotency-Key`` header: None when absent or empty; longer than
+    ``IDEMPOTENCY_KEY_MAX`` characters is 422 (field ``Idempotency-Key``, code ``too_long``)."""
+    if not value:
+        return None
+    if len(value) > L.IDEMPOTENCY_KEY_MAX:
+        raise validation_failed([{"field": "Idempotency-Key", "code": "too_long",
+                                  "message": f"at most {L.IDEMPOTENCY_KEY_MAX} characters"}])
+    return value
 
 
 # ----------------------------------------------------------------------------- query strings

@@ -623,3 +623,20 @@ def test_the_fast_path_never_accepts_what_the_slow_path_refuses(
             fast = read(model, raw, ctx)
             assert fast.errors == slow.errors, body
             assert fast.model == slow.model, body
+
+
+@pytest.mark.parametrize("key", [None, "", "k", "k" * L.IDEMPOTENCY_KEY_MAX,
+                                 "k" * (L.IDEMPOTENCY_KEY_MAX + 1)])
+def test_the_idempotency_key_is_read_as_today(key: str | None) -> None:
+    from gateway.contract.requests import idempotency_key
+    from gateway.services import Core
+
+    try:
+        old: Any = Core.idem("bnk_1", key, "POST", "/p", b"") is not None
+    except Problem as p:
+        old = (p.status, p.code, p.detail, p.errors)
+    try:
+        new: Any = idempotency_key(key) is not None
+    except InvalidRequest as e:
+        new = (e.status, e.code, e.detail, e.errors)
+    assert new == old
