@@ -1,7 +1,15 @@
-"""The public contract as data: request models (``requests``), response shapes
-(``responses``), the table of operations (``operations``), and what is generated from them:
-the OpenAPI 3.1 document (``openapi.spec()``) and the /docs page (``docs.docs_html()``).
+"""The public contract as data.
 
-Nothing here does I/O; the gateway reads requests with ``requests.read`` / ``requests.parse``
+* ``limits``: every limit, named once;
+* ``fields``: the wire converters (money, rates, identity numbers, e-mail, mobile, ...);
+* ``reading``: ``read`` / ``parse`` / ``Parsed`` (fast pydantic path, exact slow path);
+* ``requests``: the request models (bodies, query strings, the token form);
+* ``merge``: pure helpers that add the round / package rules' errors to a ``Parsed``;
+* ``responses``: every response body and stream message as a ``TypedDict``;
+* ``operations``: the table of HTTP operations;
+* ``openapi``: the OpenAPI 3.1 document generated from all of the above (``spec()``);
+* ``docs``: the /docs page rendered from it (``docs_html()``).
+
+Nothing here does I/O: the gateway reads requests with ``requests.read`` / ``requests.parse``
 and maps ``errors.InvalidRequest`` to an RFC 9457 problem.
 """
