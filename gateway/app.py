@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import bootstrap
+from gateway.contract.errors import InvalidRequest
 from gateway.problems import Problem, handle_problem, refuse, response
 from gateway.routes import ROUTES
 from gateway.settings import Settings
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # the backing-service errors get entries of their own: Starlette re-raises whatever
     # reaches the catch-all Exception handler after answering, and uvicorn then drops the
     # keep-alive connection, so a client's next request (often its retry) fails with a reset
-    handlers = {Problem: handle_problem, HTTPException: http_error, Exception: server_error}
+    handlers = {Problem: handle_problem, InvalidRequest: handle_problem,
+                HTTPException: http_error, Exception: server_error}
     handlers.update({e: server_error for e in bootstrap.INFRASTRUCTURE_ERRORS})
     return Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers)

@@ -141,7 +141,7 @@ async def seed_demo(settings: Settings, saved: dict[str, Any]) -> dict[str, Any]
                     **spec, exporter_user_id=exporter_id, application_id=new_id("app")), "demo")
                 for j, bank in enumerate(all_banks[: 2 + i]):
                     await portal.bidding.submit(bank.id, t.round_id, OfferDraft({
-                        "annual_rate_e4": 38_0000 + 2500 * j - 5000 * i,
+                        "annual_rate": 38_0000 + 2500 * j - 5000 * i,
                         "amount": t.loan_amount, "tenor_months": t.tenor_months,
                         "grace_months": t.grace_months, "repayment_every_months": 3,
                         "upfront_fee": 0, "assumes_export_commitment": t.export_commitment,

@@ -15,10 +15,11 @@ import msgpack
 from starlette.websockets import WebSocket
 
 from auction.feed import Subscription
+from gateway.contract.limits import STREAM_SLOW_CLIENT_CLOSE, STREAM_SUBPROTOCOLS
 from usecases.security import Principal
 
-SLOW_CLIENT_CLOSE = 4008
-SUBPROTOCOLS = ("ige.v1.json", "ige.v1.msgpack")  # JSON text frames, MessagePack binary frames
+SLOW_CLIENT_CLOSE = STREAM_SLOW_CLIENT_CLOSE
+SUBPROTOCOLS = STREAM_SUBPROTOCOLS
 
 
 def encode(msg: dict[str, Any], binary: bool) -> str | bytes:

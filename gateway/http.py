@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
-from auction.rules import FieldError
+from gateway.contract.requests import idempotency_key
 from gateway.problems import problem, refuse
-from usecases.outcomes import Refusal, invalid
+from usecases.outcomes import Refusal
 from usecases.portal import Portal
 from usecases.security import Principal
 
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from gateway.bootstrap import Runtime
 
 T = TypeVar("T")
-MAX_IDEMPOTENCY_KEY = 200
 
 
 def runtime(request: Request | WebSocket) -> Runtime:
@@ -99,11 +98,9 @@ async def idempotent(request: Request, actor: str, raw: bytes,
 def offer_idempotency(bank_id: str, key: str | None, method: str, path: str, raw: bytes
                       ) -> tuple[str, str] | None:
     """An offer's Idempotency-Key scoped to the bank, and a hash of the request."""
-    if not key:
+    key = idempotency_key(key)
+    if key is None:
         return None
-    if len(key) > MAX_IDEMPOTENCY_KEY:
-        raise problem(invalid([FieldError("Idempotency-Key", "too_long",
-                                          f"at most {MAX_IDEMPOTENCY_KEY} characters")]))
     scoped = hashlib.sha256(f"{bank_id}\0{key}".encode()).hexdigest()[:32]
     body = hashlib.sha256(method.encode() + b"\0" + path.encode() + b"\0" + raw).hexdigest()[:32]
     return scoped, body

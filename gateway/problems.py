@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from auction.rules import FieldError
+from gateway.contract.errors import InvalidRequest
 from usecases.outcomes import Refusal
 
 TYPE_BASE = "https://ige.example/problems/"
@@ -95,6 +96,11 @@ def refuse(code: str, detail: str = "", status: int | None = None, **extra: Any)
     return problem(Refusal(code, detail, extra=extra), status)
 
 
+def unreadable(e: InvalidRequest) -> Problem:
+    """The problem of a request that did not parse (gateway.contract)."""
+    return Problem(e.status, e.code, e.detail, e.errors)
+
+
 def response(p: Problem, instance: str | None = None) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if p.status == 401 else None
     return JSONResponse(p.body(instance), status_code=p.status, headers=headers,
@@ -102,5 +108,7 @@ def response(p: Problem, instance: str | None = None) -> JSONResponse:
 
 
 async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, InvalidRequest):
+        exc = unreadable(exc)
     assert isinstance(exc, Problem)
     return response(exc, request.url.path)

@@ -20,6 +20,7 @@ import httpx
 import redis as redis_sync
 
 from gateway.redis_server import RedisServer, free_port, port_open
+from tests import conformance
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -172,12 +173,23 @@ OFFER_BODY: dict[str, Any] = {
 }
 
 
+def checked_client(**kwargs: Any) -> httpx.Client:
+    """An httpx client whose every response is checked against the OpenAPI document
+    (tests/conformance.py)."""
+    return httpx.Client(event_hooks={"response": [conformance.hook]}, **kwargs)
+
+
+#: for one-off calls outside an ``Api`` (``HTTP.get(url, ...)`` instead of ``httpx.get``)
+HTTP = checked_client(timeout=15)
+
+
 class Api:
-    """Thin synchronous client for tests: admin, banks, exporters."""
+    """Thin synchronous client for tests: admin, banks, exporters. Every response is checked
+    against the OpenAPI document."""
 
     def __init__(self, base_url: str) -> None:
         self.base = base_url
-        self.http = httpx.Client(base_url=base_url, timeout=30)
+        self.http = checked_client(base_url=base_url, timeout=30)
         self.admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
     def create_bank(self, code: str | None = None, name: str | None = None) -> dict[str, Any]:

@@ -55,6 +55,39 @@ def refuse(code: str, **extra: Any) -> Refusal:
     return Refusal(code, REFUSALS[code], extra=extra)
 
 
+#: the form's fields the guarantee package's form rules read
+TERM_FIELDS = frozenset({"loan_type", "currency", "loan_amount", "guarantee_amount",
+                         "tenor_months", "grace_months"})
+
+
+@dataclass(frozen=True)
+class ApplicationDraft:
+    """The application form as far as it parsed: the request when every field did, the
+    values of the fields that did (wire names, converted), and the errors of the others."""
+
+    company_id: str | None
+    request: ApplicationRequest | None
+    values: Mapping[str, Any]
+    errors: Sequence[FieldError] = ()
+
+
+def check_form(draft: ApplicationDraft, package: GuaranteePackage
+               ) -> tuple[str, ApplicationRequest] | Refusal:
+    """The company and the request, or one refusal listing every bad field: the ones that did
+    not parse and the package's form rules (tenor, grace, guarantee above loan) under their
+    stable reason codes, so that a typo never becomes a rejection."""
+    errors = list(draft.errors)
+    if TERM_FIELDS.isdisjoint(e.field for e in errors):
+        v = draft.values
+        probe = ApplicationRequest(v["loan_type"], v["currency"], v["loan_amount"],
+                                   v["guarantee_amount"], v["tenor_months"], v["grace_months"])
+        errors += [FieldError(r.field or "", r.code, r.text)
+                   for r in rules.check_terms(probe, package)]
+    if errors or draft.request is None or draft.company_id is None:
+        return invalid(errors)
+    return draft.company_id, draft.request
+
+
 @dataclass(frozen=True)
 class CompanyState:
     company: CompanyRecord
@@ -169,10 +202,14 @@ class Applying:
         return await self._state(company, hidden)
 
     # -- applications -------------------------------------------------------------------
-    async def apply(self, who: Principal, company_id: str, req: ApplicationRequest
+    async def apply(self, who: Principal, draft: ApplicationDraft
                     ) -> ApplicationState | Refusal:
         """Assess and decide; on approval the offer round opens in the same unit of work."""
         pkg = self.package()
+        form = check_form(draft, pkg)
+        if isinstance(form, Refusal):
+            return form
+        company_id, req = form
         if req.preferred_banks:
             async with self.d.store.read() as q:
                 known = {b.code for b in await q.banks.all()}

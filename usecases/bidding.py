@@ -30,30 +30,21 @@ from auction.rules import FieldError, TenorLimits, book_access, new_ref, validat
 from persistence.records import AcceptanceRecord, ClosingRecord, RoundRecord
 from usecases.context import Deps
 from usecases.durability import Durability
-from usecases.outcomes import NOT_FOUND_ROUND, Refusal, invalid
+from usecases.outcomes import NOT_FOUND_ROUND, Draft, Refusal, invalid
 from usecases.security import new_id
 
 TERMS_CACHE = 20_000  # rounds whose terms a process keeps
 
 
-@dataclass(frozen=True)
-class OfferDraft:
-    """An offer as the request gave it: the terms that parsed (keyed by ``OfferTerms`` field
-    names, plus ``currency`` when sent) and the errors of the fields that did not."""
+#: an offer as the request gave it: the terms that parsed, by their wire names (``annual_rate``
+#: in percent x 10^4, money in minor units, ``currency`` when sent), and the fields that did not
+OfferDraft = Draft
 
-    values: Mapping[str, Any]
-    errors: Sequence[FieldError] = ()
-
-
-#: (wire field name, OfferTerms field): the rules name wire fields in their errors
-_TERMS = (("annual_rate", "annual_rate_e4"), ("amount", "amount"),
-          ("tenor_months", "tenor_months"), ("grace_months", "grace_months"),
-          ("repayment_every_months", "repayment_every_months"),
-          ("upfront_fee", "upfront_fee"),
-          ("assumes_export_commitment", "assumes_export_commitment"),
-          ("conditions", "conditions"))
+#: the wire names of the terms, in the order of ``OfferTerms``' fields
+_TERMS = ("annual_rate", "amount", "tenor_months", "grace_months", "repayment_every_months",
+          "upfront_fee", "assumes_export_commitment", "conditions")
 #: what a field that did not parse stands in as, so the round rules can check the others
-_NEUTRAL: Mapping[str, Any] = {"annual_rate_e4": 10 * RATE_SCALE, "grace_months": 0,
+_NEUTRAL: Mapping[str, Any] = {"annual_rate": 10 * RATE_SCALE, "grace_months": 0,
                                 "repayment_every_months": 1, "upfront_fee": 0,
                                 "assumes_export_commitment": False, "conditions": ""}
 
@@ -257,9 +248,9 @@ def check_offer(draft: OfferDraft, rnd: RoundTerms, limits: TenorLimits
                                  f"this round is in {rnd.currency}"))
     bad = {e.field for e in errors}
     neutral = {**_NEUTRAL, "amount": rnd.loan_amount, "tenor_months": rnd.tenor_months}
-    values = {name: draft.values[name] if name in draft.values and wire not in bad
-              else neutral[name] for wire, name in _TERMS}
-    terms = OfferTerms(**values)
+    given = draft.values
+    terms = OfferTerms(*(given[name] if given.get(name) is not None and name not in bad
+                         else neutral[name] for name in _TERMS))
     errors += [e for e in validate_offer(terms, rnd, limits) if e.field not in bad]
     if errors:
         return invalid(errors)

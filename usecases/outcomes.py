@@ -23,6 +23,16 @@ class Refusal:
 
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A request as far as it parsed: the values of the fields that did (wire names,
+    converted: money in minor units, rates x 10^4) and the errors of those that did not.
+    The use case runs its rules over the values and refuses once, listing both."""
+
+    values: Mapping[str, Any]
+    errors: Sequence[FieldError] = ()
+
+
 def invalid(errors: Sequence[FieldError]) -> Refusal:
     """Malformed or rule-breaking input: every offending field, in one refusal."""
     fields = ", ".join(sorted({e.field for e in errors}))

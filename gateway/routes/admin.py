@@ -6,7 +6,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import parsing, views
+from gateway import views
+from gateway.contract.requests import AuditQuery, BankBody, RoundIntakeBody, parse, read
 from gateway.http import idempotent, ok, portal, principal, reply
 from gateway.problems import refuse
 from usecases.outcomes import Refusal
@@ -15,12 +16,12 @@ from usecases.outcomes import Refusal
 async def create_bank(request: Request) -> Response:
     p = principal(request, "admin")
     raw = await request.body()
-    code, name = parsing.bank(parsing.parse_json(raw))
+    body = parse(BankBody, raw)
 
     async def run() -> JSONResponse:
-        creds = await portal(request).accounts.create_bank(code, name, p.actor)
+        creds = await portal(request).accounts.create_bank(body.bank_code, body.name, p.actor)
         if creds is None:
-            raise refuse("conflict", f"bank {code} already exists")
+            raise refuse("conflict", f"bank {body.bank_code} already exists")
         return ok(views.bank_credentials(creds), 201)
 
     return await idempotent(request, p.actor, raw, run)
@@ -34,10 +35,11 @@ async def banks(request: Request) -> Response:
 async def create_round(request: Request) -> Response:
     p = principal(request, "admin")
     raw = await request.body()
-    values, errors = parsing.round_intake(parsing.parse_json(raw))
+    got = read(RoundIntakeBody, raw)
+    values = got.model.values() if got.model is not None else got.values
 
     async def run() -> JSONResponse:
-        return reply(await portal(request).operator.intake(values, errors, p.actor),
+        return reply(await portal(request).operator.intake(values, got.errors, p.actor),
                      views.admin_round, 201)
 
     return await idempotent(request, p.actor, raw, run)
@@ -59,9 +61,8 @@ async def application(request: Request) -> Response:
 
 async def audit(request: Request) -> Response:
     principal(request, "admin")
-    after = parsing.after_id_query(dict(request.query_params))
-    rows = await portal(request).operator.audit(request.query_params.get("round_id") or None,
-                                                after)
+    q = parse(AuditQuery, request.query_params)
+    rows = await portal(request).operator.audit(q.round_id, q.after_id)
     return ok(views.audit(rows))
 
 

@@ -6,28 +6,30 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import parsing, views
+from gateway import views
+from gateway.contract.requests import BankRoundsQuery, OAuthTokenForm, OfferTermsBody, parse, read
 from gateway.http import offer_idempotency, portal, principal, reply
-from gateway.problems import refuse
+from usecases.outcomes import Draft
 
 
 async def oauth_token(request: Request) -> Response:
-    form = await request.form()
-    grant = form.get("grant_type")
-    if grant != "client_credentials":
-        if grant:
-            raise refuse("unsupported_grant_type", "grant_type must be client_credentials")
-        raise refuse("validation_failed", "grant_type must be client_credentials", status=400)
-    token = await portal(request).accounts.bank_token(str(form.get("client_id") or ""),
-                                                      str(form.get("client_secret") or ""))
+    form = parse(OAuthTokenForm, await request.form())
+    token = await portal(request).accounts.bank_token(form.client_id, form.client_secret)
     return reply(token, views.token)
 
 
 async def rounds(request: Request) -> Response:
     """The pool (state=open: every open round) or the finished rounds this bank bid in."""
     p = principal(request, "bank")
-    state, limit, after = parsing.pool_query(dict(request.query_params))
-    return reply(await portal(request).bidding.pool(p.id, state, limit, after), views.pool)
+    q = parse(BankRoundsQuery, request.query_params)
+    return reply(await portal(request).bidding.pool(p.id, q.state, q.limit, q.cursor),
+                 views.pool)
+
+
+def _offer(raw: bytes) -> Draft:
+    """The terms as far as they parse; the round's rules over them are the use case's."""
+    got = read(OfferTermsBody, raw)
+    return Draft(got.values, got.errors)
 
 
 async def one_round(request: Request) -> Response:
@@ -39,7 +41,7 @@ async def one_round(request: Request) -> Response:
 async def post_offer(request: Request) -> Response:
     p = principal(request, "bank")
     raw = await request.body()
-    draft = parsing.offer_draft(parsing.parse_json(raw))
+    draft = _offer(raw)
     idem = offer_idempotency(p.id, request.headers.get("idempotency-key"), "POST",
                              request.url.path, raw)
     accepted = await portal(request).bidding.submit(p.id, request.path_params["round_id"],
@@ -50,7 +52,7 @@ async def post_offer(request: Request) -> Response:
 async def put_offer(request: Request) -> Response:
     p = principal(request, "bank")
     raw = await request.body()
-    draft = parsing.offer_draft(parsing.parse_json(raw))
+    draft = _offer(raw)
     idem = offer_idempotency(p.id, request.headers.get("idempotency-key"), "PUT",
                              request.url.path, raw)
     accepted = await portal(request).bidding.revise(

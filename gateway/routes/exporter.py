@@ -7,8 +7,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import parsing, views
+from gateway import views
+from gateway.contract.requests import (
+    AcceptBody,
+    ActivateBody,
+    ApplicationForm,
+    CompanyMatchBody,
+    LoginBody,
+    RegisterBody,
+    parse,
+    read,
+)
 from gateway.http import idempotent, ok, portal, principal, reply
+from usecases.accounts import NewExporter
+from usecases.applying import ApplicationDraft
 from gateway.problems import problem
 from usecases.outcomes import Refusal
 
@@ -16,7 +28,8 @@ from usecases.outcomes import Refusal
 # ----------------------------------------------------------------------------- the account
 async def register(request: Request) -> Response:
     raw = await request.body()
-    who = parsing.exporter(parsing.parse_json(raw))
+    b = parse(RegisterBody, raw)
+    who = NewExporter(b.email, b.full_name, b.national_id, b.mobile, b.password)
 
     async def run() -> JSONResponse:
         return reply(await portal(request).accounts.register(who), views.registered, 201)
@@ -25,15 +38,14 @@ async def register(request: Request) -> Response:
 
 
 async def activate(request: Request) -> Response:
-    body = parsing.parse_json(await request.body())
-    user_id = await portal(request).accounts.activate(body.get("email"), body.get("code"))
+    body = parse(ActivateBody, await request.body())
+    user_id = await portal(request).accounts.activate(body.email, body.code)
     return reply(user_id, lambda uid: {"user_id": uid, "active": True})
 
 
 async def login(request: Request) -> Response:
-    body = parsing.parse_json(await request.body())
-    token = await portal(request).accounts.login(body.get("email"), body.get("password", ""),
-                                                 body.get("code"))
+    body = parse(LoginBody, await request.body())
+    token = await portal(request).accounts.login(body.email, body.password, body.code)
     return reply(token, views.token)
 
 
@@ -48,7 +60,8 @@ async def guarantee_package(request: Request) -> Response:
 async def match_company(request: Request) -> Response:
     p = principal(request, "exporter")
     raw = await request.body()
-    tax_id = parsing.consent(parsing.parse_json(raw), portal(request).applying.package())
+    version = portal(request).applying.package().consent_text_version
+    tax_id = parse(CompanyMatchBody, raw, {"consent_text_version": version}).tax_id
 
     async def run() -> JSONResponse:
         # 201 as the contract says, also when the caller's consent to this text was already
@@ -76,12 +89,13 @@ async def withdraw_consent(request: Request) -> Response:
 async def apply(request: Request) -> Response:
     p = principal(request, "exporter")
     raw = await request.body()
-    company_id, req = parsing.application(parsing.parse_json(raw),
-                                          portal(request).applying.package())
+    got = read(ApplicationForm, raw)
+    draft = ApplicationDraft(got.values.get("company_id"),
+                             None if got.model is None else got.model.request(),
+                             got.values, got.errors)
 
     async def run() -> JSONResponse:
-        return reply(await portal(request).applying.apply(p, company_id, req),
-                     views.application, 201)
+        return reply(await portal(request).applying.apply(p, draft), views.application, 201)
 
     return await idempotent(request, p.actor, raw, run)
 
@@ -116,7 +130,7 @@ async def accept(request: Request) -> Response:
     if isinstance(own, Refusal):
         raise problem(own)
     raw = await request.body()
-    offer_id = parsing.accept(parsing.parse_json(raw))
+    offer_id = parse(AcceptBody, raw).offer_id
 
     async def run() -> JSONResponse:
         return reply(await portal(request).results.accept(p.id, app_id, offer_id),

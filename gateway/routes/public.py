@@ -10,7 +10,9 @@ from starlette.routing import BaseRoute, Route
 
 from auction import calendar
 from auction.model import iso
-from gateway import openapi, parsing
+from gateway.contract.docs import docs_html
+from gateway.contract.openapi import spec
+from gateway.contract.requests import DeadlineQuery, HolidaysQuery, parse
 from gateway.http import ok, runtime
 
 
@@ -25,21 +27,21 @@ async def readyz(request: Request) -> Response:
 
 
 async def openapi_json(request: Request) -> Response:
-    return ok(openapi.spec())
+    return ok(spec())
 
 
 async def docs(request: Request) -> Response:
-    return HTMLResponse(openapi.docs_html())
+    return HTMLResponse(docs_html())
 
 
 async def calendar_deadline(request: Request) -> Response:
-    start, n = parsing.deadline_query(dict(request.query_params))
-    d = calendar.deadline(start, n, runtime(request).settings.calendar)
-    return ok({"start": iso(start), "business_days": n, "deadline": iso(d)})
+    q = parse(DeadlineQuery, request.query_params)
+    d = calendar.deadline(q.start, q.business_days, runtime(request).settings.calendar)
+    return ok({"start": iso(q.start), "business_days": q.business_days, "deadline": iso(d)})
 
 
 async def calendar_holidays(request: Request) -> Response:
-    y = parsing.year_query(dict(request.query_params), datetime.now(UTC).year)
+    y = parse(HolidaysQuery, request.query_params).year or datetime.now(UTC).year
     cal = runtime(request).settings.calendar
     days = calendar.holidays_between(date(y, 1, 1), date(y, 12, 31),
                                      half_days_off=cal.half_days_off)

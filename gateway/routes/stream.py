@@ -11,6 +11,7 @@ from starlette.websockets import WebSocket
 
 from gateway import views
 from gateway.connection import SUBPROTOCOLS
+from gateway.contract.limits import STREAM_HANDSHAKE_REFUSED
 from gateway.http import ok, portal, principal, runtime
 from gateway.settings import Settings
 
@@ -40,11 +41,11 @@ async def stream(ws: WebSocket) -> None:
     proto = next((s for s in offered if s in SUBPROTOCOLS), None)
     ticket = ws.query_params.get("ticket", "")
     if proto is None or not ticket or not _origin_ok(ws, settings):
-        await ws.close(code=1008)
+        await ws.close(code=STREAM_HANDSHAKE_REFUSED)
         return
     who = await portal(ws).accounts.redeem_ticket(ticket)
     if who is None:
-        await ws.close(code=1008)
+        await ws.close(code=STREAM_HANDSHAKE_REFUSED)
         return
     await ws.accept(subprotocol=proto)
     hub: Hub = ws.app.state.hub

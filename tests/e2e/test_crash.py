@@ -64,7 +64,7 @@ from auction.redis.keys import DEADLINES, PERSISTER_LEASE, close_claim, round_ke
 from gateway.redis_server import RedisServer
 from persistence.db import migrate
 from persistence.reference import is_valid_reference
-from tests.support import OFFER_BODY, ROUND_BODY, Api, sqlite_url
+from tests.support import HTTP, OFFER_BODY, ROUND_BODY, Api, checked_client, sqlite_url
 
 pytestmark = pytest.mark.slow
 
@@ -208,7 +208,7 @@ class Burst:
         base_i = w % len(self.bases)
         keyed = w % 2 == 0
         mine: list[str] = []
-        with httpx.Client(timeout=15) as http:
+        with checked_client(timeout=15) as http:
             for i in range(self.MAX_PER_THREAD):
                 if self.stopping.is_set():
                     return
@@ -362,7 +362,7 @@ def assert_book_matches_sql(base: str, db: Path, rid: str, banks: list[Bank], li
     latest = latest_in_sql(db, rid)
     seen = 0
     for b in banks:
-        r = httpx.get(f"{base}/v1/bank/rounds/{rid}/book", headers=b.headers, timeout=15)
+        r = HTTP.get(f"{base}/v1/bank/rounds/{rid}/book", headers=b.headers, timeout=15)
         if not any(v["bank_id"] == b.bank_id for v in latest.values()):
             assert r.status_code == 403
             continue
@@ -504,7 +504,7 @@ def assert_closed_exactly_once(db: Path, srv: RedisServer, rounds: list[str], ba
             elif a.t_sent * 1000 > closes + 5 and not (killed and a.status in (0, 503)):
                 assert (a.status, a.body.get("code")) == (409, "round_closed"), (a.tag, a.body)
         for bk in banks:
-            res = httpx.get(f"{base}/v1/bank/rounds/{rid}/result", headers=bk.headers, timeout=15)
+            res = HTTP.get(f"{base}/v1/bank/rounds/{rid}/result", headers=bk.headers, timeout=15)
             if any(v["bank_id"] == bk.bank_id for v in latest.values()):
                 assert res.status_code == 200, res.text
                 assert res.json()["reference_number"] == c["reference_number"]
@@ -594,7 +594,7 @@ def test_rounds_whose_opening_a_redis_crash_cut_short_still_close_exactly_once(
     unindexed = api.open_round()["round_id"]
     assert rconn(own_redis).zrem(DEADLINES, unindexed) == 1
     rounds = [*orphans, unindexed]
-    pool = httpx.get(f"{srv.base_url}/v1/bank/rounds?state=open", headers=bank.headers).json()
+    pool = HTTP.get(f"{srv.base_url}/v1/bank/rounds?state=open", headers=bank.headers).json()
     assert {x["round_id"] for x in pool["rounds"]} == set(rounds)
     bid = api.offer(bank.headers, orphans[0], conditions="bid on a cut-short round")
     assert bid.status_code == 201, bid.text
@@ -637,7 +637,7 @@ def test_redis_losing_its_data_set_rebuilds_open_rounds_from_sql(own_redis, shar
         out = {}
         for rid in rounds:
             for bk in banks:
-                res = httpx.get(f"{srv.base_url}/v1/bank/rounds/{rid}/book", headers=bk.headers,
+                res = HTTP.get(f"{srv.base_url}/v1/bank/rounds/{rid}/book", headers=bk.headers,
                                 timeout=15)
                 body = res.json()
                 body.pop("server_time", None)
@@ -693,7 +693,7 @@ def test_a_batch_read_before_redis_lost_its_data_never_lands_on_the_rebuilt_roun
 
     def bid(tag: str) -> Attempt:
         a = Attempt(tag, rid, bank, None, 4000, time.time())
-        res = httpx.post(f"{srv.base_url}/v1/bank/rounds/{rid}/offers", headers=bank.headers,
+        res = HTTP.post(f"{srv.base_url}/v1/bank/rounds/{rid}/offers", headers=bank.headers,
                          json={**OFFER_BODY, "annual_rate": "40.00", "conditions": tag},
                          timeout=30)
         a.status, a.body, a.t_done = res.status_code, res.json(), time.time()

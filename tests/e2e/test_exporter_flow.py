@@ -17,6 +17,7 @@ import pytest
 import websockets
 
 from applications.simulated import STD_REQUEST
+from tests.conformance import check_message
 from tests.support import ADMIN_TOKEN, Api, ServerProcess
 
 CONSENT = {"text_version": "MUV-2026-01", "accepted": True}
@@ -40,7 +41,7 @@ async def recv_until(ws: Any, pred: Callable[[dict[str, Any]], bool],
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
-        msg = json.loads(await asyncio.wait_for(ws.recv(), max(left, 0.01)))
+        msg = check_message(json.loads(await asyncio.wait_for(ws.recv(), max(left, 0.01))))
         if pred(msg):
             return msg
 

@@ -24,6 +24,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from tests.conformance import check_message
 from tests.support import OFFER_BODY, Api
 
 # Codes and names that cannot occur by chance in ids, tokens, timestamps or numbers.
@@ -60,8 +61,8 @@ class BankView:
         return b"\n".join(self.http + ws)
 
     def messages(self, proto: str) -> list[dict[str, Any]]:
-        return [json.loads(f) if isinstance(f, str) else msgpack.unpackb(f, raw=False)
-                for f in self.frames[proto]]
+        return [check_message(json.loads(f) if isinstance(f, str)
+                              else msgpack.unpackb(f, raw=False)) for f in self.frames[proto]]
 
 
 @dataclass

@@ -9,6 +9,7 @@ import time
 import pyotp
 import websockets
 
+from tests.conformance import check_message
 from tests.support import Api
 
 
@@ -16,7 +17,7 @@ async def recv_until(ws, pred, timeout=5.0):
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
-        msg = json.loads(await asyncio.wait_for(ws.recv(), max(left, 0.01)))
+        msg = check_message(json.loads(await asyncio.wait_for(ws.recv(), max(left, 0.01))))
         if pred(msg):
             return msg
 

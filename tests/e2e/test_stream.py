@@ -25,6 +25,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.conformance import check_message
 from tests.support import OFFER_BODY, Api, ServerProcess
 
 JSON, MSGPACK = "ige.v1.json", "ige.v1.msgpack"
@@ -39,8 +40,8 @@ BOOK_ENTRY_KEYS = {"label", "rank", "mine", "annual_rate", "apr", "amount", "ten
 # ----------------------------------------------------------------------------- helpers
 def decode(frame: str | bytes) -> dict[str, Any]:
     if isinstance(frame, bytes):
-        return dict(msgpack.unpackb(frame, raw=False))
-    return dict(json.loads(frame))
+        return dict(check_message(msgpack.unpackb(frame, raw=False)))
+    return dict(check_message(json.loads(frame)))
 
 
 async def recv(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:

@@ -45,9 +45,12 @@ COMPANY: dict[str, Any] = {
 
 def draft(terms: OfferTerms) -> OfferDraft:
     """Terms as a request that parsed without an error would give them."""
-    return OfferDraft({f: getattr(terms, f) for f in (
-        "annual_rate_e4", "amount", "tenor_months", "grace_months", "repayment_every_months",
-        "upfront_fee", "assumes_export_commitment", "conditions")})
+    return OfferDraft({"annual_rate": terms.annual_rate_e4, "amount": terms.amount,
+                       "tenor_months": terms.tenor_months, "grace_months": terms.grace_months,
+                       "repayment_every_months": terms.repayment_every_months,
+                       "upfront_fee": terms.upfront_fee,
+                       "assumes_export_commitment": terms.assumes_export_commitment,
+                       "conditions": terms.conditions})
 
 
 class Proc:

@@ -20,11 +20,12 @@ from auction.book import MemoryBook
 from auction.bus import MemoryBus, RoundFinalized, RoundOpened
 from auction.calendar import CalendarRules
 from auction.model import RoundState, money_to_minor
+from auction.rules import FieldError
 from persistence.db import migrate
 from persistence.reference import is_valid_reference
 from persistence.store import Store
 from usecases.accounts import NewExporter, Registered, Token
-from usecases.applying import ApplicationState, CompanyState
+from usecases.applying import ApplicationDraft, ApplicationState, CompanyState
 from usecases.bidding import Accepted, BookSeen, OfferDraft
 from usecases.context import Policy
 from usecases.outcomes import Refusal
@@ -77,7 +78,7 @@ async def portal(template_db: Path, tmp_path: Path, clock: Clock) -> AsyncIterat
 
 def offer(rate: str = "38.50", **changes: Any) -> OfferDraft:
     values: dict[str, Any] = dict(
-        annual_rate_e4=int(float(rate) * 10_000), amount=500_000_000, tenor_months=24,
+        annual_rate=int(float(rate) * 10_000), amount=500_000_000, tenor_months=24,
         grace_months=6, repayment_every_months=3, upfront_fee=0,
         assumes_export_commitment=True, conditions="")
     values.update(changes)
@@ -247,7 +248,7 @@ async def test_an_approved_application_opens_its_round_and_the_exporter_accepts_
     exporter = Principal("exporter", reg.user_id)
     matched = await portal.applying.match_company(exporter, "1100000014")
     assert isinstance(matched, CompanyState) and matched.consent_active
-    decided = await portal.applying.apply(exporter, matched.company.id, STD_REQUEST_PARSED)
+    decided = await portal.applying.apply(exporter, application(matched.company.id))
     assert isinstance(decided, ApplicationState)
     assert decided.application.status == "approved" and decided.round is not None
     rid = decided.round.id
@@ -289,11 +290,26 @@ async def test_an_unanswered_round_lapses_after_its_binding_window(portal: Porta
     assert not isinstance(view, Refusal) and view.round.state == RoundState.LAPSED.value
 
 
-def _std_request() -> ApplicationRequest:
-    r = STD_REQUEST
-    return ApplicationRequest(r["loan_type"], r["currency"], money_to_minor(r["loan_amount"]),
-                              money_to_minor(r["guarantee_amount"]), r["tenor_months"],
-                              r["grace_months"], export_commitment=True)
+def application(company_id: str, **changes: Any) -> ApplicationDraft:
+    """The standard request of the simulated integrations, as a form that parsed."""
+    r = {**STD_REQUEST, **changes}
+    req = ApplicationRequest(r["loan_type"], r["currency"], money_to_minor(r["loan_amount"]),
+                             money_to_minor(r["guarantee_amount"]), r["tenor_months"],
+                             r["grace_months"], export_commitment=True)
+    values = {"loan_type": req.loan_type, "currency": req.currency,
+              "loan_amount": req.loan_amount, "guarantee_amount": req.guarantee_amount,
+              "tenor_months": req.tenor_months, "grace_months": req.grace_months}
+    return ApplicationDraft(company_id, req, values)
 
 
-STD_REQUEST_PARSED = _std_request()
+async def test_the_packages_form_rules_and_the_parse_errors_are_one_refusal(
+        portal: Portal) -> None:
+    exporter = Principal("exporter", "usr_any")
+    draft = application("cmp_x", tenor_months=61, grace_months=13)
+    bad = ApplicationDraft(None, None, draft.values,
+                           [FieldError("company_id", "required", "company_id is required")])
+    got = await portal.applying.apply(exporter, bad)
+    assert isinstance(got, Refusal) and got.code == "validation_failed"
+    assert [(e.field, e.code) for e in got.errors or []] == [
+        ("company_id", "required"), ("tenor_months", "tenor_above_maximum"),
+        ("grace_months", "grace_above_maximum")]

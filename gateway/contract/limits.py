@@ -1,0 +1,100 @@
+"""Every limit of the public contract, named once.
+
+The request models (``requests.py``) enforce these numbers and the generated document
+(``openapi.py``) states them, so the two cannot drift apart. Limits that belong to a business
+rule are re-exported from the module that owns the rule (``auction.rules``), never copied.
+"""
+
+from __future__ import annotations
+
+from auction.model import (
+    CURRENCIES,
+    LOAN_TYPES,
+    MAX_INTEGER_DIGITS,
+    RATE_SCALE,
+    RoundState,
+)
+from applications.package import PACKAGES
+from auction.feed import MAX_CATCH_UP
+from auction.rules import (
+    MAX_ANNUAL_RATE_E4,
+    MAX_CONDITIONS_LEN,
+    REPAYMENT_PERIODS,
+)
+from usecases.accounts import MAX_LOGIN_FAILURES
+from usecases.operator import AUDIT_PAGE
+
+#: tenor and grace limits per loan type: the guarantee package's (the newest one documented)
+LOAN_TYPE_RULES = PACKAGES[-1].loan_types
+
+# ----------------------------------------------------------------------------- wire numbers
+MONEY_PLACES = 2  # "1500000.00"
+RATE_PLACES = 4  # "31.2500" percent per year
+SHARE_PLACES = 2  # related company share, percent
+SHARE_MAX_PCT = 100
+MONEY_MAX_INTEGER_DIGITS = MAX_INTEGER_DIGITS  # digits before the decimal point
+
+# ----------------------------------------------------------------------------- text lengths
+NAME_MAX = 200  # a person's full name, a bank's name, a company's trade name
+SECTOR_MAX = 100
+ID_MAX = 40  # company_id, exporter_user_id and the consent text version
+OFFER_ID_MAX = 60
+PURPOSE_MAX = 2000
+EMAIL_MAX = 254
+MOBILE_MAX = 30
+PASSWORD_MIN = 10
+PASSWORD_MAX = 200
+TOTP_DIGITS = 6
+#: parse-time ceiling on an offer's conditions; the round rule (``CONDITIONS_MAX``) is lower
+CONDITIONS_PARSE_MAX = 10_000
+CONDITIONS_MAX = MAX_CONDITIONS_LEN
+IDEMPOTENCY_KEY_MAX = 200
+
+# ----------------------------------------------------------------------------- codes
+BANK_CODE_MIN = 2
+BANK_CODE_MAX = 20
+BANK_CODE_PATTERN = rf"[A-Z0-9_]{{{BANK_CODE_MIN},{BANK_CODE_MAX}}}"
+NATIONAL_ID_DIGITS = 11  # TCKN
+TAX_ID_DIGITS = 10  # VKN
+
+# ----------------------------------------------------------------------------- lists
+RELATED_MAX = 50
+PREFERRED_MAX = 30
+
+# ----------------------------------------------------------------------------- query strings
+PAGE_MIN = 1
+PAGE_MAX = 200
+PAGE_DEFAULT = 50
+BUSINESS_DAYS_MIN = 0
+BUSINESS_DAYS_MAX = 366
+BUSINESS_DAYS_DEFAULT = 7
+YEAR_MIN = 2000
+YEAR_MAX = 2100
+ROUND_LIST_STATES = tuple(s.value for s in RoundState)  # open, closed, accepted, lapsed
+
+# ----------------------------------------------------------------------------- live stream
+STREAM_SUBPROTOCOLS = ("ige.v1.json", "ige.v1.msgpack")  # JSON text, MessagePack binary frames
+STREAM_MAX_CATCH_UP = MAX_CATCH_UP  # a since_seq further behind than this gets a snapshot
+STREAM_SLOW_CLIENT_CLOSE = 4008  # WebSocket close code for a slow consumer
+STREAM_HANDSHAKE_REFUSED = 1008  # missing or used ticket, no subprotocol, foreign Origin
+
+# ----------------------------------------------------------------------------- round rules
+#: documented ranges; the per-loan-type rules themselves live in auction.rules
+TENOR_MIN = min(r.min_tenor_months for r in LOAN_TYPE_RULES.values())
+TENOR_MAX = max(r.max_tenor_months for r in LOAN_TYPE_RULES.values())
+GRACE_MAX = max(r.max_grace_months for r in LOAN_TYPE_RULES.values())
+ANNUAL_RATE_MAX_PCT = MAX_ANNUAL_RATE_E4 // RATE_SCALE
+
+__all__ = [
+    "ANNUAL_RATE_MAX_PCT", "AUDIT_PAGE", "BANK_CODE_MAX", "BANK_CODE_MIN", "BANK_CODE_PATTERN",
+    "BUSINESS_DAYS_DEFAULT", "BUSINESS_DAYS_MAX", "BUSINESS_DAYS_MIN", "CONDITIONS_MAX",
+    "CONDITIONS_PARSE_MAX", "CURRENCIES", "EMAIL_MAX", "GRACE_MAX", "IDEMPOTENCY_KEY_MAX",
+    "ID_MAX", "LOAN_TYPES", "LOAN_TYPE_RULES", "MAX_LOGIN_FAILURES", "MOBILE_MAX",
+    "MONEY_MAX_INTEGER_DIGITS", "MONEY_PLACES", "NAME_MAX", "NATIONAL_ID_DIGITS", "OFFER_ID_MAX",
+    "PAGE_DEFAULT", "PAGE_MAX", "PAGE_MIN", "PASSWORD_MAX", "PASSWORD_MIN", "PREFERRED_MAX",
+    "PURPOSE_MAX", "RATE_PLACES", "RELATED_MAX", "REPAYMENT_PERIODS", "ROUND_LIST_STATES",
+    "SECTOR_MAX", "SHARE_MAX_PCT", "SHARE_PLACES", "STREAM_HANDSHAKE_REFUSED",
+    "STREAM_MAX_CATCH_UP", "STREAM_SLOW_CLIENT_CLOSE", "STREAM_SUBPROTOCOLS", "TAX_ID_DIGITS",
+    "TENOR_MAX", "TENOR_MIN",
+    "TOTP_DIGITS", "YEAR_MAX", "YEAR_MIN",
+]

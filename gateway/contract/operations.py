@@ -1,0 +1,234 @@
+"""The table of HTTP operations: one row per (method, path) the gateway serves.
+
+Each row names what a client needs and what the document is generated from: the operation id
+and tag, the auth kind, the request model (body, form or query string), the success status and
+shape, and the problem codes per status beyond the ones every operation of its kind has
+(``openapi.problem_codes`` adds those: 400/422 for JSON bodies, 401/404 for tokens, 422
+``idempotency_mismatch`` for idempotent calls, 503 ``unavailable``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gateway.contract import limits as L
+from gateway.contract import requests as rq
+from gateway.contract import responses as rs
+from gateway.contract.reading import RequestModel
+from gateway.contract.schema import Schema
+
+Auth = Literal["public", "bank", "exporter", "operator", "any"]
+JSON_MEDIA = "application/json"
+FORM_MEDIA = "application/x-www-form-urlencoded"
+
+__all__ = ["FORM_MEDIA", "JSON_MEDIA", "OPERATIONS", "PATH_PARAMS", "Auth", "Operation"]
+
+#: descriptions of path parameters, by name (an operation may override one)
+PATH_PARAMS: dict[str, str] = {
+    "round_id": "The round.",
+    "offer_id": "The bank's own offer.",
+    "application_id": "The caller's own application.",
+    "company_id": "A company the caller is matched to.",
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    operation_id: str
+    tag: str
+    summary: str
+    description: str
+    auth: Auth
+    status: int  # success
+    ok: str  # description of the success response
+    shape: type | Schema | None  # a TypedDict, a schema, or None (no JSON body)
+    body: type[RequestModel] | None = None
+    form: bool = False
+    query: type[RequestModel] | None = None
+    idempotent: bool = False
+    problems: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    path_docs: Mapping[str, str] = field(default_factory=dict)
+    ok_media: str = JSON_MEDIA
+    extra_responses: Mapping[str, Any] = field(default_factory=dict)
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def path_params(self) -> list[str]:
+        return re.findall(r"{([^}]+)}", self.path)
+
+
+_STREAM_DESCRIPTION = "__stream__"  # replaced by openapi.STREAM_DESCRIPTION
+
+OPERATIONS: tuple[Operation, ...] = (
+    # -- public
+    Operation("get", "/healthz", "healthz", "public", "Liveness", "The process is up.",
+              "public", 200, "Alive.", rs.Alive),
+    Operation("get", "/readyz", "readyz", "public", "Readiness",
+              "Redis and the database are reachable.", "public", 200, "Ready.", rs.Readiness,
+              extra_responses={"503": (("Not ready: the same body with status unavailable "
+                                        "(not a problem document)."), rs.Readiness)}),
+    Operation("get", "/v1/openapi.json", "openapi", "public", "This OpenAPI document",
+              "The machine-readable contract.", "public", 200, "OpenAPI 3.1 document.",
+              {"type": "object"}),
+    Operation("get", "/docs", "docs", "public", "Human documentation",
+              "This document rendered as HTML.", "public", 200, "HTML page.",
+              {"type": "string"}, ok_media="text/html"),
+    Operation("get", "/v1/calendar/deadline", "calendarDeadline", "public",
+              "Business-day deadline",
+              "The deadline `business_days` Turkish business days strictly after the day of "
+              "`start`, at the round close time, by the same rules as the rounds.", "public",
+              200, "The deadline.", rs.Deadline, query=rq.DeadlineQuery),
+    Operation("get", "/v1/calendar/holidays", "calendarHolidays", "public",
+              "Turkish public holidays",
+              "The holidays of a year as the business-day rules see them.", "public",
+              200, "The holidays.", rs.Holidays, query=rq.HolidaysQuery),
+    # -- banks
+    Operation("post", "/v1/oauth/token", "oauthToken", "bank", "Bank access token",
+              "OAuth2 client credentials (form-encoded). Use the `access_token` as "
+              "`Authorization: Bearer <token>` on `/v1/bank/...` until it expires.", "public",
+              200, "A bank token.", rs.Token, body=rq.OAuthTokenForm, form=True,
+              problems={400: ("unsupported_grant_type", "validation_failed", "bad_request"),
+                        401: ("invalid_client",)}),
+    Operation("get", "/v1/bank/rounds", "bankRounds", "bank", "The pool of rounds",
+              "Open rounds (the pool), or with another `state` the finished rounds this bank "
+              "bid in, soonest deadline first.", "bank", 200, "A page of rounds.",
+              rs.RoundList, query=rq.BankRoundsQuery),
+    Operation("get", "/v1/bank/rounds/{round_id}", "bankRound", "bank", "One round",
+              "An open round, or a finished one this bank bid in, with this bank's own offers.",
+              "bank", 200, "The round.", rs.RoundDetail),
+    Operation("post", "/v1/bank/rounds/{round_id}/offers", "postOffer", "bank", "Send an offer",
+              "A new offer in an open round; a bank may hold several offers in a round. Ranked "
+              "by apr, then annual_rate, then earlier seq.", "bank",
+              201, "The offer as accepted, with its current rank.", rs.Offer,
+              body=rq.OfferTermsBody, idempotent=True, problems={409: ("round_closed",)}),
+    Operation("put", "/v1/bank/rounds/{round_id}/offers/{offer_id}", "putOffer", "bank",
+              "Revise an offer",
+              "Replaces the terms of one of this bank's offers: `version` + 1. Offers are "
+              "revised, never deleted; every version is kept. Another bank's offer is 404.",
+              "bank", 200, "The new version.", rs.Offer, body=rq.OfferTermsBody,
+              idempotent=True, problems={409: ("round_closed",)}),
+    Operation("get", "/v1/bank/rounds/{round_id}/book", "bankBook", "bank", "The masked book",
+              "Every offer of the round, masked: other banks appear only under a random label.",
+              "bank", 200, "The book.", rs.Book, problems={403: ("offer_required",)}),
+    Operation("get", "/v1/bank/rounds/{round_id}/result", "bankResult", "bank",
+              "This bank's result",
+              "After the close: the reference number, the binding period and this bank's "
+              "offers with their final ranks and whether the exporter chose one.", "bank",
+              200, "The result.", rs.Result, problems={409: ("round_open",)}),
+    # -- exporters
+    Operation("post", "/v1/exporter/register", "exporterRegister", "exporter",
+              "Register an exporter",
+              "Creates an inactive account and returns an otpauth URI for an authenticator "
+              "app; activate it with a first code.", "public", 201, "The account.",
+              rs.Registered, body=rq.RegisterBody, idempotent=True,
+              problems={409: ("conflict",)}),
+    Operation("post", "/v1/exporter/activate", "exporterActivate", "exporter",
+              "Activate an account",
+              "Proves the authenticator app works with a first one-time code.", "public",
+              200, "Activated.", rs.Activated, body=rq.ActivateBody,
+              problems={401: ("unauthorized", "totp_invalid"), 423: ("locked",)}),
+    Operation("post", "/v1/exporter/login", "exporterLogin", "exporter", "Exporter login",
+              "E-mail, password and a one-time code; a code is never accepted twice. Five "
+              "failures lock the account.", "public", 200, "An exporter token.",
+              rs.ExporterToken, body=rq.LoginBody,
+              problems={401: ("unauthorized",), 403: ("not_activated",), 423: ("locked",)}),
+    Operation("get", "/v1/exporter/applications/{application_id}", "exporterApplication",
+              "exporter", "One application",
+              "The application with its round's state; no offer data while the round is open.",
+              "exporter", 200, "The application.", rs.Application),
+    Operation("get", "/v1/exporter/applications/{application_id}/results", "exporterResults",
+              "exporter", "The offers after close",
+              "Every binding offer with the bank's code and name (shown only here, after the "
+              "close), best first.", "exporter", 200, "The results.", rs.ExporterResults,
+              problems={409: ("round_open",)}),
+    Operation("post", "/v1/exporter/applications/{application_id}/accept", "exporterAccept",
+              "exporter", "Accept an offer",
+              "Accepts one binding offer inside the binding window; one acceptance per round.",
+              "exporter", 200, "The results with accepted_offer_id set.", rs.ExporterResults,
+              body=rq.AcceptBody, idempotent=True,
+              problems={409: ("binding_expired", "already_accepted", "round_open",
+                              "conflict")}),
+    Operation("get", "/v1/exporter/guarantee-package", "exporterGuaranteePackage", "exporter",
+              "The guarantee package in force",
+              "The versioned rules applications are decided under: group limits (TL), "
+              "guarantee rate caps, tenor and grace caps per loan type, the conversion rates "
+              "for foreign-currency requests, the re-application rule, the scorecard's "
+              "weights, bands and pass mark, and the consent text (muvafakatname) with its "
+              "version.", "exporter", 200, "The package and the consent text.",
+              rs.GuaranteePackageOut),
+    Operation("post", "/v1/exporter/companies", "exporterMatchCompany", "exporter",
+              "Match a company and give consent",
+              "Checks the trade registry (MERSİS): the company exists, is active and the "
+              "caller (by national id) is an authorised signatory; then records the consent "
+              "(muvafakatname) with its text version and time (once per text version: "
+              "matching again while that consent is active records nothing new).", "exporter",
+              201, "The company.", rs.CompanyOut, body=rq.CompanyMatchBody, idempotent=True,
+              problems={403: ("not_signatory",), 409: ("conflict",),
+                        422: ("company_not_found", "company_inactive")}),
+    Operation("get", "/v1/exporter/companies", "exporterCompanies", "exporter", "My companies",
+              "The companies the caller is matched to, with their consent state.", "exporter",
+              200, "The companies.", rs.CompanyList),
+    Operation("delete", "/v1/exporter/companies/{company_id}/consent",
+              "exporterWithdrawConsent", "exporter", "Withdraw the consent",
+              "Withdraws the company's consent (any authorised signatory may): new "
+              "applications are refused (409 `consent_withdrawn`) and the company's data is "
+              "hidden in the pool: its open rounds show no name, tax id, contact or assessment "
+              "from now on. Give the consent again with POST /v1/exporter/companies.",
+              "exporter", 200, "The company with the withdrawn consent.", rs.CompanyOut),
+    Operation("post", "/v1/exporter/applications", "exporterApply", "exporter",
+              "Apply for a guaranteed loan",
+              "Checks the form against the guarantee package (422 with stable codes such as "
+              "`tenor_below_minimum`, `grace_above_maximum`, `guarantee_above_loan`), gathers "
+              "the trade registry, financial statements, risk centre and export performance "
+              "of the company and its risk group, applies the intake and hard rules and the "
+              "scorecard, and stores the decision with every input and reason. Approved: the "
+              "offer round opens and is announced on the `pool` topic. Rejected: the process "
+              "ends with the reasons. Both are 201. Refused without a decision: 409 "
+              "`consent_withdrawn`; 409 `reapplication_blocked` (rejected twice within 3 "
+              "months; the problem carries `not_before`); 409 `conflict` (another application "
+              "of the same risk group is being assessed).", "exporter",
+              201, "The decided application.", rs.Application, body=rq.ApplicationForm,
+              idempotent=True,
+              problems={403: ("not_signatory",),
+                        409: ("consent_withdrawn", "reapplication_blocked", "conflict"),
+                        422: ("company_not_found",)}),
+    Operation("get", "/v1/exporter/applications", "exporterApplications", "exporter",
+              "My applications",
+              "The caller's applications decided in the portal, newest first (at most 100).",
+              "exporter", 200, "The applications.", rs.ApplicationList),
+    # -- stream
+    Operation("post", "/v1/stream/tickets", "streamTicket", "stream", "Live stream ticket",
+              _STREAM_DESCRIPTION, "any", 201, "A ticket.", rs.Ticket),
+    # -- operator
+    Operation("post", "/v1/admin/banks", "adminCreateBank", "operator", "Register a bank",
+              "Creates a bank and its OAuth2 client credentials (also `ige` CLI).", "operator",
+              201, "The credentials (the secret is shown once).", rs.BankCredentials,
+              body=rq.BankBody, idempotent=True, problems={409: ("conflict",)}),
+    Operation("get", "/v1/admin/banks", "adminBanks", "operator", "List banks", "Every bank.",
+              "operator", 200, "The banks.", rs.BankList),
+    Operation("post", "/v1/admin/rounds", "adminCreateRound", "operator",
+              "Open a round (manual intake)",
+              "An application approved outside the portal or after a manual review; the round "
+              "runs exactly like one opened by scoring.", "operator",
+              201, "The round, open.", rs.AdminRound, body=rq.RoundIntakeBody, idempotent=True,
+              problems={409: ("conflict",)}),
+    Operation("get", "/v1/admin/rounds/{round_id}", "adminRound", "operator", "One round",
+              "Any round, with its persistence state.", "operator", 200, "The round.",
+              rs.AdminRound),
+    Operation("get", "/v1/admin/applications/{application_id}", "adminApplication", "operator",
+              "One application, explained",
+              "The application with every input the decision read (registry records of the "
+              "company and its risk group, financial statements, risk-centre reports, export "
+              "performance, the exposures counted towards the group limit) and every number of "
+              "the guarantee package it was decided under.", "operator",
+              200, "The application.", rs.AdminApplication,
+              path_docs={"application_id": "Any application."}),
+    Operation("get", "/v1/admin/audit", "adminAudit", "operator", "Audit trail",
+              f"The append-only audit trail, oldest first, {L.AUDIT_PAGE} entries a page.", "operator",
+              200, "A page of entries.", rs.AuditPage, query=rq.AuditQuery),
+)
