@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -31,10 +32,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psutil
@@ -45,9 +48,12 @@ from auction.redis.keys import round_keys
 from loadtests.local_server import ROOT, LocalStack, cpu_text, pin, pinned_popen
 from loadtests.rawhttp import Conn, build, host_port
 
+COMPANY: dict[str, Any] = {
+    "name": "Bench A.Ş.", "tax_id": "1234567890", "is_sme": True, "sector": "bench",
+    "contact": {"name": "Bench", "email": "bench@example.com", "phone": "+905321234567"},
+}
 ROUND = {
-    "company": {"name": "Bench A.Ş.", "tax_id": "1234567890", "is_sme": True, "sector": "bench",
-                "contact": {"name": "Bench", "email": "bench@example.com", "phone": "+905321234567"}},
+    "company": COMPANY,
     "loan_type": "working_capital", "currency": "TRY", "loan_amount": "5000000.00",
     "guarantee_amount": "4000000.00", "tenor_months": 24, "grace_months": 6,
     "export_commitment": True,
@@ -62,6 +68,7 @@ TARGETS = {
     "redis_per_offer": "≤ 1 KB",
 }
 PY = sys.executable
+T = TypeVar("T")
 
 
 def log(msg: str) -> None:
@@ -73,10 +80,9 @@ def machine(stack: LocalStack) -> dict[str, Any]:
     assert stack.redis is not None
     info = redis_sync.Redis.from_url(stack.redis.url).info()
     model = ""
-    try:
-        model = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as cpuinfo:
+        model = next(ln.split(":", 1)[1].strip() for ln in cpuinfo
+                     if ln.startswith("model name"))
     libs = {}
     for name in ("starlette", "uvicorn", "uvloop", "httptools", "websockets", "redis", "hiredis",
                  "SQLAlchemy", "aiosqlite", "msgpack", "pyxirr", "locust", "hdrhistogram"):
@@ -84,8 +90,8 @@ def machine(stack: LocalStack) -> dict[str, Any]:
             libs[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             libs[name] = "-"
-    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("[")[0].strip() \
-        if shutil.which("wrk") else "not installed"
+    wrk = (subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
+           .split("[")[0].strip() if shutil.which("wrk") else "not installed")
     return {
         "cpus": os.cpu_count(), "cpu_model": model,
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
@@ -110,7 +116,8 @@ class Setup:
         async with httpx.AsyncClient(base_url=self.stack.base_url, timeout=60) as http:
             for i in range(n):
                 code = f"BN{i:02d}{random.randrange(10**4):04d}"
-                r = await http.post("/v1/admin/banks", json={"bank_code": code, "name": f"Bench {code}"},
+                r = await http.post("/v1/admin/banks",
+                                    json={"bank_code": code, "name": f"Bench {code}"},
                                     headers=self.admin)
                 r.raise_for_status()
                 c = r.json()
@@ -192,7 +199,7 @@ def wrk(url: str, setup_txt: Path, seconds: int, connections: int, cpus: set[int
     line = next((ln for ln in out.decode().splitlines() if ln.startswith("WRK_JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk failed: {out.decode()[-2000:]} {err.decode()[-2000:]}")
-    r = json.loads(line[9:])
+    r: dict[str, Any] = json.loads(line[9:])
     r["rate"] = r["requests"] / (r["duration_us"] / 1e6)
     r["errors"] = r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
     return r
@@ -207,7 +214,8 @@ def rate_gen(url: str, setup_json: Path, rate: float, seconds: float, cpus: set[
     out, err = p.communicate(timeout=seconds + 120)
     if p.returncode != 0:
         raise RuntimeError(f"rate_gen failed: {err.decode()[-3000:]}")
-    return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
 
 
 class WsClients:
@@ -215,13 +223,15 @@ class WsClients:
 
     def __init__(self, base_url: str, groups: list[list[dict[str, Any]]], cpus: set[int] | None,
                  work: Path) -> None:
-        self.procs = []
+        self.procs: list[subprocess.Popen[bytes]] = []
         for i, conns in enumerate(groups):
             spec = work / f"ws-spec-{i}.json"
             spec.write_text(json.dumps({"base_url": base_url, "conns": conns}))
-            self.procs.append(pinned_popen([PY, "-m", "loadtests.ws_clients", str(spec)], cpus,
-                                           cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                           stderr=open(work / f"ws-{i}.log", "wb")))
+            # the child keeps its own copy of the log's descriptor
+            with open(work / f"ws-{i}.log", "wb") as err:
+                self.procs.append(pinned_popen(
+                    [PY, "-m", "loadtests.ws_clients", str(spec)], cpus, cwd=ROOT,
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err))
 
     def ready(self, timeout: float = 300) -> None:
         end = time.monotonic() + timeout
@@ -237,7 +247,7 @@ class WsClients:
                     break
 
     def stop(self) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         for p in self.procs:
             assert p.stdin is not None
             p.stdin.write(b"stop\n")
@@ -261,7 +271,7 @@ def cpu_seconds(pids: list[int]) -> float:
     return sum(sum(psutil.Process(p).cpu_times()[:2]) for p in pids)
 
 
-def busy(pids: list[int], run: Any) -> tuple[Any, float]:
+def busy(pids: list[int], run: Callable[[], T]) -> tuple[T, float]:
     """run() and the gateway's CPU use meanwhile, as a share of one core."""
     c0, t0 = cpu_seconds(pids), time.monotonic()
     out = run()
@@ -270,6 +280,27 @@ def busy(pids: list[int], run: Any) -> tuple[Any, float]:
 
 def rss(pids: list[int]) -> int:
     return sum(psutil.Process(p).memory_info().rss for p in pids)
+
+
+def start_baseline(port: int, workers: int, redis_url: str, cpus: set[int] | None,
+                   log_path: Path) -> subprocess.Popen[bytes]:
+    """uvicorn serving loadtests/baseline_app.py, logging to ``log_path``."""
+    # the child keeps its own copy of the log's descriptor
+    with open(log_path, "wb") as blog:
+        return pinned_popen([PY, "-m", "uvicorn", "loadtests.baseline_app:app", "--host",
+                             "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                             "--log-level", "warning", "--no-access-log"], cpus, cwd=ROOT,
+                            env={**os.environ, "REDIS_URL": redis_url}, stdout=blog, stderr=blog)
+
+
+def wait_up(url: str) -> None:
+    """Until ``url`` answers at all (at most ~10 s: the run goes on regardless)."""
+    for _ in range(100):
+        try:
+            httpx.get(url, timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
 
 
 # ----------------------------------------------------------------------------- parts
@@ -286,23 +317,16 @@ async def part1(stack: LocalStack, su: Setup, work: Path, load: set[int] | None,
     from gateway.redis_server import free_port
 
     port = free_port()
-    blog = open(work / "baseline.log", "wb")
-    base = pinned_popen([PY, "-m", "uvicorn", "loadtests.baseline_app:app", "--host", "127.0.0.1",
-                         "--port", str(port), "--workers", str(stack.workers), "--log-level",
-                         "warning", "--no-access-log"], server_cpus, cwd=ROOT,
-                        env={**os.environ, "REDIS_URL": stack.redis.url}, stdout=blog, stderr=blog)
+    base = start_baseline(port, stack.workers, stack.redis.url, server_cpus,
+                          work / "baseline.log")
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                httpx.get(url + "/", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_up(url + "/")
         log("part 1: baseline under wrk")
         wrk(url, txt, 2, conns, load)  # warm-up
         res["baseline"] = wrk(url, txt, seconds, conns, load)
-        log(f"  baseline {res['baseline']['rate']:.0f}/s p99 {res['baseline']['p99_us'] / 1000:.2f} ms")
+        log(f"  baseline {res['baseline']['rate']:.0f}/s "
+            f"p99 {res['baseline']['p99_us'] / 1000:.2f} ms")
         res["baseline_2000"] = rate_gen(url, js, 2000, 10, load)
         log(f"  baseline @2000/s p99 {res['baseline_2000']['p99_ms']:.2f} ms")
     finally:
@@ -319,10 +343,11 @@ async def part1(stack: LocalStack, su: Setup, work: Path, load: set[int] | None,
         f"({res['ratio'] * 100:.0f} % of baseline)")
     for rate, secs in ((1000, 10), (2000, 15)):
         quiesce(pids)
-        r, r["gateway_cpu"] = busy(pids, lambda: rate_gen(stack.base_url, js, rate, secs, load))
+        r, r["gateway_cpu"] = busy(pids, partial(rate_gen, stack.base_url, js, rate, secs, load))
         res[f"rate_{rate}"] = r
         log(f"  real @{rate}/s: achieved {r['achieved_rate']:.0f}/s p50 {r['p50_ms']:.2f} "
-            f"p99 {r['p99_ms']:.2f} ms, statuses {r['statuses']}, gateway CPU {r['gateway_cpu'] * 100:.0f} %")
+            f"p99 {r['p99_ms']:.2f} ms, statuses {r['statuses']}, "
+            f"gateway CPU {r['gateway_cpu'] * 100:.0f} %")
     quiesce(pids)
     return res
 
@@ -343,13 +368,14 @@ async def part2(stack: LocalStack, su: Setup, work: Path, load: set[int] | None,
     try:
         ws.ready()
         open_s = time.monotonic() - t0
-        time.sleep(1)
+        await asyncio.sleep(1)
         quiesce(pids)
         rss1 = rss(pids)
-        log(f"part 2: {len(conns)} connected in {open_s:.1f}s; RSS +{(rss1 - rss0) / 2**20:.1f} MiB; "
-            f"1,000 offers/s for {seconds}s")
-        gen, gen["gateway_cpu"] = busy(pids, lambda: rate_gen(stack.base_url, js, 1000, seconds, load))
-        time.sleep(1)
+        log(f"part 2: {len(conns)} connected in {open_s:.1f}s; "
+            f"RSS +{(rss1 - rss0) / 2**20:.1f} MiB; 1,000 offers/s for {seconds}s")
+        gen, gen["gateway_cpu"] = busy(
+            pids, lambda: rate_gen(stack.base_url, js, 1000, seconds, load))
+        await asyncio.sleep(1)
     finally:
         results = ws.stop()
     h = merged(results)
@@ -360,12 +386,14 @@ async def part2(stack: LocalStack, su: Setup, work: Path, load: set[int] | None,
         "gaps": sum(r["gaps"] for r in results), "dropped": sum(r["dropped"] for r in results),
         "errors": [r["errors"] for r in results],
         "client_lag_p99_ms": max(r["lag_p99_ms"] for r in results),
-        "p50_ms": h.get_value_at_percentile(50) / 1000, "p90_ms": h.get_value_at_percentile(90) / 1000,
+        "p50_ms": h.get_value_at_percentile(50) / 1000,
+        "p90_ms": h.get_value_at_percentile(90) / 1000,
         "p99_ms": h.get_value_at_percentile(99) / 1000,
         "p999_ms": h.get_value_at_percentile(99.9) / 1000, "max_ms": h.get_max_value() / 1000,
     }
-    log(f"  push latency p50 {res['p50_ms']:.2f} p99 {res['p99_ms']:.2f} ms over {res['quotes']} quotes "
-        f"(gaps {res['gaps']}, dropped {res['dropped']}; client loop lag p99 {res['client_lag_p99_ms']:.1f} ms); "
+    log(f"  push latency p50 {res['p50_ms']:.2f} p99 {res['p99_ms']:.2f} ms "
+        f"over {res['quotes']} quotes (gaps {res['gaps']}, dropped {res['dropped']}; "
+        f"client loop lag p99 {res['client_lag_p99_ms']:.1f} ms); "
         f"ack p50 {gen['p50_ms']:.2f} p99 {gen['p99_ms']:.2f} ms; "
         f"gateway CPU {gen['gateway_cpu'] * 100:.0f} %")
     quiesce(pids)
@@ -394,7 +422,7 @@ async def part3(stack: LocalStack, su: Setup, work: Path, load: set[int] | None,
     rounds: list[str] = []
     try:
         request = RoundRequest("working_capital", "TRY", 500_000_000, 400_000_000, 24, 6, True,
-                               ROUND["company"])
+                               COMPANY)
         for _ in range(n_rounds):
             t = await rt.portal.opening.open_round(request, "bench", opened)
             rounds.append(t.round_id)
@@ -402,7 +430,8 @@ async def part3(stack: LocalStack, su: Setup, work: Path, load: set[int] | None,
         await rt.aclose()
     mem1 = r.info("memory")["used_memory"]
     log("part 3: 10 offers per round (no Idempotency-Key)")
-    offers = await su.offers([(b, rid) for rid in rounds for b in range(len(su.tokens))], parallel=32)
+    offers = await su.offers([(b, rid) for rid in rounds for b in range(len(su.tokens))],
+                             parallel=32)
     mem2 = r.info("memory")["used_memory"]
     sample = rounds[0]
     key_bytes = {k: r.memory_usage(key) or 0
@@ -417,7 +446,8 @@ async def part3(stack: LocalStack, su: Setup, work: Path, load: set[int] | None,
         log("part 3: WARNING set-up overran the deadline; the measurement includes set-up time")
     db = stack.database_url.removeprefix("sqlite:///")
     sql = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    q = "SELECT count(*) FROM round_closings c JOIN rounds r ON r.id = c.round_id WHERE r.closes_at = ?"
+    q = ("SELECT count(*) FROM round_closings c JOIN rounds r ON r.id = c.round_id "
+         "WHERE r.closes_at = ?")
     t_sql = None
     end = time.time() + lead_s + 120
     while time.time() < end:
@@ -425,8 +455,8 @@ async def part3(stack: LocalStack, su: Setup, work: Path, load: set[int] | None,
         if n >= n_rounds:
             t_sql = time.time() * 1000 - dl_ms
             break
-        time.sleep(0.02)
-    time.sleep(1.0)
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(1.0)
     res_ws = ws.stop()[0]
     closed = sorted(res_ws["closed"])
     sql.close()
@@ -477,11 +507,12 @@ def report(m: dict[str, Any], layout: list[tuple[str, str, str]], r: dict[str, A
     L.append(f"| Python | {m['python']} |")
     L.append(f"| Redis | {m['redis']} |")
     L.append(f"| SQL | SQLite {m['sqlite']} (WAL, synchronous=FULL), file on ext4 |")
-    L.append(f"| load generators | {m['wrk']} (closed loop); loadtests/rate_gen.py (open loop, uvloop, "
-             f"HdrHistogram); loadtests/ws_clients.py (websockets, uvloop) |")
+    L.append(f"| load generators | {m['wrk']} (closed loop); loadtests/rate_gen.py (open loop, "
+             f"uvloop, HdrHistogram); loadtests/ws_clients.py (websockets, uvloop) |")
     L.append("| libraries | " + ", ".join(f"{k} {v}" for k, v in m["libs"].items()) + " |\n")
     L.append("## Who ran where\n")
-    L.append("| component | processes | CPUs (sched_setaffinity, like taskset) |\n| --- | --- | --- |")
+    L.append("| component | processes | CPUs (sched_setaffinity, like taskset) |\n"
+             "| --- | --- | --- |")
     for a, b, c in layout:
         L.append(f"| {a} | {b} | {c} |")
     L.append("")
@@ -490,8 +521,8 @@ def report(m: dict[str, Any], layout: list[tuple[str, str, str]], r: dict[str, A
     p1, p2, p3 = r.get("p1"), r.get("p2"), r.get("p3")
     if p1:
         b, x = p1["baseline"], p1["real"]
-        L.append(f"| baseline (bare Starlette + 1 EVALSHA) | {b['rate']:,.0f} req/s, p50 {b['p50_us'] / 1000:.2f} ms, "
-                 f"p99 {b['p99_us'] / 1000:.2f} ms | — | |")
+        L.append(f"| baseline (bare Starlette + 1 EVALSHA) | {b['rate']:,.0f} req/s, "
+                 f"p50 {b['p50_us'] / 1000:.2f} ms, p99 {b['p99_us'] / 1000:.2f} ms | — | |")
         L.append(f"| real bid path | {x['rate']:,.0f} offers/s, p50 {x['p50_us'] / 1000:.2f} ms, "
                  f"p99 {x['p99_us'] / 1000:.2f} ms | — | |")
         L.append(f"| real / baseline throughput | {p1['ratio'] * 100:.0f} % | {TARGETS['ratio']} | "
@@ -501,99 +532,123 @@ def report(m: dict[str, Any], layout: list[tuple[str, str, str]], r: dict[str, A
                  f"{g['p50_ms']:.2f} ms, p99 {g['p99_ms']:.2f} ms | {TARGETS['ack_p99']} | "
                  f"{verdict(g['p99_ms'] <= 10 and g['achieved_rate'] >= 1950)} |")
     if p2:
-        L.append(f"| push latency at 1,000 offers/s, {p2['connections']:,} WebSockets | p50 {p2['p50_ms']:.2f} ms, "
+        L.append(f"| push latency at 1,000 offers/s, {p2['connections']:,} WebSockets | "
+                 f"p50 {p2['p50_ms']:.2f} ms, "
                  f"p99 {p2['p99_ms']:.2f} ms | {TARGETS['push_p99']} | "
                  f"{verdict(p2['p99_ms'] <= 15 and p2['gen']['achieved_rate'] >= 950)} |")
     if p3:
         tot = p3["total_s"]
-        L.append(f"| mass close, 1,000 rounds × 10 offers | {'—' if tot is None else f'{tot:.2f} s'} "
-                 f"(SQL {sec(p3['sql_s'])}, last round_closed {sec(p3['ws_last_s'])}) | {TARGETS['mass_close']} | "
+        L.append(f"| mass close, 1,000 rounds × 10 offers | "
+                 f"{'—' if tot is None else f'{tot:.2f} s'} "
+                 f"(SQL {sec(p3['sql_s'])}, last round_closed {sec(p3['ws_last_s'])}) | "
+                 f"{TARGETS['mass_close']} | "
                  f"{verdict(None if tot is None else tot <= 5)} |")
-        L.append(f"| Redis memory per live offer | {p3['per_offer']:,.0f} bytes | {TARGETS['redis_per_offer']} | "
+        L.append(f"| Redis memory per live offer | {p3['per_offer']:,.0f} bytes | "
+                 f"{TARGETS['redis_per_offer']} | "
                  f"{verdict(p3['per_offer'] <= 1024)} |")
     if p2:
         L.append(f"| gateway RSS per idle WebSocket (subscribed to one round) | "
                  f"{p2['rss_per_conn'] / 1024:,.1f} KiB | (no target) | |")
-    L.append("\nThe latency tails and the mass close vary from run to run on this machine (the gateway "
-             "runs at ~90 % of its core in those parts); the spread over several runs is under "
-             "*What remains* at the end.\n")
+    L.append("\nThe latency tails and the mass close vary from run to run on this machine (the "
+             "gateway runs at ~90 % of its core in those parts); the spread over several runs is "
+             "under *What remains* at the end.\n")
     if p1:
         b, x = p1["baseline"], p1["real"]
         L.append("## 1. Baseline vs the real bid path\n")
-        L.append(f"{p1['rounds']} open rounds, 10 banks, one seeded offer per bank and round; every "
-                 f"request is 80 % revisions (PUT, by the owner) and 20 % new offers (POST), random "
-                 f"rates. `wrk -t1 -c{p1['connections']} -d{p1['seconds']}s` after a 2 s warm-up, "
-                 "same script and request mix against both servers (the baseline ignores the body).\n")
-        L.append("| | requests/s | p50 | p90 | p99 | p99.9 | max | errors |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
+        L.append(f"{p1['rounds']} open rounds, 10 banks, one seeded offer per bank and round; "
+                 f"every request is 80 % revisions (PUT, by the owner) and 20 % new offers (POST), "
+                 f"random rates. `wrk -t1 -c{p1['connections']} -d{p1['seconds']}s` after a 2 s "
+                 "warm-up, same script and request mix against both servers (the baseline "
+                 "ignores the body).\n")
+        L.append("| | requests/s | p50 | p90 | p99 | p99.9 | max | errors |\n"
+                 "| --- | --- | --- | --- | --- | --- | --- | --- |")
         for name, w in (("baseline", b), ("real bid path", x)):
-            L.append(f"| {name} | {w['rate']:,.0f} | {w['p50_us'] / 1000:.2f} ms | {w['p90_us'] / 1000:.2f} ms | "
-                     f"{w['p99_us'] / 1000:.2f} ms | {w['p999_us'] / 1000:.2f} ms | {w['max_us'] / 1000:.2f} ms | {w['errors']} |")
+            L.append(f"| {name} | {w['rate']:,.0f} | {w['p50_us'] / 1000:.2f} ms | "
+                     f"{w['p90_us'] / 1000:.2f} ms | {w['p99_us'] / 1000:.2f} ms | "
+                     f"{w['p999_us'] / 1000:.2f} ms | {w['max_us'] / 1000:.2f} ms | "
+                     f"{w['errors']} |")
         L.append(f"\nRatio real / baseline: **{p1['ratio'] * 100:.0f} %**. wrk is a closed loop: "
                  "its latencies at saturation are queueing behind the other connections, so the "
                  "acknowledgement latency that matters is measured below at a fixed rate.\n")
         L.append("Open loop (`loadtests/rate_gen.py`, 64 connections, latency from each request's "
                  "intended send time, so stalls are not hidden; timer resolution 1 ms):\n")
-        L.append("| server | target rate | achieved | p50 | p90 | p99 | p99.9 | max | statuses | gateway CPU |\n"
+        L.append("| server | target rate | achieved | p50 | p90 | p99 | p99.9 | max | statuses "
+                 "| gateway CPU |\n"
                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         rows = [("baseline", p1["baseline_2000"]), ("real bid path", p1["rate_1000"]),
                 ("real bid path", p1["rate_2000"])]
         for name, g in rows:
-            L.append(f"| {name} | {g['target_rate']:,.0f}/s for {g['seconds']:.0f} s | {g['achieved_rate']:,.0f}/s | "
+            L.append(f"| {name} | {g['target_rate']:,.0f}/s for {g['seconds']:.0f} s | "
+                     f"{g['achieved_rate']:,.0f}/s | "
                      f"{g['p50_ms']:.2f} ms | {g['p90_ms']:.2f} ms | {g['p99_ms']:.2f} ms | "
                      f"{g['p999_ms']:.2f} ms | {g['max_ms']:.2f} ms | {g['statuses']} | "
-                     + (f"{g['gateway_cpu'] * 100:.0f} % of a core |" if "gateway_cpu" in g else "— |"))
+                     + (f"{g['gateway_cpu'] * 100:.0f} % of a core |" if "gateway_cpu" in g
+                        else "— |"))
         L.append("")
     if p2:
         g = p2["gen"]
         L.append("## 2. Push latency\n")
-        L.append(f"200 fresh rounds, each with one offer from each of 10 banks; {p2['connections']:,} "
+        L.append(f"200 fresh rounds, each with one offer from each of 10 banks; "
+                 f"{p2['connections']:,} "
                  f"WebSockets (one per bank and round, subscribed to that round) opened in "
-                 f"{p2['open_s']:.1f} s by two client processes. Then {g['target_rate']:,.0f} offers/s "
+                 f"{p2['open_s']:.1f} s by two client processes. "
+                 f"Then {g['target_rate']:,.0f} offers/s "
                  f"for {g['seconds']:.0f} s (open loop, same 80/20 mix; achieved "
-                 f"{g['achieved_rate']:,.0f}/s, ack p50 {g['p50_ms']:.2f} ms, p99 {g['p99_ms']:.2f} ms, "
-                 f"statuses {g['statuses']}); the gateway used {g['gateway_cpu'] * 100:.0f} % of its core "
-                 "meanwhile (HTTP, fan-out, persister).\n")
+                 f"{g['achieved_rate']:,.0f}/s, ack p50 {g['p50_ms']:.2f} ms, "
+                 f"p99 {g['p99_ms']:.2f} ms, "
+                 f"statuses {g['statuses']}); the gateway used {g['gateway_cpu'] * 100:.0f} % "
+                 "of its core meanwhile (HTTP, fan-out, persister).\n")
         L.append("Push latency = arrival of the masked `quote` at another bank's client − the "
                  "offer's `updated_at` (its `accepted_at`, taken by Redis `TIME` inside the Lua "
-                 "script; same machine clock). The server stamps whole milliseconds (truncated), so "
-                 "each sample reads up to 1 ms high.\n")
-        L.append("| quotes received by other banks | p50 | p90 | p99 | p99.9 | max | seq gaps | dropped connections |\n"
+                 "script; same machine clock). The server stamps whole milliseconds (truncated), "
+                 "so each sample reads up to 1 ms high.\n")
+        L.append("| quotes received by other banks | p50 | p90 | p99 | p99.9 | max | seq gaps "
+                 "| dropped connections |\n"
                  "| --- | --- | --- | --- | --- | --- | --- | --- |")
-        L.append(f"| {p2['quotes']:,} | {p2['p50_ms']:.2f} ms | {p2['p90_ms']:.2f} ms | {p2['p99_ms']:.2f} ms | "
-                 f"{p2['p999_ms']:.2f} ms | {p2['max_ms']:.2f} ms | {p2['gaps']} | {p2['dropped']} |")
+        L.append(f"| {p2['quotes']:,} | {p2['p50_ms']:.2f} ms | {p2['p90_ms']:.2f} ms | "
+                 f"{p2['p99_ms']:.2f} ms | "
+                 f"{p2['p999_ms']:.2f} ms | {p2['max_ms']:.2f} ms | {p2['gaps']} | "
+                 f"{p2['dropped']} |")
         errs = {k: v for e in p2["errors"] for k, v in e.items()}
-        L.append(f"\nStream errors seen by the clients: {errs or 'none'}. The clients' own event-loop "
-                 f"lateness (a 5 ms timer in each client process, which shares its core with Redis and "
-                 f"the generator) had p99 {p2['client_lag_p99_ms']:.1f} ms: that much of the tail is "
-                 "the measuring side's.\n")
+        L.append(f"\nStream errors seen by the clients: {errs or 'none'}. The clients' own "
+                 f"event-loop lateness (a 5 ms timer in each client process, which shares its core "
+                 f"with Redis and the generator) had p99 {p2['client_lag_p99_ms']:.1f} ms: that "
+                 "much of the tail is the measuring side's.\n")
     if p3:
         L.append("## 3. Mass close\n")
         L.append(f"{p3['rounds']:,} rounds opened through the same use case as the admin API "
                  f"(`usecases.opening`) with one common deadline {p3['lead_s']:.0f} s ahead, "
                  f"{p3['offers']:,} offers sent over HTTP (10 banks × every round), "
-                 f"{p3['subscribers']} bank connections each subscribed to all {p3['rounds']:,} rounds "
+                 f"{p3['subscribers']} bank connections each subscribed to all "
+                 f"{p3['rounds']:,} rounds "
                  f"({p3['subscriptions']:,} subscriptions). Clock starts at the deadline.\n")
         L.append("| every closing record in SQL | first `round_closed` | last `round_closed` | "
                  "`round_closed` received | total |\n| --- | --- | --- | --- | --- |")
         tot = p3["total_s"]
         L.append(f"| {sec(p3['sql_s'])} | {sec(p3['ws_first_s'])} | {sec(p3['ws_last_s'])} | "
-                 f"{p3['closed_msgs']:,} / {p3['subscriptions']:,} | {'—' if tot is None else f'{tot:.2f} s'} |")
+                 f"{p3['closed_msgs']:,} / {p3['subscriptions']:,} | "
+                 f"{'—' if tot is None else f'{tot:.2f} s'} |")
         if p3["setup_late"]:
-            L.append("\n**Set-up overran the deadline in this run: the times above include set-up.**")
+            L.append("\n**Set-up overran the deadline in this run: "
+                     "the times above include set-up.**")
         L.append("")
     if p3 or p2:
         L.append("## 4. Memory\n")
     if p3:
         L.append(f"Redis `used_memory` before and after the {p3['offers']:,} offers of part 3 "
                  f"(one version each, no Idempotency-Key): **{p3['per_offer']:,.0f} bytes per live "
-                 f"offer**; the {p3['rounds']:,} empty rounds themselves took {p3['per_round']:,.0f} bytes "
+                 f"offer**; the {p3['rounds']:,} empty rounds themselves took "
+                 f"{p3['per_round']:,.0f} bytes "
                  f"each. `MEMORY USAGE` of one round's keys with 10 offers: "
                  + ", ".join(f"{k} {v:,} B" for k, v in p3["key_bytes"].items())
-                 + " (m meta, b book zset, o offers hash, l labels, p unused labels, e event stream).\n")
+                 + " (m meta, b book zset, o offers hash, l labels, p unused labels, "
+                   "e event stream).\n")
     if p2:
-        L.append(f"Gateway RSS {p2['rss_before'] / 2**20:.1f} MiB before and {p2['rss_after'] / 2**20:.1f} MiB "
-                 f"after opening {p2['connections']:,} WebSockets (each subscribed to one round, snapshot "
-                 f"sent, idle): **{p2['rss_per_conn'] / 1024:,.1f} KiB per connection**.\n")
+        L.append(f"Gateway RSS {p2['rss_before'] / 2**20:.1f} MiB before and "
+                 f"{p2['rss_after'] / 2**20:.1f} MiB "
+                 f"after opening {p2['connections']:,} WebSockets (each subscribed to one round, "
+                 f"snapshot sent, idle): **{p2['rss_per_conn'] / 1024:,.1f} KiB per "
+                 "connection**.\n")
     notes = ROOT / "loadtests" / "BENCH_NOTES.md"
     if notes.exists():
         L.append(notes.read_text())
@@ -602,7 +657,8 @@ def report(m: dict[str, Any], layout: list[tuple[str, str, str]], r: dict[str, A
 
 # ----------------------------------------------------------------------------- main
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default="1,2,3")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--workers", type=int, default=1)
@@ -622,7 +678,7 @@ def main() -> int:
         return 0
     started = time.time()
     parts = {int(p) for p in a.parts.split(",") if p.strip()}
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by every child
     n = os.cpu_count() or 1
     server_cpus = set(range(min(a.workers, max(1, n - 1)))) if n >= 2 else None
@@ -637,10 +693,11 @@ def main() -> int:
     results: dict[str, Any] = {}
     with stack:
         m = machine(stack)
+        procs = f"{a.workers} worker process{'es' if a.workers > 1 else ''}"
         layout = [
             ("gateway (`ige serve`, uvicorn + uvloop + httptools; persister, scheduler and stream "
-             "hub inside)", f"{a.workers} worker process{'es' if a.workers > 1 else ''}", cpu_text(server_cpus)),
-            ("baseline app (part 1)", f"{a.workers} worker process{'es' if a.workers > 1 else ''}, run alone", cpu_text(server_cpus)),
+             "hub inside)", procs, cpu_text(server_cpus)),
+            ("baseline app (part 1)", f"{procs}, run alone", cpu_text(server_cpus)),
             ("Redis (AOF, appendfsync always)", "1", cpu_text(redis_cpus)),
             ("wrk / rate_gen / ws_clients / this script", "1 each (ws_clients: 2 in part 2)",
              cpu_text(load_cpus)),

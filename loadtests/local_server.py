@@ -52,7 +52,7 @@ class LocalStack:
     redis: RedisServer | None = None
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
-    _tmp: Any = None
+    _tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def base_url(self) -> str:
@@ -83,16 +83,20 @@ class LocalStack:
         return self
 
     def start_server(self) -> None:
+        assert self.data_dir is not None, "start() sets the data directory"
         self.port = self.port or free_port()
-        log = open(self.data_dir / "server.log", "ab")  # type: ignore[operator]
-        self.proc = pinned_popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(self.workers)],
-            self.server_cpus, env=self.server_env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        server_log = self.data_dir / "server.log"
+        # the child keeps its own copy of the log's descriptor
+        with open(server_log, "ab") as log:
+            self.proc = pinned_popen(
+                [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1",
+                 "--port", str(self.port), "--workers", str(self.workers)],
+                self.server_cpus, env=self.server_env(), cwd=ROOT, stdout=log,
+                stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited; see {self.data_dir / 'server.log'}")
+                raise RuntimeError(f"server exited; see {server_log}")
             try:
                 if httpx.get(self.base_url + "/readyz", timeout=1).status_code == 200:
                     return
@@ -107,9 +111,11 @@ class LocalStack:
 
         assert self.proc is not None
         p = psutil.Process(self.proc.pid)
-        kids = [c.pid for c in p.children(recursive=True) if "multiprocessing" not in " ".join(c.cmdline())
+        kids = [c.pid for c in p.children(recursive=True)
+                if "multiprocessing" not in " ".join(c.cmdline())
                 or "spawn_main" in " ".join(c.cmdline())]
-        workers = [k for k in kids if "resource_tracker" not in " ".join(psutil.Process(k).cmdline())]
+        workers = [k for k in kids
+                   if "resource_tracker" not in " ".join(psutil.Process(k).cmdline())]
         return workers if self.workers > 1 and workers else [self.proc.pid]
 
     def stop_server(self) -> None:

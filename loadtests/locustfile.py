@@ -23,6 +23,7 @@ Environment (every one optional but the token):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,19 +31,34 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import gevent
 import websocket  # websocket-client: blocking sockets, which locust's gevent makes cooperative
 from gevent.lock import Semaphore
 from locust import FastHttpUser, LoadTestShape, between, constant, events, task
+from locust.argument_parser import LocustArgumentParser
+from locust.contrib.fasthttp import ResponseContextManager
+from locust.env import Environment
+from locust.event import EventHook
 from locust.runners import WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loadtests import scenario
 
 log = logging.getLogger("ige.loadtest")
+
+_Handler = TypeVar("_Handler", bound=Callable[..., None])
+
+
+def _listener(hook: EventHook) -> Callable[[_Handler], _Handler]:
+    """``@hook.add_listener``, typed: locust's EventHook is unannotated."""
+    def register(handler: _Handler) -> _Handler:
+        hook.add_listener(handler)  # type: ignore[no-untyped-call]  # locust: unannotated
+        return handler
+    return register
 
 
 def _env_float(name: str, default: float) -> float:
@@ -70,9 +86,10 @@ def _think() -> tuple[float, float]:
         return 1.0, 3.0
 
 
-@events.init_command_line_parser.add_listener
-def _options(parser: Any) -> None:
-    parser.add_argument("--load-shape", choices=scenario.SHAPES, default=None, env_var="LOAD_SHAPE",
+@_listener(events.init_command_line_parser)
+def _options(parser: LocustArgumentParser) -> None:
+    parser.add_argument("--load-shape", choices=scenario.SHAPES, default=None,
+                        env_var="LOAD_SHAPE",
                         help="ramp, steady or spike, shaped over -u (peak users), -r, -t")
     parser.add_argument("--max-fail-ratio", type=float, env_var="LOAD_MAX_FAIL_RATIO",
                         default=0.01, help="stop the run with exit code 1 above this failure ratio")
@@ -85,18 +102,18 @@ class World:
     lock = Semaphore()
     ready = False
     host = ""
-    admin: dict[str, str] = {}
-    banks: list[dict[str, Any]] = []
-    rounds: list[dict[str, Any]] = []
-    weights: list[float] = []
+    admin: ClassVar[dict[str, str]] = {}
+    banks: ClassVar[list[dict[str, Any]]] = []
+    rounds: ClassVar[list[dict[str, Any]]] = []
+    weights: ClassVar[list[float]] = []
     exporter: dict[str, Any] | None = None
-    applications: list[str] = []
+    applications: ClassVar[list[str]] = []
     next_bank = 0
-    streams: dict[str, BankStream] = {}
+    streams: ClassVar[dict[str, BankStream]] = {}
     stopping = False
 
     @classmethod
-    def ensure(cls, host: str) -> None:
+    def ensure(cls, host: str | None) -> None:
         with cls.lock:
             if cls.ready:
                 return
@@ -104,13 +121,15 @@ class World:
             cls.ready = True
 
     @classmethod
-    def _setup(cls, host: str) -> None:
+    def _setup(cls, host: str | None) -> None:
         from geventhttpclient import HTTPClient
         from geventhttpclient.url import URL
 
         token = os.environ.get("IGE_ADMIN_TOKEN", "")
         if not token:
             raise RuntimeError("set IGE_ADMIN_TOKEN to the operator token of the server under test")
+        if host is None:
+            raise RuntimeError("set the server under test with --host")
         cls.host = host.rstrip("/")
         cls.admin = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         http = HTTPClient.from_url(URL(cls.host), concurrency=4, connection_timeout=10,
@@ -119,6 +138,7 @@ class World:
         def call(method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
                  form: bool = False) -> Any:
             h = dict(headers if headers is not None else cls.admin)
+            raw: bytes | None
             if form:
                 from urllib.parse import urlencode
 
@@ -137,7 +157,8 @@ class World:
         run = uuid.uuid4().hex[:5].upper()
         for i in range(n_banks):
             code = f"L{run}{i:02d}"
-            cls.banks.append(call("POST", "/v1/admin/banks", {"bank_code": code, "name": f"Load {code}"}))
+            cls.banks.append(call("POST", "/v1/admin/banks",
+                                  {"bank_code": code, "name": f"Load {code}"}))
         exporter_id = cls._exporter_setup(call)
         for i in range(n_rounds):
             r = call("POST", "/v1/admin/rounds",
@@ -162,7 +183,8 @@ class World:
             password = "load test password 1"
             reg = call("POST", "/v1/exporter/register", {
                 "full_name": "Yük Testi İhracatçı", "national_id": "10000000146", "email": email,
-                "mobile": "+905321234567", "password": password}, headers={"Content-Type": "application/json"})
+                "mobile": "+905321234567", "password": password},
+                headers={"Content-Type": "application/json"})
             secret = pyotp.parse_uri(reg["totp_uri"]).secret
             step = int(time.time() // 30)
             call("POST", "/v1/exporter/activate",
@@ -170,11 +192,13 @@ class World:
                  headers={"Content-Type": "application/json"})
             cls.exporter = {"email": email, "password": password, "totp": secret, "step": step}
             return str(reg["user_id"])
-        email = os.environ.get("LOAD_EXPORTER_EMAIL")
-        if email:
-            cls.exporter = {"email": email, "password": os.environ.get("LOAD_EXPORTER_PASSWORD", ""),
+        given = os.environ.get("LOAD_EXPORTER_EMAIL")
+        if given:
+            cls.exporter = {"email": given,
+                            "password": os.environ.get("LOAD_EXPORTER_PASSWORD", ""),
                             "totp": os.environ.get("LOAD_EXPORTER_TOTP_SECRET", ""), "step": 0}
-            cls.applications = [a for a in os.environ.get("LOAD_EXPORTER_APPLICATIONS", "").split(",") if a]
+            cls.applications = [
+                a for a in os.environ.get("LOAD_EXPORTER_APPLICATIONS", "").split(",") if a]
             return os.environ.get("LOAD_EXPORTER_USER_ID") or None
         return None
 
@@ -187,8 +211,9 @@ class World:
 
 
 def _fire(name: str, ms: float, length: int = 0, exc: Exception | None = None) -> None:
-    events.request.fire(request_type="WS", name=name, response_time=ms, response_length=length,
-                        exception=exc, context={})
+    events.request.fire(  # type: ignore[no-untyped-call]  # locust: EventHook is unannotated
+        request_type="WS", name=name, response_time=ms, response_length=length, exception=exc,
+        context={})
 
 
 class StreamError(Exception):
@@ -214,13 +239,13 @@ class BankStream:
     def _send(self, msg: dict[str, Any]) -> None:
         ws = self.ws
         if ws is not None and ws.connected:
-            try:
+            # on failure the reader notices and reconnects
+            with contextlib.suppress(OSError, websocket.WebSocketException):
                 ws.send(json.dumps(msg))
-            except (OSError, websocket.WebSocketException):
-                pass  # the reader notices and reconnects
 
     def _connect(self) -> websocket.WebSocket:
-        with self.user.rest("POST", "/v1/stream/tickets", name="/v1/stream/tickets") as r:
+        with self.user.bank_request("POST", "/v1/stream/tickets",
+                                    name="/v1/stream/tickets") as r:
             if r.status_code != 201:
                 r.failure(f"ticket: {r.status_code}")
                 raise StreamError("no ticket")
@@ -274,17 +299,16 @@ class BankStream:
                 if lat is not None:
                     _fire("push_latency", lat, len(raw))
                 elif kind == "round_closed":
-                    _fire("round_closed", max(0.0, now - scenario.iso_ms(msg["closed_at"])), len(raw))
+                    _fire("round_closed", max(0.0, now - scenario.iso_ms(msg["closed_at"])),
+                          len(raw))
             elif kind == "error" and msg.get("code") != "offer_required":
                 _fire("stream_error", 0, exc=StreamError(f"{msg.get('code')}: {msg.get('detail')}"))
 
     def close(self) -> None:
         ws, self.ws = self.ws, None
         if ws is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing at the end of a run
                 ws.close(timeout=1)
-            except Exception:  # noqa: BLE001 - closing at the end of a run
-                pass
         self.greenlet.kill(block=False)
 
 
@@ -309,7 +333,8 @@ class BankDesk(FastHttpUser):
         if code not in World.streams:
             World.streams[code] = BankStream(self)
 
-    def rest(self, method: str, path: str, **kw: Any) -> Any:
+    def bank_request(self, method: str, path: str, **kw: Any) -> ResponseContextManager:
+        """A request with this bank's token, its response checked by the caller."""
         self._token()
         headers = {**self.auth, **kw.pop("headers", {})}
         return self.client.request(method, path, headers=headers, catch_response=True, **kw)
@@ -335,7 +360,8 @@ class BankDesk(FastHttpUser):
 
     @task(1)
     def pool(self) -> None:
-        with self.rest("GET", "/v1/bank/rounds?state=open&limit=50", name="/v1/bank/rounds") as r:
+        with self.bank_request("GET", "/v1/bank/rounds?state=open&limit=50",
+                               name="/v1/bank/rounds") as r:
             if r.status_code != 200:
                 r.failure(f"{r.status_code} {r.text[:200]}")
 
@@ -346,8 +372,9 @@ class BankDesk(FastHttpUser):
         if len(self.offers.get(rid, [])) >= 2:
             return self.revise()
         body = scenario.offer_body(rnd, self.rng)
-        with self.rest("POST", f"/v1/bank/rounds/{rid}/offers", name="/v1/bank/rounds/[id]/offers",
-                       json=body, headers={"Idempotency-Key": uuid.uuid4().hex}) as r:
+        with self.bank_request("POST", f"/v1/bank/rounds/{rid}/offers",
+                               name="/v1/bank/rounds/[id]/offers", json=body,
+                               headers={"Idempotency-Key": uuid.uuid4().hex}) as r:
             if r.status_code == 201:
                 self.offers.setdefault(rid, []).append((r.json()["offer_id"], body))
                 World.streams[self.bank["bank_code"]].subscribe(rid)
@@ -366,9 +393,9 @@ class BankDesk(FastHttpUser):
         i = self.rng.randrange(len(self.offers[rid]))
         offer_id, body = self.offers[rid][i]
         new = scenario.improved(body, self.rng)
-        with self.rest("PUT", f"/v1/bank/rounds/{rid}/offers/{offer_id}",
-                       name="/v1/bank/rounds/[id]/offers/[offer_id]", json=new,
-                       headers={"Idempotency-Key": uuid.uuid4().hex}) as r:
+        with self.bank_request("PUT", f"/v1/bank/rounds/{rid}/offers/{offer_id}",
+                               name="/v1/bank/rounds/[id]/offers/[offer_id]", json=new,
+                               headers={"Idempotency-Key": uuid.uuid4().hex}) as r:
             if r.status_code == 200:
                 self.offers[rid][i] = (offer_id, new)
             elif r.status_code == 409 and "round_closed" in r.text:
@@ -383,7 +410,8 @@ class BankDesk(FastHttpUser):
         if not self.offers:
             return None
         rid = self.rng.choice(list(self.offers))
-        with self.rest("GET", f"/v1/bank/rounds/{rid}/book", name="/v1/bank/rounds/[id]/book") as r:
+        with self.bank_request("GET", f"/v1/bank/rounds/{rid}/book",
+                               name="/v1/bank/rounds/[id]/book") as r:
             if r.status_code != 200:
                 r.failure(f"{r.status_code} {r.text[:200]}")
             elif any(o.get("mine") is False and ("offer_id" in o or "bank_id" in o)
@@ -394,7 +422,8 @@ class BankDesk(FastHttpUser):
     @task(1)
     def round_detail(self) -> None:
         rid = self._round()["round_id"]
-        with self.rest("GET", f"/v1/bank/rounds/{rid}", name="/v1/bank/rounds/[id]") as r:
+        with self.bank_request("GET", f"/v1/bank/rounds/{rid}",
+                               name="/v1/bank/rounds/[id]") as r:
             if r.status_code != 200:
                 r.failure(f"{r.status_code} {r.text[:200]}")
 
@@ -403,7 +432,8 @@ class ExporterDesk(FastHttpUser):
     """Low-rate exporter: follows its applications and polls their results. Skipped unless
     LOAD_EXPORTER=self or exporter credentials are configured (see the module doc)."""
 
-    abstract = not (os.environ.get("LOAD_EXPORTER") == "self" or os.environ.get("LOAD_EXPORTER_EMAIL"))
+    abstract = not (os.environ.get("LOAD_EXPORTER") == "self"
+                    or os.environ.get("LOAD_EXPORTER_EMAIL"))
     fixed_count = 1
     wait_time = constant(5)
 
@@ -442,7 +472,8 @@ class ExporterDesk(FastHttpUser):
             if r.status_code != 200:
                 r.failure(f"{r.status_code} {r.text[:200]}")
         with self.client.get(f"/v1/exporter/applications/{app_id}/results", headers=self.auth,
-                             name="/v1/exporter/applications/[id]/results", catch_response=True) as r:
+                             name="/v1/exporter/applications/[id]/results",
+                             catch_response=True) as r:
             if r.status_code == 409 and "round_open" in r.text:
                 r.success()  # results come after the close
             elif r.status_code != 200:
@@ -462,19 +493,22 @@ class IgeShape(LoadTestShape):
         peak = int(getattr(opts, "num_users", None) or 10)
         rate = float(getattr(opts, "spawn_rate", None) or 5)
         duration = float(getattr(opts, "run_time", None) or 60)
-        stage = scenario.shape_at(kind, self.get_run_time(), duration, peak, rate)
+        # locust's get_run_time is unannotated
+        run_time: float = self.get_run_time()  # type: ignore[no-untyped-call]
+        stage = scenario.shape_at(kind, run_time, duration, peak, rate)
         return None if stage is None else (stage.users, stage.spawn_rate)
 
 
-@events.test_start.add_listener
-def _guard(environment: Any, **_kw: Any) -> None:
+@_listener(events.test_start)
+def _guard(environment: Environment, **_kw: Any) -> None:
     World.stopping = False
     if isinstance(environment.runner, WorkerRunner):
         return
     limit = float(getattr(environment.parsed_options, "max_fail_ratio", 0.01) or 0.01)
 
     def watch() -> None:
-        while environment.runner is not None and environment.runner.state not in ("stopped", "quitting"):
+        while (environment.runner is not None
+               and environment.runner.state not in ("stopped", "quitting")):
             gevent.sleep(1)
             total = environment.stats.total
             if total.num_requests >= 50 and total.fail_ratio > limit:
@@ -487,8 +521,8 @@ def _guard(environment: Any, **_kw: Any) -> None:
     gevent.spawn(watch)
 
 
-@events.test_stopping.add_listener
-def _stop_streams(environment: Any, **_kw: Any) -> None:
+@_listener(events.test_stopping)
+def _stop_streams(environment: Environment, **_kw: Any) -> None:
     World.stopping = True
     for s in list(World.streams.values()):
         s.close()

@@ -24,7 +24,8 @@ import httpx
 
 ROUND = {
     "company": {"name": "Bench A.Ş.", "tax_id": "1234567890", "is_sme": True, "sector": "bench",
-                "contact": {"name": "Bench", "email": "bench@example.com", "phone": "+905321234567"}},
+                "contact": {"name": "Bench", "email": "bench@example.com",
+                            "phone": "+905321234567"}},
     "loan_type": "working_capital", "currency": "TRY", "loan_amount": "5000000.00",
     "guarantee_amount": "4000000.00", "tenor_months": 24, "grace_months": 6,
     "export_commitment": True,
@@ -34,8 +35,14 @@ ROUND = {
 def pct(sorted_ms: list[float], p: float) -> float:
     if not sorted_ms:
         return float("nan")
-    k = min(len(sorted_ms) - 1, max(0, int(round(p / 100 * len(sorted_ms))) - 1))
+    k = min(len(sorted_ms) - 1, max(0, round(p / 100 * len(sorted_ms)) - 1))
     return sorted_ms[k]
+
+
+def write_setup(path: str, tokens: list[str], rounds: list[str]) -> None:
+    """The ``--setup-only`` file: {tokens, rounds} for loadtests/wrk_offers.lua."""
+    with open(path, "w") as fh:
+        json.dump({"tokens": tokens, "rounds": rounds}, fh)
 
 
 async def main() -> None:
@@ -51,12 +58,14 @@ async def main() -> None:
                          "loadtests/wrk_offers.lua, and exit")
     a = ap.parse_args()
     admin = {"Authorization": f"Bearer {a.admin_token}"}
-    limits = httpx.Limits(max_connections=a.concurrency + 4, max_keepalive_connections=a.concurrency + 4)
+    limits = httpx.Limits(max_connections=a.concurrency + 4,
+                          max_keepalive_connections=a.concurrency + 4)
     async with httpx.AsyncClient(base_url=a.base_url, timeout=30, limits=limits) as http:
-        tokens = []
+        tokens: list[dict[str, str]] = []
         for _ in range(a.banks):
             code = "Q" + secrets.token_hex(4).upper()
-            r = await http.post("/v1/admin/banks", json={"bank_code": code, "name": code}, headers=admin)
+            r = await http.post("/v1/admin/banks", json={"bank_code": code, "name": code},
+                                headers=admin)
             r.raise_for_status()
             c = r.json()
             t = await http.post("/v1/oauth/token", data={"grant_type": "client_credentials",
@@ -64,14 +73,13 @@ async def main() -> None:
                                                          "client_secret": c["client_secret"]})
             t.raise_for_status()
             tokens.append({"Authorization": f"Bearer {t.json()['access_token']}"})
-        rounds = []
+        rounds: list[str] = []
         for _ in range(a.rounds):
             r = await http.post("/v1/admin/rounds", json=ROUND, headers=admin)
             r.raise_for_status()
             rounds.append(r.json()["round_id"])
         if a.setup_only:
-            with open(a.setup_only, "w") as fh:
-                json.dump({"tokens": [t["Authorization"] for t in tokens], "rounds": rounds}, fh)
+            write_setup(a.setup_only, [t["Authorization"] for t in tokens], rounds)
             return
         lat: list[float] = []
         errors = 0
@@ -97,10 +105,11 @@ async def main() -> None:
         await asyncio.gather(*(worker() for _ in range(a.concurrency)))
         elapsed = time.perf_counter() - t_start
     lat.sort()
-    print(f"offers acknowledged: {len(lat)} in {elapsed:.1f}s -> {len(lat) / elapsed:.0f} offers/s "
-          f"(concurrency {a.concurrency}, errors {errors})")
-    print(f"ack latency ms: p50 {pct(lat, 50):.2f}  p90 {pct(lat, 90):.2f}  p99 {pct(lat, 99):.2f}  "
-          f"max {lat[-1] if lat else float('nan'):.2f}  mean {statistics.fmean(lat) if lat else 0:.2f}")
+    print(f"offers acknowledged: {len(lat)} in {elapsed:.1f}s -> "
+          f"{len(lat) / elapsed:.0f} offers/s (concurrency {a.concurrency}, errors {errors})")
+    print(f"ack latency ms: p50 {pct(lat, 50):.2f}  p90 {pct(lat, 90):.2f}  "
+          f"p99 {pct(lat, 99):.2f}  max {lat[-1] if lat else float('nan'):.2f}  "
+          f"mean {statistics.fmean(lat) if lat else 0:.2f}")
 
 
 if __name__ == "__main__":

@@ -76,8 +76,8 @@ async def run(base_url: str, setup: dict[str, Any], rate: float, seconds: float,
         if delay > 0:
             await asyncio.sleep(delay)
         conn = await pool.get()  # none idle: this request is late, and its latency says so
-        t = asyncio.ensure_future(one(conn, offer_request(rng, hosthdr, tokens, offers, put_fraction),
-                                      intended))
+        raw = offer_request(rng, hosthdr, tokens, offers, put_fraction)
+        t = asyncio.ensure_future(one(conn, raw, intended))
         tasks.add(t)
         t.add_done_callback(tasks.discard)
     await asyncio.gather(*tasks)
@@ -85,7 +85,8 @@ async def run(base_url: str, setup: dict[str, Any], rate: float, seconds: float,
     ok = sum(v for k, v in statuses.items() if 200 <= k < 300)
 
     def pct(h: HdrHistogram, p: float) -> float:
-        return h.get_value_at_percentile(p) / 1000.0
+        value: int = h.get_value_at_percentile(p)
+        return value / 1000.0
 
     return {
         "target_rate": rate, "seconds": seconds, "sent": n, "ok": ok,

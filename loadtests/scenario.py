@@ -40,12 +40,14 @@ def round_body(i: int, exporter_user_id: str | None = None) -> dict[str, Any]:
     return body
 
 
-def offer_body(rnd: dict[str, Any], rng: random.Random, rate: float | None = None) -> dict[str, Any]:
+def offer_body(rnd: dict[str, Any], rng: random.Random,
+               rate: float | None = None) -> dict[str, Any]:
     """OFFER_TERMS a bank desk would send for ``rnd`` (a ROUND as the pool returns it)."""
     loan = float(rnd["loan_amount"])
     tenor = int(rnd["tenor_months"])
     grace = int(rnd["grace_months"])
-    typical = next((k[6] for k in ROUND_KINDS if k[0] == rnd["loan_type"] and k[1] == rnd["currency"]),
+    typical = next((k[6] for k in ROUND_KINDS
+                    if k[0] == rnd["loan_type"] and k[1] == rnd["currency"]),
                    35.0 if rnd["currency"] == "TRY" else 10.0)
     if rate is None:
         rate = typical * rng.uniform(0.92, 1.08)

@@ -22,6 +22,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from loadtests.rawhttp import Conn, build, host_port
 from loadtests.scenario import iso_ms
@@ -66,8 +67,8 @@ async def client(url: str, rounds: list[str], st: Stats, ready: asyncio.Event,
                  synced: list[int]) -> None:
     last: dict[str, int] = {}
     pending = set(rounds)
-    async with connect(url, subprotocols=["ige.v1.json"], compression=None, max_queue=None,
-                       ping_interval=None, open_timeout=60) as ws:
+    async with connect(url, subprotocols=[Subprotocol("ige.v1.json")], compression=None,
+                       max_queue=None, ping_interval=None, open_timeout=60) as ws:
         for rid in rounds:
             await ws.send(json.dumps({"op": "subscribe", "topic": f"round:{rid}"}))
         await _read(ws, last, pending, st, ready, synced)
@@ -92,7 +93,8 @@ async def _read(ws: ClientConnection, last: dict[str, int], pending: set[str], s
                         st.own += 1
                     else:
                         st.quotes += 1
-                        st.push.record_value(max(1, int((now - iso_ms(msg["offer"]["updated_at"])) * 1000)))
+                        updated = iso_ms(msg["offer"]["updated_at"])
+                        st.push.record_value(max(1, int((now - updated) * 1000)))
             elif kind == "round_closed":
                 st.closed.append(now)
             elif kind == "snapshot":
@@ -123,14 +125,15 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
     ready = asyncio.Event()
     synced = [0, len(conns)]
     sem = asyncio.Semaphore(64)
-    tasks = []
+    tasks: list[asyncio.Task[None]] = []
 
     async def start(c: dict[str, Any], ticket: str) -> None:
         async with sem:
-            tasks.append(asyncio.ensure_future(client(ws_base + ticket, c["rounds"], st, ready, synced)))
+            tasks.append(asyncio.ensure_future(
+                client(ws_base + ticket, c["rounds"], st, ready, synced)))
             await asyncio.sleep(0.002)
 
-    await asyncio.gather(*(start(c, t) for c, t in zip(conns, ts)))
+    await asyncio.gather(*(start(c, t) for c, t in zip(conns, ts, strict=True)))
     await asyncio.wait_for(ready.wait(), 300)
     setup_s = time.perf_counter() - t0
     st.recording = True
@@ -171,7 +174,7 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with open(sys.argv[1]) as fh:
         spec = json.load(fh)
