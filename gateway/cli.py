@@ -48,13 +48,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _create_bank(code: str, name: str) -> dict[str, str] | None:
+async def _create_bank(code: str, name: str) -> dict[str, object] | None:
     from gateway import bootstrap, views
 
     rt = bootstrap.build(Settings.from_env({**os.environ, "IGE_DEMO": "1"}))
     try:
         creds = await rt.portal.accounts.create_bank(code, name, "cli")
-        return None if creds is None else views.bank_credentials(creds)
+        return None if creds is None else dict(views.bank_credentials(creds))
     finally:
         await rt.aclose()
 

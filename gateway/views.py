@@ -1,14 +1,18 @@
-"""Wire shapes (API.md) of what the use cases return. Masking of the book is the pure core's
-(``auction.masking``); everything here renders records the caller may see in full."""
+"""Wire shapes (API.md) of what the use cases return, typed with the response declarations
+of the contract (``gateway.contract.responses``): mypy checks that every view builds exactly
+the shape the document publishes. Masking of the book is the pure core's (``auction.masking``,
+whose dicts are checked against ``BookEntry`` by tests/unit/test_masking.py); everything here
+renders records the caller may see in full."""
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Literal, cast
 
 from applications.model import money_text, pct_text
 from auction.masking import apr_text, book_for, own_offer
-from auction.model import RATE_SCALE, e4_to_rate, iso, minor_to_money, ms_to_dt
+from auction.model import RATE_SCALE, OfferVersion, e4_to_rate, iso, minor_to_money, ms_to_dt
+from gateway.contract import responses as rs
 from persistence.records import AuditRecord, BankRecord, RoundRecord
 from usecases.accounts import BankCredentials, Registered, Ticket, Token
 from usecases.applying import ApplicationState, CompanyState
@@ -21,14 +25,18 @@ def ts(ms: int | None) -> str | None:
     return iso(ms_to_dt(int(ms))) if ms else None
 
 
+def at(ms: int) -> str:
+    return iso(ms_to_dt(int(ms)))
+
+
 # ----------------------------------------------------------------------------- rounds
-def round_out(row: RoundRecord, has_my_offer: bool | None) -> dict[str, Any]:
+def round_out(row: RoundRecord, has_my_offer: bool | None) -> rs.Round:
     company = dict(row.company or {})
-    out: dict[str, Any] = {
+    out: rs.Round = {
         "round_id": row.id,
         "state": row.state,
-        "opened_at": ts(row.opened_at),
-        "closes_at": ts(row.closes_at),
+        "opened_at": at(row.opened_at),
+        "closes_at": at(row.closes_at),
         "currency": row.currency,
         "loan_type": row.loan_type,
         "loan_amount": minor_to_money(row.loan_amount),
@@ -42,16 +50,16 @@ def round_out(row: RoundRecord, has_my_offer: bool | None) -> dict[str, Any]:
             "tax_id": company.get("tax_id"),
             "is_sme": company.get("is_sme"),
             "sector": company.get("sector"),
-            "contact": company.get("contact") or {},
+            "contact": cast(rs.Contact, company.get("contact") or {}),
         },
-        "assessment": row.assessment,
+        "assessment": cast(rs.Assessment | None, row.assessment),
     }
     if has_my_offer is not None:
         out["has_my_offer"] = has_my_offer
     if row.closed_at:
-        out["closed_at"] = ts(row.closed_at)
+        out["closed_at"] = at(row.closed_at)
     if row.binding_until:
-        out["binding_until"] = ts(row.binding_until)
+        out["binding_until"] = at(row.binding_until)
     return out
 
 
@@ -61,44 +69,46 @@ def cursor(after: tuple[int, str] | None) -> str | None:
     return base64.urlsafe_b64encode(f"{after[0]}:{after[1]}".encode()).decode()
 
 
-def pool(page: RoundPage) -> dict[str, Any]:
+def pool(page: RoundPage) -> rs.RoundList:
     return {"rounds": [round_out(r, h) for r, h in page.rounds],
             "next_cursor": cursor(page.next_after)}
 
 
-def round_detail(d: RoundDetail) -> dict[str, Any]:
-    out = round_out(d.round, d.has_bid)
-    out["my_offers"] = [own_offer(v, rank) for v, rank in d.my_offers]
-    return out
+def round_detail(d: RoundDetail) -> rs.RoundDetail:
+    return {**round_out(d.round, d.has_bid),
+            "my_offers": [offer_of(v, rank) for v, rank in d.my_offers]}
 
 
-def offer(a: Accepted) -> dict[str, Any]:
-    return own_offer(a.offer, a.rank)
+def offer_of(v: OfferVersion, rank: int | None) -> rs.Offer:
+    """OFFER, as the masking rule shows a bank its own offer."""
+    return cast(rs.Offer, own_offer(v, rank))
 
 
-def book(seen: BookSeen, bank_id: str) -> dict[str, Any]:
-    return book_for(seen.view, bank_id, iso(ms_to_dt(seen.server_time_ms)))
+def offer(a: Accepted) -> rs.Offer:
+    return offer_of(a.offer, a.rank)
 
 
-def bank_result(r: BankResult) -> dict[str, Any]:
-    mine = []
-    for final_rank, v in r.mine:
-        o = own_offer(v, final_rank)
-        o.update(final_rank=final_rank, binding=True,
-                 chosen=r.acceptance is not None and r.acceptance.offer_id == v.offer_id)
-        mine.append(o)
+def book(seen: BookSeen, bank_id: str) -> rs.Book:
+    return cast(rs.Book, book_for(seen.view, bank_id, iso(ms_to_dt(seen.server_time_ms))))
+
+
+def bank_result(r: BankResult) -> rs.Result:
+    mine: list[rs.ResultOffer] = [
+        {**offer_of(v, final_rank), "final_rank": final_rank, "binding": True,
+         "chosen": r.acceptance is not None and r.acceptance.offer_id == v.offer_id}
+        for final_rank, v in r.mine]
     return {
         "round_id": r.round.id,
         "state": r.round.state,
         "reference_number": r.closing.reference_number,
-        "closed_at": ts(r.closing.closed_at),
-        "binding_until": ts(r.closing.binding_until),
+        "closed_at": at(r.closing.closed_at),
+        "binding_until": at(r.closing.binding_until),
         "my_offers": mine,
     }
 
 
-def exporter_results(r: ExporterResults) -> dict[str, Any]:
-    offers = []
+def exporter_results(r: ExporterResults) -> rs.ExporterResults:
+    offers: list[rs.ExporterOffer] = []
     for final_rank, v, bank in r.offers:
         o: dict[str, Any] = {
             "offer_id": v.offer_id,
@@ -109,46 +119,46 @@ def exporter_results(r: ExporterResults) -> dict[str, Any]:
             "apr": apr_text(v.apr_e4),
         }
         o.update(v.terms.to_wire())
-        offers.append(o)
+        offers.append(cast(rs.ExporterOffer, o))
     return {
         "application_id": r.round.application_id,
         "round_id": r.round.id,
         "state": r.round.state,
         "reference_number": r.closing.reference_number,
-        "closed_at": ts(r.closing.closed_at),
-        "binding_until": ts(r.closing.binding_until),
+        "closed_at": at(r.closing.closed_at),
+        "binding_until": at(r.closing.binding_until),
         "accepted_offer_id": r.acceptance.offer_id if r.acceptance else None,
         "offers": offers,
     }
 
 
-def round_state(row: RoundRecord) -> dict[str, Any]:
+def round_state(row: RoundRecord) -> rs.ApplicationRound:
     """Where an application's round stands (no offer data)."""
-    out: dict[str, Any] = {"round_id": row.id, "state": row.state,
-                           "opened_at": ts(row.opened_at), "closes_at": ts(row.closes_at)}
+    out: rs.ApplicationRound = {"round_id": row.id, "state": row.state,
+                                "opened_at": at(row.opened_at), "closes_at": at(row.closes_at)}
     if row.closed_at:
-        out["closed_at"] = ts(row.closed_at)
+        out["closed_at"] = at(row.closed_at)
     if row.binding_until:
-        out["binding_until"] = ts(row.binding_until)
+        out["binding_until"] = at(row.binding_until)
     return out
 
 
 # ----------------------------------------------------------------------------- exporters
-def token(t: Token) -> dict[str, Any]:
+def token(t: Token) -> rs.Token | rs.ExporterToken:
     out: dict[str, Any] = {"access_token": t.access_token, "token_type": "Bearer",
                            "expires_in": t.expires_in}
     if t.bank_code is not None:
         out["bank_code"] = t.bank_code
-    return out
+    return cast(rs.Token | rs.ExporterToken, out)
 
 
-def registered(r: Registered) -> dict[str, Any]:
+def registered(r: Registered) -> rs.Registered:
     return {"user_id": r.user_id, "totp_uri": r.totp_uri}
 
 
-def company(s: CompanyState) -> dict[str, Any]:
+def company(s: CompanyState) -> rs.CompanyOut:
     c, latest = s.company, s.latest_consent
-    out: dict[str, Any] = {
+    out: rs.CompanyOut = {
         "company_id": c.id,
         "tax_id": c.tax_id,
         "name": c.name,
@@ -156,10 +166,10 @@ def company(s: CompanyState) -> dict[str, Any]:
         "is_sme": c.is_sme,
         "active": c.active,
         "signatory": True,
-        "matched_at": ts(c.created_at),
+        "matched_at": at(c.created_at),
         "consent": None if latest is None else {
             "text_version": latest.text_version,
-            "accepted_at": ts(latest.accepted_at),
+            "accepted_at": at(latest.accepted_at),
             "withdrawn_at": ts(latest.withdrawn_at),
             "active": s.consent_active,
         },
@@ -169,7 +179,7 @@ def company(s: CompanyState) -> dict[str, Any]:
     return out
 
 
-def request_out(rec: dict[str, Any]) -> dict[str, Any]:
+def request_out(rec: dict[str, Any]) -> rs.ApplicationRequestOut:
     loan, guarantee = int(rec["loan_amount"]), int(rec["guarantee_amount"])
     return {
         "loan_type": rec["loan_type"],
@@ -188,62 +198,59 @@ def request_out(rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def application(s: ApplicationState) -> dict[str, Any]:
+def application(s: ApplicationState) -> rs.Application:
     """APPLICATION (API.md) plus what explains it: the request, the package version and the
     scorecard's factors. No offer data: the round part says only where the round stands."""
     a = s.application
     applicant = (a.inputs or {}).get("applicant") or {}
     return {
         "application_id": a.id,
-        "status": a.status,
-        "created_at": ts(a.created_at),
+        "status": cast(Literal["approved", "rejected"], a.status),
+        "created_at": at(a.created_at),
         "company": {"company_id": a.company_id, "tax_id": a.tax_id,
                     "name": applicant.get("name")},
         "package_version": a.package_version,
         "request": request_out(a.request),
-        "decision": a.decision,
+        "decision": cast(rs.Decision, a.decision),
         "round": None if s.round is None else round_state(s.round),
     }
 
 
-def operator_application(s: ApplicationState) -> dict[str, Any]:
+def operator_application(s: ApplicationState) -> rs.AdminApplication:
     """The operator's view: every input the decision read and the package's numbers."""
-    out = application(s)
-    out.update(user_id=s.application.user_id, inputs=s.application.inputs,
-               package=s.application.package)
-    return out
+    return {**application(s), "user_id": s.application.user_id,
+            "inputs": s.application.inputs, "package": s.application.package}
 
 
-def intake_application(row: RoundRecord) -> dict[str, Any]:
+def intake_application(row: RoundRecord) -> rs.Application:
     """An application the operator took in by hand, as its exporter sees it."""
+    assert row.application_id is not None
     return {
         "application_id": row.application_id,
         "status": "approved",
-        "decision": row.assessment,
-        "round": {"round_id": row.id, "state": row.state, "opened_at": ts(row.opened_at),
-                  "closes_at": ts(row.closes_at)},
+        "decision": cast(rs.Decision | None, row.assessment),
+        "round": {"round_id": row.id, "state": row.state, "opened_at": at(row.opened_at),
+                  "closes_at": at(row.closes_at)},
     }
 
 
 # ----------------------------------------------------------------------------- operator
-def bank_credentials(c: BankCredentials) -> dict[str, Any]:
+def bank_credentials(c: BankCredentials) -> rs.BankCredentials:
     return {"bank_id": c.bank_id, "bank_code": c.bank_code, "name": c.name,
             "client_id": c.client_id, "client_secret": c.client_secret}
 
 
-def banks(rows: list[BankRecord]) -> dict[str, Any]:
+def banks(rows: list[BankRecord]) -> rs.BankList:
     return {"banks": [{"bank_id": b.id, "bank_code": b.code, "name": b.name,
                        "client_id": b.client_id, "active": b.active} for b in rows]}
 
 
-def admin_round(row: RoundRecord) -> dict[str, Any]:
-    out = round_out(row, None)
-    out["application_id"] = row.application_id
-    out["exporter_user_id"] = row.exporter_user_id
-    return out
+def admin_round(row: RoundRecord) -> rs.AdminRound:
+    return {**round_out(row, None), "application_id": row.application_id,  # type: ignore[typeddict-item]
+            "exporter_user_id": row.exporter_user_id}
 
 
-def admin_round_view(v: RoundView) -> dict[str, Any]:
+def admin_round_view(v: RoundView) -> rs.AdminRound:
     out = admin_round(v.round)
     out["persisted_seq"] = v.round.persisted_seq
     if v.closing is not None:
@@ -251,12 +258,12 @@ def admin_round_view(v: RoundView) -> dict[str, Any]:
     return out
 
 
-def audit(rows: list[AuditRecord]) -> dict[str, Any]:
+def audit(rows: list[AuditRecord]) -> rs.AuditPage:
     return {"entries": [{"id": r.id, "at": iso(ms_to_dt(r.at)), "actor": r.actor,
                          "action": r.action, "round_id": r.round_id, "detail": r.detail}
                         for r in rows],
             "next_after_id": rows[-1].id if len(rows) == AUDIT_PAGE else None}
 
 
-def ticket(t: Ticket) -> dict[str, Any]:
+def ticket(t: Ticket) -> rs.Ticket:
     return {"ticket": t.ticket, "expires_in": t.expires_in}

@@ -153,3 +153,18 @@ def test_quote_for_others_never_names_the_bank() -> None:
 def test_quote_of_an_offer_missing_from_the_order_has_rank_zero() -> None:
     owner, _ = quote_messages(Event(ROUND, 2, "quote", BETA_1), "round:" + ROUND, ("zzz",))
     assert owner["offer"]["rank"] == 0
+
+
+# ----------------------------------------------------------------------------- the contract
+def test_the_masked_shapes_are_exactly_the_documented_ones() -> None:
+    """masking.py builds the dicts the document declares (gateway.contract.responses): the
+    views hand them out as they are, so a key added here would reach the wire undocumented."""
+    from gateway.contract.responses import Book, BookEntry, Offer
+
+    assert SHARED_KEYS == BookEntry.__required_keys__
+    assert OWNER_ONLY_KEYS == BookEntry.__optional_keys__
+    assert set(masked_entry(BETA_1, 1, False)) == BookEntry.__required_keys__
+    assert set(masked_entry(BETA_1, 1, True)) == BookEntry.__required_keys__ | OWNER_ONLY_KEYS
+    assert set(own_offer(BETA_1, 1)) == Offer.__required_keys__ | Offer.__optional_keys__
+    book = book_for(view("Banka C"), "bank_beta", "2026-04-21T14:00:00Z")
+    assert set(book) == Book.__required_keys__ | Book.__optional_keys__
