@@ -1,17 +1,25 @@
 """The exporter's fields: e-mail and mobile checked by maintained libraries, tax ids by their
-check digits, and the application form parsed into one 422 listing every bad field."""
+check digits (the converters of gateway.contract.fields), and the application form read by its
+model (``read(ApplicationForm, raw)``, as POST /v1/exporter/applications reads it) with the
+guarantee package's form rules over it (``usecases.applying.check_form``): the company and the
+exact request, or one 422 listing every bad field."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from applications.model import ApplicationRequest
 from applications.package import KGF_HD_2026_1 as P
+from applications.package import GuaranteePackage
 from applications.simulated import STD_REQUEST
-from gateway.parsing import application as parse_application
-from gateway.parsing import email_address, share_e4, tax_id, turkish_mobile
-from gateway.problems import Problem
+from gateway.contract.fields import email_address, share_e4, tax_id, turkish_mobile
+from gateway.contract.requests import ApplicationForm, read
+from gateway.problems import Problem, problem
+from usecases.applying import ApplicationDraft, check_form
+from usecases.outcomes import Refusal
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -73,6 +81,21 @@ def test_share_percentages(value: Any, e4: int | None):
 
 def form(**changes: Any) -> dict[str, Any]:
     return {**STD_REQUEST, "company_id": "cmp_1", **changes}
+
+
+def parse_application(body: dict[str, Any], package: GuaranteePackage
+                      ) -> tuple[str, ApplicationRequest]:
+    """As the route: read the form (its bytes; the decoded object reads the same), then the
+    package's form rules; the company and the request, or the 422 problem."""
+    got = read(ApplicationForm, json.dumps(body).encode())
+    decoded = read(ApplicationForm, body)
+    assert (decoded.values, decoded.errors, decoded.model) == (got.values, got.errors, got.model)
+    checked = check_form(ApplicationDraft(got.values.get("company_id"),
+                                          None if got.model is None else got.model.request(),
+                                          got.values, got.errors), package)
+    if isinstance(checked, Refusal):
+        raise problem(checked)
+    return checked
 
 
 def errors(body: dict[str, Any]) -> set[tuple[str, str]]:

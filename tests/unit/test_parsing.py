@@ -1,18 +1,22 @@
 """Offer bodies become exact terms, or one 422 problem that lists every offending field: the
-request parsed (gateway.parsing) and the round rules over what parsed (usecases.bidding)."""
+request read by its model (gateway.contract: ``read(OfferTermsBody, raw)``, as the offer routes
+read it) and the round rules over what was read (``usecases.bidding.check_offer``); a body that
+is not a JSON object is refused whole (``InvalidRequest``: 400 or 422)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from applications.package import KGF_HD_2026_1
 from auction.model import OfferTerms, RoundTerms
-from gateway.parsing import offer_draft, parse_json
-from gateway.problems import Problem, problem
+from gateway.contract.errors import InvalidRequest
+from gateway.contract.requests import OfferTermsBody, read
+from gateway.problems import Problem, problem, unreadable
 from usecases.bidding import check_offer
-from usecases.outcomes import Refusal
+from usecases.outcomes import Draft, Refusal
 
 GOOD: dict[str, Any] = {
     "annual_rate": "31.25", "amount": "1500000.00", "tenor_months": 24, "grace_months": 6,
@@ -30,10 +34,15 @@ DROP = object()
 
 
 def offer_terms(b: dict[str, Any], currency: str) -> OfferTerms:
-    """Parse, then check against a round in ``currency`` that every GOOD variant fits."""
+    """Read the body as the route does (its bytes; the decoded object reads the same), then
+    check it against a round in ``currency`` that every GOOD variant fits."""
     rnd = RoundTerms("rnd_t", currency, "working_capital", 500_000_000, 400_000_000, 24, 6,
                      True, 0, 1)
-    got = check_offer(offer_draft(b), rnd, KGF_HD_2026_1.loan_types["working_capital"])
+    body = read(OfferTermsBody, json.dumps(b).encode())
+    decoded = read(OfferTermsBody, b)
+    assert (decoded.values, decoded.errors) == (body.values, body.errors)
+    got = check_offer(Draft(body.values, body.errors), rnd,
+                      KGF_HD_2026_1.loan_types["working_capital"])
     if isinstance(got, Refusal):
         raise problem(got)
     return got[0]
@@ -141,9 +150,15 @@ def test_empty_offer_body_lists_the_three_required_fields() -> None:
                                           ("tenor_months", "required")}
 
 
-# ----------------------------------------------------------------------------- parse_json
-def test_json_object_body_is_returned_as_a_dict() -> None:
-    assert parse_json(b'{"a": 1}') == {"a": 1}
+# ----------------------------------------------------------------------------- whole bodies
+def test_a_json_object_body_is_read_field_by_field() -> None:
+    """Any JSON object is read: what is wrong with it are field errors, not a refusal of the
+    body."""
+    got = read(OfferTermsBody, b'{"a": 1}')
+    assert got.model is None
+    assert {(e.field, e.code) for e in got.errors} == {
+        ("a", "unknown_field"), ("annual_rate", "required"), ("amount", "required"),
+        ("tenor_months", "required")}
 
 
 @pytest.mark.parametrize(("raw", "status", "code"), [
@@ -155,6 +170,11 @@ def test_json_object_body_is_returned_as_a_dict() -> None:
     (b"null", 422, "validation_failed"),
 ])
 def test_body_that_is_not_a_json_object_is_refused(raw: bytes, status: int, code: str) -> None:
-    with pytest.raises(Problem) as info:
-        parse_json(raw)
+    with pytest.raises(InvalidRequest) as info:
+        read(OfferTermsBody, raw)
     assert (info.value.status, info.value.code) == (status, code)
+    wire = unreadable(info.value).body("/v1/bank/rounds/r/offers")
+    assert (wire["status"], wire["code"]) == (status, code)
+    if status == 422:
+        assert wire["errors"] == [{"field": "", "code": "not_object",
+                                   "message": "expected an object"}]
