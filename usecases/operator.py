@@ -42,7 +42,7 @@ class Operator:
             probe = RoundTerms("probe", values["currency"], values["loan_type"],
                                values["loan_amount"], values["guarantee_amount"],
                                values["tenor_months"], values["grace_months"],
-                               values["export_commitment"], 0, 0)
+                               bool(values.get("export_commitment")), 0, 0)
             limits = package_in_force(ms_to_dt(self.d.clock())).loan_types.get(probe.loan_type)
             errors += validate_round_terms(probe, limits)
         if errors:

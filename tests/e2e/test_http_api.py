@@ -546,6 +546,17 @@ def test_five_failed_logins_lock_the_account(world: World, new_exporter: Any) ->
         "code": exp["totp"].at(time.time() + 30)}), 423, "locked")
 
 
+def test_a_login_with_a_null_or_missing_password_is_refused_whatever_the_code(
+        world: World, new_exporter: Any) -> None:
+    """A null password once skipped the password check: a valid one-time code was enough."""
+    api = world.api
+    exp = new_exporter(api, login=False)
+    for step, body in enumerate([{"password": None}, {}]):
+        code = exp["totp"].at(time.time() + 30 * (step + 1))
+        problem(api.http.post("/v1/exporter/login", json={
+            "email": exp["email"], "code": code, **body}), 401, "unauthorized")
+
+
 def test_login_before_activation_is_403_not_activated(world: World, new_exporter: Any) -> None:
     api = world.api
     exp = new_exporter(api, activate=False)

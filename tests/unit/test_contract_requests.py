@@ -21,9 +21,9 @@ client sees no change, except where a change was meant; those cases say why:
 * a query-string digit ``int()`` cannot read (``year=²``) is a 422, where it was a 500.
 
 The rules that need the round or the package moved from the gateway into the use cases; their
-outcomes did not change, which is what the cases through the use cases show. One unintended
-difference these tests found is pinned by a strict xfail (``EXPORT_COMMITMENT_BUG``) until the
-product is fixed.
+outcomes did not change, which is what the cases through the use cases show (one difference
+these tests found, a 500 for an intake whose export_commitment did not parse, was fixed in
+``Operator.intake``).
 
 Generated bodies (hypothesis) mix good values, values just outside each limit, wrong types,
 nulls and unknown fields. On them the file proves what needs no recorded outcome: reading the
@@ -45,7 +45,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -427,11 +427,6 @@ def assert_intake(body: dict[str, Any], expected: Any) -> None:
 
 
 COMPANY = ROUND_BODY["company"]
-#: an unintended difference found by these tests, to be fixed in the product
-EXPORT_COMMITMENT_BUG = (
-    "Operator.intake builds its rule probe with values['export_commitment'], absent when that "
-    "field did not parse (the old parser stood in False): a KeyError, a 500, where the old "
-    "handler answered this 422")
 #: ROUND_BODY as the intake opens the round
 INTAKE = {"company": {"name": "Anadolu Tekstil A.Ş.", "tax_id": "1234567890", "is_sme": True,
                       "sector": "textiles",
@@ -491,10 +486,10 @@ INTAKE = {"company": {"name": "Anadolu Tekstil A.Ş.", "tax_id": "1234567890", "
      {**INTAKE, "grace_months": 0}),
     ({"export_commitment": None},
      {**INTAKE, "export_commitment": False}),
-    pytest.param(
-        {"export_commitment": "yes"},
-        [("export_commitment", "invalid", "export_commitment: must be true or false")],
-        marks=pytest.mark.xfail(raises=KeyError, strict=True, reason=EXPORT_COMMITMENT_BUG)),
+    # an export_commitment that does not parse is one more field error, never a 500 (the rule
+    # probe once read it unconditionally)
+    ({"export_commitment": "yes"},
+     [("export_commitment", "invalid", "export_commitment: must be true or false")]),
     ({"exporter_user_id": "u" * L.ID_MAX},
      {**INTAKE, "exporter_user_id": "u" * 40}),
     ({"exporter_user_id": "u" * (L.ID_MAX + 1)},
@@ -530,10 +525,6 @@ def intake_wire(v: dict[str, Any]) -> dict[str, Any]:
 @settings(max_examples=200, deadline=None)
 @given(mutated(ROUND_BODY, list(ROUND_BODY)), mutated(COMPANY, list(COMPANY)))
 def test_generated_round_intakes(body: dict[str, Any], company: dict[str, Any]) -> None:
-    # EXPORT_COMMITMENT_BUG aside (pinned by its strict xfail in test_round_intake_edges): drop
-    # this assumption together with that mark once the intake is fixed
-    assume(body.get("export_commitment") is None
-           or isinstance(body["export_commitment"], bool))
     for b in (body, {**body, "company": company}):
         got = intake(b)
         assert intake(as_bytes(b)) == got, b
