@@ -93,8 +93,9 @@ class Book(Protocol):
 
     async def exists(self, round_id: str) -> bool: ...
 
-    async def expire_round(self, round_id: str, seconds: int) -> None:
-        """Let a finished round's live state go after ``seconds`` (SQL holds everything)."""
+    async def retire(self, round_id: str, seconds: int) -> None:
+        """The round's close is complete (SQL holds everything): drop it from the deadline
+        index and let its live state go after ``seconds``."""
         ...
 
     # -- bidding
@@ -199,8 +200,9 @@ class MemoryBook:
     async def exists(self, round_id: str) -> bool:
         return round_id in self._rounds
 
-    async def expire_round(self, round_id: str, seconds: int) -> None:
-        return None  # the reference keeps finished rounds for the life of the process
+    async def retire(self, round_id: str, seconds: int) -> None:
+        # the reference keeps finished rounds' state for the life of the process
+        self._deadlines.pop(round_id, None)
 
     # -- bidding
     def _rank(self, r: _MemRound, ref: str) -> int:

@@ -122,7 +122,8 @@ class Rounds:
         return {r.id: int(r.closes_at) for r in await self.conn.execute(q)}
 
     # -- closing -----------------------------------------------------------------------
-    async def close(self, round_id: str, closed_at: int, binding_until: int, final_seq: int,
+    async def record_close(self, round_id: str, closed_at: int, binding_until: int,
+                           final_seq: int,
                     ranked_offers: Sequence[OfferVersion], year: int) -> str | None:
         """The one closing record: the round flips to closed, the reference number, the binding
         offers with their final ranks. Returns the reference number, or None when the round

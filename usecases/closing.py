@@ -61,8 +61,9 @@ class Closing:
             year = closes_at.astimezone(calendar.ISTANBUL).year
             ref = await self.record(round_id, cr.closed_at_ms, binding, cr.seq, cr.offers, year)
             if ref is not None:
-                await self.d.book.expire_round(round_id, self.d.policy.live_key_ttl_s)
+                await self.d.book.retire(round_id, self.d.policy.live_key_ttl_s)
                 await self.d.bus.publish(RoundFinalized(round_id))
+                return cr
         await self.d.book.unschedule(round_id)
         return cr
 
@@ -72,7 +73,7 @@ class Closing:
         None when another process already wrote it (nothing changes)."""
         try:
             async with self.d.store.unit(serialized=True) as tx:
-                ref = await tx.rounds.close(round_id, closed_at, binding_until, final_seq,
+                ref = await tx.rounds.record_close(round_id, closed_at, binding_until, final_seq,
                                             ranked, year)
                 if ref is None:
                     return None

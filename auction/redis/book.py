@@ -78,10 +78,11 @@ class RedisBook:
     async def exists(self, round_id: str) -> bool:
         return bool(await self.redis.exists(keys.round_keys(round_id).meta))
 
-    async def expire_round(self, round_id: str, seconds: int) -> None:
+    async def retire(self, round_id: str, seconds: int) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for key in keys.round_keys(round_id):
             pipe.expire(key, seconds)
+        pipe.zrem(keys.DEADLINES, round_id)
         await pipe.execute()
 
     # -- bidding ---------------------------------------------------------------------------
@@ -170,11 +171,11 @@ class RedisBook:
 
     async def close(self, round_id: str) -> CloseResult:
         k = keys.round_keys(round_id)
-        res = await self.scripts.close(keys=[k.meta, k.events], args=[round_id, self.channel])
+        res = await self.scripts.close(keys=[k.meta, k.events, k.book, k.offers],
+                                       args=[round_id, self.channel])
         code = Outcome(int(res[0]))
         if code in (Outcome.OK, Outcome.ALREADY_CLOSED):
-            view = await self.view(round_id)
-            offers = view.offers if view else []
+            offers = [parse_record(round_id, r) for r in res[3:]]
             return CloseResult(code, int(res[1]), int(res[2] or 0), offers)
         if code is Outcome.NOT_DUE:
             return CloseResult(code, int(res[1]))

@@ -227,8 +227,8 @@ class CheckedBook:
             await self.check(rid)
         return out
 
-    async def expire_round(self, round_id: str, seconds: int) -> None:
-        await self.inner.expire_round(round_id, seconds)
+    async def retire(self, round_id: str, seconds: int) -> None:
+        await self.inner.retire(round_id, seconds)
         await self.check(round_id)
 
     def __getattr__(self, name: str) -> Any:

@@ -17,6 +17,7 @@ from auction.book import Event, RoundSnapshot
 from auction.model import OfferTerms, Outcome, RoundState, RoundTerms, SubmitResult
 from auction.ranking import KEY_WIDTH, rank_member
 from auction.redis import scripts
+from auction.redis.keys import round_keys
 from auction.redis.keys import DEADLINES
 from auction.rules import is_due, may_bid, new_ref
 from tests.contract.conftest import CheckedBook, check_redis_keys, hash_tag, redis_keys
@@ -489,9 +490,28 @@ async def test_unschedule_drops_a_round_from_the_index_and_reschedule_puts_it_ba
 async def test_a_round_stays_due_until_its_close_is_complete(book: CheckedBook) -> None:
     rnd = await opened(book, closes_in_ms=-1)
     assert (await book.close(rnd.round_id)).outcome is Outcome.OK
-    assert await book.due(10) == [rnd.round_id]  # the closer unschedules after SQL has it
-    await book.unschedule(rnd.round_id)
+    assert await book.due(10) == [rnd.round_id]  # the closer retires it once SQL has it
+    await book.retire(rnd.round_id, 60)
     assert await book.due(10) == []
+    view = await book.view(rnd.round_id)  # still readable until it expires
+    assert view is not None and view.state is RoundState.CLOSED
+
+
+async def bid_fails(book: CheckedBook, rnd: RoundTerms) -> None:
+    res = await bid(book, rnd, "bank_late", "off_late", 330_000)
+    assert res.outcome is Outcome.ROUND_CLOSED
+
+
+async def test_a_retired_rounds_live_state_expires(redis_book: CheckedBook) -> None:
+    redis = redis_book.redis
+    assert redis is not None
+    rnd = await opened(redis_book, closes_in_ms=-1)
+    await bid_fails(redis_book, rnd)
+    await redis_book.close(rnd.round_id)
+    await redis_book.retire(rnd.round_id, 1)
+    for key in round_keys(rnd.round_id):
+        ttl = await redis.ttl(key)
+        assert ttl in (-2, 0, 1), (key, ttl)  # -2: a key the round never had (no offers)
 
 
 # ----------------------------------------------------------------------------- batch reads

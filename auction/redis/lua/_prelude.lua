@@ -36,6 +36,20 @@ local function rank_of(book, rec)
   return 0
 end
 
+-- the current offer records of a round (JSON), best first: the book's members mapped to the
+-- offers hash (keyed by offer_id) through the ref each record carries
+local function book_records(book, offers)
+  local out = {}
+  local members = redis.call('ZRANGE', book, 0, -1)
+  if #members == 0 then return out end
+  local byref = {}
+  for _, r in ipairs(redis.call('HVALS', offers)) do
+    byref[string.match(r, '"f":"([^"]*)"')] = r
+  end
+  for _, m in ipairs(members) do out[#out + 1] = byref[member_ref(m)] end
+  return out
+end
+
 -- an earlier answer to the same Idempotency-Key: {4, seq, t, version, rank, label, offer_id, ref}
 -- or {5} when the key came with another request; nil when the key is new.
 -- The record is "<hash>|<seq>|<t>|<version>|<label>|<ref>|<offer_id>".

@@ -10,13 +10,5 @@ if not meta[1] then return {2} end
 local label = ''
 if ARGV[1] ~= '' then label = redis.call('HGET', KEYS[4], ARGV[1]) or '' end
 local out = {0, meta[1], tonumber(meta[2]), tonumber(meta[3]), tonumber(meta[4] or 0), label}
-local members = redis.call('ZRANGE', KEYS[2], 0, -1)
-if #members > 0 then
-  -- the offers hash is keyed by offer_id; map ref -> record via the records themselves
-  local byref = {}
-  for _, r in ipairs(redis.call('HVALS', KEYS[3])) do
-    byref[string.match(r, '"f":"([^"]*)"')] = r
-  end
-  for _, m in ipairs(members) do out[#out + 1] = byref[member_ref(m)] end
-end
+for _, r in ipairs(book_records(KEYS[2], KEYS[3])) do out[#out + 1] = r end
 return out
