@@ -87,7 +87,8 @@ def check(response: httpx.Response) -> None:
         if media != "application/problem+json" or not isinstance(body, dict):
             raise Drift(f"{where}: not documented, and not a problem")
         _validate(body, "components", "schemas", "Problem", where=where)
-        if body["code"] != expected or int(status) not in doc["x-problem-codes"][expected]["status"]:
+        statuses = doc["x-problem-codes"][expected]["status"]
+        if body["code"] != expected or int(status) not in statuses:
             raise Drift(f"{where}: undocumented request answered {body['code']}, "
                         f"expected {expected}")
         return

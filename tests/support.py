@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import httpx
 import redis as redis_sync
 
-from gateway.redis_server import RedisServer, free_port, port_open
+from gateway.redis_server import free_port, port_open
 from tests import conformance
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,13 +118,14 @@ class ServerProcess:
 
     def start(self, timeout: float = 30) -> ServerProcess:
         self.port = self.port or free_port()
-        self.log_path = self.log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"ige-server-{self.port}.log"
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(self.workers)],
-            env=self.env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+        self.log_path = self.log_path or (Path(os.environ.get("TMPDIR", "/tmp"))
+                                          / f"ige-server-{self.port}.log")
+        with open(self.log_path, "ab") as log:  # the server keeps its own copy of the file
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1",
+                 "--port", str(self.port), "--workers", str(self.workers)],
+                env=self.env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -138,7 +139,9 @@ class ServerProcess:
         raise RuntimeError(f"server did not become ready: {self.log_text()[-3000:]}")
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
 
     def kill(self) -> None:
         """kill -9 the whole process group (uvicorn's workers included)."""
@@ -194,7 +197,8 @@ class Api:
 
     def create_bank(self, code: str | None = None, name: str | None = None) -> dict[str, Any]:
         code = code or "B" + secrets.token_hex(3).upper()
-        r = self.http.post("/v1/admin/banks", json={"bank_code": code, "name": name or f"Bank {code}"},
+        r = self.http.post("/v1/admin/banks",
+                           json={"bank_code": code, "name": name or f"Bank {code}"},
                            headers=self.admin)
         assert r.status_code == 201, r.text
         return dict(r.json())
@@ -212,8 +216,8 @@ class Api:
         return dict(r.json())
 
     def offer(self, headers: dict[str, str], round_id: str, **overrides: Any) -> httpx.Response:
-        return self.http.post(f"/v1/bank/rounds/{round_id}/offers", json={**OFFER_BODY, **overrides},
-                              headers=headers)
+        return self.http.post(f"/v1/bank/rounds/{round_id}/offers",
+                              json={**OFFER_BODY, **overrides}, headers=headers)
 
     def ticket(self, headers: dict[str, str]) -> str:
         r = self.http.post("/v1/stream/tickets", headers=headers)

@@ -103,6 +103,11 @@ def _fields(doc: dict[str, Any], schema: Schema) -> tuple[dict[str, Schema], set
     return props, req
 
 
+def _described(param: dict[str, Any]) -> Schema:
+    """A parameter's schema with the parameter's own description."""
+    return {**param.get("schema", {}), "description": param.get("description", "")}
+
+
 def _describe(doc: dict[str, Any], schema: Schema) -> str:
     desc = schema.get("description")
     if desc is None and "$ref" in schema:
@@ -155,7 +160,7 @@ def _operation_html(doc: dict[str, Any], path: str, method: str, o: dict[str, An
             f"<tr><td><code>{_e(p['name'])}</code></td><td>{_e(p['in'])}</td>"
             f"<td>{_e(_type_text(doc, p.get('schema', {})))}</td>"
             f"<td>{'yes' if p.get('required') else 'no'}</td>"
-            f"<td>{_md_inline(_describe(doc, {**p.get('schema', {}), 'description': p.get('description', '')}))}</td></tr>"
+            f"<td>{_md_inline(_describe(doc, _described(p)))}</td></tr>"
             for p in params)
         parts.append("<h4>Parameters</h4><table><thead><tr><th>Name</th><th>In</th><th>Type</th>"
                      f"<th>Required</th><th>Description</th></tr></thead><tbody>{param_rows}</tbody>"

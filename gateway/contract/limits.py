@@ -7,6 +7,8 @@ rule are re-exported from the module that owns the rule (``auction.rules``), nev
 
 from __future__ import annotations
 
+from applications.package import PACKAGES
+from auction.feed import MAX_CATCH_UP
 from auction.model import (
     CURRENCIES,
     LOAN_TYPES,
@@ -14,8 +16,6 @@ from auction.model import (
     RATE_SCALE,
     RoundState,
 )
-from applications.package import PACKAGES
-from auction.feed import MAX_CATCH_UP
 from auction.rules import (
     MAX_ANNUAL_RATE_E4,
     MAX_CONDITIONS_LEN,

@@ -229,6 +229,7 @@ OPERATIONS: tuple[Operation, ...] = (
               200, "The application.", rs.AdminApplication,
               path_docs={"application_id": "Any application."}),
     Operation("get", "/v1/admin/audit", "adminAudit", "operator", "Audit trail",
-              f"The append-only audit trail, oldest first, {L.AUDIT_PAGE} entries a page.", "operator",
+              f"The append-only audit trail, oldest first, {L.AUDIT_PAGE} entries a page.",
+              "operator",
               200, "A page of entries.", rs.AuditPage, query=rq.AuditQuery),
 )

@@ -19,9 +19,9 @@ from gateway.contract.requests import (
     read,
 )
 from gateway.http import idempotent, ok, portal, principal, reply
+from gateway.problems import problem
 from usecases.accounts import NewExporter
 from usecases.applying import ApplicationDraft
-from gateway.problems import problem
 from usecases.outcomes import Refusal
 
 

@@ -17,8 +17,7 @@ from auction.book import Event, RoundSnapshot
 from auction.model import OfferTerms, Outcome, RoundState, RoundTerms, SubmitResult
 from auction.ranking import KEY_WIDTH, rank_member
 from auction.redis import scripts
-from auction.redis.keys import round_keys
-from auction.redis.keys import DEADLINES
+from auction.redis.keys import DEADLINES, round_keys
 from auction.rules import is_due, may_bid, new_ref
 from tests.contract.conftest import CheckedBook, check_redis_keys, hash_tag, redis_keys
 

@@ -561,7 +561,8 @@ def test_close_interrupted_by_a_crash_is_finished_by_the_other_process(own_redis
         time.sleep(max(0.0, first_close - time.time()) + 0.1)
         a.kill()  # while the schedulers are closing the first rounds
         flipped = wait_for("the stuck round to be due", lambda: int(r.eval(
-            CLOSE_LUA, 4, k.meta, k.events, k.book, k.offers, stuck, channel)[0]) == 0, 10, every=0.02)
+            CLOSE_LUA, 4, k.meta, k.events, k.book, k.offers, stuck, channel)[0]) == 0, 10,
+            every=0.02)
         assert flipped
         time.sleep(max(0.0, last_close - time.time()) + 1.0)
 

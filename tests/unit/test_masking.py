@@ -161,8 +161,8 @@ def test_the_masked_shapes_are_exactly_the_documented_ones() -> None:
     views hand them out as they are, so a key added here would reach the wire undocumented."""
     from gateway.contract.responses import Book, BookEntry, Offer
 
-    assert SHARED_KEYS == BookEntry.__required_keys__
-    assert OWNER_ONLY_KEYS == BookEntry.__optional_keys__
+    assert BookEntry.__required_keys__ == SHARED_KEYS
+    assert BookEntry.__optional_keys__ == OWNER_ONLY_KEYS
     assert set(masked_entry(BETA_1, 1, False)) == BookEntry.__required_keys__
     assert set(masked_entry(BETA_1, 1, True)) == BookEntry.__required_keys__ | OWNER_ONLY_KEYS
     assert set(own_offer(BETA_1, 1)) == Offer.__required_keys__ | Offer.__optional_keys__
