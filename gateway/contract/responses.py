@@ -4,7 +4,7 @@ They cost nothing at run time; mypy checks the view functions that build these d
 those are annotated with them, and ``openapi.py`` generates the document's schemas from them
 (``Doc`` markers carry descriptions and wire formats such as ``Money`` or ``Timestamp``).
 The component names of the document (``ROUND``, ``BOOK_ENTRY`` ...) are kept in the table
-``openapi.COMPONENTS``, so that clients generated from the document keep their type names.
+``components.COMPONENTS``, so that clients generated from the document keep their type names.
 """
 
 # No ``from __future__ import annotations`` here: Python 3.11 tells ``NotRequired`` keys of a
