@@ -10,9 +10,10 @@ same contract suite (``tests/contract``), with an invariant check after every st
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from auction.model import (
@@ -24,7 +25,7 @@ from auction.model import (
     RoundTerms,
     SubmitResult,
 )
-from auction.ranking import ranked
+from auction.ranking import key_of, ranked
 from auction.rules import is_due, label_pool, may_bid
 
 #: the idempotency of a command: (the caller's scoped key, a hash of the request)
@@ -40,7 +41,10 @@ class Event:
     kind: str  # "quote" | "round_closed"
     offer: OfferVersion | None = None
     at_ms: int = 0
-    order: tuple[str, ...] | None = None  # refs best-first after the event, when known
+    #: quotes: the offer's rank (1 = best) and the book's size just after the event; 0 when
+    #: not known (an event read back from a book written before they were recorded)
+    rank: int = 0
+    size: int = 0
 
 
 @dataclass
@@ -69,14 +73,33 @@ class RoundSnapshot:
     events: Sequence[Event]
 
 
-def replay_orders(events: Sequence[Event]) -> list[tuple[str, ...]]:
-    """Best-first ref order after each event, recomputed from a round's full event list."""
-    current: dict[str, OfferVersion] = {}
-    out: list[tuple[str, ...]] = []
+@dataclass(frozen=True)
+class History:
+    """A stretch of a round's event sequence: the round's last seq (None: the book does not
+    know the round) and at most the asked number of events after a given seq, in order."""
+
+    seq: int | None
+    events: list[Event]
+
+
+def with_ranks(events: Sequence[Event]) -> list[Event]:
+    """A round's events from its first, each quote with its rank and the book's size as of
+    that event (rebuilding a round from SQL: the live book records them as it goes)."""
+    keys: list[tuple[int, int, int]] = []
+    current: dict[str, tuple[int, int, int]] = {}
+    out: list[Event] = []
     for ev in events:
-        if ev.offer is not None:
-            current[ev.offer.ref] = ev.offer
-        out.append(tuple(o.ref for o in ranked(current.values())))
+        if ev.offer is None:
+            out.append(ev)
+            continue
+        old = current.get(ev.offer.ref)
+        if old is not None:
+            del keys[bisect.bisect_left(keys, old)]
+        key = key_of(ev.offer)
+        current[ev.offer.ref] = key
+        at = bisect.bisect_left(keys, key)
+        keys.insert(at, key)
+        out.append(replace(ev, rank=at + 1, size=len(keys)))
     return out
 
 
@@ -100,8 +123,11 @@ class Book(Protocol):
 
     # -- bidding
     async def submit(self, round_id: str, bank_id: str, offer_id: str, ref: str,
-                     terms: OfferTerms, apr_e4: int, idem: Idem | None = None
-                     ) -> SubmitResult: ...
+                     terms: OfferTerms, apr_e4: int, idem: Idem | None = None,
+                     max_offers: int = 0) -> SubmitResult:
+        """A new offer. ``max_offers``: how many live offers one bank may keep in the round
+        (0: no limit); one more is refused with ``OFFER_LIMIT``."""
+        ...
 
     async def revise(self, round_id: str, bank_id: str, offer_id: str, terms: OfferTerms,
                      apr_e4: int, idem: Idem | None = None) -> SubmitResult: ...
@@ -112,6 +138,11 @@ class Book(Protocol):
     async def events(self, round_id: str, after_seq: int = 0) -> list[Event]: ...
 
     async def event(self, round_id: str, seq: int) -> Event | None: ...
+
+    async def history(self, round_id: str, after_seq: int, limit: int) -> History:
+        """The round's last seq and at most ``limit`` events after ``after_seq``: the work
+        grows with what is asked for, not with the round's history."""
+        ...
 
     async def has_bid(self, round_id: str, bank_id: str) -> bool: ...
 
@@ -223,15 +254,16 @@ class MemoryBook:
 
     def _accept(self, r: _MemRound, v: OfferVersion, idem: Idem | None) -> SubmitResult:
         r.offers[v.offer_id] = v
-        order = tuple(o.ref for o in ranked(r.offers.values()))
-        r.events.append(Event(r.terms.round_id, v.seq, "quote", v, order=order))
+        rank = self._rank(r, v.ref)
+        r.events.append(Event(r.terms.round_id, v.seq, "quote", v, rank=rank,
+                              size=len(r.offers)))
         if idem is not None:
             r.idem[idem[0]] = (idem[1], v)
-        return SubmitResult(Outcome.OK, v, order.index(v.ref) + 1)
+        return SubmitResult(Outcome.OK, v, rank)
 
     async def submit(self, round_id: str, bank_id: str, offer_id: str, ref: str,
-                     terms: OfferTerms, apr_e4: int, idem: Idem | None = None
-                     ) -> SubmitResult:
+                     terms: OfferTerms, apr_e4: int, idem: Idem | None = None,
+                     max_offers: int = 0) -> SubmitResult:
         r = self._begin(round_id, idem)
         if isinstance(r, SubmitResult):
             return r
@@ -240,6 +272,8 @@ class MemoryBook:
             return SubmitResult(Outcome.ROUND_CLOSED)
         if offer_id in r.offers:
             return SubmitResult(Outcome.ROUND_UNKNOWN)
+        if max_offers and sum(o.bank_id == bank_id for o in r.offers.values()) >= max_offers:
+            return SubmitResult(Outcome.OFFER_LIMIT)
         label = r.labels.get(bank_id)
         if label is None:
             label = r.pool.pop(0) if r.pool else f"Banka {len(r.labels) + 1}"
@@ -280,6 +314,12 @@ class MemoryBook:
     async def event(self, round_id: str, seq: int) -> Event | None:
         r = self._rounds.get(round_id)
         return next((e for e in r.events if e.seq == seq), None) if r else None
+
+    async def history(self, round_id: str, after_seq: int, limit: int) -> History:
+        r = self._rounds.get(round_id)
+        if r is None:
+            return History(None, [])
+        return History(r.seq, [e for e in r.events if e.seq > after_seq][:limit])
 
     async def has_bid(self, round_id: str, bank_id: str) -> bool:
         r = self._rounds.get(round_id)

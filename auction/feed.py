@@ -19,9 +19,10 @@ Inputs (methods of ``Subscription``, each returning a list of actions):
 - ``on_offer_seen()``: the hub found (by reading) that the pending bank has bid after all.
 - ``on_live(event)``: a book event arrived on the pub/sub link.
 - ``on_snapshot(view, now_ms)``: the answer to ``FetchSnapshot`` (``None``: round unknown).
-- ``on_history(events, room)``: the answer to ``FetchHistory``: the round's whole event list
-  (ranks are recomputed by replaying it) and the free room of the connection's queue
-  (``None``: unbounded).
+- ``on_history(history, room)``: the answer to ``FetchHistory``: the round's last seq and the
+  events after the asked seq (at most ``catch_up_limit(room)`` of them: the work of a catch-up
+  grows with how far behind the subscriber is, never with the round's history), and the free
+  room of the connection's queue (``None``: unbounded).
 - ``on_reconnect()``: the pub/sub link was re-established; live events may have been missed.
 
 Actions (the hub executes them in order):
@@ -32,7 +33,7 @@ Actions (the hub executes them in order):
 - ``Send(msg)``: send a message built for this subscriber alone (snapshot, catch-up).
 - ``SendError(code, detail)``: send an ``error`` message for this topic.
 - ``Unsubscribe()``: forget this subscription.
-- ``FetchSnapshot()`` / ``FetchHistory()``: read the book or the round's history and answer
+- ``FetchSnapshot()`` / ``FetchHistory(after_seq)``: read the book or the round's history and answer
   with ``on_snapshot`` / ``on_history``. At most one fetch is outstanding per subscription and
   it is always the last action of a list; until it is answered live events are buffered.
 
@@ -42,13 +43,15 @@ flight: live events are buffered), ``LIVE`` (live events go out as they come).
 Sequencing rules:
 
 1. A live event with ``seq`` below the next expected one is a duplicate and is dropped.
-2. A live event above it reveals a gap: the subscription fetches the history and sends the
-   missing events from it, each with the ranks replayed as of that event.
+2. A live event above it reveals a gap: the subscription fetches the history after the last
+   seq it sent and sends the missing events from it, each with its rank as of that event
+   (recorded by the book with the event).
 3. ``since_seq`` more than ``MAX_CATCH_UP`` behind, a backlog that does not fit in the free room
    of the connection's queue (a catch-up is queued at once; a backlog the queue cannot take
    would drop the client on every resync), or a ``since_seq`` in the future: a snapshot instead.
 4. Events that arrived during a snapshot or catch-up follow it in ``seq`` order, without
-   duplicates; a gap among them (or a quote without its ranks) fetches the history again.
+   duplicates; a gap among them (or a quote without its rank) fetches the history again; a
+   quote without its rank in the history itself (written by an older book) gets a snapshot.
 5. A pending bank gets nothing (not even ``round_closed``) until its own first offer arrives;
    then it gets the snapshot, which already holds that offer.
 6. After a pub/sub reconnect every live subscription catches up from the history.
@@ -62,7 +65,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from auction.book import BookView, Event, replay_orders
+from auction.book import BookView, Event, History
 from auction.masking import book_for, quote_messages
 from auction.model import RoundState, iso, ms_to_dt
 from auction.rules import book_access
@@ -114,32 +117,37 @@ class FetchSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class FetchHistory:
-    """Read the round's whole event list; answer with ``Subscription.on_history``."""
+    """Read the round's last seq and the events after ``after_seq`` (at most
+    ``catch_up_limit(room)``); answer with ``Subscription.on_history``."""
+
+    after_seq: int
 
 
 Fetch = FetchSnapshot | FetchHistory
 Action = Deliver | Send | SendError | Unsubscribe | FetchSnapshot | FetchHistory
 
 
-def event_messages(ev: Event, topic: str, order: tuple[str, ...] | None = None
-                   ) -> tuple[Message, Message]:
-    """The stream message of one event: (for the offer's owner, for everyone else).
+def catch_up_limit(room: int | None) -> int:
+    """How many events a catch-up may send: ``MAX_CATCH_UP``, and fewer than the free room
+    of the connection's queue (``None``: unbounded); further behind gets a snapshot."""
+    return MAX_CATCH_UP if room is None else max(0, min(MAX_CATCH_UP, room - 1))
 
-    ``order`` is the best-first ref order after the event; by default the one the event carries
-    (live quotes carry it, history does not). A ``round_closed`` has a single variant."""
+
+def event_messages(ev: Event, topic: str) -> tuple[Message, Message]:
+    """The stream message of one event: (for the offer's owner, for everyone else). A
+    ``round_closed`` has a single variant."""
     if ev.kind == "quote" and ev.offer is not None:
-        ranks = ev.order if order is None else order
-        if ranks is None:
-            raise ValueError(f"quote {ev.round_id}#{ev.seq} carries no order")
-        return quote_messages(ev, topic, ranks)
+        if not ev.rank:
+            raise ValueError(f"quote {ev.round_id}#{ev.seq} carries no rank")
+        return quote_messages(ev, topic)
     closed = {"type": "round_closed", "topic": topic, "seq": ev.seq,
               "closed_at": iso(ms_to_dt(ev.at_ms))}
     return closed, closed
 
 
 def _sendable(ev: Event) -> bool:
-    """A live or buffered event can go out as it is unless it is a quote without its ranks."""
-    return ev.kind != "quote" or ev.order is not None
+    """An event can go out as it is unless it is a quote without its rank."""
+    return ev.kind != "quote" or ev.rank > 0
 
 
 class Subscription:
@@ -161,7 +169,7 @@ class Subscription:
         if since_seq is None:
             return [FetchSnapshot()]
         self.next_seq = max(0, since_seq) + 1
-        return [FetchHistory()]
+        return [FetchHistory(self.next_seq - 1)]
 
     def require_offer(self, state: RoundState | None) -> list[Action]:
         """The viewer is a bank with no offer in the round, whose state is ``state``
@@ -192,7 +200,7 @@ class Subscription:
         if ev.seq < self.next_seq:
             return []  # a duplicate
         if ev.seq > self.next_seq or not _sendable(ev):
-            actions = self._resync(FetchHistory())
+            actions = self._resync(FetchHistory(self.next_seq - 1))
             self._buffer.append(ev)
             return actions
         self.next_seq = ev.seq + 1
@@ -202,7 +210,7 @@ class Subscription:
         """The pub/sub link came back: a live subscription may have missed events."""
         if self.phase is not Phase.LIVE:
             return []  # pending: nothing to miss; syncing: the gap shows on the next event
-        return self._resync(FetchHistory())
+        return self._resync(FetchHistory(self.next_seq - 1))
 
     # -- answers to fetches -------------------------------------------------------------
     def on_snapshot(self, view: BookView | None, now_ms: int) -> list[Action]:
@@ -213,18 +221,22 @@ class Subscription:
         self.next_seq = view.seq + 1
         return [Send({"type": "snapshot", "topic": self.topic, **book}), *self._drain()]
 
-    def on_history(self, events: list[Event], room: int | None) -> list[Action]:
-        """The round's events from its first (in seq order) and the free room of the
+    def on_history(self, history: History, room: int | None) -> list[Action]:
+        """The round's last seq and the events after the asked seq, and the free room of the
         connection's queue (``None``: unbounded)."""
-        have = events[-1].seq if events else 0
+        if history.seq is None:
+            return [FetchSnapshot()]  # the round is gone from the book: the snapshot says so
+        have = max(history.seq, history.events[-1].seq if history.events else 0)
         behind = have - (self.next_seq - 1)
-        limit = MAX_CATCH_UP + 1 if room is None else min(MAX_CATCH_UP + 1, room)
-        if behind < 0 or behind >= limit:
+        if behind < 0 or behind > catch_up_limit(room):
             return [FetchSnapshot()]  # in the future, too old, or more than the queue takes
         actions: list[Action] = []
-        for ev, order in zip(events, replay_orders(events), strict=True):
-            if ev.seq == self.next_seq:
-                actions.append(self._send(ev, order))
+        for ev in history.events:
+            if ev.seq != self.next_seq:
+                continue
+            if not _sendable(ev):
+                return [FetchSnapshot()]  # an old entry without its rank: start afresh
+            actions.append(self._send(ev))
         return actions + self._drain()
 
     # -- helpers ------------------------------------------------------------------------
@@ -242,12 +254,13 @@ class Subscription:
             if ev.seq < self.next_seq:
                 continue
             if ev.seq > self.next_seq or not _sendable(ev):
-                return [*actions, *self._resync(FetchHistory())]  # the history has the rest
+                # the history has the rest
+                return [*actions, *self._resync(FetchHistory(self.next_seq - 1))]
             actions.append(self._send(ev))
         return actions
 
-    def _send(self, ev: Event, order: tuple[str, ...] | None = None) -> Send:
-        owner, other = event_messages(ev, self.topic, order)
+    def _send(self, ev: Event) -> Send:
+        owner, other = event_messages(ev, self.topic)
         self.next_seq = ev.seq + 1
         return Send(owner if self._owns(ev) else other)
 

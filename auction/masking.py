@@ -33,6 +33,7 @@ def masked_entry(v: OfferVersion, rank: int, mine: bool) -> dict[str, Any]:
         "upfront_fee": t["upfront_fee"],
         "assumes_export_commitment": t["assumes_export_commitment"],
         "version": v.version,
+        "seq": v.seq,
         "updated_at": iso(ms_to_dt(v.accepted_at_ms)),
     }
     if mine:
@@ -71,12 +72,11 @@ def book_for(view: BookView, viewer_bank_id: str, server_time: str) -> dict[str,
     }
 
 
-def quote_messages(ev: Event, topic: str, order: tuple[str, ...]
-                   ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``quote`` stream message, built once per book change: (for the owner, for others)."""
-    assert ev.offer is not None
-    rank = order.index(ev.offer.ref) + 1 if ev.offer.ref in order else 0
-    ranks = [{"ref": ref, "rank": i + 1} for i, ref in enumerate(order)]
-    base = {"type": "quote", "topic": topic, "seq": ev.seq, "ranks": ranks}
-    return ({**base, "offer": masked_entry(ev.offer, rank, True)},
-            {**base, "offer": masked_entry(ev.offer, rank, False)})
+def quote_messages(ev: Event, topic: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``quote`` stream message, built once per book change: (for the owner, for others).
+    It carries the offer (with its rank and its ranking key: apr, annual_rate, seq) and the
+    book's size, never the other offers' ranks: its size does not grow with the book."""
+    assert ev.offer is not None and ev.rank > 0
+    base = {"type": "quote", "topic": topic, "seq": ev.seq, "book_size": ev.size}
+    return ({**base, "offer": masked_entry(ev.offer, ev.rank, True)},
+            {**base, "offer": masked_entry(ev.offer, ev.rank, False)})

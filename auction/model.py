@@ -36,6 +36,7 @@ class Outcome(enum.IntEnum):
     IDEMPOTENCY_MISMATCH = 5
     ALREADY_CLOSED = 6
     NOT_DUE = 7
+    OFFER_LIMIT = 8  # the bank keeps as many live offers in the round as it may
 
 
 # ----------------------------------------------------------------------------- numbers

@@ -35,6 +35,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "method_not_allowed": (405, "Method not allowed"),
     "round_closed": (409, "The offer round is closed"),
     "round_open": (409, "The offer round is still open"),
+    "offer_limit": (409, "The bank keeps as many live offers in this round as it may"),
     "binding_expired": (409, "The binding period has ended"),
     "already_accepted": (409, "An offer was already accepted in this round"),
     "conflict": (409, "Conflicts with the current state"),

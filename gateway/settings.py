@@ -35,6 +35,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()  # browser Origins accepted on /v1/stream ("" = same host)
     scheduler_interval_s: float = 0.2
     live_key_ttl_s: int = 7 * 24 * 3600  # how long a finished round's Redis keys are kept
+    max_offers_per_bank: int = 5  # live offers one bank may keep in one round (0: no limit)
     #: the deployment's pub/sub channel (pub/sub ignores db numbers); None: the default one
     channel: str | None = None
 
@@ -42,7 +43,8 @@ class Settings:
     def policy(self) -> Policy:
         return Policy(calendar=self.calendar, bank_token_ttl_s=self.token_ttl_s,
                       exporter_token_ttl_s=self.exporter_token_ttl_s,
-                      ticket_ttl_s=self.ticket_ttl_s, live_key_ttl_s=self.live_key_ttl_s)
+                      ticket_ttl_s=self.ticket_ttl_s, live_key_ttl_s=self.live_key_ttl_s,
+                      max_offers_per_bank=self.max_offers_per_bank)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,4 +89,18 @@ class Settings:
             queue_size=int(env.get("IGE_WS_QUEUE", "512")),
             allowed_origins=origins,
             channel=env.get("IGE_REDIS_CHANNEL") or None,
+            max_offers_per_bank=_count(env, "IGE_MAX_OFFERS_PER_BANK", 5),
         )
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if n < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return n

@@ -31,6 +31,7 @@ from auction.feed import (
     SendError,
     Subscription,
     Unsubscribe,
+    catch_up_limit,
     event_messages,
 )
 from auction.model import iso, ms_to_dt
@@ -168,10 +169,11 @@ class Hub:
                     view = await self.book.view(sub.round_id, sub.conn.principal.id)
                     actions = sub.feed.on_snapshot(view, self.clock())
                 else:
-                    events = await self.book.events(sub.round_id, 0)
                     q = sub.conn.queue
                     room = q.maxsize - q.qsize() if q.maxsize > 0 else None
-                    actions = sub.feed.on_history(events, room)
+                    history = await self.book.history(sub.round_id, fetch.after_seq,
+                                                      catch_up_limit(room) + 1)
+                    actions = sub.feed.on_history(history, room)
                 fetch = self._apply(sub, actions)
         except INFRASTRUCTURE_ERRORS:
             sub.conn.dropped = True

@@ -46,6 +46,7 @@ from locust.event import EventHook
 from locust.runners import WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from auction.livebook import LiveBook, OutOfStep
 from loadtests import scenario
 
 log = logging.getLogger("ige.loadtest")
@@ -222,11 +223,16 @@ class StreamError(Exception):
 
 class BankStream:
     """One WebSocket per bank, subscribed to the rounds the bank bid in; checks that seq rises
-    by exactly one per round and reports other banks' quotes as push latency."""
+    by exactly one per round, keeps each round's book from the snapshot and the quotes
+    (``auction.livebook``: every quote's rank and book_size checked; a disagreement is a
+    ``book_out_of_step`` failure and a fresh snapshot), compares the kept books with fresh
+    snapshots when the run stops, and reports other banks' quotes as push latency."""
 
     def __init__(self, user: BankDesk) -> None:
         self.user = user  # the first desk of this bank: its HTTP client fetches tickets
         self.topics: dict[str, int] = {}  # round id -> last seq seen
+        self.books: dict[str, LiveBook] = {}
+        self.verifying: set[str] = set()
         self.ws: websocket.WebSocket | None = None
         self.greenlet = gevent.spawn(self._run)
 
@@ -289,7 +295,12 @@ class BankStream:
             rid = topic[6:] if topic.startswith("round:") else ""
             if kind == "snapshot" and rid:
                 self.topics[rid] = int(msg["seq"])
+                if rid in self.verifying:
+                    self._verified(rid, msg)
+                self.books[rid] = book = LiveBook()
+                book.load(msg)
             elif kind in ("quote", "round_closed") and rid:
+                self._keep(rid, msg)
                 last = self.topics.get(rid, 0)
                 seq = int(msg["seq"])
                 if last and seq != last + 1:
@@ -303,6 +314,33 @@ class BankStream:
                           len(raw))
             elif kind == "error" and msg.get("code") != "offer_required":
                 _fire("stream_error", 0, exc=StreamError(f"{msg.get('code')}: {msg.get('detail')}"))
+
+    def _keep(self, rid: str, msg: dict[str, Any]) -> None:
+        book = self.books.get(rid)
+        if book is None:
+            return
+        try:
+            book.apply(msg)
+        except OutOfStep as e:
+            _fire("book_out_of_step", 0, exc=e)
+            del self.books[rid]
+            self._send({"op": "subscribe", "topic": f"round:{rid}"})  # start afresh
+
+    def verify(self) -> None:
+        """Ask for a fresh snapshot of every round to compare the kept books with."""
+        self.verifying = {rid for rid in self.topics if rid in self.books}
+        for rid in self.verifying:
+            self._send({"op": "subscribe", "topic": f"round:{rid}"})
+
+    def _verified(self, rid: str, snap: dict[str, Any]) -> None:
+        self.verifying.discard(rid)
+        kept = self.books.get(rid)
+        if kept is None or kept.seq != snap["seq"]:
+            _fire("book_unverifiable", 0)  # offers went on meanwhile: nothing to compare
+        elif diff := kept.differences(snap):
+            _fire("book_differs", 0, exc=StreamError(f"round {rid}: {'; '.join(diff[:3])}"))
+        else:
+            _fire("book_verified", 0)
 
     def close(self) -> None:
         ws, self.ws = self.ws, None
@@ -381,6 +419,8 @@ class BankDesk(FastHttpUser):
             elif r.status_code == 409 and "round_closed" in r.text:
                 r.success()  # a round's deadline passed during the run: expected
                 self._drop(rid)
+            elif r.status_code == 409 and "offer_limit" in r.text:
+                r.success()  # the bank's other desks hold its offers here: expected
             else:
                 r.failure(f"{r.status_code} {r.text[:300]}")
         return None
@@ -523,6 +563,12 @@ def _guard(environment: Environment, **_kw: Any) -> None:
 
 @_listener(events.test_stopping)
 def _stop_streams(environment: Environment, **_kw: Any) -> None:
+    streams = list(World.streams.values())
+    for s in streams:
+        s.verify()
+    deadline = time.monotonic() + 5
+    while any(s.verifying for s in streams) and time.monotonic() < deadline:
+        gevent.sleep(0.05)
     World.stopping = True
     for s in list(World.streams.values()):
         s.close()

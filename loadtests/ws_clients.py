@@ -8,12 +8,16 @@ connection takes a ticket, connects, subscribes to its rounds and waits for thei
 then the process prints ``READY <connections>`` and records, until a ``stop`` line arrives on
 stdin: push latency of each quote of *another* bank (server ``updated_at`` = the offer's
 ``accepted_at`` → arrival here, same machine clock) in an HdrHistogram, seq gaps, drops, and
-the arrival time of each ``round_closed``. Then it prints one JSON line and exits.
+the arrival time of each ``round_closed``. Every connection keeps each round's book from the
+snapshot and the quotes (``auction.livebook``: each quote's rank and ``book_size`` checked);
+on ``stop`` it subscribes to each round again and compares its book with the fresh snapshot.
+Then it prints one JSON line and exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import resource
 import sys
@@ -24,6 +28,7 @@ from hdrh.histogram import HdrHistogram
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+from auction.livebook import LiveBook, OutOfStep
 from loadtests.rawhttp import Conn, build, host_port
 from loadtests.scenario import iso_ms
 
@@ -39,6 +44,20 @@ class Stats:
         self.dropped = 0
         self.closed: list[float] = []  # arrival times (epoch ms) of round_closed
         self.recording = False
+        self.out_of_step = 0  # quotes whose rank or book_size the kept book disagreed with
+        self.verified = 0  # books found equal to a fresh snapshot at the end
+        self.differing = 0  # books found different from it
+
+
+class Client:
+    """One connection: the books it keeps, and the rounds whose fresh snapshot it awaits."""
+
+    def __init__(self, rounds: list[str]) -> None:
+        self.rounds = rounds
+        self.books: dict[str, LiveBook] = {}
+        self.verifying: set[str] = set()
+        self.ws: ClientConnection | None = None
+        self.done = asyncio.Event()
 
 
 async def tickets(base_url: str, tokens: list[str], parallel: int = 8) -> list[str]:
@@ -63,19 +82,33 @@ async def tickets(base_url: str, tokens: list[str], parallel: int = 8) -> list[s
     return out
 
 
-async def client(url: str, rounds: list[str], st: Stats, ready: asyncio.Event,
+async def client(url: str, c: Client, st: Stats, ready: asyncio.Event,
                  synced: list[int]) -> None:
     last: dict[str, int] = {}
-    pending = set(rounds)
+    pending = set(c.rounds)
     async with connect(url, subprotocols=[Subprotocol("ige.v1.json")], compression=None,
                        max_queue=None, ping_interval=None, open_timeout=60) as ws:
-        for rid in rounds:
+        c.ws = ws
+        for rid in c.rounds:
             await ws.send(json.dumps({"op": "subscribe", "topic": f"round:{rid}"}))
-        await _read(ws, last, pending, st, ready, synced)
+        await _read(ws, c, last, pending, st, ready, synced)
 
 
-async def _read(ws: ClientConnection, last: dict[str, int], pending: set[str], st: Stats,
-                ready: asyncio.Event, synced: list[int]) -> None:
+def _keep(c: Client, rid: str, msg: dict[str, Any], st: Stats) -> None:
+    """Apply a message to the round's kept book; a disagreement is counted, then the book
+    waits for the next snapshot."""
+    book = c.books.get(rid)
+    if book is None:
+        return
+    try:
+        book.apply(msg)
+    except OutOfStep:
+        st.out_of_step += 1
+        del c.books[rid]
+
+
+async def _read(ws: ClientConnection, c: Client, last: dict[str, int], pending: set[str],
+                st: Stats, ready: asyncio.Event, synced: list[int]) -> None:
     loads = json.loads
     try:
         async for raw in ws:
@@ -88,6 +121,7 @@ async def _read(ws: ClientConnection, last: dict[str, int], pending: set[str], s
                 if last.get(rid, seq - 1) != seq - 1:
                     st.gaps += 1
                 last[rid] = seq
+                _keep(c, rid, msg, st)
                 if st.recording:
                     if msg["offer"]["mine"]:
                         st.own += 1
@@ -97,9 +131,23 @@ async def _read(ws: ClientConnection, last: dict[str, int], pending: set[str], s
                         st.push.record_value(max(1, int((now - updated) * 1000)))
             elif kind == "round_closed":
                 st.closed.append(now)
+                if msg["topic"].startswith("round:"):
+                    _keep(c, msg["topic"][6:], msg, st)
             elif kind == "snapshot":
                 rid = msg["topic"][6:]
                 last[rid] = msg["seq"]
+                if rid in c.verifying:  # the fresh snapshot asked for at the end
+                    c.verifying.discard(rid)
+                    kept = c.books.get(rid)
+                    if kept is not None and not kept.differences(msg):
+                        st.verified += 1
+                    else:
+                        st.differing += 1
+                    if not c.verifying:
+                        c.done.set()
+                    continue
+                book = c.books[rid] = LiveBook()
+                book.load(msg)
                 if rid in pending:
                     pending.discard(rid)
                     if not pending:
@@ -126,14 +174,14 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
     synced = [0, len(conns)]
     sem = asyncio.Semaphore(64)
     tasks: list[asyncio.Task[None]] = []
+    clients = [Client(c["rounds"]) for c in conns]
 
-    async def start(c: dict[str, Any], ticket: str) -> None:
+    async def start(c: Client, ticket: str) -> None:
         async with sem:
-            tasks.append(asyncio.ensure_future(
-                client(ws_base + ticket, c["rounds"], st, ready, synced)))
+            tasks.append(asyncio.ensure_future(client(ws_base + ticket, c, st, ready, synced)))
             await asyncio.sleep(0.002)
 
-    await asyncio.gather(*(start(c, t) for c, t in zip(conns, ts, strict=True)))
+    await asyncio.gather(*(start(c, t) for c, t in zip(clients, ts, strict=True)))
     await asyncio.wait_for(ready.wait(), 300)
     setup_s = time.perf_counter() - t0
     st.recording = True
@@ -159,6 +207,7 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
             print("OK", flush=True)
     st.recording = False
     lag_task.cancel()
+    await verify(clients)
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -166,11 +215,27 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "connections": len(conns), "setup_s": setup_s, "quotes": st.quotes, "own": st.own,
         "gaps": st.gaps, "dropped": st.dropped, "errors": st.errors,
+        "out_of_step": st.out_of_step, "books_verified": st.verified,
+        "books_differing": st.differing,
         "hist": h.encode().decode() if st.quotes else "",
         "lag_p50_ms": st.lag.get_value_at_percentile(50) / 1000,
         "lag_p99_ms": st.lag.get_value_at_percentile(99) / 1000,
         "closed": st.closed,
     }
+
+
+async def verify(clients: list[Client], timeout: float = 60) -> None:
+    """Ask every connection for a fresh snapshot of each of its rounds and compare it with the
+    book it kept from the stream (the load has stopped: both are of the same seq, unless a
+    round closed meanwhile, which the close's own event brings into the kept book first)."""
+    live = [c for c in clients if c.ws is not None and c.ws.close_code is None]
+    for c in live:
+        c.verifying = set(c.rounds)
+        assert c.ws is not None
+        for rid in c.rounds:
+            await c.ws.send(json.dumps({"op": "subscribe", "topic": f"round:{rid}"}))
+    with contextlib.suppress(TimeoutError):  # what did not answer counts as neither
+        await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in live)), timeout)
 
 
 def main() -> None:

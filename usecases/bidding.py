@@ -193,14 +193,15 @@ class Bidding:
         for attempt in range(2):
             if offer_id is None:
                 res = await self.d.book.submit(round_id, bank_id, new_id("off"), new_ref(),
-                                               terms, apr, idem)
+                                               terms, apr, idem,
+                                               self.d.policy.max_offers_per_bank)
             else:
                 res = await self.d.book.revise(round_id, bank_id, offer_id, terms, apr, idem)
             # a round Redis lost is rebuilt from SQL on the spot, then the command runs again
             if res.outcome is not Outcome.ROUND_UNKNOWN or attempt \
                     or not await self.durability.restore_round(round_id):
                 break
-        return _accepted(res)
+        return _accepted(res, self.d.policy.max_offers_per_bank)
 
     # -- the book and the result -----------------------------------------------------------
     async def book(self, bank_id: str, round_id: str) -> BookSeen | Refusal:
@@ -273,13 +274,16 @@ def price(terms: OfferTerms, rnd: RoundTerms) -> tuple[OfferTerms, int] | Refusa
     return terms, apr
 
 
-def _accepted(res: SubmitResult) -> Accepted | Refusal:
+def _accepted(res: SubmitResult, max_offers: int) -> Accepted | Refusal:
     """A book command's answer as the use case's outcome."""
     if res.outcome in (Outcome.OK, Outcome.IDEMPOTENCY_REPLAY):
         assert res.offer is not None
         return Accepted(res.offer, res.rank)
     if res.outcome is Outcome.ROUND_CLOSED:
         return Refusal("round_closed", "the round's deadline has passed")
+    if res.outcome is Outcome.OFFER_LIMIT:
+        return Refusal("offer_limit", f"a bank may keep at most {max_offers} live offers in "
+                                      "a round: revise one of yours instead")
     if res.outcome is Outcome.IDEMPOTENCY_MISMATCH:
         return Refusal("idempotency_mismatch",
                        "this Idempotency-Key was used with a different request")

@@ -30,6 +30,8 @@ class Policy:
     ticket_ttl_s: int = 30
     live_key_ttl_s: int = 7 * 24 * 3600  # how long a finished round's live state is kept
     idempotency_ttl_s: int = 24 * 3600
+    #: live offers one bank may keep in one round (revisions do not count); 0: no limit
+    max_offers_per_bank: int = 5
 
 
 @dataclass

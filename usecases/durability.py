@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from auction.book import Event, RoundSnapshot
+from auction.book import Event, RoundSnapshot, with_ranks
 from auction.model import OfferVersion, RoundState
 from persistence.store import Conflict
 from usecases.context import Deps
@@ -91,7 +91,7 @@ class Durability:
             for v in versions:
                 latest[v.offer_id] = v
                 labels[v.bank_id] = v.label
-            events = [Event(round_id, v.seq, "quote", v) for v in versions]
+            events = with_ranks([Event(round_id, v.seq, "quote", v) for v in versions])
             if closing is not None:
                 events.append(Event(round_id, int(closing.final_seq), "round_closed",
                                     at_ms=int(closing.closed_at)))

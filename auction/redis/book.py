@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from auction.book import BookView, Event, Idem, RoundSnapshot
+from auction.book import BookView, Event, History, Idem, RoundSnapshot
 from auction.model import (
     CloseResult,
     OfferTerms,
@@ -59,6 +60,8 @@ class RedisBook:
                 "opened_at": str(snap.opened_at_ms)}
         if snap.closed_at_ms:
             meta["closed_at"] = str(snap.closed_at_ms)
+        for bank_id, n in Counter(o.bank_id for o in snap.offers).items():
+            meta[f"n:{bank_id}"] = str(n)  # live offers per bank (submit.lua's limit)
         created = await self._run_open(
             snap.round_id, meta, snap.unused_labels, snap.labels,
             [record_json(o) for o in snap.offers], [[e.seq, event_json(e)] for e in snap.events])
@@ -87,14 +90,14 @@ class RedisBook:
 
     # -- bidding ---------------------------------------------------------------------------
     async def submit(self, round_id: str, bank_id: str, offer_id: str, ref: str,
-                     terms: OfferTerms, apr_e4: int, idem: Idem | None = None
-                     ) -> SubmitResult:
+                     terms: OfferTerms, apr_e4: int, idem: Idem | None = None,
+                     max_offers: int = 0) -> SubmitResult:
         k = keys.round_keys(round_id)
         res = await self.scripts.submit(
             keys=[*k, keys.offer_idempotency(round_id, idem[0]) if idem else k.meta],
             args=[round_id, bank_id, offer_id, ref, apr_e4, terms.annual_rate_e4,
                   record_tail(terms, apr_e4), idem[1] if idem else "", IDEMPOTENCY_TTL_S,
-                  self.channel])
+                  self.channel, max_offers])
         return self._result(round_id, res, terms, apr_e4, bank_id)
 
     async def revise(self, round_id: str, bank_id: str, offer_id: str, terms: OfferTerms,
@@ -138,6 +141,15 @@ class RedisBook:
         got = cast(_Entries, await self.redis.xrange(keys.round_keys(round_id).events,
                                                      f"{seq}-0", f"{seq}-0"))
         return parse_event(got[0][1][b"d"]) if got else None
+
+    async def history(self, round_id: str, after_seq: int, limit: int) -> History:
+        k = keys.round_keys(round_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(k.meta, "seq")
+        pipe.xrange(k.events, f"{after_seq + 1}-0", "+", count=limit)
+        seq, got = await pipe.execute()
+        return History(None if seq is None else int(seq),
+                       [parse_event(fields[b"d"]) for _, fields in cast(_Entries, got)])
 
     async def has_bid(self, round_id: str, bank_id: str) -> bool:
         return bool(await self.redis.hexists(keys.round_keys(round_id).labels, bank_id))

@@ -11,14 +11,17 @@ sends as ``record_tail``.
 
 Every pub/sub message of the deployment's channel is one JSON object with a kind ``k``:
 
-    ``q`` quote           {"r": round_id, "s": seq, "k": "q", "o": <record>, "n": [rank members]}
+    ``q`` quote           {"r": round_id, "s": seq, "k": "q", "o": <record>, "n": rank, "z": size}
     ``c`` round closed    {"r": round_id, "s": seq, "k": "c", "t": closed_at_ms}
     ``o`` round opened    {"k": "o", "r": round_id}
     ``f`` close finalized {"k": "f", "r": round_id}
 
-``q`` and ``c`` are written by the Lua scripts (``n``, the book's order after the change, only
-on the channel; the round's event stream holds the same object without it). ``decode`` turns
-any of them into its typed value (``auction.bus``) with one JSON parse.
+``q`` and ``c`` are written by the Lua scripts, the same object on the channel and in the
+round's event stream: ``n`` is the offer's rank just after the change (1 = best), ``z`` the
+book's size. A quote never restates the other offers' ranks, so its size and cost do not grow
+with the book. (Entries written before ``n`` and ``z`` existed read back with rank 0: not
+sendable as a quote, a subscriber needing one gets a snapshot.) ``decode`` turns any of them
+into its typed value (``auction.bus``) with one JSON parse.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from typing import Any
 from auction.book import Event
 from auction.bus import Announcement, BookChanged, RoundFinalized, RoundOpened
 from auction.model import OfferTerms, OfferVersion
-from auction.ranking import member_ref
 
 
 class EnvelopeError(ValueError):
@@ -74,15 +76,16 @@ def parse_record(round_id: str, raw: str | bytes | dict[str, Any]) -> OfferVersi
 def event_json(ev: Event) -> str:
     """A round's event as its stream entry (what ``parse_event`` reads back)."""
     if ev.kind == "quote" and ev.offer is not None:
-        return f'{{"r":"{ev.round_id}","s":{ev.seq},"k":"q","o":{record_json(ev.offer)}}}'
+        ranks = f',"n":{ev.rank},"z":{ev.size}' if ev.rank else ""
+        return f'{{"r":"{ev.round_id}","s":{ev.seq},"k":"q","o":{record_json(ev.offer)}{ranks}}}'
     return f'{{"r":"{ev.round_id}","s":{ev.seq},"k":"c","t":{ev.at_ms}}}'
 
 
 def _event(ev: dict[str, Any]) -> Event:
     rid = str(ev["r"])
-    order = tuple(member_ref(m) for m in ev["n"]) if "n" in ev else None
     if ev["k"] == "q":
-        return Event(rid, int(ev["s"]), "quote", parse_record(rid, ev["o"]), order=order)
+        return Event(rid, int(ev["s"]), "quote", parse_record(rid, ev["o"]),
+                     rank=int(ev.get("n", 0)), size=int(ev.get("z", 0)))
     return Event(rid, int(ev["s"]), "round_closed", at_ms=int(ev["t"]))
 
 

@@ -210,7 +210,10 @@ Server → client (schema `StreamServerMessage`): every message has `type` and `
 round topics `seq` rises by exactly 1 per event of the round.
 `snapshot` (the BOOK: on subscribe and whenever `since_seq` is too old, more than
 {L.STREAM_MAX_CATCH_UP} events behind); `quote` (one offer added or revised, masked as in
-BOOK, as `offer` with the new `ranks` [{{ref, rank}}]); `round_opened` (pool, with the `round`);
+BOOK, as `offer` with its new `rank`, and the `book_size`; it does not restate the other
+offers' ranks: clients keep the order by the ranking key every entry carries, `apr`, then
+`annual_rate`, then `seq`, replacing the entry with the same `ref`; a fresh snapshot always
+equals the book built from quotes); `round_opened` (pool, with the `round`);
 `round_closed` (round topics with `seq` and `closed_at`; application topics with the
 exporter's `results`); `heartbeat` (`server_time`, every {_DEFAULTS.heartbeat_s:g} s);
 `pong` (answer to ping, `server_time`); `error` with `code` `offer_required` (a bank subscribed
@@ -245,7 +248,8 @@ X_WEBSOCKET: dict[str, Any] = {
         "snapshot": {"fields": "type, topic, round_id, seq, server_time, closes_at, state, "
                                "my_label, offers[BOOK_ENTRY]",
                      "schema": ref("StreamSnapshot")},
-        "quote": {"fields": "type, topic, seq, offer (BOOK_ENTRY), ranks [{ref, rank}]",
+        "quote": {"fields": "type, topic, seq, offer (BOOK_ENTRY, with its new rank), "
+                            "book_size",
                   "schema": ref("StreamQuote")},
         "round_opened": {"fields": "type, topic (pool), round (ROUND)",
                          "schema": ref("StreamRoundOpened")},

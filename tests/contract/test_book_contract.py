@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 from redis.asyncio import Redis
 
-from auction.book import Event, RoundSnapshot
+from auction.book import Event, RoundSnapshot, with_ranks
 from auction.model import OfferTerms, Outcome, RoundState, RoundTerms, SubmitResult
 from auction.ranking import KEY_WIDTH, rank_member
 from auction.redis import scripts
@@ -134,6 +134,46 @@ async def test_an_offer_id_cannot_be_submitted_twice(book: CheckedBook) -> None:
     assert view is not None and view.offers == [first.offer] and view.seq == 1
 
 
+# ----------------------------------------------------------------------------- offer limit
+async def test_a_bank_keeps_at_most_max_offers_live_offers_in_a_round(book: CheckedBook) -> None:
+    rnd = await opened(book)
+    for i in range(3):
+        res = await book.submit(rnd.round_id, "bank_a", f"a{i}", new_ref(), terms(), 330_000 + i,
+                                max_offers=3)
+        assert res.outcome is Outcome.OK
+    over = await book.submit(rnd.round_id, "bank_a", "a3", new_ref(), terms(), 320_000,
+                             max_offers=3)
+    assert (over.outcome, over.offer) == (Outcome.OFFER_LIMIT, None)
+    assert len(await book.events(rnd.round_id)) == 3  # nothing changed
+    # revisions do not count; other banks have their own limit; 0 means no limit
+    res = await book.revise(rnd.round_id, "bank_a", "a0", terms(290_000), 300_000)
+    assert res.outcome is Outcome.OK
+    res = await book.submit(rnd.round_id, "bank_b", "b0", new_ref(), terms(), 330_000,
+                            max_offers=3)
+    assert res.outcome is Outcome.OK
+    res = await book.submit(rnd.round_id, "bank_a", "a4", new_ref(), terms(), 320_000)
+    assert res.outcome is Outcome.OK
+
+
+async def test_the_offer_limit_does_not_refuse_a_replay_of_an_accepted_offer(
+        book: CheckedBook) -> None:
+    rnd = await opened(book)
+    first = await book.submit(rnd.round_id, "bank_a", "a0", new_ref(), terms(), 330_000,
+                              ("k1", "h1"), max_offers=1)
+    again = await book.submit(rnd.round_id, "bank_a", "a9", new_ref(), terms(), 330_000,
+                              ("k1", "h1"), max_offers=1)
+    assert again.outcome is Outcome.IDEMPOTENCY_REPLAY and again.offer == first.offer
+
+
+async def test_a_closed_round_answers_closed_before_the_offer_limit(book: CheckedBook) -> None:
+    rnd = await opened(book, closes_in_ms=SHORT_MS)
+    await book.submit(rnd.round_id, "bank_a", "a0", new_ref(), terms(), 330_000, max_offers=1)
+    await sleep_past(rnd.closes_at_ms)
+    res = await book.submit(rnd.round_id, "bank_a", "a1", new_ref(), terms(), 330_000,
+                            max_offers=1)
+    assert res.outcome is Outcome.ROUND_CLOSED
+
+
 # ----------------------------------------------------------------------------- revise
 async def test_revision_bumps_version_keeps_ref_and_label_and_takes_a_new_seq(
         book: CheckedBook) -> None:
@@ -249,6 +289,31 @@ async def test_each_event_raises_seq_by_one_and_after_seq_returns_the_tail(
         tail = await book.events(rnd.round_id, after_seq=after)
         assert [e.seq for e in tail] == list(range(after + 1, 6))
         assert tail == events[after:]
+
+
+async def test_each_quote_records_the_offers_rank_and_the_books_size(book: CheckedBook) -> None:
+    """What the stream's quote carries, decided atomically with the change."""
+    rnd = await opened(book)
+    await bid(book, rnd, "bank_a", "a", 330_000)  # a
+    await bid(book, rnd, "bank_b", "b", 320_000)  # b a
+    await book.revise(rnd.round_id, "bank_a", "a", terms(290_000), 310_000)  # a b
+    await bid(book, rnd, "bank_c", "c", 315_000)  # a c b
+    await book.revise(rnd.round_id, "bank_b", "b", terms(280_000), 300_000)  # b a c
+    events = await book.events(rnd.round_id)
+    assert [(e.rank, e.size) for e in events] == [(1, 1), (1, 2), (1, 2), (2, 3), (1, 3)]
+
+
+async def test_history_is_the_last_seq_and_at_most_limit_events_after_a_seq(
+        book: CheckedBook) -> None:
+    rnd = await opened(book)
+    for i in range(6):
+        await bid(book, rnd, f"bank_{i}", f"o{i}", 330_000 - i)
+    events = await book.events(rnd.round_id)
+    h = await book.history(rnd.round_id, 2, 3)
+    assert (h.seq, h.events) == (6, events[2:5])
+    assert (await book.history(rnd.round_id, 6, 10)).events == []
+    assert (await book.history(rnd.round_id, 9, 10)).seq == 6  # asked beyond the end
+    assert (await book.history("rnd_unknown", 0, 10)).seq is None
 
 
 async def test_events_of_different_rounds_are_numbered_separately(book: CheckedBook) -> None:
@@ -556,13 +621,16 @@ async def test_a_rebuilt_round_is_the_same_book_and_goes_on_from_its_seq(
         copy_id, RoundState.OPEN, rnd.opened_at_ms, rnd.closes_at_ms, 0,
         await book.labels(rnd.round_id), await book.unused_labels(rnd.round_id),
         [replace(o, round_id=copy_id) for o in view.offers],
-        [replace(e, round_id=copy_id, order=None,
-                 offer=replace(e.offer, round_id=copy_id) if e.offer else None)
-         for e in events])
+        # as the durability use case rebuilds them: from SQL, ranks replayed (with_ranks)
+        with_ranks([replace(e, round_id=copy_id, rank=0, size=0,
+                            offer=replace(e.offer, round_id=copy_id) if e.offer else None)
+                    for e in events]))
     assert await book.restore(snap) is True
     assert await book.restore(snap) is False  # a round that exists is left alone
     copy = await book.view(copy_id, "bank_a")
     assert copy is not None
+    assert [(e.seq, e.rank, e.size) for e in await book.events(copy_id)] == [
+        (e.seq, e.rank, e.size) for e in events]
     assert [(o.offer_id, o.version, o.seq, o.label) for o in copy.offers] == [
         (o.offer_id, o.version, o.seq, o.label) for o in view.offers]
     assert copy.viewer_label == "Banka K" and copy.seq == 3

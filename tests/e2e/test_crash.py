@@ -81,6 +81,15 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def server_factory(server_factory: Callable[..., Any]) -> Callable[..., Any]:
+    """The servers of these tests take every offer they are sent: the bursts send many new
+    offers per bank and round, past the default IGE_MAX_OFFERS_PER_BANK of 5."""
+    def factory(*args: Any, **env: str) -> Any:
+        return server_factory(*args, **{"IGE_MAX_OFFERS_PER_BANK": "0", **env})
+    return factory
+
+
+@pytest.fixture
 def shared_db(tmp_path: Path) -> tuple[str, Path]:
     """One migrated SQLite file for several gateway processes: (url, path)."""
     url = sqlite_url(tmp_path)

@@ -281,6 +281,22 @@ def test_put_revises_the_offer_with_version_plus_one(world: World) -> None:
     assert book["seq"] == 3 and len(book["offers"]) == 1 and book["offers"][0]["version"] == 3
 
 
+def test_a_sixth_live_offer_of_one_bank_in_a_round_is_409_offer_limit(world: World) -> None:
+    """IGE_MAX_OFFERS_PER_BANK defaults to 5: one bank cannot grow a round's book (and every
+    watcher's work) on its own. Revisions do not count; other banks have their own five."""
+    api, hA = world.api, world.h["HTA"]
+    rid = api.open_round()["round_id"]
+    offers = [api.offer(hA, rid, annual_rate=f"{40 + i}.00") for i in range(5)]
+    assert [r.status_code for r in offers] == [201] * 5
+    body = problem(api.offer(hA, rid, annual_rate="30.00"), 409, "offer_limit")
+    assert "5" in body["detail"]
+    assert world.book("HTA", rid).json()["seq"] == 5  # nothing changed
+    assert world.put("HTA", rid, offers[0].json()["offer_id"], annual_rate="39.00"
+                     ).status_code == 200
+    assert api.offer(world.h["HTB"], rid).status_code == 201
+    problem(api.offer(hA, rid, annual_rate="30.00"), 409, "offer_limit")
+
+
 # ----------------------------------------------------------------------------- idempotency
 def test_same_idempotency_key_and_body_returns_the_first_response_and_creates_nothing(
         world: World) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,4 +44,9 @@ def test_locust_scenario_runs_twenty_seconds_without_a_single_error(
     assert int(rows[("PUT", "/v1/bank/rounds/[id]/offers/[offer_id]")]["Request Count"]) > 0
     # other banks' quotes reached the streams, and were timed
     assert int(rows[("WS", "push_latency")]["Request Count"]) > 0
+    # the books the streams kept from quotes (every rank and book_size checked on the way)
+    # equal fresh snapshots when the run stops (reported after the CSV is written: read from
+    # the printed summary, where a failure would be listed too)
+    assert re.search(r"WS\s+book_verified\s", out), out[-4000:]
+    assert "book_differs" not in out and "book_out_of_step" not in out, out[-4000:]
     assert int(rows[("GET", "/v1/exporter/applications/[id]/results")]["Request Count"]) > 0

@@ -25,6 +25,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from auction.livebook import LiveBook
 from tests.conformance import check_message
 from tests.support import OFFER_BODY, Api, ServerProcess
 
@@ -34,7 +35,7 @@ TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$")
 BOOK_KEYS = {"round_id", "seq", "server_time", "closes_at", "state", "offers"}
 BOOK_ENTRY_KEYS = {"label", "rank", "mine", "annual_rate", "apr", "amount", "tenor_months",
                    "grace_months", "repayment_every_months", "upfront_fee",
-                   "assumes_export_commitment", "version", "updated_at"}
+                   "assumes_export_commitment", "version", "seq", "updated_at"}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -254,7 +255,8 @@ async def test_the_snapshot_is_the_book(world: World) -> None:
     assert TS.match(snap["server_time"])
 
 
-async def test_quotes_carry_seq_rising_by_one_and_the_new_ranks(world: World) -> None:
+async def test_quotes_carry_seq_rising_by_one_the_new_rank_and_the_book_size(
+        world: World) -> None:
     rid = world.api.open_round()["round_id"]
     a = world.offer("STA", rid, annual_rate="40.00")
     async with world.connect(world.h["STA"]) as ws:
@@ -270,18 +272,58 @@ async def test_quotes_carry_seq_rising_by_one_and_the_new_ranks(world: World) ->
     assert [q["seq"] for q in quotes] == [2, 3, 4, 5]
     assert all(q["topic"] == f"round:{rid}" for q in quotes)
     for q in quotes:
-        refs = [r["ref"] for r in q["ranks"]]
-        assert [r["rank"] for r in q["ranks"]] == list(range(1, len(refs) + 1))
-        assert q["offer"]["rank"] == refs.index(q["offer"]["ref"]) + 1
+        assert set(q) == {"type", "topic", "seq", "offer", "book_size"}
         assert q["offer"].keys() >= BOOK_ENTRY_KEYS
-    assert [len(q["ranks"]) for q in quotes] == [2, 3, 3, 3]
+    assert [q["book_size"] for q in quotes] == [2, 3, 3, 3]
     assert [(q["offer"]["mine"], q["offer"]["annual_rate"], q["offer"]["version"],
              q["offer"]["rank"]) for q in quotes] == [
         (False, "39.00", 1, 1), (False, "41.00", 1, 3), (True, "38.00", 2, 1),
         (False, "42.00", 2, 3)]
     assert "offer_id" not in quotes[0]["offer"] and quotes[2]["offer"]["offer_id"] == a["offer_id"]
-    book = world.book("STA", rid)
-    assert [r["ref"] for r in quotes[-1]["ranks"]] == [o["ref"] for o in book["offers"]]
+    # the book kept from the snapshot and the quotes is the book a fresh read shows
+    live = LiveBook()
+    live.load(snap)
+    for q in quotes:
+        live.apply(q)
+    fresh = world.book("STA", rid)
+    assert live.differences(fresh) == []
+    assert [o["seq"] for o in fresh["offers"]] == [4, 3, 5]  # the ranking key's last part
+
+
+async def test_a_quote_does_not_grow_with_the_book_and_the_book_kept_from_quotes_is_the_book(
+        world: World) -> None:
+    """200 offers from 40 banks: the last quote's frame is as large as the first's (it names
+    the changed offer alone), and the book a client keeps from quotes (auction.livebook,
+    every rank and book_size checked on the way) equals a fresh snapshot."""
+    rid = world.api.open_round()["round_id"]
+    world.offer("STA", rid, annual_rate="45.00")
+    banks = [world.api.bank_token(world.api.create_bank()) for _ in range(40)]
+    async with world.connect(world.h["STA"]) as ws:
+        await subscribe(ws, f"round:{rid}")
+        live = LiveBook()
+        live.apply(await next_event(ws))
+
+        def post_all() -> None:
+            for i in range(5):
+                for j, h in enumerate(banks):
+                    rate = f"{30 + (j * 7 + i * 13) % 150 / 10:.2f}"
+                    r = world.api.offer(h, rid, annual_rate=rate)
+                    assert r.status_code == 201, r.text
+
+        poster = asyncio.create_task(asyncio.to_thread(post_all))
+        sizes: dict[int, int] = {}
+        while live.seq is not None and live.seq < 201:
+            raw = await asyncio.wait_for(ws.recv(), 20)
+            msg = decode(raw)
+            if msg["type"] == "quote":
+                live.apply(msg)
+                sizes[msg["book_size"]] = len(raw)
+        await poster
+        async with world.connect(world.h["STA"]) as fresh:
+            await subscribe(fresh, f"round:{rid}")
+            snap = await next_event(fresh)
+    assert len(live) == 201 and live.differences(snap) == []
+    assert abs(sizes[201] - sizes[2]) < 40, sizes  # the same fields; only digits differ
 
 
 async def test_json_and_msgpack_carry_the_same_objects(world: World) -> None:
@@ -384,14 +426,15 @@ async def test_a_client_that_never_reads_is_dropped_while_others_get_every_quote
         world: World) -> None:
     rid = world.api.open_round()["round_id"]
     world.offer("STA", rid)
-    world.offer("STB", rid)
+    flooded = world.offer("STB", rid)
     # The slow client reads nothing after its snapshot: a small receive buffer, no compression
     # (so the bytes on the wire are the frames), and its transport stops reading altogether.
+    # It is the flooding bank itself, so its quotes carry the offer's conditions (~4 KB each).
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", world.srv.port))
     slow = await websockets.connect(
-        f"{world.srv.ws_url}?ticket={world.api.ticket(world.h['STA'])}", subprotocols=[JSON],
+        f"{world.srv.ws_url}?ticket={world.api.ticket(world.h['STB'])}", subprotocols=[JSON],
         sock=sock, compression=None, max_queue=1)
     fast = await world.connect(world.h["STA"])
     reader: asyncio.Task[None] | None = None
@@ -408,20 +451,21 @@ async def test_a_client_that_never_reads_is_dropped_while_others_get_every_quote
                 frames.append(frame)
 
         reader = asyncio.create_task(read_fast())
-        url = f"/v1/bank/rounds/{rid}/offers"
-        body = {**OFFER_BODY, "conditions": "flood"}
+        url = f"/v1/bank/rounds/{rid}/offers/{flooded['offer_id']}"
+        body = {**OFFER_BODY, "conditions": "ş" * 2000}
 
         def flood(n: int) -> None:
             for i in range(n):
                 rate = f"{30 + i % 97 / 10:.2f}"
-                r = world.api.http.post(url, json={**body, "annual_rate": rate},
-                                        headers=world.h["STB"])
-                assert r.status_code == 201, r.text
+                r = world.api.http.put(url, json={**body, "annual_rate": rate},
+                                       headers=world.h["STB"])
+                assert r.status_code == 200, r.text
 
         posted, dropped = 0, None
-        # Every quote carries the ranks of the whole book, so frames grow with each offer:
-        # a few hundred fill the kernel's buffers and then the connection's queue of 8.
-        for batch in (600, 400, 400):
+        # A quote's size does not grow with the book: the owner's ~4 KB quotes fill the
+        # kernel's buffers (a send buffer grows to 4 MB here) after about a thousand, then the
+        # connection's queue of 8. Each batch must do it alone: the drain below empties them.
+        for batch in (1500, 1500, 1500):
             await asyncio.to_thread(flood, batch)
             posted += batch
             # a command wakes the server's reader for this connection: if the hub dropped it,
@@ -450,7 +494,7 @@ async def test_a_client_that_never_reads_is_dropped_while_others_get_every_quote
                 break
             await asyncio.sleep(0.1)
         assert [q["seq"] for q in quotes] == list(range(3, 3 + posted))
-        assert all(len(q["ranks"]) == q["seq"] for q in quotes)
+        assert {q["book_size"] for q in quotes} == {2}
         assert not reader.done(), reader
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)

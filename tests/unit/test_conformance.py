@@ -28,7 +28,7 @@ def problem(status: int, code: str, **extra: Any) -> dict[str, Any]:
 ENTRY = {"ref": "a1", "label": "Banka C", "rank": 1, "mine": False, "annual_rate": "31.25",
          "apr": "36.8212", "amount": "1000000.00", "tenor_months": 12, "grace_months": 0,
          "repayment_every_months": 1, "upfront_fee": "0.00", "assumes_export_commitment": False,
-         "version": 1, "updated_at": "2026-03-18T14:30:00Z"}
+         "version": 1, "seq": 2, "updated_at": "2026-03-18T14:30:00Z"}
 BOOK = {"round_id": "rnd_1", "seq": 3, "server_time": "2026-03-18T14:30:00Z",
         "closes_at": "2026-03-18T15:30:00Z", "state": "open", "my_label": "Banka A",
         "offers": [ENTRY]}
@@ -91,7 +91,7 @@ def test_stream_messages_are_checked() -> None:
     check_message({"type": "heartbeat", "topic": None, "server_time": "2026-03-18T14:30:00Z"})
     check_message({"type": "snapshot", "topic": "round:rnd_1", **BOOK})
     check_message({"type": "quote", "topic": "round:rnd_1", "seq": 4, "offer": ENTRY,
-                   "ranks": [{"ref": "a1", "rank": 1}]})
+                   "book_size": 1})
     with pytest.raises(Drift):
         check_message({"type": "quote", "topic": "round:rnd_1", "seq": 4, "offer": ENTRY})
     with pytest.raises(Drift):

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auction.book import BookView, Event, replay_orders
+from auction.book import BookView, Event, History, with_ranks
 from auction.feed import (
     MAX_CATCH_UP,
     Action,
@@ -28,8 +28,10 @@ from auction.feed import (
     SendError,
     Subscription,
     Unsubscribe,
+    catch_up_limit,
     event_messages,
 )
+from auction.livebook import LiveBook
 from auction.masking import book_for, quote_messages
 from auction.model import OfferTerms, OfferVersion, RoundState
 from auction.ranking import ranked
@@ -44,8 +46,8 @@ ME = "bank_alpha"
 
 # ----------------------------------------------------------------------------- a round
 def make_round(n_quotes: int, closed: bool = False) -> list[Event]:
-    """A round's events as the pub/sub link carries them (quotes with their order): the banks
-    take turns, each revising its one offer, at rates that reshuffle the ranking."""
+    """A round's events as the book records them (quotes with their rank and the book's size):
+    the banks take turns, each revising its one offer, at rates that reshuffle the ranking."""
     events: list[Event] = []
     for seq in range(1, n_quotes + 1):
         bank = BANKS[(seq - 1) % len(BANKS)]
@@ -59,13 +61,13 @@ def make_round(n_quotes: int, closed: bool = False) -> list[Event]:
         events.append(Event(ROUND, seq, "quote", offer))
     if closed:
         events.append(Event(ROUND, n_quotes + 1, "round_closed", at_ms=T0 + 60_000))
-    return [replace(e, order=o if e.kind == "quote" else None)
-            for e, o in zip(events, replay_orders(events), strict=True)]
+    return with_ranks(events)
 
 
-def history(live: list[Event]) -> list[Event]:
-    """The same events as the round's Redis stream returns them: without the order."""
-    return [replace(e, order=None) for e in live]
+def history(live: list[Event], after_seq: int = 0, limit: int = 10**9) -> History:
+    """The round's history as Book.history answers it, with ``live`` its events so far."""
+    return History(live[-1].seq if live else 0,
+                   [e for e in live if e.seq > after_seq][:limit])
 
 
 def view_at(live: list[Event], viewer: str = ME) -> BookView:
@@ -115,7 +117,8 @@ class Shell:
         if isinstance(fetch, FetchSnapshot):
             self.run(self.sub.on_snapshot(view_at(live, self.sub.viewer), T0))
         else:
-            self.run(self.sub.on_history(history(live), room))
+            self.run(self.sub.on_history(
+                history(live, fetch.after_seq, catch_up_limit(room) + 1), room))
 
     def seqs(self) -> list[tuple[str, int]]:
         return [(m["type"], m["seq"]) for m in self.got if "seq" in m]
@@ -182,11 +185,11 @@ def test_an_unknown_round_at_snapshot_time_is_not_found() -> None:
 def test_a_gap_is_filled_from_history_with_the_ranks_as_of_each_event() -> None:
     shell = live_at(4)
     shell.run(shell.sub.on_live(ROUND_12[6]), ROUND_12[6])  # 5 and 6 were lost
-    assert shell.fetch == FetchHistory() and shell.got == []
+    assert shell.fetch == FetchHistory(4) and shell.got == []
     shell.answer(ROUND_12[:7])
     assert shell.seqs() == [("quote", 5), ("quote", 6), ("quote", 7)]
     # exactly what a subscriber who missed nothing got live, ranks included
-    beta5, gamma6, alpha7 = (quote_messages(e, TOPIC, e.order or ()) for e in ROUND_12[4:7])
+    beta5, gamma6, alpha7 = (quote_messages(e, TOPIC) for e in ROUND_12[4:7])
     assert shell.got == [beta5[1], gamma6[1], alpha7[0]]  # (for owner, for others); 7 is ME's
     assert shell.sub.phase is Phase.LIVE
 
@@ -219,15 +222,46 @@ def test_a_second_gap_during_a_catch_up_fetches_the_history_again() -> None:
     shell.live(ROUND_12[8])  # arrives during the catch-up; 7 and 8 are lost too
     shell.answer(ROUND_12[:6])
     assert shell.seqs() == [("quote", 5), ("quote", 6)]
-    assert shell.fetch == FetchHistory()
+    assert shell.fetch == FetchHistory(6)
     shell.answer(ROUND_12[:9])
     assert shell.seqs() == [("quote", s) for s in range(5, 10)]
     assert shell.sub.phase is Phase.LIVE
 
 
-def test_a_live_quote_without_its_ranks_is_sent_from_history() -> None:
+def test_a_live_quote_without_its_rank_is_sent_from_history() -> None:
     shell = live_at(4)
-    assert shell.sub.on_live(history(ROUND_12)[4]) == [FetchHistory()]
+    actions = shell.sub.on_live(replace(ROUND_12[4], rank=0, size=0))
+    assert actions == [FetchHistory(4)]
+    shell.run(actions)
+    shell.answer(ROUND_12[:5])
+    assert shell.seqs() == [("quote", 5)] and shell.got[0]["offer"]["rank"] > 0
+
+
+def test_a_quote_without_its_rank_in_the_history_gets_a_snapshot_instead() -> None:
+    """A stream entry written by an older book (no rank recorded): the catch-up cannot say
+    the offer's rank as of that event, so the subscriber starts afresh."""
+    sub = Subscription(TOPIC, ME)
+    assert sub.start(8) == [FetchHistory(8)]
+    old = [replace(e, rank=0, size=0) if e.seq == 10 else e for e in ROUND_12]
+    assert sub.on_history(history(old, 8), None) == [FetchSnapshot()]
+
+
+def test_a_catch_up_reads_only_what_it_sends() -> None:
+    """The work of a catch-up grows with how far behind the subscriber is, never with the
+    round's history: the hub asks for the events after since_seq, at most the limit."""
+    sub = Subscription(TOPIC, ME)
+    assert sub.start(10) == [FetchHistory(10)]
+    assert catch_up_limit(None) == MAX_CATCH_UP
+    assert catch_up_limit(5) == 4 and catch_up_limit(0) == 0
+    # the answer holds only events 11 and 12; the round's last seq says nothing is missing
+    actions = sub.on_history(History(12, ROUND_12[10:]), None)
+    assert [a.msg["seq"] for a in actions if isinstance(a, Send)] == [11, 12]
+
+
+def test_an_unknown_round_at_catch_up_time_gets_a_snapshot() -> None:
+    sub = Subscription(TOPIC, ME)
+    sub.start(3)
+    assert sub.on_history(History(None, []), None) == [FetchSnapshot()]
 
 
 def test_the_catch_up_message_of_an_event_equals_its_live_message() -> None:
@@ -261,8 +295,8 @@ def test_since_seq_zero_or_negative_catches_up_from_the_first_event(since: int) 
 
 def test_since_seq_in_the_future_gets_a_snapshot() -> None:
     sub = Subscription(TOPIC, ME)
-    assert sub.start(13) == [FetchHistory()]
-    assert sub.on_history(history(ROUND_12), None) == [FetchSnapshot()]
+    assert sub.start(13) == [FetchHistory(13)]
+    assert sub.on_history(history(ROUND_12, 13), None) == [FetchSnapshot()]
 
 
 @pytest.mark.parametrize(("behind", "first"), [(MAX_CATCH_UP, "quote"),
@@ -287,7 +321,7 @@ def test_a_backlog_larger_than_the_queue_room_becomes_a_snapshot(room: int,
                                                                  snapshot: bool) -> None:
     sub = Subscription(TOPIC, ME)
     sub.start(8)  # four events behind
-    actions = sub.on_history(history(ROUND_12), room)
+    actions = sub.on_history(history(ROUND_12, 8, catch_up_limit(room) + 1), room)
     assert (actions == [FetchSnapshot()]) is snapshot
     if not snapshot:
         assert [a.msg["seq"] for a in actions if isinstance(a, Send)] == [9, 10, 11, 12]
@@ -374,7 +408,7 @@ def test_a_bank_without_an_offer_in_a_finished_or_unknown_round_is_told_it_does_
 def test_resync_after_reconnect_catches_up_a_live_subscription() -> None:
     shell = live_at(4)
     shell.run(shell.sub.on_reconnect())
-    assert shell.fetch == FetchHistory()
+    assert shell.fetch == FetchHistory(4)
     shell.live(ROUND_12[6])  # the first event after the link came back
     shell.answer(ROUND_12[:6])  # 5 and 6 were published while the link was down
     assert shell.seqs() == [("quote", 5), ("quote", 6), ("quote", 7)]
@@ -460,20 +494,14 @@ def test_any_interleaving_delivers_every_event_once_in_seq_order_and_masked(
             assert expected is not None and seq == expected
         expected = seq + 1
     assert expected == len(ROUND_30) + 1
-    # the book the client built from what it had at since_seq and what it got is the book
-    had = [] if since is None else ROUND_30[:max(0, since)]
-    book = {e["ref"]: e for e in book_for(view_at(had, viewer), viewer, "")["offers"]}
+    # the book the client built (auction.livebook: from what it had at since_seq, then each
+    # message, every quote's rank and book_size checked) is the book a fresh snapshot shows
+    book = LiveBook()
+    if since is not None:
+        had = ROUND_30[:max(0, since)]
+        book.load({**book_for(view_at(had, viewer), viewer, ""), "seq": max(0, since)})
     for m in shell.got:
-        if m["type"] == "snapshot":
-            book = {e["ref"]: e for e in m["offers"]}
-        elif m["type"] == "quote":
-            book[m["offer"]["ref"]] = m["offer"]
-            ranks = {r["ref"]: r["rank"] for r in m["ranks"]}
-            book = {ref: {**e, "rank": ranks[ref]} for ref, e in book.items()}
+        book.apply(m)
         assert leaks(m, viewer) == []
-    final = view_at(ROUND_30, viewer)
-    assert sorted(book, key=lambda ref: book[ref]["rank"]) == [o.ref for o in final.offers]
-    assert {ref: e["version"] for ref, e in book.items()} == \
-        {o.ref: o.version for o in final.offers}
-    assert {ref for ref, e in book.items() if e["mine"]} == \
-        {o.ref for o in final.offers if o.bank_id == viewer}
+    assert book.differences(book_for(view_at(ROUND_30, viewer), viewer, "")) == []
+    assert book.closed

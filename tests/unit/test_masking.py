@@ -16,7 +16,7 @@ CLOSES_AT_MS = 1_776_781_800_000  # 2026-04-21T14:30:00Z
 
 SHARED_KEYS = {"ref", "label", "rank", "mine", "annual_rate", "apr", "amount", "tenor_months",
                "grace_months", "repayment_every_months", "upfront_fee",
-               "assumes_export_commitment", "version", "updated_at"}
+               "assumes_export_commitment", "version", "seq", "updated_at"}
 OWNER_ONLY_KEYS = {"offer_id", "conditions"}
 
 
@@ -69,7 +69,7 @@ def test_masked_entry_shows_terms_as_decimal_strings() -> None:
         "ref": "b1b1b1b1b1b1", "label": "Banka C", "rank": 2, "mine": False,
         "annual_rate": "30.00", "apr": "32.0000", "amount": "1500000.00", "tenor_months": 24,
         "grace_months": 6, "repayment_every_months": 3, "upfront_fee": "100.00",
-        "assumes_export_commitment": True, "version": 1, "updated_at": None}
+        "assumes_export_commitment": True, "version": 1, "seq": 2, "updated_at": None}
     assert entry["updated_at"] == "2026-04-21T14:29:00.002Z"
 
 
@@ -121,11 +121,12 @@ def test_own_offer_is_the_full_offer_for_its_bank() -> None:
 
 
 # ----------------------------------------------------------------------------- quote_messages
-ORDER = tuple(o.ref for o in BOOK_ORDER)
+def quote(v: OfferVersion, seq: int, rank: int = 2, size: int = 4) -> Event:
+    return Event(ROUND, seq, "quote", v, rank=rank, size=size)
 
 
 def test_quote_for_owner_and_for_others_differ_only_in_mine_offer_id_and_conditions() -> None:
-    owner, other = quote_messages(Event(ROUND, 2, "quote", BETA_1), "round:" + ROUND, ORDER)
+    owner, other = quote_messages(quote(BETA_1, 2), "round:" + ROUND)
     assert {k: v for k, v in owner.items() if k != "offer"} == \
         {k: v for k, v in other.items() if k != "offer"}
     o, x = owner["offer"], other["offer"]
@@ -135,24 +136,26 @@ def test_quote_for_owner_and_for_others_differ_only_in_mine_offer_id_and_conditi
     assert set(x) == SHARED_KEYS
 
 
-def test_quote_carries_seq_topic_and_the_new_rank_of_every_ref() -> None:
-    owner, other = quote_messages(Event(ROUND, 7, "quote", BETA_1), "round:" + ROUND, ORDER)
+def test_quote_carries_seq_topic_the_offers_rank_and_the_books_size_only() -> None:
+    """Constant size: the quote names the changed offer alone, never the others' ranks."""
+    owner, other = quote_messages(quote(BETA_1, 7, rank=2, size=4), "round:" + ROUND)
     for msg in (owner, other):
+        assert set(msg) == {"type", "topic", "seq", "offer", "book_size"}
         assert (msg["type"], msg["topic"], msg["seq"]) == ("quote", "round:" + ROUND, 7)
-        assert msg["ranks"] == [{"ref": r, "rank": i} for i, r in enumerate(ORDER, start=1)]
-        assert msg["offer"]["rank"] == 2
+        assert (msg["offer"]["rank"], msg["book_size"]) == (2, 4)
+        assert msg["offer"]["seq"] == BETA_1.seq  # the ranking key: apr, annual_rate, seq
 
 
 def test_quote_for_others_never_names_the_bank() -> None:
-    _, other = quote_messages(Event(ROUND, 2, "quote", BETA_1), "round:" + ROUND, ORDER)
+    _, other = quote_messages(quote(BETA_1, 2), "round:" + ROUND)
     text = json.dumps(other)
     for secret in secrets_of(BETA_1):
         assert secret not in text
 
 
-def test_quote_of_an_offer_missing_from_the_order_has_rank_zero() -> None:
-    owner, _ = quote_messages(Event(ROUND, 2, "quote", BETA_1), "round:" + ROUND, ("zzz",))
-    assert owner["offer"]["rank"] == 0
+def test_a_quote_without_its_rank_is_refused_rather_than_sent_with_rank_zero() -> None:
+    with pytest.raises(AssertionError):
+        quote_messages(quote(BETA_1, 2, rank=0, size=0), "round:" + ROUND)
 
 
 # ----------------------------------------------------------------------------- the contract

@@ -155,7 +155,7 @@ def test_contract_shapes() -> None:
     assert set(entry["required"]) == {
         "ref", "label", "rank", "mine", "annual_rate", "apr", "amount", "tenor_months",
         "grace_months", "repayment_every_months", "upfront_fee", "assumes_export_commitment",
-        "version", "updated_at"}
+        "version", "seq", "updated_at"}
     assert entry["then"] == {"required": ["offer_id", "conditions"]}
     assert set(s["Problem"]["properties"]) == {
         "type", "title", "status", "code", "detail", "instance", "errors"}
@@ -176,7 +176,7 @@ def test_book_entry_masking_rule_holds_for_real_entries() -> None:
             "annual_rate": "31.25", "apr": "36.8212", "amount": "1000000.00",
             "tenor_months": 12, "grace_months": 0, "repayment_every_months": 1,
             "upfront_fee": "0.00", "assumes_export_commitment": False, "version": 1,
-            "updated_at": "2026-03-18T14:30:00Z"}
+            "seq": 3, "updated_at": "2026-03-18T14:30:00Z"}
     v = jsonschema.Draft202012Validator(schema)
     assert v.is_valid(base)
     assert not v.is_valid({**base, "offer_id": "off_1"})  # a foreign offer id would leak

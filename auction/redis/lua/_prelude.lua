@@ -36,6 +36,12 @@ local function rank_of(book, rec)
   return 0
 end
 
+-- a quote event (auction/redis/envelope.py): the offer's record, its rank and the book's size
+local function quote_event(round_id, seq, rec, rank, size)
+  return '{"r":"' .. round_id .. '","s":' .. seq .. ',"k":"q","o":' .. rec .. ',"n":' .. rank ..
+    ',"z":' .. size .. '}'
+end
+
 -- the current offer records of a round (JSON), best first: the book's members mapped to the
 -- offers hash (keyed by offer_id) through the ref each record carries
 local function book_records(book, offers)

@@ -28,11 +28,10 @@ redis.call('HSET', KEYS[3], ARGV[3], rec)
 redis.call('ZREM', KEYS[2], rank_member(old.p, old.r, old.s, old.f))
 local member = rank_member(ARGV[4], ARGV[5], seq, old.f)
 redis.call('ZADD', KEYS[2], 0, member)
-local ev = '{"r":"' .. ARGV[1] .. '","s":' .. seq .. ',"k":"q","o":' .. rec .. '}'
-redis.call('XADD', KEYS[4], seq .. '-0', 'd', ev)
 local rank = redis.call('ZRANK', KEYS[2], member) + 1
-local order = redis.call('ZRANGE', KEYS[2], 0, -1)
-redis.call('PUBLISH', ARGV[9], string.sub(ev, 1, -2) .. ',"n":["' .. table.concat(order, '","') .. '"]}')
+local ev = quote_event(ARGV[1], seq, rec, rank, redis.call('ZCARD', KEYS[2]))
+redis.call('XADD', KEYS[4], seq .. '-0', 'd', ev)
+redis.call('PUBLISH', ARGV[9], ev)
 if ARGV[7] ~= '' then
   redis.call('SET', KEYS[5], ARGV[7] .. '|' .. seq .. '|' .. now .. '|' .. version .. '|' .. old.l ..
     '|' .. old.f .. '|' .. ARGV[3], 'EX', tonumber(ARGV[8]))

@@ -12,9 +12,12 @@
 -- ARGV[7] record tail: the offer terms as JSON object members, without braces
 -- ARGV[8] idempotency body hash ("" = no Idempotency-Key)   ARGV[9] idempotency ttl seconds
 -- ARGV[10] pub/sub channel
+-- ARGV[11] live offers one bank may keep in the round (0: no limit); counted in meta "n:<bank>"
 -- Returns {code, seq, accepted_at_ms, version, rank, label, offer_id, ref}
 --   code (auction.model.Outcome): 0 OK, 1 ROUND_CLOSED, 2 ROUND_UNKNOWN,
---   4 IDEMPOTENCY_REPLAY, 5 IDEMPOTENCY_MISMATCH
+--   4 IDEMPOTENCY_REPLAY, 5 IDEMPOTENCY_MISMATCH, 8 OFFER_LIMIT
+-- O(log n) in the book's size: the event carries the offer's rank and the book's size, never
+-- the other offers' ranks (clients keep the order themselves from the ranking key).
 if ARGV[8] ~= '' then
   local earlier = replay(KEYS[7], ARGV[8], KEYS[3], KEYS[2])
   if earlier then return earlier end
@@ -24,6 +27,10 @@ if not meta[1] then return {2} end
 local now = now_ms()
 if not may_bid(meta[1], meta[2], now) then return {1} end
 if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then return {2} end
+local limit = tonumber(ARGV[11])
+if limit > 0 and tonumber(redis.call('HGET', KEYS[1], 'n:' .. ARGV[2]) or 0) >= limit then
+  return {8}
+end
 local label = redis.call('HGET', KEYS[4], ARGV[2])
 if not label then
   label = redis.call('LPOP', KEYS[5])
@@ -31,16 +38,16 @@ if not label then
   redis.call('HSET', KEYS[4], ARGV[2], label)
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('HINCRBY', KEYS[1], 'n:' .. ARGV[2], 1)
 local rec = '{"o":"' .. ARGV[3] .. '","f":"' .. ARGV[4] .. '","b":"' .. ARGV[2] .. '","l":"' .. label ..
   '","v":1,"s":' .. seq .. ',"t":' .. now .. ',' .. ARGV[7] .. '}'
 redis.call('HSET', KEYS[3], ARGV[3], rec)
 local member = rank_member(ARGV[5], ARGV[6], seq, ARGV[4])
 redis.call('ZADD', KEYS[2], 0, member)
-local ev = '{"r":"' .. ARGV[1] .. '","s":' .. seq .. ',"k":"q","o":' .. rec .. '}'
-redis.call('XADD', KEYS[6], seq .. '-0', 'd', ev)
 local rank = redis.call('ZRANK', KEYS[2], member) + 1
-local order = redis.call('ZRANGE', KEYS[2], 0, -1)
-redis.call('PUBLISH', ARGV[10], string.sub(ev, 1, -2) .. ',"n":["' .. table.concat(order, '","') .. '"]}')
+local ev = quote_event(ARGV[1], seq, rec, rank, redis.call('ZCARD', KEYS[2]))
+redis.call('XADD', KEYS[6], seq .. '-0', 'd', ev)
+redis.call('PUBLISH', ARGV[10], ev)
 if ARGV[8] ~= '' then
   redis.call('SET', KEYS[7], ARGV[8] .. '|' .. seq .. '|' .. now .. '|1|' .. label .. '|' .. ARGV[4] .. '|' .. ARGV[3],
     'EX', tonumber(ARGV[9]))
