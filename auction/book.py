@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from auction.buckets import bucket_of
 from auction.model import (
     CloseResult,
     OfferTerms,
@@ -159,9 +160,10 @@ class Book(Protocol):
     async def unused_labels(self, round_id: str) -> list[str]: ...
 
     # -- closing
-    async def due(self, limit: int) -> list[str]:
-        """Rounds of the deadline index whose deadline has passed by the book's clock, the
-        earliest first. Only candidates: ``close`` decides, atomically, by the same clock."""
+    async def due(self, limit: int, buckets: Sequence[int] | None = None) -> list[str]:
+        """Rounds of the deadline index (of ``buckets``; None: all) whose deadline has passed
+        by the book's clock, the earliest first. Only candidates: ``close`` decides,
+        atomically, by the same clock."""
         ...
 
     async def close(self, round_id: str) -> CloseResult: ...
@@ -173,6 +175,15 @@ class Book(Protocol):
     async def reschedule(self, deadlines: Mapping[str, int]) -> int:
         """Put rounds missing from the deadline index back on it; returns how many were."""
         ...
+
+    # -- the persister's work
+    async def take_dirty(self, buckets: Sequence[int], limit: int) -> list[str]:
+        """Take (and forget) up to ``limit`` rounds per bucket with events accepted since they
+        were last taken: a quote marks its round dirty atomically with the change. A round
+        taken but not persisted must be given back (``mark_dirty``)."""
+        ...
+
+    async def mark_dirty(self, round_ids: Sequence[str]) -> None: ...
 
     # -- the data set
     async def intact(self) -> bool:
@@ -204,6 +215,7 @@ class MemoryBook:
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._rounds: dict[str, _MemRound] = {}
         self._deadlines: dict[str, int] = {}
+        self._dirty: set[str] = set()
         self._intact = False
 
     # -- a round's live state
@@ -257,6 +269,7 @@ class MemoryBook:
         rank = self._rank(r, v.ref)
         r.events.append(Event(r.terms.round_id, v.seq, "quote", v, rank=rank,
                               size=len(r.offers)))
+        self._dirty.add(r.terms.round_id)
         if idem is not None:
             r.idem[idem[0]] = (idem[1], v)
         return SubmitResult(Outcome.OK, v, rank)
@@ -340,9 +353,11 @@ class MemoryBook:
         return list(r.pool) if r else []
 
     # -- closing
-    async def due(self, limit: int) -> list[str]:
+    async def due(self, limit: int, buckets: Sequence[int] | None = None) -> list[str]:
         now = self._clock()
-        due = sorted((at, rid) for rid, at in self._deadlines.items() if at <= now)
+        mine = None if buckets is None else set(buckets)
+        due = sorted((at, rid) for rid, at in self._deadlines.items()
+                     if at <= now and (mine is None or bucket_of(rid) in mine))
         return [rid for _, rid in due[:limit]]
 
     async def close(self, round_id: str) -> CloseResult:
@@ -369,6 +384,17 @@ class MemoryBook:
         for rid in added:
             self._deadlines[rid] = deadlines[rid]
         return len(added)
+
+    # -- the persister's work
+    async def take_dirty(self, buckets: Sequence[int], limit: int) -> list[str]:
+        out: list[str] = []
+        for b in buckets:
+            out += sorted(rid for rid in self._dirty if bucket_of(rid) == b)[:limit]
+        self._dirty.difference_update(out)
+        return out
+
+    async def mark_dirty(self, round_ids: Sequence[str]) -> None:
+        self._dirty.update(round_ids)
 
     # -- the data set
     async def intact(self) -> bool:

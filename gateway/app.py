@@ -1,10 +1,11 @@
-"""The Starlette app: the routes of every audience, the process's runtime (built by the
-composition root), the stream hub and the background workers, and errors mapped to RFC 9457
-problems in one place."""
+"""The Starlette app of one process: the routes of its roles, its runtime (built by the
+composition root), the stream hub (``stream`` role) and the background workers (``worker``
+role), and errors mapped to RFC 9457 problems in one place."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -16,7 +17,7 @@ from starlette.responses import Response
 from gateway import bootstrap
 from gateway.contract.errors import InvalidRequest
 from gateway.problems import Problem, handle_problem, refuse, response
-from gateway.routes import ROUTES
+from gateway.routes import routes_for
 from gateway.settings import Settings
 from gateway.stream import Hub
 from gateway.workers import Workers
@@ -45,16 +46,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         rt = bootstrap.build(settings)
-        hub = Hub(rt)
-        workers = Workers(rt, hub)
+        hub = Hub(rt) if "stream" in settings.roles else None
+        workers = Workers(rt) if "worker" in settings.roles else None
         app.state.runtime, app.state.hub, app.state.workers = rt, hub, workers
-        await hub.start()
-        await workers.start()
+        if hub is not None:
+            await hub.start()
+        if workers is not None:
+            await workers.start()
+        tune_gc()
         try:
             yield
         finally:
-            await workers.stop()
-            await hub.stop()
+            if workers is not None:
+                await workers.stop()
+            if hub is not None:
+                await hub.stop()
             await rt.aclose()
 
     # the backing-service errors get entries of their own: Starlette re-raises whatever
@@ -63,4 +69,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     handlers = {Problem: handle_problem, InvalidRequest: handle_problem,
                 HTTPException: http_error, Exception: server_error}
     handlers.update({e: server_error for e in bootstrap.INFRASTRUCTURE_ERRORS})
-    return Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers)
+    return Starlette(routes=routes_for(settings.roles), lifespan=lifespan,
+                     exception_handlers=handlers)
+
+
+def tune_gc() -> None:
+    """Start-up is over: move everything allocated so far (modules, the app, the caches being
+    warmed) out of the collector's reach. A full collection otherwise walks those ~90,000
+    objects every second or two under load, stalling every request for ~50 ms (the
+    acknowledgement p99 of BENCHMARKS.md was that pause). Young collections every 10,000
+    allocations rather than 700: each one promotes what is in flight at that instant, and under
+    load (thousands of bids and stream frames a second) those promotions triggered a full
+    collection every few seconds, 100-200 ms long with 2,000 WebSockets open."""
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 10)

@@ -78,9 +78,9 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
     listener = Redis.from_url(settings.redis_url, health_check_interval=5,
                               socket_keepalive=True, socket_connect_timeout=REDIS_TIMEOUT_S)
     store = Store.from_url(settings.database_url)
-    channel = settings.channel or keys.CHANNEL
-    bus = RedisBus(redis, listener, channel)
-    deps = Deps(book=RedisBook(redis, channel), store=store, bus=bus,
+    channels = keys.Channels(settings.channel or keys.PREFIX)
+    bus = RedisBus(redis, listener, channels)
+    deps = Deps(book=RedisBook(redis, channels), store=store, bus=bus,
                 guards=RedisGuards(redis), providers=providers or simulated.providers(),
                 tokens=TokenSigner(settings.secret_key), policy=settings.policy)
     return Runtime(settings, redis, listener, store, bus, deps, Portal(deps))

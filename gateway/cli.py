@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.redis_server import RedisServer
-from gateway.settings import ConfigError, Settings
+from gateway.settings import ConfigError, Settings, parse_roles
 
 log = logging.getLogger("ige")
 
@@ -22,6 +22,8 @@ log = logging.getLogger("ige")
 def _serve(host: str, port: int, workers: int, log_level: str = "info") -> None:
     import uvicorn
 
+    # uvicorn imports the app in every worker process, which reads IGE_ROLES from the
+    # environment they inherit
     uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, ws_max_size=64 * 1024, ws_ping_interval=20,
                 ws_ping_timeout=20, access_log=False, lifespan="on")
@@ -35,6 +37,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     from persistence.db import migrate
 
+    if args.role is not None:
+        try:
+            roles = parse_roles(args.role)
+        except ConfigError as e:
+            print(f"ige: {e}", file=sys.stderr)
+            return 2
+        os.environ["IGE_ROLES"] = ",".join(sorted(roles))
     migrate(settings.database_url)
     _serve(args.host, args.port, args.workers)
     return 0
@@ -209,7 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("serve", help="run the gateway (HTTP + WebSocket)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--workers", type=int, default=1,
+                   help="processes (each with the roles of --role)")
+    s.add_argument("--role", default=None,
+                   help="comma-separated: api (HTTP), stream (WebSocket), worker (closing, "
+                        "lapsing, persisting); default all three (also IGE_ROLES)")
     s.set_defaults(func=cmd_serve)
     d = sub.add_parser("demo", help="start everything with demo data (make run)")
     d.add_argument("--host", default="127.0.0.1")

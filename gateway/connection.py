@@ -54,8 +54,9 @@ class Sub:
 
     conn: Connection
     topic: str
-    round_id: str = ""
+    round_id: str = ""  # round and application topics: the round whose channel is watched
     feed: Subscription | None = None  # round topics: the seq state (auction/feed.py)
+    watching: bool = False  # the hub watches the round's channel for this subscription
 
 
 @dataclass(eq=False)

@@ -13,6 +13,9 @@ from usecases.context import Policy
 DEFAULT_DATABASE_URL = "sqlite:///./var/ige.db"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 WEAK_ADMIN_TOKENS = {"", "admin", "changeme", "secret", "token", "demo"}
+#: what a process does: ``api`` serves HTTP, ``stream`` the WebSocket, ``worker`` the
+#: background work (closing, lapsing, persisting); a process has one or more of them
+ROLES = ("api", "stream", "worker")
 
 
 class ConfigError(Exception):
@@ -36,7 +39,9 @@ class Settings:
     scheduler_interval_s: float = 0.2
     live_key_ttl_s: int = 7 * 24 * 3600  # how long a finished round's Redis keys are kept
     max_offers_per_bank: int = 5  # live offers one bank may keep in one round (0: no limit)
-    #: the deployment's pub/sub channel (pub/sub ignores db numbers); None: the default one
+    roles: frozenset[str] = frozenset(ROLES)
+    #: the prefix of the deployment's pub/sub channel names (pub/sub ignores db numbers:
+    #: deployments sharing one Redis set IGE_REDIS_CHANNEL apart); None: the default one
     channel: str | None = None
 
     @property
@@ -90,6 +95,7 @@ class Settings:
             allowed_origins=origins,
             channel=env.get("IGE_REDIS_CHANNEL") or None,
             max_offers_per_bank=_count(env, "IGE_MAX_OFFERS_PER_BANK", 5),
+            roles=parse_roles(env.get("IGE_ROLES", "")),
         )
 
 
@@ -104,3 +110,13 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if n < 0:
         raise ConfigError(f"{name} must not be negative")
     return n
+
+
+def parse_roles(raw: str) -> frozenset[str]:
+    """``api,stream,worker`` (any non-empty subset; empty: all of them)."""
+    roles = [r.strip() for r in raw.split(",") if r.strip()]
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise ConfigError(f"unknown role(s) {', '.join(unknown)}: the roles are "
+                          f"{', '.join(ROLES)}")
+    return frozenset(roles or ROLES)

@@ -1,7 +1,9 @@
-"""The live stream: one Redis pub/sub subscriber per process fans events out to WebSocket
-connections. Each book change is masked and encoded once (one variant for the offer's owner,
-one for everybody else); every connection (gateway/connection.py) has a small bounded queue and
-is dropped, never waited for, when it falls behind.
+"""The ``stream`` role: one Redis pub/sub subscriber per process fans events out to WebSocket
+connections, listening only to the rounds its clients follow (``RedisBus.watch``: a round's
+channel while one of its subscriptions needs it) and to the pool. Each book change is masked and
+encoded once (one variant for the offer's owner, one for everybody else); every connection
+(gateway/connection.py) has a small bounded queue and is dropped, never waited for, when it
+falls behind.
 
 The hub only does the I/O. Per round subscription, the order of ``seq`` (gap-free,
 duplicate-free, snapshots and catch-ups, the bank waiting for its first offer) is decided by
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -56,6 +58,8 @@ __all__ = ["MAX_CATCH_UP", "SLOW_CLIENT_CLOSE", "SUBPROTOCOLS", "Encoded", "Hub"
 log = logging.getLogger("ige.stream")
 
 HEARTBEAT_SLICES = 10  # a period's heartbeats go out in this many slices
+#: a round's channel could not be listened to (the client is told "unavailable")
+WATCH_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *INFRASTRUCTURE_ERRORS)
 
 Shared = tuple[Encoded, Encoded]  # a live event's frames: for the offer's owner, for others
 
@@ -70,7 +74,6 @@ class Hub:
         self.topics: dict[str, set[Sub]] = {}
         self.connections: set[Connection] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self.on_event: list[Callable[[str], None]] = []  # round ids with new events (persister)
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -120,8 +123,6 @@ class Hub:
         assert isinstance(news, BookChanged)
         ev = news.event
         rid = ev.round_id
-        for cb in self.on_event:
-            cb(rid)
         subs = self.topics.get(f"round:{rid}")
         if not subs:
             return
@@ -216,15 +217,21 @@ class Hub:
             self._add(sub)
             return None
         if kind == "application" and ident:
-            if not await self.streaming.may_watch_application(p, ident):
+            rid = await self.streaming.application_round(p, ident)
+            if rid is None:
                 return conn.error(topic, "not_found", "no such application")
-            self._add(sub)
+            sub.round_id = rid
+            if await self._watch(sub):
+                self._add(sub)
             return None
         if kind == "round" and ident:
             seen = await self.streaming.round_seen_by(p, ident)
             if seen is None:
                 return conn.error(topic, "not_found", "no such round")
             sub.round_id = ident
+            # listen to the round before reading it: nothing published after the read is missed
+            if not await self._watch(sub):
+                return None
             sub.feed = feed = Subscription(topic, p.id)  # buffers live events until synced
             self._add(sub)
             if seen.must_bid_first:
@@ -237,13 +244,37 @@ class Hub:
             return None
         return conn.error(topic, "not_found", "no such topic")
 
+    async def _watch(self, sub: Sub) -> bool:
+        """Listen to the round's channel for this subscription; False (the client is told)
+        when that cannot be done now."""
+        try:
+            await self.rt.bus.watch(sub.round_id)
+        except WATCH_ERRORS:
+            sub.conn.error(sub.topic, "unavailable", "cannot follow this topic now; "
+                                                     "subscribe again")
+            return False
+        sub.watching = True
+        if sub.conn.dropped:  # the connection went away meanwhile
+            self._unwatch(sub)
+            return False
+        return True
+
+    def _unwatch(self, sub: Sub) -> None:
+        if sub.watching:
+            sub.watching = False
+            self._spawn(self.rt.bus.unwatch(sub.round_id))
+
     def _add(self, sub: Sub) -> None:
+        old = sub.conn.subs.get(sub.topic)
+        if old is not None:  # subscribed again while this one was being set up
+            self.unsubscribe(sub.conn, sub.topic)
         sub.conn.subs[sub.topic] = sub
         self.topics.setdefault(sub.topic, set()).add(sub)
 
     def unsubscribe(self, conn: Connection, topic: str) -> None:
         sub = conn.subs.pop(topic, None)
         if sub is not None:
+            self._unwatch(sub)
             subs = self.topics.get(topic)
             if subs is not None:
                 subs.discard(sub)

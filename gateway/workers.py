@@ -1,76 +1,67 @@
-"""Work a process does without a request: closing due rounds, lapsing binding windows, and
-(in the one process holding the persister's lease) copying the book's events into SQL and
-rebuilding the book from SQL when it lost its data set. Loops only: the work is the use
-cases' (``usecases.closing``, ``usecases.durability``)."""
+"""The ``worker`` role: the work a process does without a request, over the buckets of rounds
+it holds (``usecases.sharing``): closing due rounds, lapsing binding windows, copying the
+book's events into SQL (learned from the book's dirty sets, not from pub/sub), putting overdue
+rounds back on the deadline index, and (the holder of bucket 0) rebuilding the book from SQL
+when it lost its data set. Loops only: the work is the use cases' (``usecases.closing``,
+``usecases.durability``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from gateway.bootstrap import INFRASTRUCTURE_ERRORS
+from usecases.sharing import LEASE_MS, Share
 
 if TYPE_CHECKING:
     from gateway.bootstrap import Runtime
-    from gateway.stream import Hub
 
-log = logging.getLogger("ige.bg")
+log = logging.getLogger("ige.worker")
 
-LEASE_MS = 5000
-SWEEP_S = 2.0
-CLOSE_BATCH = 200  # due rounds taken per look at the deadline index
-PERSIST_BATCH_S = 0.5  # how long the persister lets events gather before a pass
+RENEW_S = LEASE_MS / 1000 / 3  # the bucket leases are renewed three times per lease
+SWEEP_S = 2.0  # lapses, and overdue rounds back on the deadline index
+CATCH_UP_S = 10.0  # the persister's safety net: every live round's seq against SQL
+CLOSE_BATCH = 200  # due rounds taken per look at the deadline indexes
+PERSIST_EVERY_S = 0.25  # how long the persister lets a busy round's events gather
 
 
 class Workers:
-    def __init__(self, runtime: Runtime, hub: Hub) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.portal = runtime.portal
-        self.dirty: set[str] = set()
+        self.token = secrets.token_hex(8)
+        self.share = Share(runtime.deps.guards, self.token)
         # seq each round is known to have reached in SQL (from this process's own writes): a
         # batch then needs no read of the round's row first; a stale value is harmless, the
         # conditional write refuses it and persist_round reads again
         self.persisted: dict[str, int] = {}
-        self.wake = asyncio.Event()
-        self.token = secrets.token_hex(8)
-        self.is_leader = False
         self._tasks: list[asyncio.Task[None]] = []
-        hub.on_event.append(self._mark)
 
-    def _mark(self, round_id: str) -> None:
-        self.dirty.add(round_id)
-        self.wake.set()
+    @property
+    def held(self) -> list[int]:
+        return self.share.held
 
     async def start(self) -> None:
-        # Start-up is over: move everything allocated so far (modules, the app, the caches
-        # being warmed) out of the collector's reach. A full collection otherwise walks those
-        # ~90,000 objects every second or two under load, stalling every request for ~50 ms
-        # (the acknowledgement p99 of BENCHMARKS.md was that pause).
-        gc.freeze()
-        # Young collections every 10,000 allocations rather than 700: each one promotes what is
-        # in flight at that instant, and under load (thousands of bids and stream frames a
-        # second) those promotions triggered a full collection every few seconds, 100-200 ms
-        # long with 2,000 WebSockets open. Measured in BENCHMARKS.md (part 2).
-        gc.set_threshold(10_000, 50, 10)
+        interval = self.rt.settings.scheduler_interval_s
         self._tasks = [
-            asyncio.create_task(self._loop("closer", self._close_tick,
-                                           self.rt.settings.scheduler_interval_s)),
+            asyncio.create_task(self._loop("share", self._share_tick, RENEW_S)),
+            asyncio.create_task(self._loop("closer", self._close_tick, interval)),
             asyncio.create_task(self._loop("lapser", self._lapse_tick, SWEEP_S)),
-            asyncio.create_task(self._persister()),
+            asyncio.create_task(self._loop("persister", self._persist_tick, PERSIST_EVERY_S)),
+            asyncio.create_task(self._loop("requeue", self._requeue_tick, SWEEP_S)),
+            asyncio.create_task(self._loop("catch-up", self._catch_up_tick, CATCH_UP_S)),
         ]
 
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.is_leader:
-            with contextlib.suppress(Exception):  # best effort: the lease expires anyway
-                await self.rt.deps.guards.release("lease", "persister", self.token)
+        with contextlib.suppress(Exception):  # best effort: the leases lapse anyway
+            await self.share.leave()
 
     @staticmethod
     async def _loop(name: str, tick: Callable[[], Awaitable[object]], every: float) -> None:
@@ -85,50 +76,35 @@ class Workers:
                 log.exception("%s failed", name)
             await asyncio.sleep(every)
 
+    async def _share_tick(self) -> None:
+        before = list(self.held)
+        held = await self.share.renew()
+        if held != before:
+            log.info("worker %s holds %d of the buckets (%d workers)", self.token, len(held),
+                     self.share.workers)
+        if 0 in held and (n := await self.portal.durability.ensure_book()):
+            log.warning("the book had lost its data set: %d live round(s) rebuilt from SQL", n)
+
     async def _close_tick(self) -> None:
         # a full batch closed: more rounds may share that deadline, so go on without the pause
-        while await self.portal.closing.close_due(CLOSE_BATCH) >= CLOSE_BATCH:
+        while self.held and await self.portal.closing.close_due(CLOSE_BATCH, self.held) \
+                >= CLOSE_BATCH:
             pass
 
     async def _lapse_tick(self) -> None:
-        for rid in await self.portal.closing.lapse_due():
-            log.info("round %s lapsed", rid)
+        if self.held:
+            for rid in await self.portal.closing.lapse_due(self.held):
+                log.info("round %s lapsed", rid)
 
-    async def _persister(self) -> None:
-        last_sweep = 0.0
-        loop = asyncio.get_running_loop()
-        durability = self.portal.durability
-        while True:
-            try:
-                self.is_leader = await self.rt.deps.guards.hold("lease", "persister",
-                                                                self.token, LEASE_MS)
-                if self.is_leader:
-                    await durability.ensure_book()
-                    if loop.time() - last_sweep > SWEEP_S:
-                        last_sweep = loop.time()
-                        await self._sweep()
-                    # let a busy round's events gather: one transaction per round and pass
-                    # costs about a millisecond of this process's CPU, whatever its size
-                    await asyncio.sleep(PERSIST_BATCH_S)
-                    dirty, self.dirty = self.dirty, set()
-                    for rid in dirty:
-                        self.persisted[rid] = await durability.persist_round(
-                            rid, self.persisted.get(rid))
-            except asyncio.CancelledError:
-                raise
-            except INFRASTRUCTURE_ERRORS as e:
-                log.warning("persister: %s", e)
-                await asyncio.sleep(0.5)
-            except Exception:
-                log.exception("persister failed")
-                await asyncio.sleep(0.5)
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), 0.25 if self.is_leader else 1.0)
+    async def _persist_tick(self) -> None:
+        if self.held:
+            await self.portal.durability.persist_dirty(self.held, self.persisted)
 
-    async def _sweep(self) -> None:
-        """Catch anything the pub/sub wake-ups missed, and overdue rounds off the index."""
-        durability = self.portal.durability
-        if n := await durability.requeue_overdue():
+    async def _requeue_tick(self) -> None:
+        if self.held and (n := await self.portal.durability.requeue_overdue(
+                buckets=self.held)):
             log.warning("%d overdue round(s) were missing from the deadline index", n)
-        self.persisted = await durability.catch_up(self.persisted)
+
+    async def _catch_up_tick(self) -> None:
+        if self.held:
+            self.persisted = await self.portal.durability.catch_up(self.persisted, self.held)

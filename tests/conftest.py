@@ -43,8 +43,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def channel() -> str:
-    """A pub/sub channel of this session's own (pub/sub ignores db numbers)."""
-    return "ige:events:test:" + secrets.token_hex(4)
+    """A pub/sub channel prefix of this session's own (pub/sub ignores db numbers)."""
+    return "ige-test-" + secrets.token_hex(4)
 
 
 @pytest.fixture
@@ -89,14 +89,14 @@ def server_factory(redis_url: str, channel: str, tmp_path: Path) -> Iterator[obj
     started: list[ServerProcess] = []
 
     def factory(database_url: str | None = None, redis: str | None = None, workers: int = 1,
-                **env: str) -> ServerProcess:
+                role: str | None = None, **env: str) -> ServerProcess:
         from persistence.db import migrate
 
         db = database_url or sqlite_url(tmp_path)
         if database_url is None:
             migrate(db)
         extra = {"IGE_REDIS_CHANNEL": channel, **env}
-        srv = ServerProcess(redis or redis_url, db, extra, workers=workers,
+        srv = ServerProcess(redis or redis_url, db, extra, workers=workers, role=role,
                             log_path=tmp_path / f"server-{len(started)}.log")
         started.append(srv)
         return srv.start()

@@ -97,6 +97,7 @@ class ServerProcess:
     env_extra: dict[str, str] = field(default_factory=dict)
     port: int = 0
     workers: int = 1
+    role: str | None = None  # ige serve --role (None: every role)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -123,7 +124,8 @@ class ServerProcess:
         with open(self.log_path, "ab") as log:  # the server keeps its own copy of the file
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--workers", str(self.workers)],
+                 "--port", str(self.port), "--workers", str(self.workers),
+                 *(["--role", self.role] if self.role else [])],
                 env=self.env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Sequence
 
 from auction import calendar
+from auction.buckets import bucket_of
 from auction.bus import RoundFinalized
 from auction.model import CloseResult, OfferVersion, Outcome, RoundState, dt_to_ms, ms_to_dt
 from auction.rules import has_lapsed
@@ -85,9 +86,10 @@ class Closing:
             return None  # another process wrote it first
         return ref
 
-    async def close_due(self, limit: int) -> int:
-        """Close the rounds found due (at most ``limit``); returns how many this call closed."""
-        due = await self.d.book.due(limit)
+    async def close_due(self, limit: int, buckets: Sequence[int] | None = None) -> int:
+        """Close the rounds found due (at most ``limit``; of ``buckets``, None: all); returns
+        how many this call closed."""
+        due = await self.d.book.due(limit, buckets)
         gate = asyncio.Semaphore(CLOSE_CONCURRENCY)
 
         async def close_one(rid: str) -> bool:
@@ -110,13 +112,17 @@ class Closing:
         # and two short SQL units, mostly waiting, so one at a time would leave the CPU idle
         return sum(await asyncio.gather(*(close_one(rid) for rid in due)))
 
-    async def lapse_due(self) -> list[str]:
-        """Closed rounds past their binding window become lapsed (auction.rules.has_lapsed)."""
+    async def lapse_due(self, buckets: Sequence[int] | None = None) -> list[str]:
+        """Closed rounds (of ``buckets``, None: all) past their binding window become lapsed
+        (auction.rules.has_lapsed)."""
         now = self.d.clock()
         async with self.d.store.read() as q:
             candidates = await q.rounds.past_binding(now)
+        mine = None if buckets is None else set(buckets)
         lapsed = []
         for rid, binding_until in candidates:
+            if mine is not None and bucket_of(rid) not in mine:
+                continue
             if not has_lapsed(RoundState.CLOSED, binding_until, now):
                 continue
             async with self.d.store.unit() as tx:

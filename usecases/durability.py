@@ -4,6 +4,11 @@ book that lost its data is rebuilt from SQL.
 A round exists once it is in SQL. Every version the book acknowledged is copied into SQL,
 idempotently on (round_id, seq), resuming from the round's persisted seq; a batch read from a
 book that was rebuilt from SQL since is refused (its seqs may have been reused).
+
+The persister learns which rounds have new events from the book itself: every quote marks its
+round dirty in its bucket atomically with the change (``Book.take_dirty``), so nothing depends
+on a pub/sub message arriving. A slow sweep over the live rounds (``catch_up``) is the safety
+net for a worker that died between taking a round and persisting it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from auction.book import Event, RoundSnapshot, with_ranks
+from auction.buckets import bucket_of
 from auction.model import OfferVersion, RoundState
 from persistence.store import Conflict
 from usecases.context import Deps
@@ -20,6 +26,7 @@ from usecases.context import Deps
 log = logging.getLogger("ige.durability")
 
 REQUEUE_BATCH = 200
+DIRTY_BATCH = 500  # dirty rounds taken per bucket and pass
 SWEEP_SLICE = 200  # rounds whose book seq is read in one go
 
 
@@ -121,20 +128,42 @@ class Durability:
         await self.d.book.mark_intact()
         return n
 
-    async def requeue_overdue(self, limit: int = REQUEUE_BATCH) -> int:
+    async def persist_dirty(self, buckets: Sequence[int], known: dict[str, int],
+                            limit: int = DIRTY_BATCH) -> int:
+        """Persist the rounds of ``buckets`` with events not yet in SQL (at most ``limit`` per
+        bucket). ``known``: the seqs the caller knows SQL holds (updated in place). Returns how
+        many rounds were persisted; a round that failed is given back to the dirty set."""
+        taken = await self.d.book.take_dirty(buckets, limit)
+        for i, rid in enumerate(taken):
+            try:
+                known[rid] = await self.persist_round(rid, known.get(rid))
+            except BaseException:
+                await self.d.book.mark_dirty(taken[i:])
+                raise
+        return len(taken)
+
+    async def requeue_overdue(self, limit: int = REQUEUE_BATCH,
+                              buckets: Sequence[int] | None = None) -> int:
         """Put open rounds past their deadline back on the deadline index (a no-op normally).
         Catches rounds nothing else would ever close: an opening cut short between SQL and
         the book (the operator got a 5xx, yet the round is in the pool), or between the book
         and its deadline index, or an index entry the book lost on its own."""
         async with self.d.store.read() as q:
             overdue = await q.rounds.overdue(self.d.clock(), limit)
+        if buckets is not None:
+            mine = set(buckets)
+            overdue = {rid: at for rid, at in overdue.items() if bucket_of(rid) in mine}
         return await self.d.book.reschedule(overdue)
 
-    async def catch_up(self, known: dict[str, int]) -> dict[str, int]:
-        """Persist every live round whose book is ahead of SQL (what wake-ups missed).
+    async def catch_up(self, known: dict[str, int], buckets: Sequence[int] | None = None
+                       ) -> dict[str, int]:
+        """Persist every live round (of ``buckets``, None: all) whose book is ahead of SQL.
         ``known``: the seqs the caller knows SQL holds; returns them for the live rounds."""
         async with self.d.store.read() as q:
             live = await q.rounds.live()
+        if buckets is not None:
+            mine = set(buckets)
+            live = [(rid, n) for rid, n in live if bucket_of(rid) in mine]
         out = {rid: n for rid, n in live if rid in known}  # forget finished rounds
         # in slices: reading thousands of rounds' seqs in one go would hold the event loop
         # (and every request waiting on it) for milliseconds while the replies are parsed

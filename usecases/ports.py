@@ -4,7 +4,7 @@ application integrations (``applications.ports.Providers``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 #: the server clock: milliseconds since the epoch, UTC (the only clock outside the book)
@@ -33,9 +33,25 @@ class Guards(Protocol):
     async def abandon_request(self, actor: str, key: str) -> None: ...
 
     # locks of a kind ("close": a round's close claim, "group": an application risk group,
-    # "lease": the persister's lease), released only by their holder
+    # "bucket": a worker's lease on a bucket of rounds), released only by their holder
     async def acquire(self, kind: str, ident: str, token: str, ttl_ms: int) -> bool: ...
 
-    async def hold(self, kind: str, ident: str, token: str, ttl_ms: int) -> bool: ...
+    async def hold(self, kind: str, ident: str, token: str, ttl_ms: int) -> bool:
+        """Take the lock if free, or extend it if ``token`` holds it (a lease)."""
+        ...
 
     async def release(self, kind: str, ident: str, token: str) -> bool: ...
+
+    async def hold_many(self, kind: str, idents: Sequence[str], token: str, ttl_ms: int
+                        ) -> list[bool]:
+        """``hold`` of many locks in one go."""
+        ...
+
+    # the roll of a group of processes ("workers"): who is present
+    async def heartbeat(self, group: str, token: str, ttl_ms: int) -> int:
+        """``token`` is present (for ``ttl_ms``); returns how many members are present."""
+        ...
+
+    async def leave(self, group: str, token: str, ttl_ms: int) -> int:
+        """``token`` leaves the group; returns how many members are still present."""
+        ...

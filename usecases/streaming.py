@@ -45,12 +45,13 @@ class Streaming:
     def may_watch_pool(who: Principal) -> bool:
         return who.kind in ("bank", "admin")
 
-    async def may_watch_application(self, who: Principal, application_id: str) -> bool:
+    async def application_round(self, who: Principal, application_id: str) -> str | None:
+        """The round of an application its exporter may watch; None: not for this caller."""
         if who.kind != "exporter":
-            return False
+            return None
         async with self.d.store.read() as q:
             row = await q.rounds.by_application(application_id)
-        return row is not None and row.exporter_user_id == who.id
+        return row.id if row is not None and row.exporter_user_id == who.id else None
 
     async def opened(self, round_id: str) -> RoundRecord | None:
         """A round just announced as opened, for the pool."""

@@ -6,7 +6,7 @@ tests/contract/test_guards_contract.py), and ``memory_deps``, every adapter in m
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from applications import simulated
@@ -86,6 +86,23 @@ class MemoryGuards:
             return False
         del self._records[("lock", kind, ident)]
         return True
+
+    async def hold_many(self, kind: str, idents: Sequence[str], token: str, ttl_ms: int
+                        ) -> list[bool]:
+        return [await self.hold(kind, ident, token, ttl_ms) for ident in idents]
+
+    # -- the roll of a group of processes
+    async def heartbeat(self, group: str, token: str, ttl_ms: int) -> int:
+        self._put(("roll", group, token), "1", ttl_ms)
+        return self._present(group)
+
+    async def leave(self, group: str, token: str, ttl_ms: int) -> int:
+        self._records.pop(("roll", group, token), None)
+        return self._present(group)
+
+    def _present(self, group: str) -> int:
+        return sum(1 for k in list(self._records)
+                   if k[:2] == ("roll", group) and self._get(k) is not None)
 
 
 def memory_deps(store: Store, clock: Callable[[], int] | None = None,

@@ -1,8 +1,8 @@
 """The live book on Redis (``auction.book.Book``): one Lua script per command.
 
-Every key of a round carries the hash tag ``{round_id}`` (``keys.round_keys``), so each script
-touches one slot. The deadline index and the data-set marker are global keys, written outside
-the scripts.
+Every key of a round carries its bucket's hash tag (``keys.round_keys``), as do the bucket's
+deadline index and dirty-round set, so each script touches one slot and changes a round and
+its bucket's indexes atomically. Reads across buckets are pipelined, one command per bucket.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from auction.book import BookView, Event, History, Idem, RoundSnapshot
+from auction.buckets import all_buckets, bucket_of
 from auction.model import (
     CloseResult,
     OfferTerms,
@@ -39,19 +40,16 @@ def _s(v: Any) -> str:
 
 
 class RedisBook:
-    def __init__(self, redis: Redis, channel: str = keys.CHANNEL) -> None:
+    def __init__(self, redis: Redis, channels: keys.Channels | None = None) -> None:
         self.redis = redis
-        self.channel = channel
+        self.channels = channels or keys.Channels()
         self.scripts = Scripts(redis)
 
     # -- a round's live state --------------------------------------------------------------
     async def open_round(self, terms: RoundTerms, labels: Sequence[str] | None = None) -> bool:
         meta = {"state": "open", "seq": "0", "closes_at": str(terms.closes_at_ms),
                 "opened_at": str(terms.opened_at_ms)}
-        created = await self._run_open(terms.round_id, meta, labels or label_pool(), {}, [], [])
-        if created:
-            await self.redis.zadd(keys.DEADLINES, {terms.round_id: terms.closes_at_ms})
-        return created
+        return await self._run_open(terms.round_id, meta, labels or label_pool(), {}, [], [])
 
     async def restore(self, snap: RoundSnapshot) -> bool:
         seq = max((e.seq for e in snap.events), default=0)
@@ -62,20 +60,17 @@ class RedisBook:
             meta["closed_at"] = str(snap.closed_at_ms)
         for bank_id, n in Counter(o.bank_id for o in snap.offers).items():
             meta[f"n:{bank_id}"] = str(n)  # live offers per bank (submit.lua's limit)
-        created = await self._run_open(
+        return await self._run_open(
             snap.round_id, meta, snap.unused_labels, snap.labels,
             [record_json(o) for o in snap.offers], [[e.seq, event_json(e)] for e in snap.events])
-        if created and snap.state is RoundState.OPEN:
-            await self.redis.zadd(keys.DEADLINES, {snap.round_id: snap.closes_at_ms})
-        return created
 
     async def _run_open(self, round_id: str, meta: dict[str, str], pool: Sequence[str],
                         labels: Mapping[str, str], recs: list[str], evs: list[list[object]]
                         ) -> bool:
         res = await self.scripts.open(
-            keys=list(keys.round_keys(round_id)),
+            keys=[*keys.round_keys(round_id), keys.round_deadlines(round_id)],
             args=[json.dumps(meta), json.dumps(list(pool)), json.dumps(dict(labels)),
-                  json.dumps(recs), json.dumps(evs)])
+                  json.dumps(recs), json.dumps(evs), round_id])
         return bool(int(res))
 
     async def exists(self, round_id: str) -> bool:
@@ -85,7 +80,7 @@ class RedisBook:
         pipe = self.redis.pipeline(transaction=False)
         for key in keys.round_keys(round_id):
             pipe.expire(key, seconds)
-        pipe.zrem(keys.DEADLINES, round_id)
+        pipe.zrem(keys.round_deadlines(round_id), round_id)
         await pipe.execute()
 
     # -- bidding ---------------------------------------------------------------------------
@@ -94,10 +89,11 @@ class RedisBook:
                      max_offers: int = 0) -> SubmitResult:
         k = keys.round_keys(round_id)
         res = await self.scripts.submit(
-            keys=[*k, keys.offer_idempotency(round_id, idem[0]) if idem else k.meta],
+            keys=[*k, keys.offer_idempotency(round_id, idem[0]) if idem else k.meta,
+                  keys.round_dirty(round_id)],
             args=[round_id, bank_id, offer_id, ref, apr_e4, terms.annual_rate_e4,
                   record_tail(terms, apr_e4), idem[1] if idem else "", IDEMPOTENCY_TTL_S,
-                  self.channel, max_offers])
+                  self.channels.round(round_id), max_offers])
         return self._result(round_id, res, terms, apr_e4, bank_id)
 
     async def revise(self, round_id: str, bank_id: str, offer_id: str, terms: OfferTerms,
@@ -105,10 +101,11 @@ class RedisBook:
         k = keys.round_keys(round_id)
         res = await self.scripts.revise(
             keys=[k.meta, k.book, k.offers, k.events,
-                  keys.offer_idempotency(round_id, idem[0]) if idem else k.meta],
+                  keys.offer_idempotency(round_id, idem[0]) if idem else k.meta,
+                  keys.round_dirty(round_id)],
             args=[round_id, bank_id, offer_id, apr_e4, terms.annual_rate_e4,
                   record_tail(terms, apr_e4), idem[1] if idem else "", IDEMPOTENCY_TTL_S,
-                  self.channel])
+                  self.channels.round(round_id)])
         return self._result(round_id, res, terms, apr_e4, bank_id)
 
     @staticmethod
@@ -178,13 +175,19 @@ class RedisBook:
         return [_s(x) for x in await self.redis.lrange(keys.round_keys(round_id).pool, 0, -1)]
 
     # -- closing ---------------------------------------------------------------------------
-    async def due(self, limit: int) -> list[str]:
-        return [_s(r) for r in await self.scripts.due(keys=[keys.DEADLINES], args=[limit])]
+    async def due(self, limit: int, buckets: Sequence[int] | None = None) -> list[str]:
+        pipe = self.redis.pipeline(transaction=False)
+        for b in all_buckets() if buckets is None else buckets:
+            await self.scripts.due(keys=[keys.deadlines(b)], args=[limit], client=pipe)
+        found: list[tuple[float, str]] = []
+        for res in await pipe.execute():
+            found += [(float(res[i + 1]), _s(res[i])) for i in range(0, len(res), 2)]
+        return [rid for _, rid in sorted(found)[:limit]]
 
     async def close(self, round_id: str) -> CloseResult:
         k = keys.round_keys(round_id)
         res = await self.scripts.close(keys=[k.meta, k.events, k.book, k.offers],
-                                       args=[round_id, self.channel])
+                                       args=[round_id, self.channels.round(round_id)])
         code = Outcome(int(res[0]))
         if code in (Outcome.OK, Outcome.ALREADY_CLOSED):
             offers = [parse_record(round_id, r) for r in res[3:]]
@@ -194,12 +197,33 @@ class RedisBook:
         return CloseResult(code)
 
     async def unschedule(self, round_id: str) -> None:
-        await self.redis.zrem(keys.DEADLINES, round_id)
+        await self.redis.zrem(keys.round_deadlines(round_id), round_id)
 
     async def reschedule(self, deadlines: Mapping[str, int]) -> int:
         if not deadlines:
             return 0
-        return int(cast(int, await self.redis.zadd(keys.DEADLINES, dict(deadlines), nx=True)))
+        by_bucket: dict[int, dict[str, int]] = {}
+        for rid, at in deadlines.items():
+            by_bucket.setdefault(bucket_of(rid), {})[rid] = at
+        pipe = self.redis.pipeline(transaction=False)
+        for b, part in by_bucket.items():
+            pipe.zadd(keys.deadlines(b), part, nx=True)
+        return sum(int(n) for n in await pipe.execute())
+
+    # -- the persister's work --------------------------------------------------------------
+    async def take_dirty(self, buckets: Sequence[int], limit: int) -> list[str]:
+        pipe = self.redis.pipeline(transaction=False)
+        for b in buckets:
+            pipe.spop(keys.dirty(b), limit)
+        return [_s(rid) for got in await pipe.execute() for rid in got or ()]
+
+    async def mark_dirty(self, round_ids: Sequence[str]) -> None:
+        if not round_ids:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in round_ids:
+            pipe.sadd(keys.round_dirty(rid), rid)
+        await pipe.execute()
 
     # -- the data set ----------------------------------------------------------------------
     async def intact(self) -> bool:

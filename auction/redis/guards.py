@@ -1,12 +1,13 @@
 """Short-lived records on Redis that guard the use cases (``usecases.ports.Guards``): stream
-tickets, used one-time codes, idempotency records of non-offer requests, and locks (close
-claims, application group locks, the persister lease). A lock is released only by its holder
-(compare-and-delete in ``release.lua``), never by a plain DEL that could drop another
-holder's lock after ours expired."""
+tickets, used one-time codes, idempotency records of non-offer requests, locks (close claims,
+application group locks, the workers' bucket leases) and the workers' roll. A lock is released
+only by its holder (compare-and-delete in ``release.lua``), never by a plain DEL that could
+drop another holder's lock after ours expired."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -20,11 +21,15 @@ def _lock_key(kind: str, ident: str) -> str:
         return keys.close_claim(ident)
     if kind == "group":
         return keys.group_lock(ident)
-    if kind == "lease":
-        if ident != "persister":
-            raise ValueError(f"no lease named {ident!r}")
-        return keys.PERSISTER_LEASE
+    if kind == "bucket":
+        return keys.bucket_lease(int(ident))
     raise ValueError(f"no lock of kind {kind!r}")
+
+
+def _roll_key(group: str) -> str:
+    if group != "workers":
+        raise ValueError(f"no roll named {group!r}")
+    return keys.WORKERS
 
 
 class RedisGuards:
@@ -78,3 +83,20 @@ class RedisGuards:
     async def release(self, kind: str, ident: str, token: str) -> bool:
         return bool(int(await self.scripts.release(keys=[_lock_key(kind, ident)],
                                                    args=[token])))
+
+    async def hold_many(self, kind: str, idents: Sequence[str], token: str, ttl_ms: int
+                        ) -> list[bool]:
+        if not idents:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for ident in idents:
+            await self.scripts.lease(keys=[_lock_key(kind, ident)], args=[token, ttl_ms],
+                                     client=pipe)
+        return [bool(int(x)) for x in await pipe.execute()]
+
+    # -- the roll of a group of processes --------------------------------------------------
+    async def heartbeat(self, group: str, token: str, ttl_ms: int) -> int:
+        return int(await self.scripts.crew(keys=[_roll_key(group)], args=[token, ttl_ms, "1"]))
+
+    async def leave(self, group: str, token: str, ttl_ms: int) -> int:
+        return int(await self.scripts.crew(keys=[_roll_key(group)], args=[token, ttl_ms, "0"]))

@@ -1,9 +1,21 @@
 """Every Redis key and channel name of the deployment. No other module builds one.
 
-A round's keys carry its id as the hash tag ``{round_id}``, so a round lives in one slot and
-every script touches one slot only (Redis Cluster). The global structures are few: the deadline
-index, the data-set marker, the persister lease, stream tickets, used one-time codes,
-idempotency records of non-offer requests and the application group locks.
+Layout (version 2). A round's keys, its bucket's indexes and its channel carry the bucket's
+hash tag ``{bNN}`` (``auction/buckets.py``), so a bucket lives in one Redis Cluster slot and a
+script can change a round and its bucket's deadline index and dirty set atomically::
+
+    ige:{b07}:<round_id>:m|b|o|l|p|e    the round (see RoundKeys)
+    ige:{b07}:<round_id>:i:<key>        an offer's Idempotency-Key record
+    ige:{b07}:<round_id>:closing        the close claim
+    ige:{b07}:deadlines                 the bucket's open rounds, scored by closes_at_ms
+    ige:{b07}:dirty                     the bucket's rounds with events not yet in SQL
+    <prefix>:{b07}:ch:<round_id>        the round's channel (book events, close finalized)
+    <prefix>:pool                       the pool channel (rounds opened)
+
+Global keys: the data-set marker, the worker registry and bucket leases, stream tickets, used
+one-time codes, idempotency records of non-offer requests and the application group locks.
+The channel ``prefix`` (``IGE_REDIS_CHANNEL``, default ``ige``) keeps deployments that share
+one Redis apart: pub/sub ignores database numbers.
 """
 
 from __future__ import annotations
@@ -11,20 +23,22 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
+from auction.buckets import bucket_of
+
 PREFIX = "ige"
-#: the pub/sub channel (pub/sub ignores database numbers: deployments sharing one Redis set
-#: IGE_REDIS_CHANNEL apart)
-CHANNEL = f"{PREFIX}:events"
-#: sorted set: round_id scored by its closes_at_ms
-DEADLINES = f"{PREFIX}:deadlines"
-#: present while Redis keeps its data set; absent => rebuild the live rounds from SQL
-ALIVE = f"{PREFIX}:alive"
-#: the persister's lease (one holder at a time)
-PERSISTER_LEASE = f"{PREFIX}:lock:persister"
+#: present while Redis keeps its data set; absent => rebuild the live rounds from SQL. Its
+#: name carries the key layout's version: a Redis holding an older layout is rebuilt too.
+ALIVE = f"{PREFIX}:alive:v2"
+#: sorted set: the live worker processes (token scored by their last heartbeat)
+WORKERS = f"{PREFIX}:workers"
+
+
+def tag(bucket: int) -> str:
+    return f"{{b{bucket:02d}}}"
 
 
 class RoundKeys(NamedTuple):
-    meta: str  # hash: state, seq, opened_at, closes_at, closed_at
+    meta: str  # hash: state, seq, opened_at, closes_at, closed_at, n:<bank_id> (live offers)
     book: str  # sorted set: rank members (auction.ranking), score 0
     offers: str  # hash: offer_id -> current version record
     labels: str  # hash: bank_id -> masked label
@@ -33,18 +47,54 @@ class RoundKeys(NamedTuple):
 
 
 def round_keys(round_id: str) -> RoundKeys:
-    t = f"{PREFIX}:{{{round_id}}}:"
+    t = f"{PREFIX}:{tag(bucket_of(round_id))}:{round_id}:"
     return RoundKeys(t + "m", t + "b", t + "o", t + "l", t + "p", t + "e")
+
+
+def deadlines(bucket: int) -> str:
+    """Sorted set: the bucket's open rounds (until their close is complete), by deadline."""
+    return f"{PREFIX}:{tag(bucket)}:deadlines"
+
+
+def dirty(bucket: int) -> str:
+    """Set: the bucket's rounds with events the persister has not copied to SQL yet."""
+    return f"{PREFIX}:{tag(bucket)}:dirty"
+
+
+def round_deadlines(round_id: str) -> str:
+    return deadlines(bucket_of(round_id))
+
+
+def round_dirty(round_id: str) -> str:
+    return dirty(bucket_of(round_id))
 
 
 def offer_idempotency(round_id: str, scoped_key: str) -> str:
     """An offer's Idempotency-Key record, kept beside the round (one slot with its book)."""
-    return f"{PREFIX}:{{{round_id}}}:i:{scoped_key}"
+    return f"{PREFIX}:{tag(bucket_of(round_id))}:{round_id}:i:{scoped_key}"
 
 
 def close_claim(round_id: str) -> str:
     """Held by the process closing the round, so processes do not all close it at once."""
-    return f"{PREFIX}:{{{round_id}}}:closing"
+    return f"{PREFIX}:{tag(bucket_of(round_id))}:{round_id}:closing"
+
+
+def bucket_lease(bucket: int) -> str:
+    """Held by the worker that does the bucket's background work."""
+    return f"{PREFIX}:lease:b{bucket:02d}"
+
+
+class Channels(NamedTuple):
+    """The deployment's pub/sub channel names, under one prefix."""
+
+    prefix: str = PREFIX
+
+    def round(self, round_id: str) -> str:
+        return f"{self.prefix}:{tag(bucket_of(round_id))}:ch:{round_id}"
+
+    @property
+    def pool(self) -> str:
+        return f"{self.prefix}:pool"
 
 
 def ticket(t: str) -> str:

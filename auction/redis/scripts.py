@@ -12,7 +12,7 @@ from redis.commands.core import AsyncScript
 
 from auction.ranking import KEY_WIDTH
 
-NAMES = ("submit", "revise", "close", "book", "open", "due", "lease", "release")
+NAMES = ("submit", "revise", "close", "book", "open", "due", "lease", "release", "crew")
 
 
 def _read(name: str) -> str:
@@ -42,3 +42,4 @@ class Scripts:
         self.due: AsyncScript = redis.register_script(source("due"))
         self.lease: AsyncScript = redis.register_script(source("lease"))
         self.release: AsyncScript = redis.register_script(source("release"))
+        self.crew: AsyncScript = redis.register_script(source("crew"))

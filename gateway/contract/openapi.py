@@ -218,7 +218,8 @@ equals the book built from quotes); `round_opened` (pool, with the `round`);
 exporter's `results`); `heartbeat` (`server_time`, every {_DEFAULTS.heartbeat_s:g} s);
 `pong` (answer to ping, `server_time`); `error` with `code` `offer_required` (a bank subscribed
 before bidding: it gets the snapshot automatically once it bids), `not_found`,
-`validation_failed` or `bad_command`; the connection stays open after an error.
+`validation_failed`, `bad_command` or `unavailable` (subscribe again); the connection stays open
+after an error.
 
 A client that falls behind (its queue of {_DEFAULTS.queue_size} frames is full) is closed
 with code {L.STREAM_SLOW_CLIENT_CLOSE}, never allowed to slow others down: reconnect with a
@@ -267,6 +268,7 @@ X_WEBSOCKET: dict[str, Any] = {
         "not_found": "no such topic for this caller",
         "validation_failed": "since_seq is not an integer",
         "bad_command": "not a subscribe/unsubscribe/ping message",
+        "unavailable": "the server cannot follow the topic right now: subscribe again",
     },
     "close_codes": {
         str(L.STREAM_HANDSHAKE_REFUSED): "handshake refused: missing or used ticket, no "

@@ -588,7 +588,8 @@ class StreamPong(TypedDict):
     server_time: Timestamp
 
 
-STREAM_ERROR_CODES = ("offer_required", "not_found", "validation_failed", "bad_command")
+STREAM_ERROR_CODES = ("offer_required", "not_found", "validation_failed", "bad_command",
+                      "unavailable")
 
 
 #: declarations that extend another component: documented as ``allOf`` [base, own fields]
@@ -605,7 +606,8 @@ class StreamError(TypedDict):
         "offer_required: a bank subscribed to a round before its first offer (the snapshot "
         "follows that offer automatically); not_found: no such topic for this caller; "
         "validation_failed: since_seq is not an integer; bad_command: not a "
-        "subscribe/unsubscribe/ping message.", schema={"type": "string",
+        "subscribe/unsubscribe/ping message; unavailable: the server cannot follow the topic "
+        "right now (a backing service is down): subscribe again.", schema={"type": "string",
                                                        "enum": list(STREAM_ERROR_CODES)})]
     detail: NotRequired[Annotated[str, Doc("A human explanation.")]]
 

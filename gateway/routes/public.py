@@ -49,9 +49,13 @@ async def calendar_holidays(request: Request) -> Response:
                "holidays": [{"date": d.isoformat(), "name": n} for d, n in days]})
 
 
-ROUTES: list[BaseRoute] = [
+#: every role serves these
+HEALTH: list[BaseRoute] = [
     Route("/healthz", healthz),
     Route("/readyz", readyz),
+]
+
+ROUTES: list[BaseRoute] = [
     Route("/v1/openapi.json", openapi_json),
     Route("/docs", docs),
     Route("/v1/calendar/deadline", calendar_deadline),

@@ -52,7 +52,6 @@ async def stream(ws: WebSocket) -> None:
     await hub.serve(ws, who, proto)
 
 
-ROUTES: list[BaseRoute] = [
-    Route("/v1/stream/tickets", ticket, methods=["POST"]),
-    WebSocketRoute("/v1/stream", stream),
-]
+#: the api role issues tickets; the stream role serves the WebSocket
+TICKETS: list[BaseRoute] = [Route("/v1/stream/tickets", ticket, methods=["POST"])]
+WEBSOCKET: list[BaseRoute] = [WebSocketRoute("/v1/stream", stream)]

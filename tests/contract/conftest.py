@@ -13,6 +13,7 @@ Tests talk to a ``CheckedBook``: every command goes to the implementation and is
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
@@ -24,6 +25,7 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from auction.book import BookView, Event, MemoryBook, RoundSnapshot, with_ranks
+from auction.buckets import bucket_of
 from auction.model import (
     CloseResult,
     OfferTerms,
@@ -34,7 +36,7 @@ from auction.model import (
 )
 from auction.ranking import rank_key
 from auction.redis.book import RedisBook
-from auction.redis.keys import DEADLINES, round_keys
+from auction.redis.keys import Channels, round_keys
 from gateway import redis_server
 from gateway.redis_server import RedisServer
 
@@ -157,19 +159,34 @@ async def redis_keys(redis: Redis) -> list[str]:
     return sorted([raw.decode() async for raw in redis.scan_iter(count=1000)])
 
 
+BUCKET_KEY = re.compile(r"ige:\{b(\d\d)\}:(deadlines|dirty)")
+ROUND_KEY = re.compile(r"ige:\{b(\d\d)\}:(rnd_[^:]+):(m|b|o|l|p|e|closing|i:.+)")
+
+
+def round_of(key: str) -> str | None:
+    """The round a key belongs to (None: not a round's key)."""
+    m = ROUND_KEY.fullmatch(key)
+    return m.group(2) if m else None
+
+
 async def check_redis_keys(redis: Redis, round_ids: set[str] | None = None,
                            allowed_global: set[str] | frozenset[str] = frozenset()) -> None:
-    """Every key but the global deadline index (and ``allowed_global``) carries a round's
-    hash tag, so a round lives in one cluster slot; with ``round_ids``, only the tags of those
-    rounds are allowed."""
+    """Every key but ``allowed_global`` is a round's key or a bucket's index and carries the
+    bucket's hash tag, the round's own bucket for a round's key, so a bucket lives in one
+    cluster slot; with ``round_ids``, only the keys of those rounds are allowed."""
     for key in await redis_keys(redis):
-        if key == DEADLINES or key in allowed_global:
+        if key in allowed_global:
             continue
         tag = hash_tag(key)
-        assert tag, f"key without a round hash tag: {key}"
+        assert tag, f"key without a bucket hash tag: {key}"
         assert key_slot(key.encode()) == key_slot(tag.encode())
+        if BUCKET_KEY.fullmatch(key):
+            continue
+        m = ROUND_KEY.fullmatch(key)
+        assert m, f"neither a round's key nor a bucket's index: {key}"
+        assert int(m.group(1)) == bucket_of(m.group(2)), f"a key in another bucket: {key}"
         if round_ids is not None:
-            assert tag in round_ids, f"key of an unknown round: {key}"
+            assert m.group(2) in round_ids, f"key of an unknown round: {key}"
 
 
 # ----------------------------------------------------------------------------- the wrapper
@@ -245,7 +262,8 @@ class CheckedBook:
 
 
 READS = frozenset({"event", "history", "has_bid", "have_bid", "seqs", "labels",
-                   "unused_labels", "exists", "due", "intact", "mark_intact"})
+                   "unused_labels", "exists", "due", "intact", "mark_intact", "take_dirty",
+                   "mark_dirty"})
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
@@ -253,10 +271,10 @@ def book(request: pytest.FixtureRequest, channel: str) -> CheckedBook:
     if request.param == "memory":
         return CheckedBook(MemoryBook(), request.param)
     client: Redis = request.getfixturevalue("redis" if request.param == "redis-7" else "redis62")
-    return CheckedBook(RedisBook(client, channel), request.param, client)
+    return CheckedBook(RedisBook(client, Channels(channel)), request.param, client)
 
 
 @pytest.fixture(params=REDIS_IMPLEMENTATIONS)
 def redis_book(request: pytest.FixtureRequest, channel: str) -> CheckedBook:
     client: Redis = request.getfixturevalue("redis" if request.param == "redis-7" else "redis62")
-    return CheckedBook(RedisBook(client, channel), request.param, client)
+    return CheckedBook(RedisBook(client, Channels(channel)), request.param, client)

@@ -14,12 +14,19 @@ import pytest
 from redis.asyncio import Redis
 
 from auction.book import Event, RoundSnapshot, with_ranks
+from auction.buckets import bucket_of
 from auction.model import OfferTerms, Outcome, RoundState, RoundTerms, SubmitResult
 from auction.ranking import KEY_WIDTH, rank_member
 from auction.redis import scripts
-from auction.redis.keys import DEADLINES, round_keys
+from auction.redis.keys import round_deadlines, round_dirty, round_keys
 from auction.rules import is_due, may_bid, new_ref
-from tests.contract.conftest import CheckedBook, check_redis_keys, hash_tag, redis_keys
+from tests.contract.conftest import (
+    CheckedBook,
+    check_redis_keys,
+    hash_tag,
+    redis_keys,
+    round_of,
+)
 
 MINUTE_MS = 60_000
 SHORT_MS = 400  # a deadline that the test sleeps past
@@ -514,10 +521,14 @@ async def test_every_key_of_a_round_carries_its_hash_tag(redis_book: CheckedBook
     await check_redis_keys(redis, {one.round_id, two.round_id})
     keys = await redis_keys(redis)
     for rnd in (one, two):
-        mine = [k for k in keys if hash_tag(k) == rnd.round_id]
+        mine = [k for k in keys if round_of(k) == rnd.round_id]
         # meta, book, offers, labels, pool, events and the two idempotency records
         assert len(mine) == 8, mine
-    assert [k for k in keys if hash_tag(k) is None] == [DEADLINES]
+        assert {hash_tag(k) for k in mine} == {f"b{bucket_of(rnd.round_id):02d}"}
+    # besides: the buckets' deadline indexes (a closed round stays on it until retired) and
+    # dirty sets, in the buckets' slots
+    assert {k for k in keys if round_of(k) is None} == {
+        f(r.round_id) for r in (one, two) for f in (round_deadlines, round_dirty)}
 
 
 async def test_redis_books_run_on_the_intended_server_versions(redis_book: CheckedBook) -> None:
@@ -559,6 +570,58 @@ async def test_a_round_stays_due_until_its_close_is_complete(book: CheckedBook) 
     assert await book.due(10) == []
     view = await book.view(rnd.round_id)  # still readable until it expires
     assert view is not None and view.state is RoundState.CLOSED
+
+
+async def test_due_of_some_buckets_finds_only_their_rounds(book: CheckedBook) -> None:
+    rounds = [await opened(book, closes_in_ms=-1 - i) for i in range(12)]
+    buckets = sorted({bucket_of(r.round_id) for r in rounds})
+    mine, theirs = buckets[: len(buckets) // 2], buckets[len(buckets) // 2:]
+    got = await book.due(100, mine)
+    assert set(got) == {r.round_id for r in rounds if bucket_of(r.round_id) in mine}
+    assert set(await book.due(100, theirs)) == {r.round_id for r in rounds} - set(got)
+    assert await book.due(100, []) == []
+    # the earliest first across the buckets asked for, at most the limit
+    every = await book.due(100, buckets)
+    assert every == [r.round_id for r in sorted(rounds, key=lambda r: (r.closes_at_ms, r.round_id))]
+    assert await book.due(3, buckets) == every[:3]
+
+
+# ----------------------------------------------------------------------------- dirty sets
+async def test_an_accepted_quote_marks_its_round_dirty_until_taken(book: CheckedBook) -> None:
+    one, two = await opened(book), await opened(book)
+    b1, b2 = bucket_of(one.round_id), bucket_of(two.round_id)
+    assert await book.take_dirty([b1, b2], 10) == []  # opening is not an event
+    await bid(book, one, "bank_a", "a1", 330_000)
+    await bid(book, one, "bank_b", "b1", 320_000)
+    await book.revise(two.round_id, "bank_a", "nope", terms(), 1)  # refused: not dirty
+    assert await book.take_dirty([b for b in range(64) if b != b1], 10) == []
+    assert await book.take_dirty([b1], 10) == [one.round_id]  # once, however many events
+    assert await book.take_dirty([b1], 10) == []
+    await book.revise(one.round_id, "bank_a", "a1", terms(290_000), 300_000)
+    await bid(book, two, "bank_a", "a2", 330_000)
+    assert sorted(await book.take_dirty(sorted({b1, b2}), 10)) == sorted(
+        [one.round_id, two.round_id])
+
+
+async def test_a_round_given_back_is_dirty_again(book: CheckedBook) -> None:
+    rnd = await opened(book)
+    await bid(book, rnd, "bank_a", "a1", 330_000)
+    b = bucket_of(rnd.round_id)
+    assert await book.take_dirty([b], 10) == [rnd.round_id]
+    await book.mark_dirty([rnd.round_id])
+    await book.mark_dirty([])
+    assert await book.take_dirty([b], 10) == [rnd.round_id]
+
+
+async def test_take_dirty_takes_at_most_limit_rounds_per_bucket(book: CheckedBook) -> None:
+    rounds = [await opened(book) for _ in range(30)]
+    for r in rounds:
+        await bid(book, r, "bank_a", "a", 330_000)
+    buckets = sorted({bucket_of(r.round_id) for r in rounds})
+    first = await book.take_dirty(buckets, 1)
+    assert len(first) == len(buckets) and len(set(first)) == len(first)
+    rest = await book.take_dirty(buckets, 100)
+    assert sorted(first + rest) == sorted(r.round_id for r in rounds)
 
 
 async def bid_fails(book: CheckedBook, rnd: RoundTerms) -> None:
@@ -638,6 +701,14 @@ async def test_a_rebuilt_round_is_the_same_book_and_goes_on_from_its_seq(
     assert res.offer is not None and (res.offer.seq, res.offer.label) == (4, "Banka M")
     assert copy_id not in await book.due(10)  # open, on the index, not yet due
     await book.unschedule(copy_id)
+
+
+async def test_an_open_round_rebuilt_is_back_on_its_deadline_index(book: CheckedBook) -> None:
+    rnd = a_round(closes_in_ms=-1)
+    snap = RoundSnapshot(rnd.round_id, RoundState.OPEN, rnd.opened_at_ms, rnd.closes_at_ms, 0,
+                         {}, ["Banka A"], [], [])
+    assert await book.restore(snap) is True
+    assert await book.due(10, [bucket_of(rnd.round_id)]) == [rnd.round_id]
 
 
 async def test_a_closed_round_rebuilt_stays_closed_and_off_the_index(book: CheckedBook) -> None:

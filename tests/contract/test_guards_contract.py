@@ -16,7 +16,7 @@ from auction.redis.guards import RedisGuards
 from tests.contract.conftest import IMPLEMENTATIONS, check_redis_keys
 from usecases.testing import MemoryGuards
 
-GLOBAL = {keys.PERSISTER_LEASE}
+GLOBAL = {keys.bucket_lease(3), keys.WORKERS}
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
@@ -71,7 +71,7 @@ async def test_an_abandoned_request_frees_its_key(guards: Any) -> None:
 
 
 @pytest.mark.parametrize("kind, ident", [("close", "rnd_1"), ("group", "1100000014"),
-                                         ("lease", "persister")])
+                                         ("bucket", "7")])
 async def test_a_lock_is_held_by_one_holder_and_released_only_by_it(
         guards: Any, kind: str, ident: str) -> None:
     a, b = token(), token()
@@ -97,19 +97,44 @@ async def test_an_expired_lock_taken_by_another_is_not_released_by_the_first(
 async def test_a_lease_is_renewed_by_its_holder_and_taken_over_when_it_lapses(
         guards: Any) -> None:
     a, b = token(), token()
-    assert await guards.hold("lease", "persister", a, 300) is True
-    assert await guards.hold("lease", "persister", b, 300) is False
+    assert await guards.hold("bucket", "5", a, 300) is True
+    assert await guards.hold("bucket", "5", b, 300) is False
     await asyncio.sleep(0.2)
-    assert await guards.hold("lease", "persister", a, 300) is True  # renewed
+    assert await guards.hold("bucket", "5", a, 300) is True  # renewed
     await asyncio.sleep(0.2)
-    assert await guards.hold("lease", "persister", b, 300) is False  # still a's
+    assert await guards.hold("bucket", "5", b, 300) is False  # still a's
     await asyncio.sleep(0.35)
-    assert await guards.hold("lease", "persister", b, 300) is True  # lapsed: b takes it
-    assert await guards.release("lease", "persister", b) is True
+    assert await guards.hold("bucket", "5", b, 300) is True  # lapsed: b takes it
+    assert await guards.release("bucket", "5", b) is True
+
+
+async def test_hold_many_holds_what_is_free_or_ours_and_nothing_else(guards: Any) -> None:
+    a, b = token(), token()
+    assert await guards.hold_many("bucket", [], a, 10_000) == []
+    assert await guards.hold_many("bucket", ["10", "11"], a, 10_000) == [True, True]
+    assert await guards.hold_many("bucket", ["11", "12", "10"], b, 10_000) == [
+        False, True, False]
+    assert await guards.hold_many("bucket", ["10", "11", "12"], a, 10_000) == [
+        True, True, False]
+    for ident, who in (("10", a), ("11", a), ("12", b)):
+        assert await guards.release("bucket", ident, who) is True
+
+
+async def test_the_roll_counts_members_present_within_their_heartbeat(guards: Any) -> None:
+    a, b = token(), token()
+    await guards.leave("workers", "nobody", 300)  # whoever an earlier test left behind
+    assert await guards.heartbeat("workers", a, 300) >= 1
+    n = await guards.heartbeat("workers", b, 300)
+    assert await guards.heartbeat("workers", a, 300) == n  # a renewal is not a new member
+    assert await guards.leave("workers", b, 300) == n - 1
+    await asyncio.sleep(0.35)
+    assert await guards.heartbeat("workers", b, 300) == 1  # a lapsed: only b is present
+    assert await guards.leave("workers", b, 300) == 0
 
 
 async def test_close_claims_live_beside_their_round(redis: Redis) -> None:
     g = RedisGuards(redis)
     assert await g.acquire("close", "rnd_tagged", token(), 10_000)
-    assert await g.hold("lease", "persister", token(), 10_000)
+    assert await g.hold("bucket", "3", token(), 10_000)
+    assert await g.heartbeat("workers", token(), 10_000) == 1
     await check_redis_keys(redis, {"rnd_tagged"}, allowed_global=GLOBAL)

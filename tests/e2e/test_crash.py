@@ -59,8 +59,9 @@ import httpx
 import pytest
 import redis as redis_sync
 
+from auction.buckets import BUCKETS
 from auction.redis import scripts
-from auction.redis.keys import DEADLINES, PERSISTER_LEASE, close_claim, round_keys
+from auction.redis.keys import bucket_lease, close_claim, round_deadlines, round_keys
 from gateway.redis_server import RedisServer
 from persistence.db import migrate
 from persistence.reference import is_valid_reference
@@ -441,13 +442,19 @@ def test_redis_killed_mid_burst_loses_no_acknowledged_offer(own_redis, shared_db
 # ----------------------------------------------------------------------------- 2. a gateway dies
 def test_gateway_killed_mid_burst_other_process_persists_everything(own_redis, shared_db,
                                                                     server_factory):
-    """Two gateways on one Redis and one SQLite file; the one holding the persister lease is
-    killed -9 mid-burst. Its clients fail over; the survivor takes the lease (5 s) and every
-    2xx either process gave reaches SQL once, with its version history."""
+    """Two gateways on one Redis and one SQLite file share the buckets of rounds (their worker
+    role); one is killed -9 mid-burst. Its clients fail over; the survivor takes its buckets
+    over within a lease (5 s) and every 2xx either process gave reaches SQL once, with its
+    version history."""
     url, db = shared_db
-    a = server_factory(database_url=url, redis=own_redis.url)
     r = rconn(own_redis)
-    lease_a = wait_for("gateway A to hold the persister lease", lambda: r.get(PERSISTER_LEASE), 10)
+
+    def holders() -> list[bytes | None]:
+        return [r.get(bucket_lease(b)) for b in range(BUCKETS)]
+
+    a = server_factory(database_url=url, redis=own_redis.url)
+    token_a = wait_for("gateway A to hold every bucket",
+                       lambda: len(set(holders())) == 1 and holders()[0], 10)
     b = server_factory(database_url=url, redis=own_redis.url)
     api = Api(b.base_url)
     banks = make_banks(api)
@@ -455,15 +462,16 @@ def test_gateway_killed_mid_burst_other_process_persists_everything(own_redis, s
 
     with Burst([a.base_url, b.base_url], banks, rounds) as burst:
         burst.wait_acked(150, 15)
-        assert r.get(PERSISTER_LEASE) == lease_a, "A (started first) should still lead"
+        wait_for("the two gateways to share the buckets",
+                 lambda: len(set(holders())) == 2 and None not in holders(), 15)
+        token_b = next(t for t in holders() if t != token_a)
         a.kill()
         killed_at = time.monotonic()
         burst.wait_acked(150, 15)
 
     seqs = wait_persisted(own_redis, db, rounds, timeout=30)
+    wait_for("B to take every bucket over", lambda: set(holders()) == {token_b}, 15)
     takeover_s = time.monotonic() - killed_at
-    lease_b = r.get(PERSISTER_LEASE)
-    assert lease_b is not None and lease_b != lease_a, "B did not take the persister lease"
     for rid in rounds:
         assert_history_durable(db, rid, burst.attempts, seqs[rid])
         assert_book_matches_sql(b.base_url, db, rid, banks, seqs[rid])
@@ -496,7 +504,7 @@ def assert_closed_exactly_once(db: Path, srv: RedisServer, rounds: list[str], ba
         meta = r.hgetall(round_keys(rid).meta)
         assert (meta[b"state"], int(meta[b"seq"]), int(meta[b"closed_at"])) == (
             b"closed", c["final_seq"], c["closed_at"])
-        assert r.zscore(DEADLINES, rid) is None
+        assert r.zscore(round_deadlines(rid), rid) is None
         # binding offers: every offer at its latest version, ranked by (apr, rate, seq)
         latest = latest_in_sql(db, rid)
         ranked = sorted(latest.values(), key=lambda v: (v["apr_e4"], v["annual_rate_e4"], v["seq"]))
@@ -602,7 +610,7 @@ def test_rounds_whose_opening_a_redis_crash_cut_short_still_close_exactly_once(
     orphans = [r["id"] for r in query(db, "SELECT id FROM rounds ORDER BY opened_at")]
     assert len(orphans) == 2
     unindexed = api.open_round()["round_id"]
-    assert rconn(own_redis).zrem(DEADLINES, unindexed) == 1
+    assert rconn(own_redis).zrem(round_deadlines(unindexed), unindexed) == 1
     rounds = [*orphans, unindexed]
     pool = HTTP.get(f"{srv.base_url}/v1/bank/rounds?state=open", headers=bank.headers).json()
     assert {x["round_id"] for x in pool["rounds"]} == set(rounds)

@@ -11,8 +11,7 @@ from redis.asyncio import Redis
 from sqlalchemy import Table
 
 from auction.model import Outcome, RoundState, RoundTerms
-from auction.redis.keys import DEADLINES
-from gateway.stream import Hub
+from auction.redis.keys import round_deadlines
 from gateway.workers import Workers
 from persistence.reference import is_valid_reference
 from persistence.tables import audit_log, binding_offers, round_closings
@@ -64,7 +63,7 @@ async def assert_closed_once(core: Core, round_id: str, redis: Redis, state: str
     assert (row.state, row.closed_at, row.persisted_seq) == (state, view.closed_at_ms, view.seq)
     binding_ms = core.settings.calendar.binding_duration.total_seconds() * 1000  # type: ignore[union-attr]
     assert row.binding_until == closing.binding_until == row.closes_at + int(binding_ms)
-    assert await redis.zscore(DEADLINES, round_id) is None
+    assert await redis.zscore(round_deadlines(round_id), round_id) is None
 
 
 async def test_closers_racing_in_several_processes_close_each_round_once(
@@ -99,7 +98,7 @@ async def test_the_background_loops_of_three_processes_close_and_lapse_a_round_o
         core_factory: CoreFactory, redis: Redis):
     cores = [await core_factory(round_s=ROUND_S, binding_s=0.3) for _ in range(3)]
     rnd = await bid_round(cores[0])
-    loops = [Workers(c.rt, Hub(c.rt)) for c in cores]  # the hubs are not started: no fan-out here
+    loops = [Workers(c.rt) for c in cores]
     for bg in loops:
         await bg.start()
     try:
@@ -108,9 +107,10 @@ async def test_the_background_loops_of_three_processes_close_and_lapse_a_round_o
             assert time.monotonic() < deadline, "the round never closed and lapsed"
             await asyncio.sleep(0.05)
     finally:
+        held = [set(bg.held) for bg in loops]
         for bg in loops:
             await bg.stop()
-    assert sum(bg.is_leader for bg in loops) <= 1  # one persister lease at a time
+    assert sum(map(len, held)) == len(set().union(*held))  # no bucket held twice
     await assert_closed_once(cores[2], rnd.round_id, redis, state="lapsed")
     assert await count(cores[0], audit_log, rnd.round_id, action="round_lapsed") == 1
 
@@ -128,7 +128,7 @@ async def test_a_close_interrupted_after_lua_is_completed_by_another_process(
         assert await dying.persist_round(rnd.round_id) == half.seq
     row = await dying.round(rnd.round_id)
     assert row.state == "open" and await dying.closing(rnd.round_id) is None
-    assert await redis.zscore(DEADLINES, rnd.round_id) is not None
+    assert await redis.zscore(round_deadlines(rnd.round_id), rnd.round_id) is not None
 
     survivor = await core_factory(round_s=ROUND_S)
     assert await survivor.close_due() == 1
@@ -199,7 +199,7 @@ async def test_offers_after_the_deadline_are_refused_by_the_redis_clock_before_a
     # nothing was accepted and nothing closed the round yet
     after = await core.book.view(rnd.round_id)
     assert after is not None and (after.state, after.seq) == (RoundState.OPEN, view.seq)
-    assert await redis.zscore(DEADLINES, rnd.round_id) is not None
+    assert await redis.zscore(round_deadlines(rnd.round_id), rnd.round_id) is not None
     assert await core.closing(rnd.round_id) is None
 
 
@@ -208,7 +208,7 @@ async def test_a_close_before_the_deadline_is_not_due_and_keeps_the_round_schedu
     rnd = await bid_round(core, banks=2)
     cr = await core.finalize_close(rnd.round_id)
     assert cr is not None and cr.outcome is Outcome.NOT_DUE
-    assert await redis.zscore(DEADLINES, rnd.round_id) == rnd.closes_at_ms
+    assert await redis.zscore(round_deadlines(rnd.round_id), rnd.round_id) == rnd.closes_at_ms
     assert await core.close_due() == 0
     view = await core.book.view(rnd.round_id)
     assert view is not None and view.state is RoundState.OPEN
@@ -220,7 +220,7 @@ async def test_a_close_before_the_deadline_is_not_due_and_keeps_the_round_schedu
 
 async def test_a_due_round_unknown_to_sql_is_dropped_from_the_deadline_index(core: Core,
                                                                             redis: Redis):
-    await redis.zadd(DEADLINES, {"rnd_ghost": 1})
+    await redis.zadd(round_deadlines("rnd_ghost"), {"rnd_ghost": 1})
     assert await core.close_due() == 0
-    assert await redis.zscore(DEADLINES, "rnd_ghost") is None
+    assert await redis.zscore(round_deadlines("rnd_ghost"), "rnd_ghost") is None
     assert await core.count(binding_offers) == 0

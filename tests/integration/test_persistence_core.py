@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from auction.model import Outcome, RoundState, RoundTerms
-from auction.redis.keys import ALIVE, DEADLINES
+from auction.redis.keys import ALIVE, round_deadlines
 from persistence.tables import audit_log, offer_versions
 from tests.integration.conftest import LONG, CoreFactory, Proc, bank_id, offer_terms, open_round
 from usecases.bidding import Accepted
@@ -121,7 +121,7 @@ async def test_flushed_redis_is_rebuilt_from_sql_with_an_identical_book(
 
     await redis.flushdb()
     assert not await redis.exists(ALIVE_KEY)
-    fresh = await core_factory()  # e.g. the process that holds the persister lease
+    fresh = await core_factory()  # e.g. the worker that holds bucket 0
     assert await fresh.ensure_book() == 3
     assert await redis.exists(ALIVE_KEY)
     assert await fresh.ensure_book() == 0
@@ -133,9 +133,9 @@ async def test_flushed_redis_is_rebuilt_from_sql_with_an_identical_book(
     view = await fresh.book.view(done.round_id)
     assert view is not None and view.state is RoundState.CLOSED
     # open rounds are back in the deadline index, the closed one is not
-    assert await redis.zscore(DEADLINES, busy.round_id) == busy.closes_at_ms
-    assert await redis.zscore(DEADLINES, empty.round_id) == empty.closes_at_ms
-    assert await redis.zscore(DEADLINES, done.round_id) is None
+    assert await redis.zscore(round_deadlines(busy.round_id), busy.round_id) == busy.closes_at_ms
+    assert await redis.zscore(round_deadlines(empty.round_id), empty.round_id) == empty.closes_at_ms
+    assert await redis.zscore(round_deadlines(done.round_id), done.round_id) is None
 
 
 async def test_bidding_continues_after_a_rebuild_with_the_next_seq_and_the_same_labels(
@@ -226,11 +226,12 @@ async def test_restore_round_is_a_no_op_when_the_round_still_exists(core: Core, 
     await core.persist_round(rnd.round_id)
     await bid(core, rnd, b, 380_000)  # acknowledged, not yet in SQL
     before = await snapshot(core, rnd.round_id, [a, b])
-    await redis.zrem(DEADLINES, rnd.round_id)
+    await redis.zrem(round_deadlines(rnd.round_id), rnd.round_id)
 
     assert await core.restore_round(rnd.round_id)
     assert await snapshot(core, rnd.round_id, [a, b]) == before  # nothing rolled back to SQL
-    assert await redis.zscore(DEADLINES, rnd.round_id) is None  # nothing re-added either
+    # nothing re-added either
+    assert await redis.zscore(round_deadlines(rnd.round_id), rnd.round_id) is None
     assert not await core.restore_round("rnd_missing")
 
 

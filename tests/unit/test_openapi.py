@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from starlette.routing import Route, WebSocketRoute
 
-from gateway.app import ROUTES
 from gateway.contract import openapi, responses
 from gateway.contract.docs import docs_html
 from gateway.contract.operations import OPERATIONS
 from gateway.problems import TITLES
+from gateway.routes import ROUTES
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 
@@ -221,7 +221,7 @@ def test_websocket_is_documented() -> None:
     assert set(ws["server_messages"]) == {"snapshot", "quote", "round_opened", "round_closed",
                                           "heartbeat", "pong", "error"}
     assert set(ws["error_codes"]) == {"offer_required", "not_found", "validation_failed",
-                                      "bad_command"}
+                                      "bad_command", "unavailable"}
     assert "4008" in ws["close_codes"]
     for word in ("/v1/stream", "ige.v1.msgpack", "since_seq", "4008", "round:<id>"):
         assert word in o["description"]

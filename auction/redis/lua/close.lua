@@ -1,7 +1,7 @@
 -- close.lua: close a round once its deadline has passed (by the Redis server's clock).
 --
 -- KEYS[1] meta  KEYS[2] events  KEYS[3] book  KEYS[4] offers
--- ARGV[1] round_id   ARGV[2] pub/sub channel
+-- ARGV[1] round_id   ARGV[2] the round's pub/sub channel
 -- Returns {code, seq, closed_at_ms, records...}
 --   code: 0 OK (closed by this call), 2 ROUND_UNKNOWN, 6 ALREADY_CLOSED, 7 NOT_DUE
 --   records (OK and ALREADY_CLOSED): the final offer versions (JSON), best first: what binds

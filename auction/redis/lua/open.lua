@@ -1,14 +1,15 @@
 -- open.lua: create (or rebuild) a round's live state, once.
 --
 -- KEYS[1] meta  KEYS[2] book  KEYS[3] offers  KEYS[4] labels  KEYS[5] pool  KEYS[6] events
+-- KEYS[7] the bucket's deadline index (sorted set: round_id scored by closes_at_ms)
 -- ARGV[1] meta fields as JSON object {field: value} (state, seq, closes_at, ...)
 -- ARGV[2] unused labels as JSON array
 -- ARGV[3] labels in use as JSON object {bank_id: label}
 -- ARGV[4] current offer records as JSON array of JSON strings (rebuild only)
 -- ARGV[5] events as JSON array of [seq, event JSON] (rebuild only)
+-- ARGV[6] round_id
 -- Returns 1 if created, 0 if the round already existed (nothing is changed then).
--- Every key is of the round's tag; the deadline index (a global key) is written by the caller
--- afterwards, and a round left off it by a crash in between is put back by the requeue sweep.
+-- An open round goes on its bucket's deadline index in the same step (one slot: the bucket's).
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local meta = cjson.decode(ARGV[1])
 for k, v in pairs(meta) do redis.call('HSET', KEYS[1], k, v) end
@@ -23,4 +24,5 @@ end
 for _, e in ipairs(cjson.decode(ARGV[5])) do
   redis.call('XADD', KEYS[6], e[1] .. '-0', 'd', e[2])
 end
+if meta.state == 'open' then redis.call('ZADD', KEYS[7], meta.closes_at, ARGV[6]) end
 return 1

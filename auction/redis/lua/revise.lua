@@ -1,9 +1,11 @@
 -- revise.lua: replace the terms of an existing offer with a new version, atomically.
 --
--- KEYS[1] meta  KEYS[2] book  KEYS[3] offers  KEYS[4] events  KEYS[5] idem   (as in submit.lua)
+-- KEYS[1] meta  KEYS[2] book  KEYS[3] offers  KEYS[4] events  KEYS[5] idem  KEYS[6] dirty
+--   (as in submit.lua)
 -- ARGV[1] round_id   ARGV[2] bank_id   ARGV[3] offer_id
 -- ARGV[4] apr_e4     ARGV[5] annual_rate_e4   ARGV[6] record tail (terms JSON members)
--- ARGV[7] idempotency body hash ("" = none)   ARGV[8] idempotency ttl   ARGV[9] pub/sub channel
+-- ARGV[7] idempotency body hash ("" = none)   ARGV[8] idempotency ttl
+-- ARGV[9] the round's pub/sub channel
 -- Returns {code, seq, accepted_at_ms, version, rank, label, offer_id, ref}
 --   code: 0 OK, 1 ROUND_CLOSED, 2 ROUND_UNKNOWN, 3 OFFER_UNKNOWN (absent or another bank's),
 --         4 IDEMPOTENCY_REPLAY, 5 IDEMPOTENCY_MISMATCH
@@ -31,6 +33,7 @@ redis.call('ZADD', KEYS[2], 0, member)
 local rank = redis.call('ZRANK', KEYS[2], member) + 1
 local ev = quote_event(ARGV[1], seq, rec, rank, redis.call('ZCARD', KEYS[2]))
 redis.call('XADD', KEYS[4], seq .. '-0', 'd', ev)
+redis.call('SADD', KEYS[6], ARGV[1])
 redis.call('PUBLISH', ARGV[9], ev)
 if ARGV[7] ~= '' then
   redis.call('SET', KEYS[5], ARGV[7] .. '|' .. seq .. '|' .. now .. '|' .. version .. '|' .. old.l ..

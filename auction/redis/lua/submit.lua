@@ -7,11 +7,12 @@
 -- KEYS[5] pool   list   (shuffled unused labels)
 -- KEYS[6] events stream (entry id = "<seq>-0", field d = event JSON)
 -- KEYS[7] idem   string (the Idempotency-Key record; any key of the round's tag if unused)
+-- KEYS[8] dirty  set    (the bucket's rounds with events not yet in SQL: the persister's)
 -- ARGV[1] round_id   ARGV[2] bank_id   ARGV[3] offer_id   ARGV[4] ref
 -- ARGV[5] apr_e4     ARGV[6] annual_rate_e4
 -- ARGV[7] record tail: the offer terms as JSON object members, without braces
 -- ARGV[8] idempotency body hash ("" = no Idempotency-Key)   ARGV[9] idempotency ttl seconds
--- ARGV[10] pub/sub channel
+-- ARGV[10] the round's pub/sub channel
 -- ARGV[11] live offers one bank may keep in the round (0: no limit); counted in meta "n:<bank>"
 -- Returns {code, seq, accepted_at_ms, version, rank, label, offer_id, ref}
 --   code (auction.model.Outcome): 0 OK, 1 ROUND_CLOSED, 2 ROUND_UNKNOWN,
@@ -47,6 +48,7 @@ redis.call('ZADD', KEYS[2], 0, member)
 local rank = redis.call('ZRANK', KEYS[2], member) + 1
 local ev = quote_event(ARGV[1], seq, rec, rank, redis.call('ZCARD', KEYS[2]))
 redis.call('XADD', KEYS[6], seq .. '-0', 'd', ev)
+redis.call('SADD', KEYS[8], ARGV[1])
 redis.call('PUBLISH', ARGV[10], ev)
 if ARGV[8] ~= '' then
   redis.call('SET', KEYS[7], ARGV[8] .. '|' .. seq .. '|' .. now .. '|1|' .. label .. '|' .. ARGV[4] .. '|' .. ARGV[3],
