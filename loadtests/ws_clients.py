@@ -3,11 +3,14 @@ benchmark's push-latency and mass-close parts.
 
     python -m loadtests.ws_clients SPEC.json
 
-SPEC: {"base_url", "conns": [{"token": "Bearer ...", "rounds": [round ids]}, ...]}. Every
-connection takes a ticket, connects, subscribes to its rounds and waits for their snapshots;
-then the process prints ``READY <connections>`` and records, until a ``stop`` line arrives on
-stdin: push latency of each quote of *another* bank (server ``updated_at`` = the offer's
-``accepted_at`` → arrival here, same machine clock) in an HdrHistogram, seq gaps, drops, and
+SPEC: {"base_url", "stream_urls"?, "conns": [{"token": "Bearer ...", "rounds": [round ids]},
+...]}. Every connection takes a ticket (from ``base_url``, the api), connects (to the stream
+servers of ``stream_urls`` in turn; default ``base_url``), subscribes to its rounds and waits for
+their snapshots; then the process prints ``READY <connections>`` and records, until a ``stop``
+line arrives on stdin (a ``report`` line prints what was recorded so far as one JSON line and
+starts afresh: one measurement run): push latency of each quote of *another* bank (server
+``updated_at`` = the offer's ``accepted_at`` → arrival here, same machine clock) in an
+HdrHistogram, seq gaps, drops, and
 the arrival time of each ``round_closed``. Every connection keeps each round's book from the
 snapshot and the quotes (``auction.livebook``: each quote's rank and ``book_size`` checked);
 on ``stop`` it subscribes to each round again and compares its book with the fresh snapshot.
@@ -169,19 +172,22 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
     st = Stats()
     t0 = time.perf_counter()
     ts = await tickets(base, [c["token"] for c in conns])
-    ws_base = base.replace("http", "ws", 1) + "/v1/stream?ticket="
+    ws_bases = [u.replace("http", "ws", 1) + "/v1/stream?ticket="
+                for u in spec.get("stream_urls") or [base]]
     ready = asyncio.Event()
     synced = [0, len(conns)]
     sem = asyncio.Semaphore(64)
     tasks: list[asyncio.Task[None]] = []
     clients = [Client(c["rounds"]) for c in conns]
 
-    async def start(c: Client, ticket: str) -> None:
+    async def start(i: int, c: Client, ticket: str) -> None:
         async with sem:
-            tasks.append(asyncio.ensure_future(client(ws_base + ticket, c, st, ready, synced)))
+            url = ws_bases[i % len(ws_bases)] + ticket
+            tasks.append(asyncio.ensure_future(client(url, c, st, ready, synced)))
             await asyncio.sleep(0.002)
 
-    await asyncio.gather(*(start(c, t) for c, t in zip(clients, ts, strict=True)))
+    await asyncio.gather(*(start(i, c, t) for i, (c, t) in enumerate(
+        zip(clients, ts, strict=True))))
     await asyncio.wait_for(ready.wait(), 300)
     setup_s = time.perf_counter() - t0
     st.recording = True
@@ -205,22 +211,30 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
             st.push.reset()
             st.quotes = st.own = 0
             print("OK", flush=True)
+        if line.strip() == "report":
+            print(json.dumps(recorded(st)), flush=True)
+            st.push.reset()
+            st.lag.reset()
+            st.quotes = st.own = 0
     st.recording = False
     lag_task.cancel()
     await verify(clients)
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    h = st.push
+    return {"connections": len(conns), "setup_s": setup_s, **recorded(st),
+            "books_verified": st.verified, "books_differing": st.differing,
+            "closed": st.closed}
+
+
+def recorded(st: Stats) -> dict[str, Any]:
+    """What was recorded since the last report."""
     return {
-        "connections": len(conns), "setup_s": setup_s, "quotes": st.quotes, "own": st.own,
-        "gaps": st.gaps, "dropped": st.dropped, "errors": st.errors,
-        "out_of_step": st.out_of_step, "books_verified": st.verified,
-        "books_differing": st.differing,
-        "hist": h.encode().decode() if st.quotes else "",
+        "quotes": st.quotes, "own": st.own, "gaps": st.gaps, "dropped": st.dropped,
+        "errors": st.errors, "out_of_step": st.out_of_step,
+        "hist": st.push.encode().decode() if st.quotes else "",
         "lag_p50_ms": st.lag.get_value_at_percentile(50) / 1000,
         "lag_p99_ms": st.lag.get_value_at_percentile(99) / 1000,
-        "closed": st.closed,
     }
 
 

@@ -39,11 +39,15 @@ Arg = str | bytes | int
 
 def pack(args: Sequence[Arg]) -> bytes:
     """One command in the Redis protocol (RESP): an array of bulk strings."""
-    out = [b"*%d\r\n" % len(args)]
+    parts = [b"*%d\r\n" % len(args)]
+    add = parts.append
     for a in args:
-        b = a if isinstance(a, bytes) else (a.encode() if isinstance(a, str) else b"%d" % a)
-        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(out)
+        b: bytes = a.encode() if isinstance(a, str) else (
+            b"%d" % a if isinstance(a, int) else a)
+        add(b"$%d\r\n" % len(b))
+        add(b)
+        add(b"\r\n")
+    return b"".join(parts)
 
 
 class _Conn(asyncio.Protocol):

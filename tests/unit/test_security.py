@@ -42,6 +42,29 @@ def test_token_expires_exactly_at_its_ttl(offset_s: float, valid: bool) -> None:
     assert (signer().verify(token(ttl_s=600), now=NOW + offset_s) is not None) is valid
 
 
+def test_a_remembered_token_still_expires_at_its_ttl() -> None:
+    """Verified tokens are remembered (the signature is checked once), never past their
+    expiry."""
+    s, t = signer(), token(ttl_s=600)
+    assert s.verify(t, now=NOW) == Principal("bank", "bank_1")
+    assert s.verify(t, now=NOW + 599) == Principal("bank", "bank_1")
+    assert s.verify(t, now=NOW + 600) is None
+    assert s.verify(t, now=NOW + 10_000) is None
+
+
+def test_the_memory_of_verified_tokens_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import usecases.security as security
+
+    monkeypatch.setattr(security, "VERIFIED_CACHE", 3)
+    s = signer()
+    tokens = [s.issue("bank", f"bank_{i}", 600, now=NOW) for i in range(10)]
+    for i, t in enumerate(tokens):
+        assert s.verify(t, now=NOW) == Principal("bank", f"bank_{i}")
+        assert len(s._verified) <= 3
+    assert s.verify(flip(tokens[0], 3), now=NOW) is None  # refused ones are never kept
+    assert all(t in tokens for t in s._verified)
+
+
 # ----------------------------------------------------------------------------- refusals
 def test_token_signed_with_another_key_is_refused() -> None:
     assert signer("another key entirely").verify(token(), now=NOW) is None

@@ -1,0 +1,1 @@
+"""The benchmark (``make bench``): see ``__main__.py`` for the parts and the layout."""
