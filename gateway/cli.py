@@ -1,32 +1,66 @@
-"""The ``ige`` command: serve, demo (what ``make run`` starts), migrate, admin."""
+"""The ``ige`` command: serve, demo (what ``make run`` starts), migrate, admin.
+
+Logs are JSON lines on stderr (``gateway.logs``) at the level of ``IGE_LOG_LEVEL``. ``serve`` and
+``demo`` give their processes one directory for the metrics of all of them
+(``PROMETHEUS_MULTIPROC_DIR``, ``metrics_directory``). This module imports neither
+``prometheus_client`` nor the app at import time: the directory must be set first.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gateway import logs
 from gateway.redis_server import RedisServer
 from gateway.settings import ConfigError, Settings, parse_roles
 
-log = logging.getLogger("ige")
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def _serve(host: str, port: int, workers: int, log_level: str = "info") -> None:
+@contextlib.contextmanager
+def metrics_directory() -> Iterator[str]:
+    """The directory every server process writes its metrics to, in the environment the
+    processes inherit: the one ``PROMETHEUS_MULTIPROC_DIR`` names (the operator's, used as it
+    is: empty it between runs), else a new private one under the system's temporary directory,
+    removed at exit."""
+    given = os.environ.get(MULTIPROC_DIR)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        yield given
+        return
+    made = tempfile.mkdtemp(prefix="ige-metrics-")  # new, empty, private (0700)
+    os.environ[MULTIPROC_DIR] = made
+    try:
+        yield made
+    finally:
+        os.environ.pop(MULTIPROC_DIR, None)
+        shutil.rmtree(made, ignore_errors=True)
+
+
+def _serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
-    # uvicorn imports the app in every worker process, which reads IGE_ROLES from the
-    # environment they inherit
-    uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, ws_max_size=64 * 1024, ws_ping_interval=20,
-                ws_ping_timeout=20, access_log=False, lifespan="on")
+    # uvicorn imports the app in every worker process, which reads IGE_ROLES (and
+    # PROMETHEUS_MULTIPROC_DIR) from the environment they inherit; they apply the same logging
+    # configuration (log_config), uvicorn's loggers at the root's level (log_level None)
+    level = logs.level_of(os.environ.get("IGE_LOG_LEVEL"))
+    with metrics_directory():
+        uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port,
+                    workers=workers, log_config=logs.dict_config(level), log_level=None,
+                    ws_max_size=64 * 1024, ws_ping_interval=20, ws_ping_timeout=20,
+                    access_log=False, lifespan="on")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -210,9 +244,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("IGE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        level = logs.level_of(os.environ.get("IGE_LOG_LEVEL"))
+    except ValueError as e:
+        print(f"ige: {e}", file=sys.stderr)
+        return 2
+    logs.configure(level)
     p = argparse.ArgumentParser(prog="ige", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="run the gateway (HTTP + WebSocket)")
