@@ -37,7 +37,7 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: middleware, added to every line logged while it runs
 REQUEST_ID: ContextVar[str | None] = ContextVar("ige_request_id", default=None)
 
-_QUERY = re.compile(r"\?[^\s\"']*")
+_QUERY = re.compile(r"\?[^\s\"']+")
 _FIRST = ("timestamp", "level", "logger", "pid", "event", "request_id")
 
 
@@ -150,7 +150,7 @@ def _lean_records() -> None:
     """A line carries no caller, thread or process fields: the stdlib need not collect them
     (the logging HOWTO's "Optimization"; the caller's frame alone was a fifth of a request
     line's cost)."""
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

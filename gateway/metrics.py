@@ -85,11 +85,11 @@ _acks: dict[str, Histogram] = {}
 
 
 def request_done(route: str, method: str, status: int) -> None:
-    key = (route, method, status)
+    """One HTTP request answered (labels bounded: route templates, known methods, statuses)."""
+    key = (route, method if method in _METHODS else "other", status)
     child = _http.get(key)
     if child is None:
-        child = _http[key] = HTTP_REQUESTS.labels(
-            route, method if method in _METHODS else "other", str(status))
+        child = _http[key] = HTTP_REQUESTS.labels(key[0], key[1], str(status))
     child.inc()
 
 

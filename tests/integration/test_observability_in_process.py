@@ -184,6 +184,7 @@ async def test_http_metrics_count_by_route_template(client: httpx.AsyncClient):
     await client.get("/v1/admin/rounds/rnd_0123456789", headers=ADMIN)
     await client.get("/v1/admin/rounds/rnd_abcdef", headers=ADMIN)
     await client.get("/not/a/route/rnd_0123456789")
+    await client.request("BREW", "/healthz")  # a method of the client's own: "other"
     m = await client.get("/metrics")
     assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
     after = m.text
@@ -191,7 +192,9 @@ async def test_http_metrics_count_by_route_template(client: httpx.AsyncClient):
     assert count(after, **template) - count(before, **template) == 2
     unmatched = {"route": "unmatched", "method": "GET", "status": "404"}
     assert count(after, **unmatched) - count(before, **unmatched) == 1
-    assert "rnd_0123456789" not in after and "rnd_abcdef" not in after
+    brew = {"route": "/healthz", "method": "other", "status": "405"}
+    assert count(after, **brew) - count(before, **brew) == 1
+    assert "rnd_0123456789" not in after and "rnd_abcdef" not in after and "BREW" not in after
 
 
 async def test_a_backing_service_failure_is_a_503_with_the_id_and_is_counted(
