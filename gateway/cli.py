@@ -29,24 +29,56 @@ from gateway.settings import ConfigError, Settings, parse_roles
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
+PRIVATE_PREFIX = "ige-metrics-"
+
+
 @contextlib.contextmanager
 def metrics_directory() -> Iterator[str]:
     """The directory every server process writes its metrics to, in the environment the
     processes inherit: the one ``PROMETHEUS_MULTIPROC_DIR`` names (the operator's, used as it
     is: empty it between runs), else a new private one under the system's temporary directory,
-    removed at exit."""
+    removed at exit (and, should this process be killed, by the next one that starts)."""
     given = os.environ.get(MULTIPROC_DIR)
     if given:
         Path(given).mkdir(parents=True, exist_ok=True)
         yield given
         return
-    made = tempfile.mkdtemp(prefix="ige-metrics-")  # new, empty, private (0700)
+    _remove_orphans()
+    # new, empty, private (0700); named after this process so an orphan can be recognised
+    made = tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-")
     os.environ[MULTIPROC_DIR] = made
     try:
         yield made
     finally:
         os.environ.pop(MULTIPROC_DIR, None)
         shutil.rmtree(made, ignore_errors=True)
+
+
+def _remove_orphans() -> None:
+    """Private metrics directories whose server process is gone (it was killed)."""
+    for d in Path(tempfile.gettempdir()).glob(f"{PRIVATE_PREFIX}*-*"):
+        pid = d.name.removeprefix(PRIVATE_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and d.is_dir() \
+                and d.stat().st_uid == os.getuid():
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Terminated(Exception):
+    """SIGTERM, after uvicorn's graceful shutdown (it raises the signal again once done)."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def _serve(host: str, port: int, workers: int) -> None:
@@ -56,11 +88,22 @@ def _serve(host: str, port: int, workers: int) -> None:
     # PROMETHEUS_MULTIPROC_DIR) from the environment they inherit; they apply the same logging
     # configuration (log_config), uvicorn's loggers at the root's level (log_level None)
     level = logs.level_of(os.environ.get("IGE_LOG_LEVEL"))
+    terminated = False
     with metrics_directory():
-        uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port,
-                    workers=workers, log_config=logs.dict_config(level), log_level=None,
-                    ws_max_size=64 * 1024, ws_ping_interval=20, ws_ping_timeout=20,
-                    access_log=False, lifespan="on")
+        # uvicorn answers SIGTERM with a graceful shutdown, then raises it again under the
+        # handler it found: let that be an exception here, so the directory is removed first
+        previous = signal.signal(signal.SIGTERM, _terminated)
+        try:
+            uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port,
+                        workers=workers, log_config=logs.dict_config(level), log_level=None,
+                        ws_max_size=64 * 1024, ws_ping_interval=20, ws_ping_timeout=20,
+                        access_log=False, lifespan="on")
+        except _Terminated:
+            terminated = True
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    if terminated:  # what SIGTERM would have done without us (the default: end the process)
+        signal.raise_signal(signal.SIGTERM)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,24 @@ def test_a_private_metrics_directory_lives_as_long_as_the_server(
         assert (path.stat().st_mode & 0o777) == 0o700
         (path / "counter_1.db").write_bytes(b"x")
     assert not path.exists() and MULTIPROC_DIR not in os.environ
+
+
+def test_a_killed_servers_private_directory_is_removed_by_the_next_one(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.delenv(MULTIPROC_DIR, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    orphan = tmp_path / f"ige-metrics-{gone}-abc123"
+    living = tmp_path / f"ige-metrics-{os.getpid()}-def456"  # a server still running
+    other = tmp_path / "ige-metrics-notapid"
+    for d in (orphan, living, other):
+        d.mkdir()
+        (d / "counter_1.db").write_bytes(b"x")
+    with metrics_directory() as d:
+        assert Path(d).parent == tmp_path and Path(d).name.startswith(
+            f"ige-metrics-{os.getpid()}-")
+        assert not orphan.exists() and living.exists() and other.exists()
 
 
 def test_an_operators_metrics_directory_is_used_as_given(monkeypatch: pytest.MonkeyPatch,
