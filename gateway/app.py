@@ -6,38 +6,55 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import bootstrap
+from gateway import bootstrap, metrics
 from gateway.contract.errors import InvalidRequest
+from gateway.logs import get_logger
+from gateway.middleware import RequestMiddleware, route_of
 from gateway.problems import Problem, handle_problem, refuse, response
+from gateway.requestinfo import info_of, note
 from gateway.routes import routes_for
 from gateway.settings import Settings
 from gateway.stream import Hub
 from gateway.workers import Workers
 
-log = logging.getLogger("ige.http")
+log = get_logger("ige.http")
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+    note(request.scope).code = code
     return response(refuse(code, str(exc.detail), status=exc.status_code), request.url.path)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
+    route = route_of(request.scope)
     if isinstance(exc, bootstrap.INFRASTRUCTURE_ERRORS):
-        log.error("backing service error on %s: %s", request.url.path, exc)
+        service = bootstrap.service_of(exc)
+        metrics.BACKEND_ERRORS.labels(service).inc()
+        note(request.scope).code = "unavailable"
+        # the exception's class, not its text: a database error's text may quote the
+        # statement's parameters
+        log.error("backend_error", service=service, error=type(exc).__name__, route=route)
         return response(refuse("unavailable", "a backing service is unavailable; retry"),
                         request.url.path)
-    log.exception("unhandled error on %s", request.url.path)
-    return response(refuse("internal_error", "internal error"), request.url.path)
+    # any other exception reaches this handler outside the request middleware (Starlette's
+    # ServerErrorMiddleware answers it), so the request id is added here
+    info = info_of(request.scope)
+    log.exception("unhandled_error", route=route,
+                  **({"request_id": info.request_id} if info is not None else {}))
+    out = response(refuse("internal_error", "internal error"), request.url.path)
+    if info is not None:
+        out.headers["X-Request-Id"] = info.request_id
+    return out
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -49,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         hub = Hub(rt) if "stream" in settings.roles else None
         workers = Workers(rt) if "worker" in settings.roles else None
         app.state.runtime, app.state.hub, app.state.workers = rt, hub, workers
+        metrics.process_started()
         if hub is not None:
             await hub.start()
         if workers is not None:
@@ -62,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if hub is not None:
                 await hub.stop()
             await rt.aclose()
+            metrics.process_stopping()
 
     # the backing-service errors get entries of their own: Starlette re-raises whatever
     # reaches the catch-all Exception handler after answering, and uvicorn then drops the
@@ -70,7 +89,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 HTTPException: http_error, Exception: server_error}
     handlers.update({e: server_error for e in bootstrap.INFRASTRUCTURE_ERRORS})
     return Starlette(routes=routes_for(settings.roles), lifespan=lifespan,
-                     exception_handlers=handlers)
+                     exception_handlers=handlers, middleware=[Middleware(RequestMiddleware)])
 
 
 def tune_gc() -> None:

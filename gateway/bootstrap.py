@@ -37,6 +37,16 @@ HEALTH_TIMEOUT_S = 2
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (RedisError, SQLAlchemyError, OSError)
 
 
+def service_of(exc: BaseException) -> str:
+    """Which backing service an infrastructure error came from (the ``service`` label of
+    ``ige_backend_errors_total``): "redis", "sql", or "other" for a bare OSError."""
+    if isinstance(exc, RedisError):
+        return "redis"
+    if isinstance(exc, SQLAlchemyError):
+        return "sql"
+    return "other"
+
+
 @dataclass
 class Runtime:
     """One process's adapters and use cases."""

@@ -1,32 +1,109 @@
-"""The ``ige`` command: serve, demo (what ``make run`` starts), migrate, admin."""
+"""The ``ige`` command: serve, demo (what ``make run`` starts), migrate, admin.
+
+Logs are JSON lines on stderr (``gateway.logs``) at the level of ``IGE_LOG_LEVEL``. ``serve`` and
+``demo`` give their processes one directory for the metrics of all of them
+(``PROMETHEUS_MULTIPROC_DIR``, ``metrics_directory``). This module imports neither
+``prometheus_client`` nor the app at import time: the directory must be set first.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gateway import logs
 from gateway.redis_server import RedisServer
 from gateway.settings import ConfigError, Settings, parse_roles
 
-log = logging.getLogger("ige")
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def _serve(host: str, port: int, workers: int, log_level: str = "info") -> None:
+PRIVATE_PREFIX = "ige-metrics-"
+
+
+@contextlib.contextmanager
+def metrics_directory() -> Iterator[str]:
+    """The directory every server process writes its metrics to, in the environment the
+    processes inherit: the one ``PROMETHEUS_MULTIPROC_DIR`` names (the operator's, used as it
+    is: empty it between runs), else a new private one under the system's temporary directory,
+    removed at exit (and, should this process be killed, by the next one that starts)."""
+    given = os.environ.get(MULTIPROC_DIR)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        yield given
+        return
+    _remove_orphans()
+    # new, empty, private (0700); named after this process so an orphan can be recognised
+    made = tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-")
+    os.environ[MULTIPROC_DIR] = made
+    try:
+        yield made
+    finally:
+        os.environ.pop(MULTIPROC_DIR, None)
+        shutil.rmtree(made, ignore_errors=True)
+
+
+def _remove_orphans() -> None:
+    """Private metrics directories whose server process is gone (it was killed)."""
+    for d in Path(tempfile.gettempdir()).glob(f"{PRIVATE_PREFIX}*-*"):
+        pid = d.name.removeprefix(PRIVATE_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and d.is_dir() \
+                and d.stat().st_uid == os.getuid():
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Terminated(Exception):
+    """SIGTERM, after uvicorn's graceful shutdown (it raises the signal again once done)."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
-    # uvicorn imports the app in every worker process, which reads IGE_ROLES from the
-    # environment they inherit
-    uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, ws_max_size=64 * 1024, ws_ping_interval=20,
-                ws_ping_timeout=20, access_log=False, lifespan="on")
+    # uvicorn imports the app in every worker process, which reads IGE_ROLES (and
+    # PROMETHEUS_MULTIPROC_DIR) from the environment they inherit; they apply the same logging
+    # configuration (log_config), uvicorn's loggers at the root's level (log_level None)
+    level = logs.level_of(os.environ.get("IGE_LOG_LEVEL"))
+    terminated = False
+    with metrics_directory():
+        # uvicorn answers SIGTERM with a graceful shutdown, then raises it again under the
+        # handler it found: let that be an exception here, so the directory is removed first
+        previous = signal.signal(signal.SIGTERM, _terminated)
+        try:
+            uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port,
+                        workers=workers, log_config=logs.dict_config(level), log_level=None,
+                        ws_max_size=64 * 1024, ws_ping_interval=20, ws_ping_timeout=20,
+                        access_log=False, lifespan="on")
+        except _Terminated:
+            terminated = True
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    if terminated:  # what SIGTERM would have done without us (the default: end the process)
+        signal.raise_signal(signal.SIGTERM)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -210,9 +287,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("IGE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        level = logs.level_of(os.environ.get("IGE_LOG_LEVEL"))
+    except ValueError as e:
+        print(f"ige: {e}", file=sys.stderr)
+        return 2
+    logs.configure(level)
     p = argparse.ArgumentParser(prog="ige", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="run the gateway (HTTP + WebSocket)")

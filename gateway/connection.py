@@ -2,12 +2,18 @@
 the writer that drains it. Broadcast never waits for the slowest client: a frame that does not
 fit marks the connection dropped; the writer then closes it with ``SLOW_CLIENT_CLOSE`` and the
 client resyncs with ``since_seq``.
+
+A live quote is queued with the moment its offer was accepted (``Quote``): once its frame is
+written, the writer observes ``ige_push_seconds``, the time from the acceptance (the book's
+clock: Redis's) to the write (this host's clock). The two clocks are one when Redis runs on the
+gateway's machine; otherwise their offset is part of the number.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +21,7 @@ import msgpack
 from starlette.websockets import WebSocket
 
 from auction.feed import Subscription
+from gateway import metrics
 from gateway.contract.limits import STREAM_SLOW_CLIENT_CLOSE, STREAM_SUBPROTOCOLS
 from usecases.security import Principal
 
@@ -48,6 +55,19 @@ class Encoded:
         return self._json
 
 
+class Quote:
+    """A live quote's frame and when its offer was accepted (ms since the epoch)."""
+
+    __slots__ = ("accepted_at_ms", "frame")
+
+    def __init__(self, frame: str | bytes, accepted_at_ms: int) -> None:
+        self.frame = frame
+        self.accepted_at_ms = accepted_at_ms
+
+
+Queued = str | bytes | Quote | None  # None: the end marker
+
+
 @dataclass(eq=False)
 class Sub:
     """One topic a connection subscribed to."""
@@ -64,17 +84,21 @@ class Connection:
     ws: WebSocket
     principal: Principal
     binary: bool
-    queue: asyncio.Queue[str | bytes | None]
+    queue: asyncio.Queue[Queued]
     subs: dict[str, Sub] = field(default_factory=dict)
     dropped: bool = False
+    slow: bool = False  # dropped because its queue was full
+    sent: int = 0  # frames written
 
-    def send(self, frame: str | bytes) -> None:
+    def send(self, frame: str | bytes | Quote) -> None:
         if self.dropped:
             return
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.dropped = True  # the writer closes the socket; the client resyncs with since_seq
+            self.slow = True
+            metrics.SLOW_CLIENTS.inc()
 
     def send_msg(self, msg: dict[str, Any]) -> None:
         self.send(encode(msg, self.binary))
@@ -105,14 +129,18 @@ class Connection:
                     await ws.close(code=SLOW_CLIENT_CLOSE,
                                    reason="slow consumer: resync with since_seq")
                     return
-                frame = await self.queue.get()
-                if frame is None:
+                item = await self.queue.get()
+                if item is None:
                     return
                 if self.dropped:
                     continue
+                frame = item.frame if isinstance(item, Quote) else item
                 if isinstance(frame, bytes):
                     await ws.send_bytes(frame)
                 else:
                     await ws.send_text(frame)
+                self.sent += 1
+                if isinstance(item, Quote):
+                    metrics.PUSH.observe(max(0.0, time.time() - item.accepted_at_ms / 1000))
         except Exception:  # noqa: BLE001 - a socket that fails in any way is gone
             self.dropped = True

@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket
 
 from gateway.contract.requests import idempotency_key
 from gateway.problems import problem, refuse
+from gateway.requestinfo import note
 from usecases.outcomes import Refusal
 from usecases.portal import Portal
 from usecases.security import Principal
@@ -60,6 +61,7 @@ def principal(request: Request, *kinds: str) -> Principal:
         if found is None:
             raise refuse("unauthorized", "the token is invalid or expired")
         p = found
+    note(request.scope).principal = p  # its kind and id go into the request's log line
     if kinds and p.kind not in kinds:
         # a token of another kind: the object space of that kind does not exist for it
         raise refuse("not_found", "no such resource for this caller")

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 
 from auction.rules import FieldError
 from gateway.contract.errors import InvalidRequest
+from gateway.requestinfo import note
 from usecases.outcomes import Refusal
 
 TYPE_BASE = "https://ige.example/problems/"
@@ -112,4 +113,5 @@ async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InvalidRequest):
         exc = unreadable(exc)
     assert isinstance(exc, Problem)
+    note(request.scope).code = exc.code
     return response(exc, request.url.path)

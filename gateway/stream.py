@@ -14,8 +14,8 @@ for, and carries out the actions it returns.
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -37,16 +37,18 @@ from auction.feed import (
     event_messages,
 )
 from auction.model import iso, ms_to_dt
-from gateway import views
-from gateway.bootstrap import INFRASTRUCTURE_ERRORS
+from gateway import metrics, views
+from gateway.bootstrap import INFRASTRUCTURE_ERRORS, service_of
 from gateway.connection import (
     SLOW_CLIENT_CLOSE,
     SUBPROTOCOLS,
     Connection,
     Encoded,
+    Quote,
     Sub,
     encode,
 )
+from gateway.logs import get_logger
 from usecases.security import Principal
 
 if TYPE_CHECKING:
@@ -55,7 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_CATCH_UP", "SLOW_CLIENT_CLOSE", "SUBPROTOCOLS", "Encoded", "Hub", "encode",
            "new_ticket"]
 
-log = logging.getLogger("ige.stream")
+log = get_logger("ige.stream")
 
 HEARTBEAT_SLICES = 10  # a period's heartbeats go out in this many slices
 #: a round's channel could not be listened to (the client is told "unavailable")
@@ -74,6 +76,7 @@ class Hub:
         self.topics: dict[str, set[Sub]] = {}
         self.connections: set[Connection] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._reconnects = 0  # the bus's count of lost links, as far as reported
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -90,10 +93,14 @@ class Hub:
             try:
                 await self._dispatch(news)
             except Exception:  # a bad message must not stop the fan-out
-                log.exception("dispatch failed")
+                log.exception("dispatch_failed")
 
     def _reconnected(self) -> None:
         """After a (re)connect every live subscription may have missed events."""
+        lost = self.rt.bus.reconnects - self._reconnects
+        if lost > 0:
+            metrics.PUBSUB_RECONNECTS.inc(lost)
+            self._reconnects += lost
         for subs in list(self.topics.values()):
             for sub in list(subs):
                 if sub.feed is not None:
@@ -139,7 +146,9 @@ class Hub:
         for a in actions:
             if isinstance(a, Deliver):
                 assert shared is not None  # only on_live delivers, only the event it was given
-                conn.send(shared[0 if a.owner else 1].frame(conn.binary))
+                frame = shared[0 if a.owner else 1].frame(conn.binary)
+                offer = a.event.offer
+                conn.send(frame if offer is None else Quote(frame, offer.accepted_at_ms))
             elif isinstance(a, Send):
                 conn.send_msg(a.msg)
             elif isinstance(a, SendError):
@@ -176,7 +185,8 @@ class Hub:
                                                       catch_up_limit(room) + 1)
                     actions = sub.feed.on_history(history, room)
                 fetch = self._apply(sub, actions)
-        except INFRASTRUCTURE_ERRORS:
+        except INFRASTRUCTURE_ERRORS as e:
+            metrics.BACKEND_ERRORS.labels(service_of(e)).inc()
             sub.conn.dropped = True
 
     async def _round_opened(self, rid: str) -> None:
@@ -291,6 +301,8 @@ class Hub:
         conn = Connection(ws, principal, subprotocol == "ige.v1.msgpack",
                           asyncio.Queue(self.settings.queue_size))
         self.connections.add(conn)
+        metrics.WEBSOCKETS_OPEN.inc()
+        opened = time.monotonic()
         writer = asyncio.create_task(conn.write())
         try:
             while not conn.dropped:
@@ -301,6 +313,7 @@ class Hub:
         except WebSocketDisconnect:
             pass
         finally:
+            metrics.WEBSOCKETS_OPEN.dec()
             slow = conn.dropped  # dropped by the hub, not a hang-up: the client must resync
             self.remove(conn)
             conn.dropped = True
@@ -316,6 +329,9 @@ class Hub:
                         await ws.close()
                 except Exception:  # noqa: BLE001 - the socket may be gone already
                     pass
+            log.info("stream_closed", principal=principal.kind, principal_id=principal.id,
+                        duration_s=round(time.monotonic() - opened, 3), frames_sent=conn.sent,
+                        slow=conn.slow)
 
     async def _command(self, conn: Connection, msg: dict[str, Any]) -> None:
         op = msg.get("op")

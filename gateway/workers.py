@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from gateway.bootstrap import INFRASTRUCTURE_ERRORS
+from gateway import metrics
+from gateway.bootstrap import INFRASTRUCTURE_ERRORS, service_of
+from gateway.logs import get_logger
+from usecases.durability import Persisted
 from usecases.sharing import LEASE_MS, Share
 
 if TYPE_CHECKING:
     from gateway.bootstrap import Runtime
 
-log = logging.getLogger("ige.worker")
+log = get_logger("ige.worker")
 
 RENEW_S = LEASE_MS / 1000 / 3  # the bucket leases are renewed three times per lease
 SWEEP_S = 2.0  # lapses, and overdue rounds back on the deadline index
@@ -71,40 +73,64 @@ class Workers:
             except asyncio.CancelledError:
                 raise
             except INFRASTRUCTURE_ERRORS as e:
-                log.warning("%s: %s", name, e)
+                service = service_of(e)
+                metrics.BACKEND_ERRORS.labels(service).inc()
+                # the class only: a database error's text may quote the statement's values
+                log.warning("backend_error", loop=name, service=service,
+                            error=type(e).__name__)
             except Exception:
-                log.exception("%s failed", name)
+                log.exception("loop_failed", loop=name)
             await asyncio.sleep(every)
 
     async def _share_tick(self) -> None:
         before = list(self.held)
         held = await self.share.renew()
         if held != before:
-            log.info("worker %s holds %d of the buckets (%d workers)", self.token, len(held),
-                     self.share.workers)
+            log.info("bucket_share", worker=self.token, buckets=len(held), was=len(before),
+                     workers=self.share.workers)
         if 0 in held and (n := await self.portal.durability.ensure_book()):
-            log.warning("the book had lost its data set: %d live round(s) rebuilt from SQL", n)
+            log.warning("book_rebuilt", rounds=n)  # the book had lost its data set
 
     async def _close_tick(self) -> None:
         # a full batch closed: more rounds may share that deadline, so go on without the pause
-        while self.held and await self.portal.closing.close_due(CLOSE_BATCH, self.held) \
-                >= CLOSE_BATCH:
-            pass
+        while self.held:
+            closed = await self.portal.closing.close_batch(CLOSE_BATCH, self.held)
+            for c in closed:
+                if c.lag_ms is not None:
+                    metrics.CLOSE_LAG.observe(max(0, c.lag_ms) / 1000)
+                    log.info("round_closed", round_id=c.round_id,
+                             reference_number=c.reference_number, close_lag_ms=c.lag_ms)
+            if len(closed) < CLOSE_BATCH:
+                return
 
     async def _lapse_tick(self) -> None:
         if self.held:
             for rid in await self.portal.closing.lapse_due(self.held):
-                log.info("round %s lapsed", rid)
+                log.info("round_lapsed", round_id=rid)
 
     async def _persist_tick(self) -> None:
         if self.held:
-            await self.portal.durability.persist_dirty(self.held, self.persisted)
+            self._persisted("dirty", await self.portal.durability.persist_dirty(
+                self.held, self.persisted))
 
     async def _requeue_tick(self) -> None:
         if self.held and (n := await self.portal.durability.requeue_overdue(
                 buckets=self.held)):
-            log.warning("%d overdue round(s) were missing from the deadline index", n)
+            log.warning("rounds_requeued", rounds=n)  # were missing from the deadline index
 
     async def _catch_up_tick(self) -> None:
-        if self.held:
-            self.persisted = await self.portal.durability.catch_up(self.persisted, self.held)
+        if not self.held:
+            metrics.PERSISTER_LAG_EVENTS.set(0)
+            metrics.PERSISTER_LAG_SECONDS.set(0)
+            return
+        got = await self.portal.durability.catch_up(self.persisted, self.held)
+        self.persisted = got.known
+        metrics.PERSISTER_LAG_EVENTS.set(got.lag_events)
+        metrics.PERSISTER_LAG_SECONDS.set(got.lag_ms / 1000)
+        self._persisted("catch_up", got.written)
+
+    @staticmethod
+    def _persisted(source: str, written: Persisted) -> None:
+        if written.events:
+            log.info("persisted", source=source, rounds=written.rounds,
+                     events=written.events)

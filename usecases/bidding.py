@@ -68,6 +68,7 @@ class Accepted:
 
     offer: OfferVersion
     rank: int | None
+    replayed: bool = False  # the answer to an earlier request with the same Idempotency-Key
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,7 @@ def _accepted(res: SubmitResult, max_offers: int) -> Accepted | Refusal:
     """A book command's answer as the use case's outcome."""
     if res.outcome in (Outcome.OK, Outcome.IDEMPOTENCY_REPLAY):
         assert res.offer is not None
-        return Accepted(res.offer, res.rank)
+        return Accepted(res.offer, res.rank, res.outcome is Outcome.IDEMPOTENCY_REPLAY)
     if res.outcome is Outcome.ROUND_CLOSED:
         return Refusal("round_closed", "the round's deadline has passed")
     if res.outcome is Outcome.OFFER_LIMIT:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from auction.book import Event, RoundSnapshot, with_ranks
@@ -38,6 +39,25 @@ def _audit_row(round_id: str, v: OfferVersion) -> dict[str, Any]:
                         "apr_e4": v.apr_e4, **v.terms.to_record()})
 
 
+@dataclass(frozen=True)
+class Persisted:
+    """What one pass of the persister wrote into SQL."""
+
+    rounds: int = 0  # rounds with new events written
+    events: int = 0
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """A catch-up pass: the seqs SQL holds of the live rounds, what the pass wrote, and how
+    far SQL was behind the book when it looked (before it wrote)."""
+
+    known: dict[str, int] = field(default_factory=dict)
+    written: Persisted = Persisted()
+    lag_events: int = 0  # events in the book not yet in SQL
+    lag_ms: int = 0  # the age of the oldest of them (0: none)
+
+
 class Durability:
     def __init__(self, deps: Deps) -> None:
         self.d = deps
@@ -51,11 +71,16 @@ class Durability:
         """Copy a round's new events from the book into SQL; returns the seq SQL holds.
         ``persisted_seq``: what the caller knows SQL holds (a stale value is harmless: the
         conditional write refuses it and SQL is read again)."""
+        return (await self._persist_round(round_id, persisted_seq))[0]
+
+    async def _persist_round(self, round_id: str, persisted_seq: int | None
+                             ) -> tuple[int, int]:
+        """``persist_round``'s answer, and how many events this call wrote."""
         if persisted_seq is None:
             persisted_seq = await self.persisted_seq(round_id)
         events = await self.d.book.events(round_id, persisted_seq)
         if not events:
-            return persisted_seq
+            return persisted_seq, 0
         last = events[-1]
 
         async def still_current() -> bool:
@@ -64,8 +89,8 @@ class Durability:
             return await self.d.book.event(round_id, last.seq) == last
 
         if await self.write(round_id, persisted_seq, events, still_current):
-            return last.seq
-        return await self.persisted_seq(round_id)  # someone else persisted: read again
+            return last.seq, len(events)
+        return await self.persisted_seq(round_id), 0  # someone else persisted: read again
 
     async def write(self, round_id: str, from_seq: int, events: Sequence[Event],
                     still_current: Callable[[], Awaitable[bool]] | None = None) -> bool:
@@ -129,18 +154,20 @@ class Durability:
         return n
 
     async def persist_dirty(self, buckets: Sequence[int], known: dict[str, int],
-                            limit: int = DIRTY_BATCH) -> int:
+                            limit: int = DIRTY_BATCH) -> Persisted:
         """Persist the rounds of ``buckets`` with events not yet in SQL (at most ``limit`` per
-        bucket). ``known``: the seqs the caller knows SQL holds (updated in place). Returns how
-        many rounds were persisted; a round that failed is given back to the dirty set."""
+        bucket). ``known``: the seqs the caller knows SQL holds (updated in place). Returns
+        what was written; a round that failed is given back to the dirty set."""
         taken = await self.d.book.take_dirty(buckets, limit)
+        rounds = events = 0
         for i, rid in enumerate(taken):
             try:
-                known[rid] = await self.persist_round(rid, known.get(rid))
+                known[rid], n = await self._persist_round(rid, known.get(rid))
             except BaseException:
                 await self.d.book.mark_dirty(taken[i:])
                 raise
-        return len(taken)
+            rounds, events = rounds + (n > 0), events + n
+        return Persisted(rounds, events)
 
     async def requeue_overdue(self, limit: int = REQUEUE_BATCH,
                               buckets: Sequence[int] | None = None) -> int:
@@ -156,15 +183,18 @@ class Durability:
         return await self.d.book.reschedule(overdue)
 
     async def catch_up(self, known: dict[str, int], buckets: Sequence[int] | None = None
-                       ) -> dict[str, int]:
+                       ) -> CatchUp:
         """Persist every live round (of ``buckets``, None: all) whose book is ahead of SQL.
-        ``known``: the seqs the caller knows SQL holds; returns them for the live rounds."""
+        ``known``: the seqs the caller knows SQL holds; the answer has them for the live
+        rounds, and how far behind SQL was (the persister's lag: events, and the age of the
+        oldest, read from the book's first unpersisted event of each round behind)."""
         async with self.d.store.read() as q:
             live = await q.rounds.live()
         if buckets is not None:
             mine = set(buckets)
             live = [(rid, n) for rid, n in live if bucket_of(rid) in mine]
         out = {rid: n for rid, n in live if rid in known}  # forget finished rounds
+        rounds = events = behind = lag = 0
         # in slices: reading thousands of rounds' seqs in one go would hold the event loop
         # (and every request waiting on it) for milliseconds while the replies are parsed
         for i in range(0, len(live), SWEEP_SLICE):
@@ -172,5 +202,11 @@ class Durability:
             seqs = await self.d.book.seqs([rid for rid, _ in part])
             for (rid, persisted), seq in zip(part, seqs, strict=True):
                 if seq is not None and seq > persisted:
-                    out[rid] = await self.persist_round(rid, persisted)
-        return out
+                    behind += seq - persisted
+                    first = await self.d.book.event(rid, persisted + 1)
+                    if first is not None:
+                        at = first.offer.accepted_at_ms if first.offer else first.at_ms
+                        lag = max(lag, self.d.clock() - at)
+                    out[rid], n = await self._persist_round(rid, persisted)
+                    rounds, events = rounds + (n > 0), events + n
+        return CatchUp(out, Persisted(rounds, events), behind, lag)

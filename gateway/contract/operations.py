@@ -72,6 +72,12 @@ OPERATIONS: tuple[Operation, ...] = (
               "Redis and the database are reachable.", "public", 200, "Ready.", rs.Readiness,
               extra_responses={"503": (("Not ready: the same body with status unavailable "
                                         "(not a problem document)."), rs.Readiness)}),
+    Operation("get", "/metrics", "metrics", "public", "Metrics",
+              "Prometheus text format: the counters, gauges and histograms of every process of "
+              "this server (offers by outcome, acknowledgement and push latency, open "
+              "WebSockets, persister and close lag, backing-service errors, requests by route "
+              "template). Counts and durations only: no ids, no personal data.", "public", 200,
+              "The metrics.", {"type": "string"}, ok_media="text/plain"),
     Operation("get", "/v1/openapi.json", "openapi", "public", "This OpenAPI document",
               "The machine-readable contract.", "public", 200, "OpenAPI 3.1 document.",
               {"type": "object"}),

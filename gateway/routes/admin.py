@@ -9,8 +9,11 @@ from starlette.routing import BaseRoute, Route
 from gateway import views
 from gateway.contract.requests import AuditQuery, BankBody, RoundIntakeBody, parse, read
 from gateway.http import idempotent, ok, portal, principal, reply
+from gateway.logs import get_logger
 from gateway.problems import refuse
 from usecases.outcomes import Refusal
+
+log = get_logger("ige.admin")
 
 
 async def create_bank(request: Request) -> Response:
@@ -39,8 +42,10 @@ async def create_round(request: Request) -> Response:
     values = got.model.values() if got.model is not None else got.values
 
     async def run() -> JSONResponse:
-        return reply(await portal(request).operator.intake(values, got.errors, p.actor),
-                     views.admin_round, 201)
+        opened = await portal(request).operator.intake(values, got.errors, p.actor)
+        if not isinstance(opened, Refusal):
+            log.info("round_opened", round_id=opened.id)
+        return reply(opened, views.admin_round, 201)
 
     return await idempotent(request, p.actor, raw, run)
 

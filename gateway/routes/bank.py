@@ -9,6 +9,8 @@ from starlette.routing import BaseRoute, Route
 from gateway import views
 from gateway.contract.requests import BankRoundsQuery, OAuthTokenForm, OfferTermsBody, parse, read
 from gateway.http import offer_idempotency, portal, principal, reply
+from gateway.requestinfo import note
+from usecases.bidding import Accepted
 from usecases.outcomes import Draft
 
 
@@ -39,6 +41,8 @@ async def one_round(request: Request) -> Response:
 
 
 async def post_offer(request: Request) -> Response:
+    info = note(request.scope)
+    info.op = "submit"  # ige_offers_total{op="submit"} and its acknowledgement latency
     p = principal(request, "bank")
     raw = await request.body()
     draft = _offer(raw)
@@ -46,10 +50,13 @@ async def post_offer(request: Request) -> Response:
                              request.url.path, raw)
     accepted = await portal(request).bidding.submit(p.id, request.path_params["round_id"],
                                                     draft, idem)
+    info.replayed = isinstance(accepted, Accepted) and accepted.replayed
     return reply(accepted, views.offer, 201)
 
 
 async def put_offer(request: Request) -> Response:
+    info = note(request.scope)
+    info.op = "revise"
     p = principal(request, "bank")
     raw = await request.body()
     draft = _offer(raw)
@@ -57,6 +64,7 @@ async def put_offer(request: Request) -> Response:
                              request.url.path, raw)
     accepted = await portal(request).bidding.revise(
         p.id, request.path_params["round_id"], request.path_params["offer_id"], draft, idem)
+    info.replayed = isinstance(accepted, Accepted) and accepted.replayed
     return reply(accepted, views.offer)
 
 

@@ -19,10 +19,14 @@ from gateway.contract.requests import (
     read,
 )
 from gateway.http import idempotent, ok, portal, principal, reply
+from gateway.logs import get_logger
 from gateway.problems import problem
 from usecases.accounts import NewExporter
-from usecases.applying import ApplicationDraft
+from usecases.applying import ApplicationDraft, ApplicationState
 from usecases.outcomes import Refusal
+from usecases.results import ExporterResults
+
+log = get_logger("ige.exporter")
 
 
 # ----------------------------------------------------------------------------- the account
@@ -95,7 +99,11 @@ async def apply(request: Request) -> Response:
                              got.values, got.errors)
 
     async def run() -> JSONResponse:
-        return reply(await portal(request).applying.apply(p, draft), views.application, 201)
+        state = await portal(request).applying.apply(p, draft)
+        if isinstance(state, ApplicationState) and state.round is not None:
+            log.info("round_opened", round_id=state.round.id,
+                     application_id=state.application.id)
+        return reply(state, views.application, 201)
 
     return await idempotent(request, p.actor, raw, run)
 
@@ -133,8 +141,10 @@ async def accept(request: Request) -> Response:
     offer_id = parse(AcceptBody, raw).offer_id
 
     async def run() -> JSONResponse:
-        return reply(await portal(request).results.accept(p.id, app_id, offer_id),
-                     views.exporter_results)
+        res = await portal(request).results.accept(p.id, app_id, offer_id)
+        if isinstance(res, ExporterResults):
+            log.info("offer_accepted", round_id=res.round.id, offer_id=offer_id)
+        return reply(res, views.exporter_results)
 
     return await idempotent(request, p.actor, raw, run)
 

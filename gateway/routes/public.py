@@ -10,6 +10,7 @@ from starlette.routing import BaseRoute, Route
 
 from auction import calendar
 from auction.model import iso
+from gateway import metrics
 from gateway.contract.docs import docs_html
 from gateway.contract.openapi import spec
 from gateway.contract.requests import DeadlineQuery, HolidaysQuery, parse
@@ -24,6 +25,11 @@ async def readyz(request: Request) -> Response:
     checks = await runtime(request).health()
     good = all(v == "ok" for v in checks.values())
     return ok({"status": "ok" if good else "unavailable", "checks": checks}, 200 if good else 503)
+
+
+async def metrics_text(request: Request) -> Response:
+    """Prometheus text format: every process of this server (gateway/metrics.py)."""
+    return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE_LATEST)
 
 
 async def openapi_json(request: Request) -> Response:
@@ -53,6 +59,7 @@ async def calendar_holidays(request: Request) -> Response:
 HEALTH: list[BaseRoute] = [
     Route("/healthz", healthz),
     Route("/readyz", readyz),
+    Route("/metrics", metrics_text),
 ]
 
 ROUTES: list[BaseRoute] = [

@@ -163,6 +163,7 @@ async def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_b
     other = await portal.bidding.submit("bnk_a", rid, offer("39.00"), ("k1", "h2"))
     assert isinstance(first, Accepted) and isinstance(again, Accepted)
     assert again.offer == first.offer
+    assert (first.replayed, again.replayed) == (False, True)  # ige_offers_total's "replayed"
     assert isinstance(other, Refusal) and other.code == "idempotency_mismatch"
 
 
@@ -178,6 +179,41 @@ async def test_a_book_that_lost_its_data_is_rebuilt_from_sql_and_bidding_goes_on
     assert await portal.deps.book.view(rid, "bnk_a") == before
     more = await portal.bidding.revise("bnk_a", rid, a.offer.offer_id, offer("36.00"), None)
     assert isinstance(more, Accepted) and (more.offer.seq, more.offer.label) == (3, a.offer.label)
+
+
+async def test_what_the_persister_wrote_and_how_far_sql_was_behind_the_book(
+        portal: Portal, clock: Clock) -> None:
+    """The numbers behind ige_persister_lag_* and the persisted line: a catch-up pass reports
+    the events it found missing from SQL and the age of the oldest, before writing them."""
+    rid = await intake(portal)
+    await bid(portal, "bnk_a", rid, "38.50")
+    clock.now += 1_500
+    await bid(portal, "bnk_b", rid, "37.00")
+    clock.now += 500
+    got = await portal.durability.catch_up({})
+    assert (got.lag_events, got.lag_ms) == (2, 2_000)
+    assert (got.written.rounds, got.written.events, got.known) == (1, 2, {rid: 2})
+    again = await portal.durability.catch_up(got.known)
+    assert (again.lag_events, again.lag_ms, again.written.events) == (0, 0, 0)
+
+    await bid(portal, "bnk_a", rid, "36.00")
+    known = dict(again.known)
+    wrote = await portal.durability.persist_dirty(list(range(64)), known)
+    assert (wrote.rounds, wrote.events, known[rid]) == (1, 1, 3)
+    nothing = await portal.durability.persist_dirty(list(range(64)), known)
+    assert (nothing.rounds, nothing.events) == (0, 0)
+
+
+async def test_close_batch_reports_the_closing_records_it_wrote_and_their_lag(
+        portal: Portal, clock: Clock) -> None:
+    rid = await intake(portal)
+    await bid(portal, "bnk_a", rid, "38.50")
+    clock.now += ROUND // timedelta(milliseconds=1) + 1_234  # the closer comes 1.234 s late
+    closed = await portal.closing.close_batch(10)
+    assert [(c.round_id, c.lag_ms) for c in closed] == [(rid, 1_234)]
+    assert closed[0].reference_number is not None
+    assert is_valid_reference(closed[0].reference_number)
+    assert await portal.closing.close_batch(10) == []  # exactly once
 
 
 # ----------------------------------------------------------------------------- accounts

@@ -1,0 +1,153 @@
+"""The Prometheus metrics of a gateway process, defined in one place, and ``/metrics``.
+
+Multiprocess mode: ``ige serve`` and ``ige demo`` set ``PROMETHEUS_MULTIPROC_DIR`` (a private
+directory, unless the environment already names one) before uvicorn starts, so every worker
+process writes its numbers to files there and ``/metrics``, whichever process answers it, reports
+their sum (counters, histograms, ``ige_websockets_open``, ``ige_persister_lag_events``) or their
+maximum (``ige_persister_lag_seconds``); a process that stops, or is found dead by the next one
+to start, is dropped from the live gauges. Without the variable (an app built in-process, as in
+tests) the metrics live in this process's registry.
+
+The variable must be set before ``prometheus_client`` is first imported (it picks its storage
+then): ``gateway.cli`` imports neither this module nor the app before it is set.
+
+Use cases never import this module: the gateway measures around them, or reads what they return.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+__all__ = ["CONTENT_TYPE_LATEST", "exposition", "multiprocess_mode"]
+
+#: request arrival to response ready: fine-grained between 0.5 and 50 ms
+ACK_BUCKETS = (0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075,
+               0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
+PUSH_BUCKETS = ACK_BUCKETS + (5.0,)
+CLOSE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0,
+                 60.0, 120.0, 300.0)
+
+OFFERS = Counter(
+    "ige_offers", "Offers (op=submit: POST, op=revise: PUT) by outcome: accepted, replayed "
+    "(an Idempotency-Key answered again) or the refusal's problem code.", ["op", "outcome"])
+OFFER_ACK = Histogram(
+    "ige_offer_ack_seconds", "Offer requests: from the request's arrival in the app to its "
+    "response being ready to send, whatever the outcome.", ["op"], buckets=ACK_BUCKETS)
+PUSH = Histogram(
+    "ige_push_seconds", "Live quote frames: from the offer's acceptance (the book's clock) to "
+    "the frame written to the WebSocket (this host's clock).", buckets=PUSH_BUCKETS)
+WEBSOCKETS_OPEN = Gauge(
+    "ige_websockets_open", "Live-stream WebSocket connections open.",
+    multiprocess_mode="livesum")
+SLOW_CLIENTS = Counter(
+    "ige_slow_clients_dropped", "Stream connections dropped because their send queue was full.")
+PERSISTER_LAG_EVENTS = Gauge(
+    "ige_persister_lag_events", "Book events not yet in SQL, over the rounds of the buckets the "
+    "worker holds, at its last catch-up pass.", multiprocess_mode="livesum")
+PERSISTER_LAG_SECONDS = Gauge(
+    "ige_persister_lag_seconds", "Age of the oldest book event not yet in SQL at the last "
+    "catch-up pass (0: none).", multiprocess_mode="livemax")
+CLOSE_LAG = Histogram(
+    "ige_close_lag_seconds", "Rounds closed: from the round's deadline to its closing record "
+    "written.", buckets=CLOSE_BUCKETS)
+BACKEND_ERRORS = Counter(
+    "ige_backend_errors", "Failures of a backing service (redis, sql; other: a bare OSError): "
+    "requests answered 503, and errors of the background loops.", ["service"])
+PUBSUB_RECONNECTS = Counter(
+    "ige_pubsub_reconnects", "Times the stream's pub/sub listener lost Redis and reconnected.")
+HTTP_REQUESTS = Counter(
+    "ige_http_requests", "HTTP requests by route template (unmatched: no route), method and "
+    "status.", ["route", "method", "status"])
+
+for _service in ("redis", "sql"):
+    BACKEND_ERRORS.labels(_service)
+for _op in ("submit", "revise"):
+    OFFERS.labels(_op, "accepted")
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+_http: dict[tuple[str, str, int], Counter] = {}
+_offers: dict[tuple[str, str], Counter] = {}
+_acks: dict[str, Histogram] = {}
+
+
+def request_done(route: str, method: str, status: int) -> None:
+    """One HTTP request answered (labels bounded: route templates, known methods, statuses)."""
+    key = (route, method if method in _METHODS else "other", status)
+    child = _http.get(key)
+    if child is None:
+        child = _http[key] = HTTP_REQUESTS.labels(key[0], key[1], str(status))
+    child.inc()
+
+
+def offer_done(op: str, outcome: str, seconds: float) -> None:
+    key = (op, outcome)
+    child = _offers.get(key)
+    if child is None:
+        child = _offers[key] = OFFERS.labels(op, outcome)
+    child.inc()
+    ack = _acks.get(op)
+    if ack is None:
+        ack = _acks[op] = OFFER_ACK.labels(op)
+    ack.observe(seconds)
+
+
+# ----------------------------------------------------------------------------- processes
+def multiprocess_mode() -> bool:
+    """Whether this process writes its numbers to PROMETHEUS_MULTIPROC_DIR."""
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+def _directory() -> str:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+def process_started() -> None:
+    """A server process starts: drop the live gauges of processes that died without saying so
+    (killed), as prometheus_client's ``mark_process_dead`` would on their exit."""
+    if not multiprocess_mode():
+        return
+    path = _directory()
+    for f in glob.glob(os.path.join(path, "gauge_live*_*.db")):
+        pid = os.path.basename(f).removesuffix(".db").rsplit("_", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            multiprocess.mark_process_dead(int(pid), path)  # type: ignore[no-untyped-call]
+
+
+def process_stopping() -> None:
+    """This server process stops: its live gauges no longer count."""
+    if multiprocess_mode():
+        multiprocess.mark_process_dead(os.getpid(), _directory())  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def exposition() -> bytes:
+    """The text format: every process's numbers in multiprocess mode, else this one's."""
+    if multiprocess_mode():
+        registry = CollectorRegistry()
+        with contextlib.suppress(ValueError):  # the directory went away: report nothing
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
