@@ -49,6 +49,7 @@ from __future__ import annotations
 import math
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
+from functools import lru_cache
 
 import pyxirr
 
@@ -201,7 +202,13 @@ def flow_floats(
     upfront_fee_kurus: int,
     guarantee_rate_e4: int,
 ) -> list[float]:
-    """``[float(f) for f in cash_flows(...)]`` in integer arithmetic (same validation)."""
+    """``[float(f) for f in cash_flows(...)]`` in integer arithmetic (same validation).
+
+    Simple interest makes every flow linear in the rate: its numerator over ``_DENOM`` is
+    ``principal + annual_rate_e4 * interest_basis``, where the principal and the basis (the
+    balance-months the payment settles) depend only on the loan's shape. The shape is worked
+    out once per loan (``_schedule``, cached: a round's offers share it); each offer then costs
+    one multiply-add and one rounding per month."""
     _validate(
         amount_kurus=amount_kurus,
         annual_rate_e4=annual_rate_e4,
@@ -211,6 +218,20 @@ def flow_floats(
         upfront_fee_kurus=upfront_fee_kurus,
         guarantee_rate_e4=guarantee_rate_e4,
     )
+    net_receipt, schedule = _schedule(amount_kurus, tenor_months, grace_months,
+                                      repayment_every_months, upfront_fee_kurus,
+                                      guarantee_rate_e4)
+    return [_quantum_float(-net_receipt)] + [
+        _quantum_float(principal + annual_rate_e4 * basis) if principal or basis else 0.0
+        for principal, basis in schedule]
+
+
+@lru_cache(maxsize=4096)
+def _schedule(amount_kurus: int, tenor_months: int, grace_months: int, every: int,
+              upfront_fee_kurus: int, guarantee_rate_e4: int
+              ) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """The net receipt's numerator, and per month (principal numerator, interest basis) with
+    the month's payment numerator ``principal + annual_rate_e4 * basis`` (all over _DENOM)."""
     commission = amount_kurus * guarantee_rate_e4 * _COMMISSION_E4 * (_DENOM // 10**10)
     net_receipt = (amount_kurus - upfront_fee_kurus) * _DENOM - commission
     if net_receipt <= 0:
@@ -218,30 +239,28 @@ def flow_floats(
             f"net receipt must be positive: amount {amount_kurus} - fee {upfront_fee_kurus} "
             f"- commission {_quantum_float(commission)} kuruş"
         )
-    every = repayment_every_months
     instalments = math.ceil((tenor_months - grace_months) / every)
     instalment = amount_kurus // instalments
     principal_months = {
         min(grace_months + k * every, tenor_months) for k in range(1, instalments + 1)
     }
     interest_months = principal_months | set(range(every, grace_months + 1, every))
-    interest_per_kurus = annual_rate_e4 * (_DENOM // (_RATE_SCALE * _MONTHS_PER_YEAR))
-
-    flows = [_quantum_float(-net_receipt)]
+    per_rate = _DENOM // (_RATE_SCALE * _MONTHS_PER_YEAR)  # interest numerator per kuruş-month
+    schedule: list[tuple[int, int]] = []
     balance = amount_kurus
-    accrued = 0
+    accrued = 0  # balance-months accrued since the last interest payment
     for month in range(1, tenor_months + 1):
-        accrued += balance * interest_per_kurus
-        payment = 0
+        accrued += balance
+        basis = 0
         if month in interest_months:
-            payment = accrued
-            accrued = 0
+            basis, accrued = accrued * per_rate, 0
+        principal = 0
         if month in principal_months:
-            principal = balance if month == tenor_months else instalment
-            payment += principal * _DENOM
-            balance -= principal
-        flows.append(_quantum_float(payment))
-    return flows
+            repaid = balance if month == tenor_months else instalment
+            principal = repaid * _DENOM
+            balance -= repaid
+        schedule.append((principal, basis))
+    return net_receipt, tuple(schedule)
 
 
 def apr_e4(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from auction.book import BookView, Event
-from auction.model import OfferVersion, e4_to_rate, iso, ms_to_dt
+from auction.model import OfferVersion, e4_to_rate, iso, iso_ms, ms_to_dt
 
 
 def apr_text(apr_e4: int) -> str:
@@ -34,7 +34,7 @@ def masked_entry(v: OfferVersion, rank: int, mine: bool) -> dict[str, Any]:
         "assumes_export_commitment": t["assumes_export_commitment"],
         "version": v.version,
         "seq": v.seq,
-        "updated_at": iso(ms_to_dt(v.accepted_at_ms)),
+        "updated_at": iso_ms(v.accepted_at_ms),
     }
     if mine:
         entry["offer_id"] = v.offer_id
@@ -49,7 +49,7 @@ def own_offer(v: OfferVersion, rank: int | None) -> dict[str, Any]:
         "round_id": v.round_id,
         "version": v.version,
         "seq": v.seq,
-        "accepted_at": iso(ms_to_dt(v.accepted_at_ms)),
+        "accepted_at": iso_ms(v.accepted_at_ms),
         "rank": rank,
         "apr": apr_text(v.apr_e4),
         "label": v.label,

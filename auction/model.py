@@ -10,7 +10,8 @@ import enum
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 CURRENCIES = ("TRY", "USD", "EUR")
 LOAN_TYPES = ("working_capital", "investment")
@@ -68,8 +69,26 @@ def parse_decimal(text: object, places: int) -> Decimal:
     return value
 
 
+def parse_scaled(text: object, places: int) -> int:
+    """``int(parse_decimal(text, places) * 10**places)``, the same checks and messages, in
+    integer arithmetic (no Decimal: this runs for every money and rate field of every offer)."""
+    if not isinstance(text, str):
+        raise ValueError("must be a decimal string")
+    if not text or not _PLAIN_DECIMAL.fullmatch(text):  # the pattern has no blanks either
+        raise ValueError("must be a plain decimal string like \"1500000.00\"")
+    negative = text.startswith("-")
+    whole, _, frac = (text[1:] if negative else text).partition(".")
+    if len(frac) > places:
+        raise ValueError(f"at most {places} decimal places")
+    whole = whole.lstrip("0")
+    if len(whole) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"at most {MAX_INTEGER_DIGITS} digits before the decimal point")
+    value: int = int(whole or "0") * 10**places + int(frac.ljust(places, "0") or "0")
+    return -value if negative else value
+
+
 def money_to_minor(text: object) -> int:
-    return int(parse_decimal(text, 2) * MONEY_SCALE)
+    return parse_scaled(text, 2)
 
 
 def minor_to_money(minor: int) -> str:
@@ -79,16 +98,27 @@ def minor_to_money(minor: int) -> str:
 
 
 def rate_to_e4(text: object) -> int:
-    return int(parse_decimal(text, 4) * RATE_SCALE)
+    return parse_scaled(text, 4)
 
 
 def e4_to_rate(e4: int, places: int = 2) -> str:
-    """Render a percent x 10^4 integer; at least ``places`` decimals, more only if needed."""
-    d = Decimal(e4) / RATE_SCALE
-    q = d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
-    if q == d:
-        return f"{q:.{places}f}"
-    return f"{d.normalize():f}"
+    """Render a percent x 10^4 integer; at least ``places`` decimals, more only if needed
+    (exact integer arithmetic: 312500 -> "31.25", 312345 -> "31.2345", 300000 -> "30.00")."""
+    whole, frac = divmod(abs(e4), RATE_SCALE)
+    digits = f"{frac:04d}".rstrip("0").ljust(places, "0")
+    return f"{'-' if e4 < 0 else ''}{whole}.{digits}"
+
+
+@lru_cache(maxsize=4096)
+def _iso_second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def iso_ms(ms: int) -> str:
+    """``iso(ms_to_dt(ms))`` without building a datetime: ms since the epoch as UTC ISO 8601
+    with ``Z``, milliseconds only when present."""
+    seconds, rest = divmod(ms, 1000)
+    return f"{_iso_second(seconds)}.{rest:03d}Z" if rest else f"{_iso_second(seconds)}Z"
 
 
 def iso(ts: datetime) -> str:

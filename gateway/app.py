@@ -16,11 +16,12 @@ from starlette.responses import Response
 
 from gateway import bootstrap, metrics
 from gateway.contract.errors import InvalidRequest
+from gateway.fastpath import OfferFastPath
 from gateway.logs import get_logger
 from gateway.middleware import RequestMiddleware, route_of
 from gateway.problems import Problem, handle_problem, refuse, response
 from gateway.requestinfo import info_of, note
-from gateway.routes import routes_for
+from gateway.routes import bank, routes_for
 from gateway.settings import Settings
 from gateway.stream import Hub
 from gateway.workers import Workers
@@ -57,7 +58,9 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return out
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, fast_path: bool = True) -> Starlette:
+    """``fast_path``: serve the offer routes ahead of Starlette's stack (``gateway.fastpath``;
+    off only to compare the two in tests)."""
     settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
@@ -88,8 +91,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     handlers = {Problem: handle_problem, InvalidRequest: handle_problem,
                 HTTPException: http_error, Exception: server_error}
     handlers.update({e: server_error for e in bootstrap.INFRASTRUCTURE_ERRORS})
+    middleware = [Middleware(RequestMiddleware)]
+    if fast_path and "api" in settings.roles:  # ahead of the exception middleware and router
+        middleware.append(Middleware(OfferFastPath, routes=bank.OFFERS, handlers=handlers))
     return Starlette(routes=routes_for(settings.roles), lifespan=lifespan,
-                     exception_handlers=handlers, middleware=[Middleware(RequestMiddleware)])
+                     exception_handlers=handlers, middleware=middleware)
 
 
 def tune_gc() -> None:

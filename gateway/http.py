@@ -10,6 +10,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
@@ -36,8 +37,15 @@ def portal(request: Request | WebSocket) -> Portal:
     return runtime(request).portal
 
 
+class FastJSONResponse(JSONResponse):
+    """Compact UTF-8 JSON, as Starlette's JSONResponse writes it, rendered by orjson."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def ok(body: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status)
+    return FastJSONResponse(body, status_code=status)
 
 
 def reply(outcome: T | Refusal, render: Callable[[T], Any], status: int = 200) -> JSONResponse:

@@ -19,13 +19,18 @@ loggers: nothing is printed unless the test's logging says so.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import logging.config
 import os
 import re
+import time
 from contextvars import ContextVar
+from functools import lru_cache
 from typing import Any
 
+import orjson
 import structlog
 from structlog.stdlib import BoundLogger, ProcessorFormatter
 from structlog.typing import EventDict, WrappedLogger
@@ -116,8 +121,12 @@ def json_formatter(process_wide: bool = False) -> ProcessorFormatter:
             ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             ordered,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_json),
         ])
+
+
+def _json(obj: Any, **_kw: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
 
 
 def dict_config(level: str) -> dict[str, Any]:
@@ -144,6 +153,61 @@ def dict_config(level: str) -> dict[str, Any]:
 def configure(level: str) -> None:
     """JSON lines on stderr for this process (``level``: one of ``LEVELS``)."""
     logging.config.dictConfig(dict_config(level))
+    LINES.on = True
+    LINES.pid = os.getpid()
+
+
+# ----------------------------------------------------------------------------- request lines
+class Lines:
+    """The request lines: the busiest lines by far (one per request), written without the
+    stdlib's machinery, in the formatter's very format: the JSON object built here and
+    rendered by orjson, the lines of one turn of the event loop gathered and written to
+    stderr with one system call. On only once ``configure`` ran (a server process); else the
+    lines go the ordinary way (``log``)."""
+
+    def __init__(self, fd: int = 2) -> None:
+        self.fd = fd
+        self.on = False
+        self._out: list[bytes] = []
+        self.pid = os.getpid()
+
+    def request(self, fields: dict[str, object]) -> None:
+        now = time.time()
+        seconds = int(now)
+        line: dict[str, object] = {
+            "timestamp": f"{_iso_second(seconds)}.{int((now - seconds) * 1e6):06d}Z",
+            "level": "info", "logger": "ige.http", "pid": self.pid, "event": "request"}
+        rid = REQUEST_ID.get()
+        if rid is not None:
+            line["request_id"] = rid
+        line.update(fields)
+        if not self._out:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop: write now
+                self._out.append(orjson.dumps(line) + b"\n")
+                self.flush()
+                return
+        self._out.append(orjson.dumps(line) + b"\n")
+
+    def flush(self) -> None:
+        out, self._out = self._out, []
+        data = b"".join(out)
+        while data:
+            try:
+                n = os.write(self.fd, data)
+            except OSError:
+                return  # stderr is gone: nothing to tell anyone
+            data = data[n:]
+
+
+LINES = Lines()
+atexit.register(LINES.flush)
+
+
+@lru_cache(maxsize=64)
+def _iso_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def _lean_records() -> None:

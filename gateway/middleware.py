@@ -18,6 +18,7 @@ matched twice, no body is parsed. The per-request work is a few microseconds bes
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import secrets
@@ -26,7 +27,7 @@ from time import perf_counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import metrics
-from gateway.logs import REQUEST_ID, get_logger
+from gateway.logs import LINES, REQUEST_ID, get_logger
 from gateway.requestinfo import SCOPE_KEY, RequestInfo
 
 HEADER = b"x-request-id"
@@ -37,14 +38,20 @@ log = get_logger("ige.http")
 _std = logging.getLogger("ige.http")
 
 
+#: new request ids: a random prefix of the process and a counter (unique, cheap: no system
+#: call per request as secrets.token_hex would make)
+_PREFIX = secrets.token_hex(4)
+_COUNTER = itertools.count(1)
+
+
 def request_id(headers: list[tuple[bytes, bytes]]) -> str:
-    """The client's X-Request-Id when it is well-formed, else a new one."""
+    """The client's X-Request-Id when it is well-formed, else a new one (16 hex digits)."""
     for name, value in headers:
         if name == HEADER:
             if VALID_ID.fullmatch(value):
                 return value.decode("ascii")
             break
-    return secrets.token_hex(8)
+    return f"{_PREFIX}{next(_COUNTER) & 0xFFFFFFFF:08x}"
 
 
 def route_of(scope: Scope) -> str:
@@ -118,4 +125,7 @@ class RequestMiddleware:
                 fields["principal_id"] = p.id  # a bank id, an exporter's user id, "admin"
             if info.code is not None:
                 fields["code"] = info.code
-            log.info("request", **fields)
+            if LINES.on:
+                LINES.request(fields)
+            else:
+                log.info("request", **fields)

@@ -29,6 +29,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from auction.book import Event
 from auction.bus import Announcement, BookChanged, RoundFinalized, RoundOpened
 from auction.model import OfferTerms, OfferVersion
@@ -43,7 +45,7 @@ def record_tail(terms: OfferTerms, apr_e4: int) -> str:
     """The offer's terms as JSON members (no braces) for the Lua scripts to wrap."""
     body = dict(terms.to_record())
     body["p"] = apr_e4
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)[1:-1]
+    return orjson.dumps(body).decode()[1:-1]
 
 
 def record_json(v: OfferVersion) -> str:

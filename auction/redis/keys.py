@@ -21,6 +21,7 @@ one Redis apart: pub/sub ignores database numbers.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import NamedTuple
 
 from auction.buckets import bucket_of
@@ -46,6 +47,7 @@ class RoundKeys(NamedTuple):
     events: str  # stream: entry id "<seq>-0", field d = event JSON
 
 
+@lru_cache(maxsize=16_384)  # every offer names them; a process follows a few thousand rounds
 def round_keys(round_id: str) -> RoundKeys:
     t = f"{PREFIX}:{tag(bucket_of(round_id))}:{round_id}:"
     return RoundKeys(t + "m", t + "b", t + "o", t + "l", t + "p", t + "e")
@@ -65,6 +67,7 @@ def round_deadlines(round_id: str) -> str:
     return deadlines(bucket_of(round_id))
 
 
+@lru_cache(maxsize=16_384)
 def round_dirty(round_id: str) -> str:
     return dirty(bucket_of(round_id))
 
@@ -90,11 +93,16 @@ class Channels(NamedTuple):
     prefix: str = PREFIX
 
     def round(self, round_id: str) -> str:
-        return f"{self.prefix}:{tag(bucket_of(round_id))}:ch:{round_id}"
+        return _round_channel(self.prefix, round_id)
 
     @property
     def pool(self) -> str:
         return f"{self.prefix}:pool"
+
+
+@lru_cache(maxsize=16_384)
+def _round_channel(prefix: str, round_id: str) -> str:
+    return f"{prefix}:{tag(bucket_of(round_id))}:ch:{round_id}"
 
 
 def ticket(t: str) -> str:

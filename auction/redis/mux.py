@@ -58,6 +58,8 @@ class _Conn(asyncio.Protocol):
         self.pending: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        # commands of one turn of the event loop go out in one write (one system call)
+        self._out: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, yet have write()
@@ -81,11 +83,18 @@ class _Conn(asyncio.Protocol):
                 fut.set_exception(exc)
 
     def send(self, data: bytes) -> asyncio.Future[Any]:
-        assert self.transport is not None
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         self.pending.append((fut, time.monotonic()))
-        self.transport.write(data)
+        if not self._out:
+            loop.call_soon(self._flush)
+        self._out.append(data)
         return fut
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.transport is not None and not self.lost:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def close(self) -> None:
         if self.transport is not None:

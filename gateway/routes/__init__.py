@@ -17,7 +17,8 @@ from gateway.routes import admin, bank, exporter, public, stream
 
 
 def routes_for(roles: Collection[str]) -> list[BaseRoute]:
-    out: list[BaseRoute] = [*public.HEALTH]
+    out: list[BaseRoute] = [*bank.OFFERS] if "api" in roles else []
+    out += public.HEALTH
     if "api" in roles:
         out += [*public.ROUTES, *bank.ROUTES, *exporter.ROUTES, *stream.TICKETS, *admin.ROUTES]
     if "stream" in roles:

@@ -46,8 +46,8 @@ async def post_offer(request: Request) -> Response:
     p = principal(request, "bank")
     raw = await request.body()
     draft = _offer(raw)
-    idem = offer_idempotency(p.id, request.headers.get("idempotency-key"), "POST",
-                             request.url.path, raw)
+    key = request.headers.get("idempotency-key")
+    idem = None if key is None else offer_idempotency(p.id, key, "POST", request.url.path, raw)
     accepted = await portal(request).bidding.submit(p.id, request.path_params["round_id"],
                                                     draft, idem)
     info.replayed = isinstance(accepted, Accepted) and accepted.replayed
@@ -60,8 +60,8 @@ async def put_offer(request: Request) -> Response:
     p = principal(request, "bank")
     raw = await request.body()
     draft = _offer(raw)
-    idem = offer_idempotency(p.id, request.headers.get("idempotency-key"), "PUT",
-                             request.url.path, raw)
+    key = request.headers.get("idempotency-key")
+    idem = None if key is None else offer_idempotency(p.id, key, "PUT", request.url.path, raw)
     accepted = await portal(request).bidding.revise(
         p.id, request.path_params["round_id"], request.path_params["offer_id"], draft, idem)
     info.replayed = isinstance(accepted, Accepted) and accepted.replayed
@@ -80,12 +80,16 @@ async def result(request: Request) -> Response:
     return reply(res, views.bank_result)
 
 
+#: the bid path: first in the router's list (it tries the routes in order)
+OFFERS: list[Route] = [
+    Route("/v1/bank/rounds/{round_id}/offers/{offer_id}", put_offer, methods=["PUT"]),
+    Route("/v1/bank/rounds/{round_id}/offers", post_offer, methods=["POST"]),
+]
+
 ROUTES: list[BaseRoute] = [
     Route("/v1/oauth/token", oauth_token, methods=["POST"]),
     Route("/v1/bank/rounds", rounds),
     Route("/v1/bank/rounds/{round_id}", one_round),
-    Route("/v1/bank/rounds/{round_id}/offers", post_offer, methods=["POST"]),
-    Route("/v1/bank/rounds/{round_id}/offers/{offer_id}", put_offer, methods=["PUT"]),
     Route("/v1/bank/rounds/{round_id}/book", book),
     Route("/v1/bank/rounds/{round_id}/result", result),
 ]

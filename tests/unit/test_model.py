@@ -4,7 +4,8 @@ compact record form of offer terms."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,10 +17,12 @@ from auction.model import (
     dt_to_ms,
     e4_to_rate,
     iso,
+    iso_ms,
     minor_to_money,
     money_to_minor,
     ms_to_dt,
     parse_decimal,
+    parse_scaled,
     rate_to_e4,
 )
 
@@ -223,3 +226,35 @@ def test_offer_terms_go_on_the_wire_as_decimal_strings() -> None:
 def test_guarantee_rate_is_rounded_down_never_up(loan: int, guarantee: int, rate_e4: int) -> None:
     rnd = RoundTerms("r", "TRY", "investment", loan, guarantee, 12, 0, False, 0, 1)
     assert rnd.guarantee_rate_e4 == rate_e4
+
+
+# ----------------------------------------------------------------------------- fast paths
+def _outcome(f: Any, *args: Any) -> tuple[str, object]:
+    try:
+        return "ok", f(*args)
+    except ValueError as e:
+        return "refused", str(e)
+
+
+@settings(max_examples=3000, deadline=None, database=None)
+@given(st.from_regex(r"-?[0-9]{0,18}(\.[0-9]{0,6})?", fullmatch=True) | st.text(max_size=10),
+       st.sampled_from([2, 4]))
+def test_parse_scaled_is_the_decimal_parse_in_integers(text: str, places: int) -> None:
+    """Every money and rate field is parsed without Decimal; the same answers and refusals."""
+    assert _outcome(parse_scaled, text, places) == _outcome(
+        lambda t, p: int(parse_decimal(t, p) * 10**p), text, places)
+
+
+@settings(max_examples=3000, deadline=None, database=None)
+@given(st.integers(-10**12, 10**12), st.sampled_from([2, 4]))
+def test_e4_to_rate_keeps_the_decimal_rendering(e4: int, places: int) -> None:
+    d = Decimal(e4) / 10_000
+    q = d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    want = f"{q:.{places}f}" if q == d else f"{d.normalize():f}"
+    assert e4_to_rate(e4, places) == want
+
+
+@settings(max_examples=3000, deadline=None, database=None)
+@given(st.integers(0, 4_102_444_800_000))
+def test_iso_ms_is_iso_of_the_datetime(ms: int) -> None:
+    assert iso_ms(ms) == iso(ms_to_dt(ms))
