@@ -140,6 +140,14 @@ class Book(Protocol):
 
     async def event(self, round_id: str, seq: int) -> Event | None: ...
 
+    async def events_after(self, after: Mapping[str, int]) -> dict[str, list[Event]]:
+        """``events`` of many rounds in one go: each round's events after its seq."""
+        ...
+
+    async def events_at(self, seqs: Mapping[str, int]) -> dict[str, Event | None]:
+        """``event`` of many rounds in one go."""
+        ...
+
     async def history(self, round_id: str, after_seq: int, limit: int) -> History:
         """The round's last seq and at most ``limit`` events after ``after_seq``: the work
         grows with what is asked for, not with the round's history."""
@@ -167,6 +175,14 @@ class Book(Protocol):
         ...
 
     async def close(self, round_id: str) -> CloseResult: ...
+
+    async def close_many(self, round_ids: Sequence[str]) -> list[CloseResult]:
+        """``close`` of many rounds in one go (one round trip), in the order given."""
+        ...
+
+    async def retire_many(self, round_ids: Sequence[str], seconds: int) -> None:
+        """``retire`` of many rounds in one go."""
+        ...
 
     async def unschedule(self, round_id: str) -> None:
         """Drop a round from the deadline index (its close is complete, or it is unknown)."""
@@ -328,6 +344,12 @@ class MemoryBook:
         r = self._rounds.get(round_id)
         return next((e for e in r.events if e.seq == seq), None) if r else None
 
+    async def events_after(self, after: Mapping[str, int]) -> dict[str, list[Event]]:
+        return {rid: await self.events(rid, seq) for rid, seq in after.items()}
+
+    async def events_at(self, seqs: Mapping[str, int]) -> dict[str, Event | None]:
+        return {rid: await self.event(rid, seq) for rid, seq in seqs.items()}
+
     async def history(self, round_id: str, after_seq: int, limit: int) -> History:
         r = self._rounds.get(round_id)
         if r is None:
@@ -378,6 +400,13 @@ class MemoryBook:
 
     async def unschedule(self, round_id: str) -> None:
         self._deadlines.pop(round_id, None)
+
+    async def close_many(self, round_ids: Sequence[str]) -> list[CloseResult]:
+        return [await self.close(rid) for rid in round_ids]
+
+    async def retire_many(self, round_ids: Sequence[str], seconds: int) -> None:
+        for rid in round_ids:
+            await self.retire(rid, seconds)
 
     async def reschedule(self, deadlines: Mapping[str, int]) -> int:
         added = [rid for rid in deadlines if rid not in self._deadlines]

@@ -8,6 +8,7 @@ announced by the use cases through a ``Bus``. The wire form of these values is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +40,10 @@ Announcement = BookChanged | RoundOpened | RoundFinalized
 class Bus(Protocol):
     async def publish(self, news: RoundOpened | RoundFinalized) -> None: ...
 
+    async def publish_many(self, news: Sequence[RoundOpened | RoundFinalized]) -> None:
+        """``publish`` of many announcements in one go, in order."""
+        ...
+
 
 class MemoryBus:
     """Keeps what was announced (the reference, for tests of the use cases)."""
@@ -48,3 +53,6 @@ class MemoryBus:
 
     async def publish(self, news: RoundOpened | RoundFinalized) -> None:
         self.announced.append(news)
+
+    async def publish_many(self, news: Sequence[RoundOpened | RoundFinalized]) -> None:
+        self.announced.extend(news)

@@ -74,6 +74,9 @@ class Hub:
         self.settings = runtime.settings
         self.clock = runtime.deps.clock
         self.topics: dict[str, set[Sub]] = {}
+        # rounds an exporter's application topic follows here (round_id -> subscriptions): a
+        # finished round's results are read only for them
+        self._results_wanted: dict[str, int] = {}
         self.connections: set[Connection] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._reconnects = 0  # the bus's count of lost links, as far as reported
@@ -202,6 +205,8 @@ class Hub:
             sub.conn.send(enc.frame(sub.conn.binary))
 
     async def _round_finalized(self, rid: str) -> None:
+        if not self._results_wanted.get(rid):
+            return  # nobody here follows the round's application: no read
         results = await self.streaming.finalized(rid)
         if results is None:
             return
@@ -280,16 +285,22 @@ class Hub:
             self.unsubscribe(sub.conn, sub.topic)
         sub.conn.subs[sub.topic] = sub
         self.topics.setdefault(sub.topic, set()).add(sub)
+        if sub.topic.startswith("application:") and sub.round_id:
+            self._results_wanted[sub.round_id] = self._results_wanted.get(sub.round_id, 0) + 1
 
     def unsubscribe(self, conn: Connection, topic: str) -> None:
         sub = conn.subs.pop(topic, None)
         if sub is not None:
             self._unwatch(sub)
             subs = self.topics.get(topic)
-            if subs is not None:
+            if subs is not None and sub in subs:
                 subs.discard(sub)
                 if not subs:
                     del self.topics[topic]
+                if topic.startswith("application:") and sub.round_id:
+                    n = self._results_wanted.pop(sub.round_id, 0) - 1
+                    if n > 0:
+                        self._results_wanted[sub.round_id] = n
 
     def remove(self, conn: Connection) -> None:
         for topic in list(conn.subs):

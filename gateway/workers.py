@@ -27,7 +27,7 @@ log = get_logger("ige.worker")
 RENEW_S = LEASE_MS / 1000 / 3  # the bucket leases are renewed three times per lease
 SWEEP_S = 2.0  # lapses, and overdue rounds back on the deadline index
 CATCH_UP_S = 10.0  # the persister's safety net: every live round's seq against SQL
-CLOSE_BATCH = 200  # due rounds taken per look at the deadline indexes
+CLOSE_BATCH = 500  # due rounds taken per look at the deadline indexes
 PERSIST_EVERY_S = 0.25  # how long the persister lets a busy round's events gather
 
 

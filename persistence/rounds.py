@@ -3,10 +3,11 @@ acceptances (repositories of a unit of work)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import BigInteger, and_, bindparam, case, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auction.book import Event
@@ -49,6 +50,22 @@ def _version_row(v: OfferVersion) -> dict[str, Any]:
         accepted_at=v.accepted_at_ms)
 
 
+@dataclass(frozen=True)
+class CloseRow:
+    """What a closing record is made of (``Rounds.record_closes``)."""
+
+    round_id: str
+    closed_at: int
+    binding_until: int
+    final_seq: int
+    ranked_offers: Sequence[OfferVersion]
+    year: int
+
+
+class BatchMoved(Exception):
+    """A batched ``persist_batches`` found a round not where it was read."""
+
+
 class Rounds:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -81,6 +98,20 @@ class Rounds:
     async def get(self, round_id: str) -> RoundRecord | None:
         row = (await self.conn.execute(select(rounds).where(rounds.c.id == round_id))).first()
         return None if row is None else from_row(RoundRecord, row)
+
+    async def get_many(self, round_ids: Sequence[str]) -> dict[str, RoundRecord]:
+        """``get`` of many rounds in one query (rounds SQL does not know are left out)."""
+        if not round_ids:
+            return {}
+        q = select(rounds).where(rounds.c.id.in_(list(round_ids)))
+        return {r.id: from_row(RoundRecord, r) for r in await self.conn.execute(q)}
+
+    async def persisted_seqs(self, round_ids: Sequence[str]) -> dict[str, int]:
+        """The seq SQL holds of each round (rounds SQL does not know are left out)."""
+        if not round_ids:
+            return {}
+        q = select(rounds.c.id, rounds.c.persisted_seq).where(rounds.c.id.in_(list(round_ids)))
+        return {r.id: int(r.persisted_seq) for r in await self.conn.execute(q)}
 
     async def lock(self, round_id: str) -> RoundRecord | None:
         """The round, read under its row lock, held until the unit ends: a persister batch
@@ -128,22 +159,53 @@ class Rounds:
         """The one closing record: the round flips to closed, the reference number, the binding
         offers with their final ranks. Returns the reference number, or None when the round
         was no longer open (another process closed it: nothing changes)."""
-        if not await self._move(round_id, RoundState.OPEN, RoundState.CLOSED,
-                                closed_at=closed_at, binding_until=binding_until):
-            return None
-        ins = await self.conn.execute(insert(round_closings).values(
-            round_id=round_id, reference_number=f"pending:{round_id}",
-            closed_at=closed_at, binding_until=binding_until, final_seq=final_seq))
-        closing_id = ins.inserted_primary_key[0] if ins.inserted_primary_key else 0
-        ref = reference_number(int(closing_id), year)
-        await self.conn.execute(update(round_closings).where(round_closings.c.id == closing_id)
-                                .values(reference_number=ref))
-        if ranked_offers:
-            await self.conn.execute(insert(binding_offers), [
-                dict(round_id=round_id, offer_id=o.offer_id, bank_id=o.bank_id,
-                     version=o.version, final_rank=i + 1)
-                for i, o in enumerate(ranked_offers)])
-        return ref
+        got = await self.record_closes([CloseRow(round_id, closed_at, binding_until, final_seq,
+                                                 ranked_offers, year)])
+        return got[round_id]
+
+    async def record_closes(self, closes: Sequence[CloseRow]) -> dict[str, str | None]:
+        """``record_close`` of many rounds in four statements, whatever their number: round_id
+        -> its reference number, None where the round was no longer open (nothing of it
+        changes)."""
+        if not closes:
+            return {}
+        if not can_transition(RoundState.OPEN, RoundState.CLOSED):  # pragma: no cover
+            raise ValueError("a round never goes from open to closed")
+        by = {c.round_id: c for c in closes}
+
+        def per_round(attr: str) -> Any:
+            return case({rid: literal(getattr(c, attr), BigInteger) for rid, c in by.items()},
+                        value=rounds.c.id)
+
+        moved = {r.id for r in await self.conn.execute(
+            update(rounds).where(rounds.c.id.in_(list(by)),
+                                 rounds.c.state == RoundState.OPEN.value)
+            .values(state=RoundState.CLOSED.value, closed_at=per_round("closed_at"),
+                    binding_until=per_round("binding_until"))
+            .returning(rounds.c.id))}
+        todo = [c for c in closes if c.round_id in moved]
+        refs: dict[str, str | None] = dict.fromkeys(by)
+        if not todo:
+            return refs
+        ins = await self.conn.execute(
+            insert(round_closings).returning(round_closings.c.id, round_closings.c.round_id,
+                                             sort_by_parameter_order=True),
+            [dict(round_id=c.round_id, reference_number=f"pending:{c.round_id}",
+                  closed_at=c.closed_at, binding_until=c.binding_until, final_seq=c.final_seq)
+             for c in todo])
+        ids = {r.round_id: int(r.id) for r in ins}
+        for c in todo:
+            refs[c.round_id] = reference_number(ids[c.round_id], c.year)
+        await self.conn.execute(
+            update(round_closings).where(round_closings.c.id == bindparam("closing_id"))
+            .values(reference_number=bindparam("ref")),
+            [{"closing_id": ids[c.round_id], "ref": refs[c.round_id]} for c in todo])
+        binding = [dict(round_id=c.round_id, offer_id=o.offer_id, bank_id=o.bank_id,
+                        version=o.version, final_rank=i + 1)
+                   for c in todo for i, o in enumerate(c.ranked_offers)]
+        if binding:
+            await self.conn.execute(insert(binding_offers), binding)
+        return refs
 
     async def closing(self, round_id: str) -> ClosingRecord | None:
         row = (await self.conn.execute(
@@ -224,6 +286,41 @@ class Offers:
         if quotes:
             await self.conn.execute(insert(offer_versions), [_version_row(v) for v in quotes])
         return quotes
+
+    async def persist_batches(self, batches: Mapping[str, tuple[int, Sequence[Event]]],
+                              one_by_one: bool = False) -> dict[str, list[OfferVersion]]:
+        """``persist`` of several rounds in as few statements as the database allows: each
+        round's batch (from_seq, events, all after from_seq) lands only if SQL holds exactly
+        its from_seq. Returns the versions written per round; a round left out was written by
+        someone else (nothing of it changed). Where the driver counts the rows of a batched
+        UPDATE (SQLite), the rounds move in one statement and their versions go in one more,
+        and ``BatchMoved`` says that some round was not where it was read (roll the unit back
+        and call again ``one_by_one``); elsewhere one round at a time."""
+        todo = {rid: (frm, evs) for rid, (frm, evs) in batches.items() if evs}
+        if not todo:
+            return {}
+        if self.conn.dialect.supports_sane_multi_rowcount and len(todo) > 1 and not one_by_one:
+            moved = await self.conn.execute(
+                update(rounds).where(rounds.c.id == bindparam("rid"),
+                                     rounds.c.persisted_seq == bindparam("frm"))
+                .values(persisted_seq=bindparam("to")),
+                [{"rid": rid, "frm": frm, "to": evs[-1].seq} for rid, (frm, evs) in todo.items()])
+            if moved.rowcount != len(todo):
+                # some round was not where it was read (another persister moved it): which one
+                # cannot be told from here; the caller rolls back and goes one by one
+                raise BatchMoved
+            out = {rid: [e.offer for e in evs if e.offer is not None]
+                   for rid, (_, evs) in todo.items()}
+            rows = [_version_row(v) for vs in out.values() for v in vs]
+            if rows:
+                await self.conn.execute(insert(offer_versions), rows)
+            return out
+        written: dict[str, list[OfferVersion]] = {}
+        for rid, (frm, evs) in todo.items():
+            got = await self.persist(rid, frm, evs)
+            if got is not None:
+                written[rid] = got
+        return written
 
     async def of_round(self, round_id: str, bank_id: str | None = None) -> list[OfferVersion]:
         q = select(offer_versions).where(offer_versions.c.round_id == round_id)

@@ -12,21 +12,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from auction import calendar
 from auction.buckets import bucket_of
 from auction.bus import RoundFinalized
 from auction.model import CloseResult, OfferVersion, Outcome, RoundState, dt_to_ms, ms_to_dt
 from auction.rules import has_lapsed
+from persistence.rounds import CloseRow
 from persistence.store import Conflict
 from usecases.context import Deps
-from usecases.durability import Durability
+from usecases.durability import UNIT_ROUNDS, Durability
 
 log = logging.getLogger("ige.closing")
 
-CLOSE_CONCURRENCY = 32  # due rounds one process closes at once
+CLOSE_CONCURRENCY = 32  # rounds one process closes at once, one by one
+UNITS_AT_ONCE = 3  # units of rounds (UNIT_ROUNDS each) one process closes at once
 CLAIM_MS = 10_000  # a process's claim on a close; another process finishes it after this
 PERSIST_WAIT_S = 0.01
 
@@ -41,6 +45,15 @@ class Closed:
     #: process wrote it, or this call only finished the book's part)
     reference_number: str | None = None
     lag_ms: int | None = None
+
+
+def _close_audit(round_id: str, ref: str, closed_at: int, binding_until: int, final_seq: int,
+                 offers: int) -> dict[str, Any]:
+    """The audit row of a closing record."""
+    return {"at": closed_at, "actor": "system", "action": "round_closed",
+            "round_id": round_id, "detail": {"reference_number": ref,
+                                             "binding_until": binding_until,
+                                             "final_seq": final_seq, "offers": offers}}
 
 
 class Closing:
@@ -96,9 +109,8 @@ class Closing:
                                             ranked, year)
                 if ref is None:
                     return None
-                await tx.audit.add(closed_at, "system", "round_closed", round_id, {
-                    "reference_number": ref, "binding_until": binding_until,
-                    "final_seq": final_seq, "offers": len(ranked)})
+                await tx.audit.add_many([_close_audit(round_id, ref, closed_at, binding_until,
+                                                      final_seq, len(ranked))])
                 await tx.commit()
         except Conflict:
             return None  # another process wrote it first
@@ -112,32 +124,121 @@ class Closing:
     async def close_batch(self, limit: int, buckets: Sequence[int] | None = None
                           ) -> list[Closed]:
         """``close_due``, telling which rounds this call closed and, for the closing records it
-        wrote, their reference numbers and how long after the deadline they were written."""
+        wrote, their reference numbers and how long after the deadline they were written.
+
+        Rounds sharing a deadline close together: one claim, one flip and one retirement
+        command for all of them (each a pipeline: one round trip), their rows read in one
+        query, and their closing records written ``UNIT_ROUNDS`` to a unit (one commit). A
+        round whose book lost it, and every round of a unit that failed, go the way of
+        ``finalize``, one at a time."""
         due = await self.d.book.due(limit, buckets)
-        gate = asyncio.Semaphore(CLOSE_CONCURRENCY)
+        if not due:
+            return []
+        # a short claim so processes do not all close the same round; if the claimer dies,
+        # the claim expires and another process completes the close
+        token = secrets.token_hex(8)
+        claims = await self.d.guards.acquire_many("close", due, token, CLAIM_MS)
+        claimed = [rid for rid, ok in zip(due, claims, strict=True) if ok]
+        try:
+            flips = await self.d.book.close_many(claimed)
+            alone = [rid for rid, cr in zip(claimed, flips, strict=True)
+                     if cr.outcome is Outcome.ROUND_UNKNOWN]
+            flipped = [(rid, cr) for rid, cr in zip(claimed, flips, strict=True)
+                       if cr.outcome in (Outcome.OK, Outcome.ALREADY_CLOSED)]
+            out: list[Closed] = []
+            units = asyncio.Semaphore(UNITS_AT_ONCE)
 
-        async def close_one(rid: str) -> Closed | None:
-            # a short claim so processes do not all close the same round; if the claimer
-            # dies, the claim expires and another process completes the close
-            async with gate:
-                token = secrets.token_hex(8)
-                if not await self.d.guards.acquire("close", rid, token, CLAIM_MS):
-                    return None
-                try:
-                    cr, closed = await self._finalize(rid)
-                    done = cr is not None and cr.outcome is not Outcome.NOT_DUE
-                    return closed if done else None
-                except Exception as e:  # noqa: BLE001 - one failed close must not stop the rest
-                    # the class only: a database error's text may quote the statement's values
-                    log.warning("close of %s interrupted: %s", rid, type(e).__name__)
-                    return None
-                finally:
-                    await self.d.guards.release("close", rid, token)
+            async def close_unit(unit: dict[str, CloseResult]) -> None:
+                async with units:
+                    try:
+                        out.extend(await self._close_unit(unit))
+                    except Exception as e:  # noqa: BLE001 - one failed unit must not stop the rest
+                        log.warning("closing unit interrupted, one by one: %s",
+                                    type(e).__name__)
+                        alone.extend(unit)
 
-        # rounds sharing a deadline close side by side: each close is a few book round trips
-        # and two short SQL units, mostly waiting, so one at a time would leave the CPU idle
-        return [c for c in await asyncio.gather(*(close_one(rid) for rid in due))
-                if c is not None]
+            # units side by side: while one waits for its commit, the next reads and writes
+            # Redis (the SQL units themselves take turns)
+            await asyncio.gather(*(close_unit(dict(flipped[i:i + UNIT_ROUNDS]))
+                                   for i in range(0, len(flipped), UNIT_ROUNDS)))
+            gate = asyncio.Semaphore(CLOSE_CONCURRENCY)
+            out += [c for c in await asyncio.gather(*(self._close_alone(rid, gate)
+                                                       for rid in alone)) if c is not None]
+            return out
+        finally:
+            await self.d.guards.release_many("close", claimed, token)
+
+    async def _close_alone(self, rid: str, gate: asyncio.Semaphore) -> Closed | None:
+        async with gate:
+            try:
+                cr, closed = await self._finalize(rid)
+                done = cr is not None and cr.outcome is not Outcome.NOT_DUE
+                return closed if done else None
+            except Exception as e:  # noqa: BLE001 - one failed close must not stop the rest
+                # the class only: a database error's text may quote the statement's values
+                log.warning("close of %s interrupted: %s", rid, type(e).__name__)
+                return None
+
+    async def _close_unit(self, flipped: dict[str, CloseResult]) -> list[Closed]:
+        """The SQL part of closing rounds the book has flipped: every acknowledged offer in
+        SQL, then the closing records in one unit; then the rounds retired from the book and
+        ``round_closed`` announced. A round whose offers cannot be made sure to be in SQL
+        within the claim is left for the next pass (it stays due)."""
+        async with self.d.store.read() as q:
+            rows = await q.rounds.get_many(list(flipped))
+        # a round SQL does not know is left alone (as by ``finalize``); one whose closing
+        # record is there needs only to leave the deadline index
+        done = [rid for rid, row in rows.items() if row.state != RoundState.OPEN.value]
+        todo = {rid: row for rid, row in rows.items() if row.state == RoundState.OPEN.value}
+        known = {rid: int(row.persisted_seq) for rid, row in todo.items()}
+        give_up = time.monotonic() + CLAIM_MS / 2000
+        while pending := [rid for rid in todo if known.get(rid, -1) < flipped[rid].seq]:
+            wrote = await self.durability.persist_many(pending, known)
+            if time.monotonic() > give_up:
+                for rid in pending:
+                    del todo[rid]
+                break
+            if not wrote.events:  # another process's batch may be landing: poll SQL
+                await asyncio.sleep(PERSIST_WAIT_S)
+        closes = []
+        for rid, row in todo.items():
+            cr = flipped[rid]
+            # binding_until counts from the scheduled deadline, not from when this ran
+            closes_at = ms_to_dt(int(row.closes_at))
+            binding = dt_to_ms(calendar.binding_until(closes_at, self.d.policy.calendar))
+            year = closes_at.astimezone(calendar.ISTANBUL).year
+            closes.append(CloseRow(rid, cr.closed_at_ms, binding, cr.seq, cr.offers, year))
+        refs = await self.record_many(closes)
+        now = self.d.clock()
+        written = [rid for rid, ref in refs.items() if ref is not None]
+        await self.d.book.retire_many(written, self.d.policy.live_key_ttl_s)
+        await self.d.bus.publish_many([RoundFinalized(rid) for rid in written])
+        for rid in done + [rid for rid, ref in refs.items() if ref is None]:
+            await self.d.book.unschedule(rid)
+        return ([Closed(rid, ref, now - int(todo[rid].closes_at)) for rid, ref in refs.items()
+                 if ref is not None]
+                + [Closed(rid) for rid in done]
+                + [Closed(rid) for rid, ref in refs.items() if ref is None])
+
+    async def record_many(self, closes: Sequence[CloseRow]) -> dict[str, str | None]:
+        """``record`` of many rounds in one unit: round_id -> its reference number, None where
+        another process had written it. A conflict with another writer makes it ``record``
+        them one by one."""
+        if not closes:
+            return {}
+        try:
+            async with self.d.store.unit(serialized=True) as tx:
+                refs = await tx.rounds.record_closes(closes)
+                await tx.audit.add_many([
+                    _close_audit(c.round_id, ref, c.closed_at, c.binding_until, c.final_seq,
+                                 len(c.ranked_offers))
+                    for c in closes if (ref := refs[c.round_id]) is not None])
+                await tx.commit()
+        except Conflict:
+            return {c.round_id: await self.record(c.round_id, c.closed_at, c.binding_until,
+                                                  c.final_seq, c.ranked_offers, c.year)
+                    for c in closes}
+        return refs
 
     async def lapse_due(self, buckets: Sequence[int] | None = None) -> list[str]:
         """Closed rounds (of ``buckets``, None: all) past their binding window become lapsed

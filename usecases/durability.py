@@ -14,13 +14,14 @@ net for a worker that died between taking a round and persisting it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from auction.book import Event, RoundSnapshot, with_ranks
 from auction.buckets import bucket_of
 from auction.model import OfferVersion, RoundState
+from persistence.rounds import BatchMoved
 from persistence.store import Conflict
 from usecases.context import Deps
 
@@ -29,6 +30,11 @@ log = logging.getLogger("ige.durability")
 REQUEUE_BATCH = 200
 DIRTY_BATCH = 500  # dirty rounds taken per bucket and pass
 SWEEP_SLICE = 200  # rounds whose book seq is read in one go
+UNIT_ROUNDS = 100  # rounds whose new events go into SQL in one unit (one commit)
+
+
+class _Stale(Exception):
+    """A batch read from a book that has been rebuilt from SQL since: written by nobody."""
 
 
 def _audit_row(round_id: str, v: OfferVersion) -> dict[str, Any]:
@@ -107,6 +113,57 @@ class Durability:
             return False
         return True
 
+    async def persist_many(self, round_ids: Sequence[str], known: dict[str, int]) -> Persisted:
+        """Copy the new events of several rounds into SQL in one unit (one commit: the
+        persister's cost is the commits, not the rows). ``known``: the seqs the caller knows
+        SQL holds, updated in place; a round another persister wrote meanwhile is forgotten
+        there (read again next time) and comes back in ``stale``-free form on its next pass.
+        Every round's batch is conditional on SQL holding exactly what was read, and the whole
+        unit is abandoned if any batch was read from a book rebuilt from SQL since."""
+        unknown = [rid for rid in round_ids if rid not in known]
+        if unknown:
+            async with self.d.store.read() as q:
+                known.update(await q.rounds.persisted_seqs(unknown))
+        after = {rid: known[rid] for rid in round_ids if rid in known}
+        batches = {rid: evs for rid, evs in (await self.d.book.events_after(after)).items()
+                   if evs}
+        if not batches:
+            return Persisted()
+        try:
+            try:
+                written = await self._write_many(after, batches)
+            except BatchMoved:  # another persister wrote some of them: one by one, then
+                written = await self._write_many(after, batches, one_by_one=True)
+        except (_Stale, Conflict):
+            for rid in batches:
+                known.pop(rid, None)
+            await self.d.book.mark_dirty(list(batches))  # another pass reads them afresh
+            return Persisted()
+        for rid in batches.keys() - written.keys():
+            known.pop(rid, None)  # another persister wrote this round: read it again
+        for rid in written:
+            known[rid] = batches[rid][-1].seq
+        return Persisted(len(written), sum(len(batches[rid]) for rid in written))
+
+    async def _write_many(self, after: Mapping[str, int], batches: Mapping[str, list[Event]],
+                          one_by_one: bool = False) -> dict[str, list[OfferVersion]]:
+        """One unit: the batches that are where they were read, their audit rows, after
+        making sure they are still the live book's events."""
+        async with self.d.store.unit(serialized=True) as tx:
+            written = await tx.offers.persist_batches(
+                {rid: (after[rid], evs) for rid, evs in batches.items()}, one_by_one)
+            # the rows are locked now: if the book lost a round and restore_round rebuilt it
+            # from SQL after these events were read, they are gone from the live book (or
+            # their seqs reused)
+            last = {rid: batches[rid][-1] for rid in written}
+            now = await self.d.book.events_at({rid: e.seq for rid, e in last.items()})
+            if any(now[rid] != e for rid, e in last.items()):
+                raise _Stale
+            await tx.audit.add_many([_audit_row(rid, v) for rid, vs in written.items()
+                                     for v in vs])
+            await tx.commit()
+        return written
+
     async def restore_round(self, round_id: str) -> bool:
         """Rebuild a round's live state from SQL into a book that lost it; True when the round
         is live now (rebuilt, or there already). SQL is read and the book written under the
@@ -160,13 +217,13 @@ class Durability:
         what was written; a round that failed is given back to the dirty set."""
         taken = await self.d.book.take_dirty(buckets, limit)
         rounds = events = 0
-        for i, rid in enumerate(taken):
+        for i in range(0, len(taken), UNIT_ROUNDS):
             try:
-                known[rid], n = await self._persist_round(rid, known.get(rid))
+                done = await self.persist_many(taken[i:i + UNIT_ROUNDS], known)
             except BaseException:
                 await self.d.book.mark_dirty(taken[i:])
                 raise
-            rounds, events = rounds + (n > 0), events + n
+            rounds, events = rounds + done.rounds, events + done.events
         return Persisted(rounds, events)
 
     async def requeue_overdue(self, limit: int = REQUEUE_BATCH,
@@ -200,13 +257,18 @@ class Durability:
         for i in range(0, len(live), SWEEP_SLICE):
             part = live[i:i + SWEEP_SLICE]
             seqs = await self.d.book.seqs([rid for rid, _ in part])
+            ahead: dict[str, int] = {}
             for (rid, persisted), seq in zip(part, seqs, strict=True):
                 if seq is not None and seq > persisted:
+                    ahead[rid] = persisted
                     behind += seq - persisted
-                    first = await self.d.book.event(rid, persisted + 1)
-                    if first is not None:
-                        at = first.offer.accepted_at_ms if first.offer else first.at_ms
-                        lag = max(lag, self.d.clock() - at)
-                    out[rid], n = await self._persist_round(rid, persisted)
-                    rounds, events = rounds + (n > 0), events + n
+            firsts = await self.d.book.events_at({rid: n + 1 for rid, n in ahead.items()})
+            for first in firsts.values():
+                if first is not None:
+                    at = first.offer.accepted_at_ms if first.offer else first.at_ms
+                    lag = max(lag, self.d.clock() - at)
+            sql = dict(ahead)
+            done = await self.persist_many(list(ahead), sql)
+            out.update(sql)
+            rounds, events = rounds + done.rounds, events + done.events
         return CatchUp(out, Persisted(rounds, events), behind, lag)

@@ -47,6 +47,15 @@ class Guards(Protocol):
         """``hold`` of many locks in one go."""
         ...
 
+    async def acquire_many(self, kind: str, idents: Sequence[str], token: str, ttl_ms: int
+                           ) -> list[bool]:
+        """``acquire`` of many locks in one go."""
+        ...
+
+    async def release_many(self, kind: str, idents: Sequence[str], token: str) -> None:
+        """``release`` of many locks in one go."""
+        ...
+
     # the roll of a group of processes ("workers"): who is present
     async def heartbeat(self, group: str, token: str, ttl_ms: int) -> int:
         """``token`` is present (for ``ttl_ms``); returns how many members are present."""

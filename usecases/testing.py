@@ -91,6 +91,14 @@ class MemoryGuards:
                         ) -> list[bool]:
         return [await self.hold(kind, ident, token, ttl_ms) for ident in idents]
 
+    async def acquire_many(self, kind: str, idents: Sequence[str], token: str, ttl_ms: int
+                           ) -> list[bool]:
+        return [await self.acquire(kind, ident, token, ttl_ms) for ident in idents]
+
+    async def release_many(self, kind: str, idents: Sequence[str], token: str) -> None:
+        for ident in idents:
+            await self.release(kind, ident, token)
+
     # -- the roll of a group of processes
     async def heartbeat(self, group: str, token: str, ttl_ms: int) -> int:
         self._put(("roll", group, token), "1", ttl_ms)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -48,6 +48,15 @@ class RedisBus:
         channel = (self.channels.pool if isinstance(news, RoundOpened)
                    else self.channels.round(news.round_id))
         await self.redis.publish(channel, envelope.encode(news))
+
+    async def publish_many(self, news: Sequence[RoundOpened | RoundFinalized]) -> None:
+        if not news:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for n in news:
+            pipe.publish(self.channels.pool if isinstance(n, RoundOpened)
+                         else self.channels.round(n.round_id), envelope.encode(n))
+        await pipe.execute()
 
     # -- what this process listens to ------------------------------------------------------
     async def watch(self, round_id: str) -> None:

@@ -94,6 +94,23 @@ class RedisGuards:
                                      client=pipe)
         return [bool(int(x)) for x in await pipe.execute()]
 
+    async def acquire_many(self, kind: str, idents: Sequence[str], token: str, ttl_ms: int
+                           ) -> list[bool]:
+        if not idents:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for ident in idents:
+            pipe.set(_lock_key(kind, ident), token, nx=True, px=ttl_ms)
+        return [bool(x) for x in await pipe.execute()]
+
+    async def release_many(self, kind: str, idents: Sequence[str], token: str) -> None:
+        if not idents:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for ident in idents:
+            await self.scripts.release(keys=[_lock_key(kind, ident)], args=[token], client=pipe)
+        await pipe.execute()
+
     # -- the roll of a group of processes --------------------------------------------------
     async def heartbeat(self, group: str, token: str, ttl_ms: int) -> int:
         return int(await self.scripts.crew(keys=[_roll_key(group)], args=[token, ttl_ms, "1"]))

@@ -203,3 +203,22 @@ class MuxRedis:
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
             reply = await conn.send(pack(["EVAL", source, len(keys), *keys, *args]))
         return self._check(reply)
+
+    async def evalsha_many(self, sha: str, source: str,
+                           calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]]) -> list[Any]:
+        """``evalsha`` of (keys, args) each, written together on one connection: one round
+        trip, the answers in order. An error reply fails the whole call (as a pipeline's
+        first error does)."""
+        if not calls:
+            return []
+        conn = await self._conn()
+        futs = [conn.send(pack(["EVALSHA", sha, len(k), *k, *a])) for k, a in calls]
+        replies = [await f for f in futs]
+        again = [i for i, r in enumerate(replies)
+                 if isinstance(r, hiredis.ReplyError) and str(r).startswith("NOSCRIPT")]
+        if again:
+            futs = [conn.send(pack(["EVAL", source, len(calls[i][0]), *calls[i][0],
+                                    *calls[i][1]])) for i in again]
+            for i, f in zip(again, futs, strict=True):
+                replies[i] = await f
+        return [self._check(r) for r in replies]

@@ -12,7 +12,8 @@ from redis.commands.core import AsyncScript
 
 from auction.ranking import KEY_WIDTH
 
-NAMES = ("submit", "revise", "close", "book", "open", "due", "lease", "release", "crew")
+NAMES = ("submit", "revise", "close", "book", "open", "due", "lease", "release", "crew",
+         "retire")
 
 
 def _read(name: str) -> str:
@@ -43,3 +44,4 @@ class Scripts:
         self.lease: AsyncScript = redis.register_script(source("lease"))
         self.release: AsyncScript = redis.register_script(source("release"))
         self.crew: AsyncScript = redis.register_script(source("crew"))
+        self.retire: AsyncScript = redis.register_script(source("retire"))

@@ -257,6 +257,17 @@ class CheckedBook:
         await self.inner.retire(round_id, seconds)
         await self.check(round_id)
 
+    async def close_many(self, round_ids: list[str]) -> list[CloseResult]:
+        out: list[CloseResult] = await self.inner.close_many(round_ids)
+        for rid in round_ids:
+            await self.check(rid)
+        return out
+
+    async def retire_many(self, round_ids: list[str], seconds: int) -> None:
+        await self.inner.retire_many(round_ids, seconds)
+        for rid in round_ids:
+            await self.check(rid)
+
     def __getattr__(self, name: str) -> Any:
         """The reading commands (event, history, has_bid, have_bid, seqs, labels, unused_labels,
         exists, due, intact, mark_intact) go straight to the implementation."""
@@ -267,7 +278,7 @@ class CheckedBook:
 
 READS = frozenset({"event", "history", "has_bid", "have_bid", "seqs", "labels",
                    "unused_labels", "exists", "due", "intact", "mark_intact", "take_dirty",
-                   "mark_dirty"})
+                   "mark_dirty", "events_after", "events_at"})
 
 
 def _a_book(request: pytest.FixtureRequest, channel: str) -> Iterator[CheckedBook]:

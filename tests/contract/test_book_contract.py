@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from auction.book import Event, RoundSnapshot, with_ranks
 from auction.buckets import bucket_of
-from auction.model import OfferTerms, Outcome, RoundState, RoundTerms, SubmitResult
+from auction.model import CloseResult, OfferTerms, Outcome, RoundState, RoundTerms, SubmitResult
 from auction.ranking import KEY_WIDTH, rank_member
 from auction.redis import scripts
 from auction.redis.keys import round_deadlines, round_dirty, round_keys
@@ -310,6 +310,21 @@ async def test_each_quote_records_the_offers_rank_and_the_books_size(book: Check
     assert [(e.rank, e.size) for e in events] == [(1, 1), (1, 2), (1, 2), (2, 3), (1, 3)]
 
 
+async def test_events_after_and_events_at_read_many_rounds_at_once(book: CheckedBook) -> None:
+    one, two = await opened(book), await opened(book)
+    for i in range(3):
+        await bid(book, one, f"bank_{i}", f"a{i}", 330_000 - i)
+    await bid(book, two, "bank_0", "b0", 330_000)
+    every = {r.round_id: await book.events(r.round_id) for r in (one, two)}
+    got = await book.events_after({one.round_id: 1, two.round_id: 0, "rnd_unknown": 0})
+    assert got == {one.round_id: every[one.round_id][1:], two.round_id: every[two.round_id],
+                   "rnd_unknown": []}
+    assert await book.events_after({}) == {}
+    at = await book.events_at({one.round_id: 3, two.round_id: 2, "rnd_unknown": 1})
+    assert at == {one.round_id: every[one.round_id][2], two.round_id: None, "rnd_unknown": None}
+    assert await book.events_at({}) == {}
+
+
 async def test_history_is_the_last_seq_and_at_most_limit_events_after_a_seq(
         book: CheckedBook) -> None:
     rnd = await opened(book)
@@ -474,6 +489,31 @@ async def test_closed_round_refuses_offers_and_revisions(book: CheckedBook) -> N
     assert (await book.revise(rnd.round_id, "bank_b", "off_a", terms(1), 1)).outcome \
         is Outcome.OFFER_UNKNOWN
     assert len(await book.events(rnd.round_id)) == 2
+
+
+async def test_close_many_equals_close_of_each_round_in_order(book: CheckedBook) -> None:
+    due = [await opened(book, closes_in_ms=SHORT_MS) for _ in range(3)]
+    later = await opened(book)
+    await bid(book, due[0], "bank_a", "a0", 330_000)
+    await bid(book, due[0], "bank_b", "b0", 320_000)
+    await bid(book, due[2], "bank_a", "a2", 310_000)
+    await sleep_past(max(r.closes_at_ms for r in due))
+    assert (await book.close(due[1].round_id)).outcome is Outcome.OK  # closed before
+    ids = [due[0].round_id, later.round_id, "rnd_unknown", due[1].round_id, due[2].round_id]
+    got = await book.close_many(ids)
+    assert [r.outcome for r in got] == [Outcome.OK, Outcome.NOT_DUE, Outcome.ROUND_UNKNOWN,
+                                        Outcome.ALREADY_CLOSED, Outcome.OK]
+    assert [(o.offer_id, o.version) for o in got[0].offers] == [("b0", 1), ("a0", 1)]
+    assert [o.offer_id for o in got[4].offers] == ["a2"] and got[3].offers == []
+    assert [await book.close(rid) for rid in ids[:2] + ids[3:]] == [
+        CloseResult(Outcome.ALREADY_CLOSED, r.seq, r.closed_at_ms, r.offers) if r.outcome in (
+            Outcome.OK, Outcome.ALREADY_CLOSED) else r for r in got[:2] + got[3:]]
+    assert await book.close_many([]) == []
+    # retired together: off the deadline index, the others stay
+    assert set(await book.due(10)) == {due[0].round_id, due[1].round_id, due[2].round_id}
+    await book.retire_many([due[0].round_id, due[2].round_id], 60)
+    await book.retire_many([], 60)
+    assert await book.due(10) == [due[1].round_id]
 
 
 async def test_a_round_without_offers_closes_with_seq_1(book: CheckedBook) -> None:

@@ -63,6 +63,24 @@ async def test_answers_equal_redis_py_and_the_script_cache_is_refilled(
         await mux.aclose()
 
 
+async def test_evalsha_many_answers_in_order_in_one_write_and_refills_the_cache(
+        redis: Redis, redis_url: str) -> None:
+    mux = MuxRedis(redis_url)
+    try:
+        await redis.script_flush()  # unknown to the server: each call once more as EVAL
+        calls = [([f"k{i}"], ["v", i, "x"]) for i in range(50)]
+        got = await mux.evalsha_many(sha_of(ECHO), ECHO, calls)
+        assert got == [[f"k{i}".encode(), b"v", i + 1, [b"x"]] for i in range(50)]
+        assert await redis.script_exists(sha_of(ECHO)) == [True]
+        assert await mux.evalsha_many(sha_of(ECHO), ECHO, calls[:2]) == got[:2]
+        assert await mux.evalsha_many(sha_of(ECHO), ECHO, []) == []
+        with pytest.raises(ResponseError):  # an error reply fails the call
+            await mux.evalsha_many(sha_of(ECHO), ECHO, [(["k"], ["v", "not a number"])])
+        assert await mux.evalsha(sha_of(ECHO), ECHO, ["k"], ["v", 1]) == [b"k", b"v", 2, []]
+    finally:
+        await mux.aclose()
+
+
 async def test_concurrent_commands_get_their_own_answers(redis_url: str) -> None:
     mux = MuxRedis(redis_url, connections=3)
     try:

@@ -11,11 +11,12 @@ from redis.asyncio import Redis
 from sqlalchemy import Table
 
 from auction.model import Outcome, RoundState, RoundTerms
-from auction.redis.keys import round_deadlines
+from auction.redis.keys import round_deadlines, round_keys
 from gateway.workers import Workers
 from persistence.reference import is_valid_reference
 from persistence.tables import audit_log, binding_offers, round_closings
 from tests.integration.conftest import CoreFactory, Proc, bank_id, offer_terms, open_round
+from usecases import closing
 from usecases.bidding import Accepted
 from usecases.outcomes import Refusal
 
@@ -92,6 +93,32 @@ async def test_closers_racing_in_several_processes_close_each_round_once(
         again = await cores[2].finalize_close(rnd.round_id)
         assert again is not None and again.outcome is Outcome.ALREADY_CLOSED
         await assert_closed_once(cores[0], rnd.round_id, redis)
+
+
+async def test_rounds_sharing_a_deadline_close_in_units_each_once(
+        core_factory: CoreFactory, redis: Redis, monkeypatch: pytest.MonkeyPatch):
+    """Units of 2 rounds, 2 at once: 7 rounds make 4 units; one round was closed by another
+    process first, one was flipped by a process that then died, one lost its book."""
+    monkeypatch.setattr(closing, "UNIT_ROUNDS", 2)
+    monkeypatch.setattr(closing, "UNITS_AT_ONCE", 2)
+    cores = [await core_factory(round_s=ROUND_S) for _ in range(2)]
+    rounds = [await bid_round(cores[0], banks=1 + i % 3) for i in range(6)]
+    rounds.append(await open_round(cores[0]))  # nobody bid
+    await until_due(rounds[-1])
+    assert (await cores[1].finalize_close(rounds[0].round_id)) is not None  # closed before
+    assert (await cores[1].book.close(rounds[1].round_id)).outcome is Outcome.OK  # then died
+    lost = rounds[2]
+    await cores[1].persist_round(lost.round_id)
+    await redis.delete(*round_keys(lost.round_id))  # the book lost this one: rebuilt from SQL
+
+    got = await cores[0].portal.closing.close_batch(100)
+    assert sorted(c.round_id for c in got) == sorted(r.round_id for r in rounds[1:])
+    refs = [c.reference_number for c in got]
+    assert None not in refs and len(set(refs)) == len(refs)
+    assert all(c.lag_ms is not None and c.lag_ms >= 0 for c in got)
+    for rnd in rounds:
+        await assert_closed_once(cores[1], rnd.round_id, redis)
+    assert await cores[1].close_due() == 0 and await cores[0].close_due() == 0
 
 
 async def test_the_background_loops_of_three_processes_close_and_lapse_a_round_once(

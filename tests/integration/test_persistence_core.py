@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from auction.model import Outcome, RoundState, RoundTerms
-from auction.redis.keys import ALIVE, round_deadlines
+from auction.redis.keys import ALIVE, round_deadlines, round_keys
 from persistence.tables import audit_log, offer_versions
 from tests.integration.conftest import LONG, CoreFactory, Proc, bank_id, offer_terms, open_round
 from usecases.bidding import Accepted
@@ -255,3 +256,75 @@ async def bid_fails_closed(core: Core, rnd: RoundTerms) -> None:
                                  offer_terms(390_000), 400_000)
     assert res.outcome is Outcome.ROUND_CLOSED
 
+
+
+# ----------------------------------------------------------------------------- in one unit
+async def test_persist_many_writes_several_rounds_in_one_unit_and_resumes(core: Core):
+    rounds = [await open_round(core) for _ in range(3)]
+    offers = {}
+    for i, rnd in enumerate(rounds):
+        offers[rnd.round_id] = await bid(core, rnd, bank_id(), 390_000 - i)
+        await bid(core, rnd, bank_id(), 380_000 - i)
+    durability = core.portal.durability
+    known: dict[str, int] = {}
+    done = await durability.persist_many([r.round_id for r in rounds], known)
+    assert (done.rounds, done.events) == (3, 6)
+    assert known == {r.round_id: 2 for r in rounds}
+    # one more event in one round: only it is written, from where SQL stood
+    first = rounds[0]
+    await core.revise(first, (await core.versions(first.round_id))[0].bank_id,
+                      offers[first.round_id], offer_terms(370_000), None)
+    done = await durability.persist_many([r.round_id for r in rounds], known)
+    assert (done.rounds, done.events) == (1, 1) and known[first.round_id] == 3
+    for rnd in rounds:
+        assert [v.seq for v in await core.versions(rnd.round_id)] == (
+            [1, 2, 3] if rnd is first else [1, 2])
+        assert (await core.round(rnd.round_id)).persisted_seq == (3 if rnd is first else 2)
+    assert await durability.persist_many([r.round_id for r in rounds], known) == \
+        await durability.persist_many([], {})  # nothing new: nothing written
+
+
+async def test_persist_many_forgets_a_round_another_persister_wrote_meanwhile(
+        core_factory: CoreFactory):
+    a, b = await core_factory(), await core_factory()
+    one, two = await open_round(a), await open_round(a)
+    for rnd in (one, two):
+        await bid(a, rnd, bank_id(), 390_000)
+    known = {one.round_id: 0, two.round_id: 0}
+    assert await b.persist_round(one.round_id) == 1  # the other process got there first
+    done = await a.portal.durability.persist_many([one.round_id, two.round_id], known)
+    assert (done.rounds, done.events) == (1, 1)
+    assert one.round_id not in known and known[two.round_id] == 1  # read again next time
+    assert [v.seq for v in await a.versions(one.round_id)] == [1]  # written once
+
+
+async def test_persist_many_writes_nothing_read_from_a_book_rebuilt_since(
+        core: Core, redis: Redis, monkeypatch: pytest.MonkeyPatch):
+    """The rebuild race, for a whole unit: a batch read before the book lost a round and was
+    rebuilt from SQL must not land (its seqs may be reused); the rounds go back to the dirty
+    set and the next pass reads them afresh."""
+    from auction.buckets import bucket_of
+
+    one, two = await open_round(core), await open_round(core)
+    for rnd in (one, two):
+        await bid(core, rnd, bank_id(), 390_000)
+    durability = core.portal.durability
+    book = core.book
+    real = book.events_after
+
+    async def rebuilt_meanwhile(after: Any) -> Any:
+        # the events are read; then the book loses round one and it is rebuilt from SQL
+        # (which holds nothing of it yet): its event 1 is gone from the live book
+        got = await real(after)
+        await redis.delete(*round_keys(one.round_id))
+        await durability.restore_round(one.round_id)
+        return got
+
+    await book.take_dirty([bucket_of(one.round_id), bucket_of(two.round_id)], 100)
+    monkeypatch.setattr(book, "events_after", rebuilt_meanwhile)
+    known: dict[str, int] = {}
+    done = await durability.persist_many([one.round_id, two.round_id], known)
+    assert (done.rounds, done.events) == (0, 0) and known == {}
+    assert await core.versions(one.round_id) == [] and await core.versions(two.round_id) == []
+    taken = await book.take_dirty([bucket_of(one.round_id), bucket_of(two.round_id)], 100)
+    assert sorted(taken) == sorted([one.round_id, two.round_id])

@@ -17,6 +17,7 @@ from auction.model import OfferVersion, RoundState, RoundTerms
 from auction.rules import label_pool, new_ref
 from persistence.records import BankRecord, RoundRecord
 from persistence.reference import is_valid_reference, reference_number
+from persistence.rounds import CloseRow
 from persistence.store import Conflict, Store
 from persistence.tables import (
     acceptances,
@@ -339,6 +340,51 @@ async def test_reference_numbers_are_unique_and_valid_across_many_rounds(sql: Sq
     assert len(refs) == len(set(refs)) == 24
     assert all(is_valid_reference(r) for r in refs)
     assert not is_valid_reference(refs[0][:-1] + str((int(refs[0][-1]) + 1) % 10))
+
+
+async def test_record_many_writes_each_open_rounds_record_in_one_unit_and_skips_the_rest(
+        sql: Sql, sql2: Sql):
+    made = [await new_round(sql) for _ in range(4)]
+    offers = []
+    for t in made:
+        o = Offers(t.round_id)
+        evs = [o.submit(bank_id(), "Banka A", 390_000), o.submit(bank_id(), "Banka B", 380_000),
+               o.close(T0 + HOUR)]
+        assert await sql.persist(t.round_id, 0, evs)
+        offers.append(o)
+    first = made[1]  # another process closed this one first
+    assert await sql2.close(first.round_id, T0 + HOUR, T0 + 3 * HOUR, offers[1].seq,
+                            offers[1].ranked(), 2026)
+    before = await rows(sql.store, round_closings, round_id=first.round_id)
+    closes = [CloseRow(t.round_id, T0 + HOUR + i, T0 + 3 * HOUR + i, o.seq, o.ranked(), 2026)
+              for i, (t, o) in enumerate(zip(made, offers, strict=True))]
+    refs = await sql.closing.record_many(closes)
+    assert list(refs) == [t.round_id for t in made] and refs[first.round_id] is None
+    assert await rows(sql.store, round_closings, round_id=first.round_id) == before
+    for i, (t, o) in enumerate(zip(made, offers, strict=True)):
+        if t is first:
+            continue
+        async with sql.store.read() as q:
+            closing = await q.rounds.closing(t.round_id)
+            binding = await q.rounds.binding(t.round_id)
+        assert closing is not None and closing.reference_number == refs[t.round_id]
+        assert closing.reference_number == reference_number(closing.id, 2026)
+        assert (closing.closed_at, closing.binding_until, closing.final_seq) == (
+            T0 + HOUR + i, T0 + 3 * HOUR + i, o.seq)  # each round's own times
+        row = await sql.round(t.round_id)
+        assert row is not None and (row.state, row.closed_at, row.binding_until) == (
+            "closed", T0 + HOUR + i, T0 + 3 * HOUR + i)
+        assert binding == [(k + 1, v) for k, v in enumerate(o.ranked())]
+        audit = [x for x in await sql.audit(t.round_id) if x.action == "round_closed"]
+        assert [x.detail["reference_number"] for x in audit] == [refs[t.round_id]]
+    assert len(await rows(sql.store, audit_log, action="round_closed")) == 4
+    # all of them again: nothing changes
+    snapshot = {tb.name: await rows(sql.store, tb) for tb in
+                (rounds, round_closings, binding_offers, audit_log)}
+    assert set((await sql2.closing.record_many(closes)).values()) == {None}
+    assert await sql.closing.record_many([]) == {}
+    assert snapshot == {tb.name: await rows(sql.store, tb) for tb in
+                        (rounds, round_closings, binding_offers, audit_log)}
 
 
 # ----------------------------------------------------------------------------- accept / lapse
