@@ -63,4 +63,7 @@ loadtest: install
 ## The benchmark: baseline vs bid path, ack p99 at 2,000/s, push latency with 2,000
 ## WebSockets, mass close, memory; writes BENCHMARKS.md (about 10 minutes)
 bench: install
+	@command -v wrk >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& apt-get install -y -q wrk >/dev/null; } || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
+	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m loadtests.bench
