@@ -43,8 +43,8 @@ make_base() {
   # what a container base image leaves out: apt's downloads and lists, logs
   rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir"/var/log/* \
          "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/*
-  tar --numeric-owner -C "$dir" -c . | "${PODMAN[@]}" import \
-    --change 'CMD ["python3"]' --change 'ENV LANG=C.UTF-8' - "$BASE" > /dev/null
+  tar --numeric-owner -C "$dir" -c . | "${PODMAN[@]}" import --change 'CMD ["python3"]' \
+    --change 'ENV LANG=C.UTF-8' - "$BASE" >> "$STORE/debootstrap.log" 2>&1
   rm -rf "$dir"
 }
 
