@@ -65,18 +65,20 @@ def deployment(image: Image, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     sharing one data volume as one deployment's containers share a named volume."""
     tmp = tmp_path_factory.mktemp("image")
     redis = RedisServer(tmp / "redis").start()
-    env = {"REDIS_URL": redis.url, "IGE_ADMIN_TOKEN": ADMIN_TOKEN, "IGE_SECRET_KEY": SECRET_KEY,
-           "IGE_HOST": "127.0.0.1", "IGE_LOG_LEVEL": "WARNING",
-           "IGE_ROUND_DURATION": "PT3S", "IGE_BINDING_DURATION": "PT30S"}
-    migrate = Container(image, tmp / "migrate", env, args=["ige", "migrate"])
-    migrated = migrate.run()
-    server = Container(image, tmp / "server", {**env, "IGE_PORT": str(free_port())},
-                       volumes=migrate.volumes).start()
+    server: Container | None = None
     try:
+        env = {"REDIS_URL": redis.url, "IGE_ADMIN_TOKEN": ADMIN_TOKEN,
+               "IGE_SECRET_KEY": SECRET_KEY, "IGE_HOST": "127.0.0.1", "IGE_LOG_LEVEL": "WARNING",
+               "IGE_ROUND_DURATION": "PT3S", "IGE_BINDING_DURATION": "PT30S"}
+        migrate = Container(image, tmp / "migrate", env, args=["ige", "migrate"])
+        migrated = migrate.run()
+        server = Container(image, tmp / "server", {**env, "IGE_PORT": str(free_port())},
+                           volumes=migrate.volumes).start()
         yield {"env": env, "migrated": migrated, "server": server, "url": wait_ready(server),
                "volumes": migrate.volumes, "tmp": tmp}
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
         redis.stop()
 
 
