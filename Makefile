@@ -12,6 +12,7 @@ WORKERS ?= 1
 PYTEST_ARGS ?=
 
 .PHONY: install run serve test test-unit test-fast clean loadtest bench lint
+.PHONY: image image-test image-tools
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required (python3.11 / python3 on PATH)"; exit 1; }
@@ -67,3 +68,29 @@ bench: install
 		&& apt-get install -y -q wrk >/dev/null; } || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m loadtests.bench
+
+## The container image (Dockerfile) with Docker, else Podman: IMAGE (ige:latest), IMAGE_BASE
+## (the Dockerfile's default, python:3.11-slim-bookworm)
+IMAGE ?= ige:latest
+IMAGE_BASE ?=
+CONTAINER = $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
+image:
+	$(CONTAINER) build $(if $(filter podman,$(CONTAINER)),--format docker) \
+		$(if $(IMAGE_BASE),--build-arg BASE=$(IMAGE_BASE)) -t $(IMAGE) .
+
+## The image built on a Debian base made here (debootstrap, no registry) and started from its
+## own filesystem against a private Redis and SQLite: /readyz, a bank round over HTTP, the
+## non-root user, the read-only root, the health check (tests/image). Root and podman needed
+## (make image-tools); a few minutes the first time, then about 30 s.
+image-test: install
+	deploy/image-test.sh
+
+## podman and debootstrap from Debian's packages, if missing (root)
+image-tools:
+	@command -v podman >/dev/null && command -v debootstrap >/dev/null || { \
+		test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
+		|| { echo "image-tools: no podman or debootstrap, and no apt-get as root"; exit 1; }; \
+		echo "==> installing podman and debootstrap"; \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends podman debootstrap; } >/tmp/ige-image-tools.log 2>&1 \
+		|| { tail -5 /tmp/ige-image-tools.log; exit 1; }; }
