@@ -179,7 +179,8 @@ def _big_round(L: list[str], big: dict[str, Any] | None) -> None:
     L.append("One round with one offer from each of 10 banks, one with 1,000 offers (100 per "
              "bank; the benchmark's server runs with `IGE_MAX_OFFERS_PER_BANK=0`). Revisions "
              f"only (PUT by the owners, so both books keep their size), `wrk -c16 "
-             f"-d{big['seconds']}s`, alternately:\n")
+             f"-d{big['seconds']}s`, in the order small, big, big, small (each gets an "
+             "early and a late run):\n")
     L.append("| round | runs (offers/s) | median |\n| --- | --- | --- |")
     for name in ("small", "big"):
         rates = [w["rate"] for w in big[name]]
