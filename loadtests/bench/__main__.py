@@ -45,7 +45,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--seconds", type=int, default=8, help="length of one wrk run")
     ap.add_argument("--runs", type=int, default=5, help="runs of the latency measurements")
-    ap.add_argument("--json", default=str(ROOT / "var" / "bench" / "results.json"))
+    ap.add_argument("--json", default=str(ROOT / "var" / "bench-results.json"),
+                    help="the results (outside var/bench, which every run empties)")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite --out from the results --json of the last run, run nothing")
     a = ap.parse_args()
