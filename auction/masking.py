@@ -60,16 +60,18 @@ def own_offer(v: OfferVersion, rank: int | None) -> dict[str, Any]:
 
 def book_for(view: BookView, viewer_bank_id: str, server_time: str) -> dict[str, Any]:
     """BOOK for one bank (the caller must already have checked that the bank has bid)."""
-    return {
+    book: dict[str, Any] = {
         "round_id": view.round_id,
         "seq": view.seq,
         "server_time": server_time,
         "closes_at": iso(ms_to_dt(view.closes_at_ms)),
         "state": view.state.value,
-        "my_label": view.viewer_label,
-        "offers": [masked_entry(o, i + 1, o.bank_id == viewer_bank_id)
-                   for i, o in enumerate(view.offers)],
     }
+    if view.viewer_label is not None:  # a viewer with no label in the round (an operator)
+        book["my_label"] = view.viewer_label  # has none: the field is left out, never null
+    book["offers"] = [masked_entry(o, i + 1, o.bank_id == viewer_bank_id)
+                      for i, o in enumerate(view.offers)]
+    return book
 
 
 def quote_messages(ev: Event, topic: str) -> tuple[dict[str, Any], dict[str, Any]]:

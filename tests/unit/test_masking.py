@@ -111,6 +111,12 @@ def test_book_header_carries_round_seq_state_and_times() -> None:
         "closes_at": "2026-04-21T14:30:00Z", "state": "open", "my_label": "Banka K"}
 
 
+def test_a_viewer_without_a_label_gets_no_my_label_rather_than_null() -> None:
+    book = book_for(view(None), "operator", "2026-04-21T14:00:00Z")
+    assert "my_label" not in book and list(book)[-1] == "offers"
+    assert not any(e["mine"] for e in book["offers"])
+
+
 # ----------------------------------------------------------------------------- own_offer
 def test_own_offer_is_the_full_offer_for_its_bank() -> None:
     out = own_offer(ALPHA_2, 4)
