@@ -97,7 +97,7 @@ class BoundedHttp(HttpToolsProtocol):
     _head: asyncio.TimerHandle | None = None
     _stall: _Stall | None = None
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         if not admit(transport, self.client):
             _refuse("per_address")

@@ -82,7 +82,7 @@ def Text(max_len: int, schema: Schema, nul_ok: bool = False) -> Wire:
     """A string of at most ``max_len`` characters without NUL (PostgreSQL text cannot hold
     one, and no name needs one); ``nul_ok``: a rule of the field's own refuses it."""
     return Wire(F.text(max_len, nul_ok), schema, native=core_schema.str_schema(
-        max_length=max_len, strict=True, **({} if nul_ok else {"pattern": r"^[^\x00]*$"})))
+        max_length=max_len, strict=True, pattern=None if nul_ok else r"^[^\x00]*$"))
 
 
 # ----------------------------------------------------------------------------- offers
