@@ -66,7 +66,7 @@ class Quote:
 
 
 Queued = str | bytes | Quote | None  # None: the end marker
-CLOSE_TIMEOUT_S = 2.0  # closing a dropped client's socket waits no longer
+CLOSE_TIMEOUT_S = 2.0  # closing a socket the hub is done with waits no longer
 
 
 @dataclass(eq=False)
@@ -94,6 +94,7 @@ class Connection:
     send_timeout_s: float = 0.0  # a frame the client does not take in this time drops it
     queued_bytes: int = 0  # unsent, in the queue
     reader: asyncio.Task[Any] | None = None  # the task reading the client's commands
+    receiving: bool = False  # the reader waits for the client's next command
 
     def drop(self, reason: str) -> None:
         """The client fell behind (``reason``: queue, queue_bytes, send_timeout): stop sending,
@@ -104,8 +105,11 @@ class Connection:
         metrics.SLOW_CLIENTS.inc()
         metrics.REFUSED_CONNECTIONS.labels(reason).inc()
         reader = self.reader
-        if reader is not None and reader is not asyncio.current_task() and not reader.done():
-            reader.cancel()  # a client that sends nothing would otherwise hold it forever
+        if self.receiving and reader is not None and reader is not asyncio.current_task() \
+                and not reader.done():
+            # a client that sends nothing would hold it forever; a command being carried out
+            # is left to finish (the reader stops after it)
+            reader.cancel()
 
     def send(self, frame: str | bytes | Quote) -> None:
         if self.dropped:
@@ -129,7 +133,11 @@ class Connection:
 
     async def receive(self) -> dict[str, Any] | None:
         """The client's next command object; None when it hung up."""
-        m = await self.ws.receive()
+        self.receiving = True
+        try:
+            m = await self.ws.receive()
+        finally:
+            self.receiving = False
         if m["type"] == "websocket.disconnect":
             return None
         try:
@@ -147,9 +155,11 @@ class Connection:
         try:
             while True:
                 if self.dropped:
+                    # the close frame waits for room as a frame would (the client learns it
+                    # must resync once it reads again); after that the socket is aborted
                     await asyncio.wait_for(ws.close(
                         code=SLOW_CLIENT_CLOSE, reason="slow consumer: resync with since_seq"),
-                        CLOSE_TIMEOUT_S)
+                        self.send_timeout_s or None)
                     return
                 item = await self.queue.get()
                 if item is None:
@@ -158,9 +168,12 @@ class Connection:
                     continue
                 frame = item.frame if isinstance(item, Quote) else item
                 self.queued_bytes -= len(frame)
-                sending = ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_text(frame)
                 try:
-                    await asyncio.wait_for(sending, self.send_timeout_s or None)
+                    async with asyncio.timeout(self.send_timeout_s or None):  # no extra task
+                        if isinstance(frame, bytes):
+                            await ws.send_bytes(frame)
+                        else:
+                            await ws.send_text(frame)
                 except TimeoutError:  # the client does not read: its socket buffer is full
                     self.drop("send_timeout")
                     continue

@@ -380,7 +380,7 @@ class Hub:
                     if slow:
                         await asyncio.wait_for(ws.close(
                             code=SLOW_CLIENT_CLOSE, reason="slow consumer: resync with since_seq"),
-                            CLOSE_TIMEOUT_S)
+                            conn.send_timeout_s or None)
                     else:
                         await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT_S)
                 except Exception:  # noqa: BLE001 - the socket may be gone already
