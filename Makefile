@@ -11,7 +11,7 @@ PORT ?= 8000
 WORKERS ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: install run serve test test-unit test-fast clean loadtest bench lint
+.PHONY: install run serve test test-unit test-fast clean loadtest bench lint soak
 .PHONY: image image-test image-tools
 
 $(STAMP): pyproject.toml
@@ -44,6 +44,12 @@ test-fast: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/contract
 
 test-unit: test-fast
+
+## The long versions of the reliability campaign (RELIABILITY.md): hostile input scaled up, the
+## crash tests
+soak: install
+	IGE_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e/test_hardening.py \
+		tests/e2e/test_crash.py tests/integration/test_close_exactly_once.py $(PYTEST_ARGS)
 
 ## Guard rails: ruff, mypy --strict on the product code, and the import-linter contracts
 ## (the layers of docs/ARCHITECTURE.md)

@@ -24,6 +24,7 @@ Inputs (methods of ``Subscription``, each returning a list of actions):
   grows with how far behind the subscriber is, never with the round's history), and the free
   room of the connection's queue (``None``: unbounded).
 - ``on_reconnect()``: the pub/sub link was re-established; live events may have been missed.
+- ``on_finalized()``: the round's closing record is in SQL: its results are ready.
 
 Actions (the hub executes them in order):
 
@@ -55,7 +56,12 @@ Sequencing rules:
 5. A pending bank gets nothing (not even ``round_closed``) until its own first offer arrives;
    then it gets the snapshot, which already holds that offer.
 6. After a pub/sub reconnect every live subscription catches up from the history.
-7. Masking: the owner's variant of a quote (``mine``, ``offer_id``, ``conditions``) goes only to
+7. ``round_closed`` means the results are ready (API.md): the book's close event (appended by
+   ``close.lua`` at the flip, before the closing record is in SQL) is held, never sent, until
+   ``on_finalized()`` says the closing record is written (the worker's ``RoundFinalized``, or
+   the hub's read of SQL when a catch-up meets a held or historical close); then it goes out,
+   once, in its ``seq`` place (it is the round's last event).
+8. Masking: the owner's variant of a quote (``mine``, ``offer_id``, ``conditions``) goes only to
    the bank whose offer it is.
 """
 
@@ -162,6 +168,8 @@ class Subscription:
         self.phase = Phase.SYNCING  # live events are buffered until the first sync
         self.next_seq = 1  # the seq the subscriber needs next
         self._buffer: list[Event] = []  # live events that arrived while SYNCING, else empty
+        self.finalized = False  # the round's results are ready (its closing record is in SQL)
+        self.held: Event | None = None  # the round's close, held until the results are ready
 
     # -- admission ----------------------------------------------------------------------
     def start(self, since_seq: int | None) -> list[Action]:
@@ -204,7 +212,17 @@ class Subscription:
             self._buffer.append(ev)
             return actions
         self.next_seq = ev.seq + 1
+        if self._hold(ev):
+            return []
         return [Deliver(ev, self._owns(ev))]
+
+    def on_finalized(self) -> list[Action]:
+        """The round's closing record is written: a held close goes out now."""
+        self.finalized = True
+        if self.held is None:
+            return []
+        ev, self.held = self.held, None
+        return [Send(event_messages(ev, self.topic)[1])]
 
     def on_reconnect(self) -> list[Action]:
         """The pub/sub link came back: a live subscription may have missed events."""
@@ -236,7 +254,7 @@ class Subscription:
                 continue
             if not _sendable(ev):
                 return [FetchSnapshot()]  # an old entry without its rank: start afresh
-            actions.append(self._send(ev))
+            actions += self._send(ev)
         return actions + self._drain()
 
     # -- helpers ------------------------------------------------------------------------
@@ -256,13 +274,22 @@ class Subscription:
             if ev.seq > self.next_seq or not _sendable(ev):
                 # the history has the rest
                 return [*actions, *self._resync(FetchHistory(self.next_seq - 1))]
-            actions.append(self._send(ev))
+            actions += self._send(ev)
         return actions
 
-    def _send(self, ev: Event) -> Send:
+    def _send(self, ev: Event) -> list[Send]:
         owner, other = event_messages(ev, self.topic)
         self.next_seq = ev.seq + 1
-        return Send(owner if self._owns(ev) else other)
+        if self._hold(ev):
+            return []
+        return [Send(owner if self._owns(ev) else other)]
+
+    def _hold(self, ev: Event) -> bool:
+        """Hold the round's close until its results are ready (rule 7)."""
+        if ev.kind != "round_closed" or self.finalized:
+            return False
+        self.held = ev
+        return True
 
     def _owns(self, ev: Event) -> bool:
         return ev.offer is not None and ev.offer.bank_id == self.viewer

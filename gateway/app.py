@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway import bootstrap, metrics
+from gateway.bounds import BodyLimits, RequestBounds
 from gateway.contract.errors import InvalidRequest
 from gateway.fastpath import OfferFastPath
 from gateway.logs import get_logger
@@ -34,6 +35,13 @@ async def http_error(request: Request, exc: Exception) -> Response:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
     note(request.scope).code = code
     return response(refuse(code, str(exc.detail), status=exc.status_code), request.url.path)
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its body arrived: nothing to answer, nothing went wrong here."""
+    note(request.scope).code = "client_disconnected"
+    log.info("client_disconnected", route=route_of(request.scope))
+    return Response(status_code=400)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
@@ -89,9 +97,12 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Star
     # reaches the catch-all Exception handler after answering, and uvicorn then drops the
     # keep-alive connection, so a client's next request (often its retry) fails with a reset
     handlers = {Problem: handle_problem, InvalidRequest: handle_problem,
-                HTTPException: http_error, Exception: server_error}
+                HTTPException: http_error, ClientDisconnect: client_gone,
+                Exception: server_error}
     handlers.update({e: server_error for e in bootstrap.INFRASTRUCTURE_ERRORS})
-    middleware = [Middleware(RequestMiddleware)]
+    middleware = [Middleware(RequestMiddleware),
+                  Middleware(RequestBounds, limits=BodyLimits(
+                      settings.max_body, settings.max_body_public, settings.body_timeout_s))]
     if fast_path and "api" in settings.roles:  # ahead of the exception middleware and router
         middleware.append(Middleware(OfferFastPath, routes=bank.OFFERS, handlers=handlers))
     return Starlette(routes=routes_for(settings.roles), lifespan=lifespan,

@@ -19,6 +19,7 @@ from auction.redis.book import RedisBook
 from auction.redis.bus import RedisBus
 from auction.redis.guards import RedisGuards
 from auction.redis.mux import MuxRedis
+from gateway.ratelimit import Throttle
 from gateway.settings import Settings
 from persistence.store import Store
 from usecases.context import Deps
@@ -59,6 +60,7 @@ class Runtime:
     bus: RedisBus
     deps: Deps
     portal: Portal
+    throttle: Throttle | None = None  # rate limits of the routes anyone may call
 
     async def health(self) -> dict[str, str]:
         """Whether Redis and the database answer: "ok" or "error: <kind>" each."""
@@ -77,6 +79,8 @@ class Runtime:
         return checks
 
     async def aclose(self) -> None:
+        if self.throttle is not None:
+            await self.throttle.aclose()
         if self.fast is not None:
             await self.fast.aclose()
         await self.redis.aclose()
@@ -99,4 +103,9 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
     deps = Deps(book=RedisBook(redis, channels, fast), store=store, bus=bus,
                 guards=RedisGuards(redis), providers=providers or simulated.providers(),
                 tokens=TokenSigner(settings.secret_key), policy=settings.policy)
-    return Runtime(settings, redis, listener, fast, store, bus, deps, Portal(deps))
+    url = settings.redis_url
+    throttle = Throttle("async+redis+unix://" + url.removeprefix("unix://")
+                        if url.startswith("unix://") else url,
+                        settings.channel or keys.PREFIX, settings.rate_per_address,
+                        settings.rate_per_account, settings.rate_failures)
+    return Runtime(settings, redis, listener, fast, store, bus, deps, Portal(deps), throttle)

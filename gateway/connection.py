@@ -66,6 +66,7 @@ class Quote:
 
 
 Queued = str | bytes | Quote | None  # None: the end marker
+CLOSE_TIMEOUT_S = 2.0  # closing a socket the hub is done with waits no longer
 
 
 @dataclass(eq=False)
@@ -87,18 +88,42 @@ class Connection:
     queue: asyncio.Queue[Queued]
     subs: dict[str, Sub] = field(default_factory=dict)
     dropped: bool = False
-    slow: bool = False  # dropped because its queue was full
+    slow: bool = False  # dropped because it fell behind
     sent: int = 0  # frames written
+    max_bytes: int = 0  # unsent bytes the queue may hold (0: no bound but the frames')
+    send_timeout_s: float = 0.0  # a frame the client does not take in this time drops it
+    queued_bytes: int = 0  # unsent, in the queue
+    reader: asyncio.Task[Any] | None = None  # the task reading the client's commands
+    receiving: bool = False  # the reader waits for the client's next command
+
+    def drop(self, reason: str) -> None:
+        """The client fell behind (``reason``: queue, queue_bytes, send_timeout): stop sending,
+        wake the reader, close; the client resyncs with since_seq."""
+        if self.dropped:
+            return
+        self.dropped = self.slow = True
+        metrics.SLOW_CLIENTS.inc()
+        metrics.REFUSED_CONNECTIONS.labels(reason).inc()
+        reader = self.reader
+        if self.receiving and reader is not None and reader is not asyncio.current_task() \
+                and not reader.done():
+            # a client that sends nothing would hold it forever; a command being carried out
+            # is left to finish (the reader stops after it)
+            reader.cancel()
 
     def send(self, frame: str | bytes | Quote) -> None:
         if self.dropped:
             return
+        size = len(frame.frame if isinstance(frame, Quote) else frame)
+        if self.max_bytes and self.queued_bytes + size > self.max_bytes:
+            self.drop("queue_bytes")
+            return
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
-            self.dropped = True  # the writer closes the socket; the client resyncs with since_seq
-            self.slow = True
-            metrics.SLOW_CLIENTS.inc()
+            self.drop("queue")
+            return
+        self.queued_bytes += size
 
     def send_msg(self, msg: dict[str, Any]) -> None:
         self.send(encode(msg, self.binary))
@@ -108,7 +133,11 @@ class Connection:
 
     async def receive(self) -> dict[str, Any] | None:
         """The client's next command object; None when it hung up."""
-        m = await self.ws.receive()
+        self.receiving = True
+        try:
+            m = await self.ws.receive()
+        finally:
+            self.receiving = False
         if m["type"] == "websocket.disconnect":
             return None
         try:
@@ -126,8 +155,11 @@ class Connection:
         try:
             while True:
                 if self.dropped:
-                    await ws.close(code=SLOW_CLIENT_CLOSE,
-                                   reason="slow consumer: resync with since_seq")
+                    # the close frame waits for room as a frame would (the client learns it
+                    # must resync once it reads again); after that the socket is aborted
+                    await asyncio.wait_for(ws.close(
+                        code=SLOW_CLIENT_CLOSE, reason="slow consumer: resync with since_seq"),
+                        self.send_timeout_s or None)
                     return
                 item = await self.queue.get()
                 if item is None:
@@ -135,10 +167,16 @@ class Connection:
                 if self.dropped:
                     continue
                 frame = item.frame if isinstance(item, Quote) else item
-                if isinstance(frame, bytes):
-                    await ws.send_bytes(frame)
-                else:
-                    await ws.send_text(frame)
+                self.queued_bytes -= len(frame)
+                try:
+                    async with asyncio.timeout(self.send_timeout_s or None):  # no extra task
+                        if isinstance(frame, bytes):
+                            await ws.send_bytes(frame)
+                        else:
+                            await ws.send_text(frame)
+                except TimeoutError:  # the client does not read: its socket buffer is full
+                    self.drop("send_timeout")
+                    continue
                 self.sent += 1
                 if isinstance(item, Quote):
                     metrics.PUSH.observe(max(0.0, time.time() - item.accepted_at_ms / 1000))

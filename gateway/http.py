@@ -55,6 +55,28 @@ def reply(outcome: T | Refusal, render: Callable[[T], Any], status: int = 200) -
     return ok(render(outcome), status)
 
 
+def address(request: Request) -> str:
+    """The client's address: the TCP peer (a proxy in front must be trusted explicitly)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+async def throttled(request: Request, route: str, account: object) -> str | None:
+    """Count one call of a route anyone may call (gateway/ratelimit.py); raises 429 past a
+    limit. Returns the account the call names (None: none usable), for ``passed``."""
+    acct = account.lower()[:320] if isinstance(account, str) and account else None
+    t = runtime(request).throttle
+    if t is not None:
+        await t.attempt(route, address(request), acct)
+    return acct
+
+
+async def passed(request: Request, route: str, account: str | None) -> None:
+    """The call succeeded: forget this account's failures from this address."""
+    t = runtime(request).throttle
+    if t is not None and account:
+        await t.succeeded(route, address(request), account)
+
+
 def principal(request: Request, *kinds: str) -> Principal:
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")

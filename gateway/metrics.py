@@ -53,6 +53,12 @@ PUSH = Histogram(
 WEBSOCKETS_OPEN = Gauge(
     "ige_websockets_open", "Live-stream WebSocket connections open.",
     multiprocess_mode="livesum")
+RATE_LIMITED = Counter(
+    "ige_rate_limited", "Calls refused with 429 rate_limited, by rule "
+    "(<route>:addr | <route>:acct | <route>:fail).", ["rule"])
+REFUSED_CONNECTIONS = Counter(
+    "ige_refused_connections", "Connections and WebSockets refused or closed by a bound, by "
+    "reason (per_address, header_timeout, per_principal, send_timeout, queue_bytes).", ["reason"])
 SLOW_CLIENTS = Counter(
     "ige_slow_clients_dropped", "Stream connections dropped because their send queue was full.")
 PERSISTER_LAG_EVENTS = Gauge(

@@ -43,11 +43,14 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "consent_withdrawn": (409, "The company's consent is withdrawn"),
     "reapplication_blocked": (409, "Rejected twice within 3 months: re-application not yet "
                                    "allowed"),
+    "payload_too_large": (413, "The body is larger than this route takes"),
     "unsupported_media_type": (415, "Send application/json"),
     "idempotency_mismatch": (422, "Idempotency-Key reused with a different request"),
     "company_not_found": (422, "The trade registry does not know this tax id"),
     "company_inactive": (422, "The trade registry lists the company as not active"),
     "locked": (423, "Too many failed attempts"),
+    "rate_limited": (429, "Too many requests; retry after the time in Retry-After"),
+    "request_timeout": (408, "The request was not sent in time"),
     "internal_error": (500, "Internal error"),
     "unavailable": (503, "A backing service is unavailable"),
 }
@@ -105,6 +108,9 @@ def unreadable(e: InvalidRequest) -> Problem:
 
 def response(p: Problem, instance: str | None = None) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if p.status == 401 else None
+    retry = p.extra.get("retry_after")
+    if isinstance(retry, int):  # 429 and 503: when to come back, in seconds
+        headers = {**(headers or {}), "Retry-After": str(retry)}
     return JSONResponse(p.body(instance), status_code=p.status, headers=headers,
                         media_type="application/problem+json")
 

@@ -34,7 +34,22 @@ class Settings:
     exporter_token_ttl_s: int = 3600
     ticket_ttl_s: int = 30
     heartbeat_s: float = 10.0
-    queue_size: int = 512  # per WebSocket connection
+    queue_size: int = 512  # per WebSocket connection, frames
+    # -- bounds (README "Bounds"): what one client may cost
+    max_body: int = 64 * 1024  # bytes of a request body, routes with a token
+    max_body_public: int = 8 * 1024  # bytes of a body to token, register, activate, login
+    body_timeout_s: float = 10.0  # the whole body must arrive within this
+    header_timeout_s: float = 10.0  # a connection's request head must arrive within this
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    max_conns_per_address: int = 200  # open TCP connections from one client address
+    ws_per_principal: int = 20  # WebSockets one bank, exporter or operator keeps (per process)
+    topics_per_connection: int = 100  # topics one WebSocket may follow
+    ws_queue_bytes: int = 4 * 1024 * 1024  # unsent bytes a WebSocket may have queued
+    ws_send_timeout_s: float = 15.0  # a frame not taken by the client in this time drops it
+    # rate limits ("N/second|minute|hour", shared by every process through Redis)
+    rate_per_address: str = "60/minute"  # token, register, activate, login from one address
+    rate_per_account: str = "20/minute"  # attempts on one client id or e-mail, any address
+    rate_failures: str = "5/15 minutes"  # failed attempts on one account from one address
     allowed_origins: tuple[str, ...] = ()  # browser Origins accepted on /v1/stream ("" = same host)
     scheduler_interval_s: float = 0.2
     live_key_ttl_s: int = 7 * 24 * 3600  # how long a finished round's Redis keys are kept
@@ -95,6 +110,19 @@ class Settings:
             allowed_origins=origins,
             channel=env.get("IGE_REDIS_CHANNEL") or None,
             max_offers_per_bank=_count(env, "IGE_MAX_OFFERS_PER_BANK", 5),
+            max_body=_count(env, "IGE_MAX_BODY", 64 * 1024),
+            max_body_public=_count(env, "IGE_MAX_BODY_PUBLIC", 8 * 1024),
+            body_timeout_s=float(env.get("IGE_BODY_TIMEOUT", "10")),
+            header_timeout_s=float(env.get("IGE_HEADER_TIMEOUT", "10")),
+            keep_alive_s=float(env.get("IGE_KEEP_ALIVE", "5")),
+            max_conns_per_address=_count(env, "IGE_MAX_CONNS_PER_ADDRESS", 200),
+            ws_per_principal=_count(env, "IGE_WS_PER_PRINCIPAL", 20),
+            topics_per_connection=_count(env, "IGE_TOPICS_PER_CONNECTION", 100),
+            ws_queue_bytes=_count(env, "IGE_WS_QUEUE_BYTES", 4 * 1024 * 1024),
+            ws_send_timeout_s=float(env.get("IGE_WS_SEND_TIMEOUT", "15")),
+            rate_per_address=env.get("IGE_RATE_PER_ADDRESS", "60/minute"),
+            rate_per_account=env.get("IGE_RATE_PER_ACCOUNT", "20/minute"),
+            rate_failures=env.get("IGE_RATE_FAILURES", "5/15 minutes"),
             roles=parse_roles(env.get("IGE_ROLES", "")),
         )
 

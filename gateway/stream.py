@@ -40,6 +40,7 @@ from auction.model import iso, ms_to_dt
 from gateway import metrics, views
 from gateway.bootstrap import INFRASTRUCTURE_ERRORS, service_of
 from gateway.connection import (
+    CLOSE_TIMEOUT_S,
     SLOW_CLIENT_CLOSE,
     SUBPROTOCOLS,
     Connection,
@@ -78,6 +79,7 @@ class Hub:
         # finished round's results are read only for them
         self._results_wanted: dict[str, int] = {}
         self.connections: set[Connection] = set()
+        self._per_principal: dict[str, int] = {}  # open WebSockets per principal, here
         self._tasks: list[asyncio.Task[None]] = []
         self._reconnects = 0  # the bus's count of lost links, as far as reported
 
@@ -186,7 +188,12 @@ class Hub:
                     room = q.maxsize - q.qsize() if q.maxsize > 0 else None
                     history = await self.book.history(sub.round_id, fetch.after_seq,
                                                       catch_up_limit(room) + 1)
-                    actions = sub.feed.on_history(history, room)
+                    feed = sub.feed
+                    if not feed.finalized and (feed.held is not None or any(
+                            e.kind == "round_closed" for e in history.events)) \
+                            and await self.streaming.results_ready(sub.round_id):
+                        self._apply(sub, feed.on_finalized())  # e.g. RoundFinalized was missed
+                    actions = feed.on_history(history, room)
                 fetch = self._apply(sub, actions)
         except INFRASTRUCTURE_ERRORS as e:
             metrics.BACKEND_ERRORS.labels(service_of(e)).inc()
@@ -205,6 +212,9 @@ class Hub:
             sub.conn.send(enc.frame(sub.conn.binary))
 
     async def _round_finalized(self, rid: str) -> None:
+        for sub in list(self.topics.get(f"round:{rid}", ())):  # a held round_closed goes out
+            if sub.feed is not None:
+                self._follow(sub, sub.feed.on_finalized())
         if not self._results_wanted.get(rid):
             return  # nobody here follows the round's application: no read
         results = await self.streaming.finalized(rid)
@@ -223,6 +233,10 @@ class Hub:
     async def subscribe(self, conn: Connection, topic: str, since_seq: int | None) -> None:
         if topic in conn.subs:
             self.unsubscribe(conn, topic)
+        cap = self.settings.topics_per_connection
+        if cap and len(conn.subs) >= cap:
+            return conn.error(topic[:100], "too_many_topics",
+                              f"a connection follows at most {cap} topics; unsubscribe first")
         p = conn.principal
         kind, _, ident = topic.partition(":")
         sub = Sub(conn, topic)
@@ -308,9 +322,33 @@ class Hub:
         self.connections.discard(conn)
 
     # -- one connection -----------------------------------------------------------------
+    def admit(self, principal: Principal) -> bool:
+        """Whether this principal may open one more WebSocket here
+        (``IGE_WS_PER_PRINCIPAL``, 0: no limit); counted until ``serve`` ends."""
+        key = f"{principal.kind}:{principal.id}"
+        n = self._per_principal.get(key, 0)
+        cap = self.settings.ws_per_principal
+        if cap and n >= cap:
+            metrics.REFUSED_CONNECTIONS.labels("per_principal").inc()
+            log.info("stream_refused", reason="per_principal", principal=principal.kind,
+                     principal_id=principal.id, limit=cap)
+            return False
+        self._per_principal[key] = n + 1
+        return True
+
+    def release(self, principal: Principal) -> None:
+        key = f"{principal.kind}:{principal.id}"
+        n = self._per_principal.pop(key, 0) - 1
+        if n > 0:
+            self._per_principal[key] = n
+
     async def serve(self, ws: WebSocket, principal: Principal, subprotocol: str) -> None:
+        """One admitted connection (``admit`` said yes) until it ends."""
         conn = Connection(ws, principal, subprotocol == "ige.v1.msgpack",
-                          asyncio.Queue(self.settings.queue_size))
+                          asyncio.Queue(self.settings.queue_size),
+                          max_bytes=self.settings.ws_queue_bytes,
+                          send_timeout_s=self.settings.ws_send_timeout_s)
+        conn.reader = asyncio.current_task()
         self.connections.add(conn)
         metrics.WEBSOCKETS_OPEN.inc()
         opened = time.monotonic()
@@ -323,7 +361,13 @@ class Hub:
                 await self._command(conn, msg)
         except WebSocketDisconnect:
             pass
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not conn.dropped or task is None:
+                raise
+            task.uncancel()  # dropped for falling behind (Connection.drop): end it here
         finally:
+            self.release(principal)
             metrics.WEBSOCKETS_OPEN.dec()
             slow = conn.dropped  # dropped by the hub, not a hang-up: the client must resync
             self.remove(conn)
@@ -334,10 +378,11 @@ class Hub:
             if ws.application_state is WebSocketState.CONNECTED:
                 try:
                     if slow:
-                        await ws.close(code=SLOW_CLIENT_CLOSE,
-                                       reason="slow consumer: resync with since_seq")
+                        await asyncio.wait_for(ws.close(
+                            code=SLOW_CLIENT_CLOSE, reason="slow consumer: resync with since_seq"),
+                            conn.send_timeout_s or None)
                     else:
-                        await ws.close()
+                        await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT_S)
                 except Exception:  # noqa: BLE001 - the socket may be gone already
                     pass
             log.info("stream_closed", principal=principal.kind, principal_id=principal.id,

@@ -18,6 +18,7 @@ from usecases.outcomes import Refusal
 from usecases.security import Principal, hash_secret, new_id, verify_secret
 
 MAX_LOGIN_FAILURES = 5
+MAX_EMAIL = 254  # longer is no e-mail address: not looked up
 TOTP_ISSUER = "IGE Kefalet Portali"
 CODE_WINDOW = (0, -1, 1)  # time steps a one-time code may come from (RFC 6238, ±1 step)
 
@@ -59,6 +60,18 @@ class Ticket:
     expires_in: int
 
 
+_DUMMY_HASH: str | None = None
+
+
+def _dummy_hash() -> str:
+    """A password hash no secret matches: checked for unknown ids, so an unknown client id or
+    e-mail costs the same time as a known one (no existence oracle)."""
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_secret(secrets.token_urlsafe(16))
+    return _DUMMY_HASH
+
+
 class Accounts:
     def __init__(self, deps: Deps) -> None:
         self.d = deps
@@ -87,11 +100,14 @@ class Accounts:
     async def bank_token(self, client_id: str, client_secret: str) -> Token | Refusal:
         """OAuth2 client credentials."""
         bank = None
-        if client_id:
+        if client_id and len(client_id) <= 200:
             async with self.d.store.read() as q:
                 bank = await q.banks.by_client_id(client_id)
-        if bank is None or not bank.active or not await asyncio.to_thread(
-                verify_secret, bank.secret_hash, client_secret):
+        known = bank is not None and bank.active
+        good = await asyncio.to_thread(  # the same work for an unknown client id
+            verify_secret, bank.secret_hash if known and bank else _dummy_hash(),
+            client_secret if isinstance(client_secret, str) else "")
+        if bank is None or not known or not good:
             return Refusal("invalid_client", "unknown client_id or wrong client_secret")
         ttl = self.d.policy.bank_token_ttl_s
         return Token(self.d.tokens.issue("bank", bank.id, ttl), ttl, bank.code)
@@ -113,7 +129,11 @@ class Accounts:
                                    "exporter_registered", None, {"user_id": user.id})
                 await tx.commit()
         except Conflict:
-            return Refusal("conflict", "an account with this e-mail already exists")
+            # answered like a first registration (a 409 would tell anyone that the address
+            # has an account): nothing is stored, the existing account is unchanged, and this
+            # authenticator activates nothing
+            return Registered(new_id("usr"), pyotp.TOTP(pyotp.random_base32()).provisioning_uri(
+                name=who.email, issuer_name=TOTP_ISSUER))
         uri = pyotp.TOTP(secret).provisioning_uri(name=who.email, issuer_name=TOTP_ISSUER)
         return Registered(user.id, uri)
 
@@ -133,36 +153,45 @@ class Accounts:
     async def _authenticate(self, email: object, code: object, password: object,
                             with_password: bool = True) -> ExporterRecord | Refusal:
         """The user when the e-mail, the password (not asked at activation) and a fresh code
-        are right; every failure counts, and the account locks at MAX_LOGIN_FAILURES. A
-        password that is not a string (absent, null, a number) is a wrong password."""
+        are right. Every answer costs the same work whether the account exists or not (the
+        password is checked against a dummy hash for an unknown e-mail) and says nothing of
+        the account (no attempts left, no lock to a caller who cannot prove the second
+        factor).
+
+        The lock: a failure counts towards MAX_LOGIN_FAILURES only when its one-time code was
+        right and fresh, that is, when the caller holds the account's authenticator and got
+        the password wrong. A caller without the authenticator cannot lock anyone out (wrong
+        codes are throttled per source by the gateway's rate limits instead). A locked
+        account says ``locked`` only to a caller whose password and code are both right."""
         user = None
-        if isinstance(email, str):
+        if isinstance(email, str) and len(email) <= MAX_EMAIL:
             async with self.d.store.read() as q:
                 user = await q.exporters.by_email(email.lower())
-        if user is None:
-            return Refusal("unauthorized", "wrong e-mail, password or code")
-        if user.failed_attempts >= MAX_LOGIN_FAILURES:
-            return Refusal("locked", "too many failed attempts; the account is locked, "
-                                     "contact the guarantee institution")
-        good = True
+        wrong = Refusal("unauthorized" if with_password else "totp_invalid",
+                        "wrong e-mail, password or code")
+        pw_ok = True
         if with_password:
-            good = isinstance(password, str) and await asyncio.to_thread(
-                verify_secret, user.password_hash, password)
-        good = good and await self._code_ok(user, code)
-        if good:
+            pw_ok = await asyncio.to_thread(
+                verify_secret, user.password_hash if user is not None else _dummy_hash(),
+                password if isinstance(password, str) else "")
+            pw_ok = pw_ok and isinstance(password, str)
+        if user is None:
+            return wrong
+        code_ok = await self._code_ok(user, code)
+        if code_ok and pw_ok:
+            if user.failed_attempts >= MAX_LOGIN_FAILURES:
+                return Refusal("locked", "too many failed attempts; the account is locked, "
+                                         "contact the guarantee institution")
             if user.failed_attempts:
                 async with self.d.store.unit() as tx:
                     await tx.exporters.succeeded(user.id)
                     await tx.commit()
             return user
-        async with self.d.store.unit() as tx:
-            failed = await tx.exporters.failed(user.id)
-            await tx.commit()
-        left = MAX_LOGIN_FAILURES - failed
-        if left <= 0:
-            return Refusal("locked", "too many failed attempts; the account is now locked")
-        return Refusal("unauthorized" if with_password else "totp_invalid",
-                       f"wrong e-mail, password or code ({left} attempts left)")
+        if code_ok:  # the authenticator's holder, the wrong password: counts towards the lock
+            async with self.d.store.unit() as tx:
+                await tx.exporters.failed(user.id)
+                await tx.commit()
+        return wrong
 
     async def activate(self, email: object, code: object) -> str | Refusal:
         """The first one-time code proves the authenticator works; returns the user id."""

@@ -189,7 +189,10 @@ class Bidding:
         rnd, limits = got
         priced = check_offer(draft, rnd, limits)
         if isinstance(priced, Refusal):
-            return priced
+            # the round's rules are named only to a bank the round exists for
+            finished = self.d.clock() >= rnd.closes_at_ms
+            return NOT_FOUND_ROUND if finished and await self._never_bid(bank_id, round_id) \
+                else priced
         terms, apr = priced
         for attempt in range(2):
             if offer_id is None:
@@ -202,7 +205,16 @@ class Bidding:
             if res.outcome is not Outcome.ROUND_UNKNOWN or attempt \
                     or not await self.durability.restore_round(round_id):
                 break
+        if res.outcome is Outcome.ROUND_CLOSED and await self._never_bid(bank_id, round_id):
+            return NOT_FOUND_ROUND  # a finished round it never bid in does not exist for it
         return _accepted(res, self.d.policy.max_offers_per_bank)
+
+    async def _never_bid(self, bank_id: str, round_id: str) -> bool:
+        """A finished round this bank never bid in does not exist for it
+        (``auction.rules.book_access``): neither its state nor its rules are named to it.
+        Read only on a refusal."""
+        return book_access(RoundState.CLOSED, await self.d.book.has_bid(round_id, bank_id)) \
+            == "not_found"
 
     # -- the book and the result -----------------------------------------------------------
     async def book(self, bank_id: str, round_id: str) -> BookSeen | Refusal:

@@ -58,6 +58,11 @@ class Streaming:
         async with self.d.store.read() as q:
             return await q.rounds.get(round_id)
 
+    async def results_ready(self, round_id: str) -> bool:
+        """Whether the round's closing record is in SQL (``round_closed`` may go out)."""
+        async with self.d.store.read() as q:
+            return await q.rounds.closing(round_id) is not None
+
     async def finalized(self, round_id: str) -> ExporterResults | None:
         """The results of a round whose close was just completed, for its exporter; None
         when the round belongs to no application."""

@@ -40,8 +40,8 @@ def validation_failed(errors: list[FieldError]) -> InvalidRequest:
 MALFORMED_JSON = "the body must be a JSON object"
 
 
-def malformed_json() -> InvalidRequest:
-    return InvalidRequest(400, "malformed_json", MALFORMED_JSON)
+def malformed_json(detail: str = MALFORMED_JSON) -> InvalidRequest:
+    return InvalidRequest(400, "malformed_json", detail)
 
 
 def not_object() -> InvalidRequest:

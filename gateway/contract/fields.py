@@ -73,12 +73,14 @@ def json_object(v: Any) -> dict[str, Any]:
     return v
 
 
-def text(max_len: int) -> Callable[[Any], str]:
+def text(max_len: int, nul_ok: bool = False) -> Callable[[Any], str]:
     def conv(v: Any) -> str:
         if not isinstance(v, str):
             raise ValueError("must be a string")
         if len(v) > max_len:
             raise ValueError(f"at most {max_len} characters")
+        if not nul_ok and "\x00" in v:
+            raise ValueError("must not contain a NUL character")
         return v
     return conv
 

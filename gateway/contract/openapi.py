@@ -72,8 +72,21 @@ def problem_codes(o: Operation) -> dict[int, list[str]]:
             add(404, "not_found")  # a token of another kind: that object space does not exist
     if o.idempotent:
         add(422, "idempotency_mismatch")
+    if o.method in BODY_METHODS:  # gateway/bounds.py, ahead of every route
+        add(408, "request_timeout")
+        add(413, "payload_too_large")
+        add(415, "unsupported_media_type")
+    if o.path in RATE_LIMITED_PATHS:  # gateway/ratelimit.py
+        add(429, "rate_limited")
     add(503, "unavailable")
     return {k: codes[k] for k in sorted(codes)}
+
+
+#: methods whose body the gateway bounds (media type, size, time)
+BODY_METHODS = frozenset({"post", "put", "patch", "delete"})
+#: the routes anyone may call, rate limited per address and account
+RATE_LIMITED_PATHS = frozenset({"/v1/oauth/token", "/v1/exporter/register",
+                                "/v1/exporter/activate", "/v1/exporter/login"})
 
 
 def _example(code: str, status: int) -> dict[str, Any]:
@@ -90,6 +103,9 @@ def _problem_response(status: int, codes: list[str]) -> dict[str, Any]:
     if status == 401:
         out["headers"] = {"WWW-Authenticate": {"description": "`Bearer`",
                                                "schema": {"type": "string"}}}
+    if status == 429:
+        out["headers"] = {"Retry-After": {"description": "Seconds until the limit's window ends.",
+                                          "schema": {"type": "integer", "minimum": 1}}}
     return out
 
 
@@ -269,9 +285,12 @@ X_WEBSOCKET: dict[str, Any] = {
         "validation_failed": "since_seq is not an integer",
         "bad_command": "not a subscribe/unsubscribe/ping message",
         "unavailable": "the server cannot follow the topic right now: subscribe again",
+        "too_many_topics": "the connection follows as many topics as it may: unsubscribe one",
     },
     "close_codes": {
-        str(L.STREAM_HANDSHAKE_REFUSED): "handshake refused: missing or used ticket, no "
+        str(L.STREAM_HANDSHAKE_REFUSED): "handshake refused: missing or used ticket (a ticket "
+                                         "presented is used up even when refused), too many "
+                                         "WebSockets of this caller, no "
                                          "supported subprotocol, or a browser Origin that is "
                                          "not allowed",
         str(L.STREAM_SLOW_CLIENT_CLOSE): "slow consumer: reconnect and resubscribe with "

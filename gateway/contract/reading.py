@@ -43,7 +43,8 @@ M = TypeVar("M", bound="RequestModel")
 #: a custom slow-path reader: (collector, key, body, context) -> (parsed?, value)
 Reader = Callable[["Collector", str, Mapping[str, Any], Mapping[str, Any]], tuple[bool, Any]]
 
-__all__ = ["Collector", "Parsed", "RequestModel", "Wire", "parse", "read"]
+__all__ = ["MAX_JSON_DEPTH", "Collector", "Parsed", "RequestModel", "Wire", "decode_json",
+           "parse", "read"]
 
 
 @dataclass(frozen=True)
@@ -204,10 +205,10 @@ def read(model: type[M], raw: bytes | Mapping[str, Any] | Any,
     ``{"currency": "TRY"}`` for offers, ``{"consent_text_version": ...}`` for consents).
     """
     ctx = _NO_CONTEXT if context is None else context
+    if isinstance(raw, (bytes, bytearray)):
+        raw = decode_json(raw)  # strict: no duplicate keys, NaN or deep nesting
     try:
-        if isinstance(raw, (bytes, bytearray)):
-            m = model.model_validate_json(raw)
-        elif isinstance(raw, dict):
+        if isinstance(raw, dict):
             m = model.model_validate(raw)
         elif isinstance(raw, Mapping):
             raw = dict(raw)
@@ -229,12 +230,63 @@ def parse(model: type[M], raw: bytes | Mapping[str, Any] | Any,
     return read(model, raw, context).require()
 
 
+#: how deeply a request body may nest objects and arrays (the deepest request is 3 levels)
+MAX_JSON_DEPTH = 32
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _Duplicate(k)
+            seen.add(k)
+    return out
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_json(raw: bytes | bytearray) -> Any:
+    """A request body as JSON, strictly: 400 ``malformed_json`` for what is not JSON
+    (``NaN``, ``Infinity``), for a key given twice in one object (which value the client meant
+    is unknowable) and for nesting deeper than ``MAX_JSON_DEPTH``. (Text fields refuse NUL
+    characters themselves: ``gateway.contract.fields.text``.)"""
+    try:
+        obj = json.loads(raw or b"null", object_pairs_hook=_pairs, parse_constant=_constant)
+    except _Duplicate as e:
+        raise malformed_json(f"the key {str(e)[:60]!r} appears twice in one object") from None
+    except RecursionError:
+        raise malformed_json(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError):
+        raise malformed_json() from None
+    if isinstance(obj, (dict, list)):
+        _scan(obj)
+    return obj
+
+
+def _scan(obj: dict[str, Any] | list[Any]) -> None:
+    """Raise past ``MAX_JSON_DEPTH`` levels, without recursion (a body is small: the gateway
+    bounds it)."""
+    todo: list[tuple[Any, int]] = [(obj, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise malformed_json(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        for v in (node.values() if isinstance(node, dict) else node):
+            if isinstance(v, (dict, list)):
+                todo.append((v, depth + 1))
+
+
 def _decode(raw: Any) -> dict[str, Any]:
     if isinstance(raw, (bytes, bytearray)):
-        try:
-            raw = json.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError):
-            raise malformed_json() from None
+        raw = decode_json(raw)
     if not isinstance(raw, dict):
         raise not_object()
     return raw

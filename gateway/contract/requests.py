@@ -78,9 +78,11 @@ def Bool(schema: Schema) -> Wire:
     return Wire(F.boolean, schema, native=core_schema.bool_schema(strict=True))
 
 
-def Text(max_len: int, schema: Schema) -> Wire:
-    return Wire(F.text(max_len), schema,
-                native=core_schema.str_schema(max_length=max_len, strict=True))
+def Text(max_len: int, schema: Schema, nul_ok: bool = False) -> Wire:
+    """A string of at most ``max_len`` characters without NUL (PostgreSQL text cannot hold
+    one, and no name needs one); ``nul_ok``: a rule of the field's own refuses it."""
+    return Wire(F.text(max_len, nul_ok), schema, native=core_schema.str_schema(
+        max_length=max_len, strict=True, pattern=None if nul_ok else r"^[^\x00]*$"))
 
 
 # ----------------------------------------------------------------------------- offers
@@ -121,7 +123,7 @@ class OfferTermsBody(RequestModel):
     assumes_export_commitment: Annotated[bool, Bool({
         "type": "boolean", "description": COMMITMENT_TEXT, "default": False})] = False
     conditions: Annotated[str, Text(L.CONDITIONS_PARSE_MAX, string(
-        CONDITIONS_TEXT, maxLength=L.CONDITIONS_MAX, default=""))] = ""
+        CONDITIONS_TEXT, maxLength=L.CONDITIONS_MAX, default=""), nul_ok=True)] = ""
     currency: Annotated[str | None, Wire(F.one_of(CURRENCIES), described(
         ref("Currency"), "Optional; must equal the round's currency."))] = None
 
@@ -142,6 +144,8 @@ class OfferTermsBody(RequestModel):
 class RegisterBody(RequestModel):
     """POST /v1/exporter/register."""
 
+    model_config = _FORBID  # unauthenticated: a field it does not know is an error
+
     full_name: Annotated[str, Text(L.NAME_MAX, string("Full name.",
                                                               maxLength=L.NAME_MAX))]
     national_id: Annotated[str, Wire(F.national_id, string(
@@ -161,6 +165,8 @@ _TOTP = string(f"{L.TOTP_DIGITS}-digit one-time code.", pattern=f"^[0-9]{{{L.TOT
 class ActivateBody(RequestModel):
     """POST /v1/exporter/activate. Read as sent: a wrong e-mail or code is 401, not 422."""
 
+    model_config = _FORBID  # unauthenticated: a field it does not know is an error
+
     REQUIRED_ON_WIRE: ClassVar[tuple[str, ...]] = ("email", "code")
 
     email: Annotated[Any, Wire(raw=True, schema=string("E-mail address."))] = None
@@ -175,6 +181,7 @@ class LoginBody(RequestModel):
     """
 
     REQUIRED_ON_WIRE: ClassVar[tuple[str, ...]] = ("email", "password", "code")
+    model_config = _FORBID  # unauthenticated: a field it does not know is an error
 
     email: Annotated[Any, Wire(raw=True, schema=string("E-mail address."))] = None
     password: Annotated[Any, Wire(raw=True, schema=string("Password."))] = ""

@@ -589,7 +589,7 @@ class StreamPong(TypedDict):
 
 
 STREAM_ERROR_CODES = ("offer_required", "not_found", "validation_failed", "bad_command",
-                      "unavailable")
+                      "unavailable", "too_many_topics")
 
 
 #: declarations that extend another component: documented as ``allOf`` [base, own fields]
@@ -607,8 +607,9 @@ class StreamError(TypedDict):
         "follows that offer automatically); not_found: no such topic for this caller; "
         "validation_failed: since_seq is not an integer; bad_command: not a "
         "subscribe/unsubscribe/ping message; unavailable: the server cannot follow the topic "
-        "right now (a backing service is down): subscribe again.", schema={"type": "string",
-                                                       "enum": list(STREAM_ERROR_CODES)})]
+        "right now (a backing service is down): subscribe again; too_many_topics: the "
+        "connection follows as many topics as it may (IGE_TOPICS_PER_CONNECTION).",
+        schema={"type": "string", "enum": list(STREAM_ERROR_CODES)})]
     detail: NotRequired[Annotated[str, Doc("A human explanation.")]]
 
 

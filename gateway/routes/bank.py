@@ -8,15 +8,18 @@ from starlette.routing import BaseRoute, Route
 
 from gateway import views
 from gateway.contract.requests import BankRoundsQuery, OAuthTokenForm, OfferTermsBody, parse, read
-from gateway.http import offer_idempotency, portal, principal, reply
+from gateway.http import offer_idempotency, passed, portal, principal, reply, throttled
 from gateway.requestinfo import note
 from usecases.bidding import Accepted
-from usecases.outcomes import Draft
+from usecases.outcomes import Draft, Refusal
 
 
 async def oauth_token(request: Request) -> Response:
     form = parse(OAuthTokenForm, await request.form())
+    acct = await throttled(request, "token", form.client_id)
     token = await portal(request).accounts.bank_token(form.client_id, form.client_secret)
+    if not isinstance(token, Refusal):
+        await passed(request, "token", acct)
     return reply(token, views.token)
 
 

@@ -18,7 +18,7 @@ from gateway.contract.requests import (
     parse,
     read,
 )
-from gateway.http import idempotent, ok, portal, principal, reply
+from gateway.http import idempotent, ok, passed, portal, principal, reply, throttled
 from gateway.logs import get_logger
 from gateway.problems import problem
 from usecases.accounts import NewExporter
@@ -33,6 +33,7 @@ log = get_logger("ige.exporter")
 async def register(request: Request) -> Response:
     raw = await request.body()
     b = parse(RegisterBody, raw)
+    await throttled(request, "register", b.email)
     who = NewExporter(b.email, b.full_name, b.national_id, b.mobile, b.password)
 
     async def run() -> JSONResponse:
@@ -43,13 +44,19 @@ async def register(request: Request) -> Response:
 
 async def activate(request: Request) -> Response:
     body = parse(ActivateBody, await request.body())
+    acct = await throttled(request, "activate", body.email)
     user_id = await portal(request).accounts.activate(body.email, body.code)
+    if not isinstance(user_id, Refusal):
+        await passed(request, "activate", acct)
     return reply(user_id, lambda uid: {"user_id": uid, "active": True})
 
 
 async def login(request: Request) -> Response:
     body = parse(LoginBody, await request.body())
+    acct = await throttled(request, "login", body.email)
     token = await portal(request).accounts.login(body.email, body.password, body.code)
+    if not isinstance(token, Refusal):
+        await passed(request, "login", acct)
     return reply(token, views.token)
 
 

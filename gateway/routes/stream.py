@@ -40,15 +40,21 @@ async def stream(ws: WebSocket) -> None:
                if s.strip()]
     proto = next((s for s in offered if s in SUBPROTOCOLS), None)
     ticket = ws.query_params.get("ticket", "")
-    if proto is None or not ticket or not _origin_ok(ws, settings):
+    # a ticket presented is used up, whatever else is wrong with the handshake: a refused
+    # handshake never leaves a usable ticket behind (and it is never logged)
+    who = await portal(ws).accounts.redeem_ticket(ticket) if 0 < len(ticket) <= 100 else None
+    if proto is None or who is None or not _origin_ok(ws, settings):
         await ws.close(code=STREAM_HANDSHAKE_REFUSED)
         return
-    who = await portal(ws).accounts.redeem_ticket(ticket)
-    if who is None:
-        await ws.close(code=STREAM_HANDSHAKE_REFUSED)
-        return
-    await ws.accept(subprotocol=proto)
     hub: Hub = ws.app.state.hub
+    if not hub.admit(who):  # too many WebSockets of this principal here
+        await ws.close(code=STREAM_HANDSHAKE_REFUSED)
+        return
+    try:
+        await ws.accept(subprotocol=proto)
+    except BaseException:
+        hub.release(who)
+        raise
     await hub.serve(ws, who, proto)
 
 

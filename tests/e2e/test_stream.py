@@ -122,7 +122,10 @@ class World:
 @pytest.fixture(scope="module")
 def world(module_server_factory: Any) -> Any:
     srv = module_server_factory(IGE_ROUND_DURATION="PT20S", IGE_BINDING_DURATION="PT30S",
-                                IGE_HEARTBEAT_SECONDS="1", IGE_WS_QUEUE=str(QUEUE))
+                                IGE_HEARTBEAT_SECONDS="1", IGE_WS_QUEUE=str(QUEUE),
+                                # the slow client below pauses reading through a long flood:
+                                # the queue drops it (4008), not the stall abort
+                                IGE_WS_SEND_TIMEOUT="600")
     api = Api(srv.base_url)
     banks = {c: api.create_bank(c, f"{c} Yayın Bankası") for c in ("STA", "STB", "STC")}
     yield World(srv, api, banks, {c: api.bank_token(b) for c, b in banks.items()})

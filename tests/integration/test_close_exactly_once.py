@@ -218,8 +218,10 @@ async def test_offers_after_the_deadline_are_refused_by_the_redis_clock_before_a
     offer = view.offers[0]
     await until_due(rnd)
 
-    late = await core.submit(rnd, bank_id(), offer_terms(300_000), None)
+    late = await core.submit(rnd, offer.bank_id, offer_terms(300_000), None)
     assert isinstance(late, Refusal) and late.code == "round_closed"
+    stranger = await core.submit(rnd, bank_id(), offer_terms(300_000), None)
+    assert isinstance(stranger, Refusal) and stranger.code == "not_found"  # it never bid
     late_revision = await core.revise(rnd, offer.bank_id, offer.offer_id, offer_terms(300_000),
                                       None)
     assert isinstance(late_revision, Refusal) and late_revision.code == "round_closed"

@@ -61,6 +61,9 @@ def same_but_ids(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 async def test_every_answer_of_the_offer_routes_is_the_routers(
         pair: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:
     fast, slow = pair
@@ -69,7 +72,7 @@ async def test_every_answer_of_the_offer_routes_is_the_routers(
     tok = (await fast.post("/v1/oauth/token", data={
         "grant_type": "client_credentials", "client_id": bank["client_id"],
         "client_secret": bank["client_secret"]})).json()["access_token"]
-    h = {"Authorization": f"Bearer {tok}"}
+    h = {"Authorization": f"Bearer {tok}", "Content-Type": "application/json"}
 
     async def a_round(c: httpx.AsyncClient) -> tuple[str, str]:
         """Each app gets its own round with one offer: the same requests meet the same state."""
@@ -85,14 +88,15 @@ async def test_every_answer_of_the_offer_routes_is_the_routers(
         ("POST", "{url}", h, b'{"annual_rate": '),  # malformed JSON
         ("POST", "{url}", h, json.dumps({**OFFER_BODY, "annual_rate": "1.234567"}).encode()),
         ("POST", "{url}", h, json.dumps({**OFFER_BODY, "tenor_months": 999}).encode()),
-        ("POST", "{url}", {}, json.dumps(OFFER_BODY).encode()),  # no token
-        ("POST", "{url}", ADMIN, json.dumps(OFFER_BODY).encode()),  # a token of another kind
+        ("POST", "{url}", JSON, json.dumps(OFFER_BODY).encode()),  # no token
+        ("POST", "{url}", {**ADMIN, **JSON}, json.dumps(OFFER_BODY).encode()),  # another kind
         ("POST", "/v1/bank/rounds/rnd_nope/offers", h, json.dumps(OFFER_BODY).encode()),
         ("PUT", "{url}/off_nope", h, json.dumps(OFFER_BODY).encode()),
         ("GET", "{url}", h, b""),  # not one of the fast path's: the router's 405
         ("PATCH", "{url}/{mine}", h, b"{}"),
         ("POST", "{url}/", h, json.dumps(OFFER_BODY).encode()),  # no such route
-        ("POST", "{url}", {**h, "Content-Type": "text/plain"}, b"x"),
+        ("POST", "{url}", {**h, "Content-Type": "text/plain"}, b"x"),  # 415 (gateway/bounds.py)
+        ("POST", "{url}", {**h, "Content-Type": "application/json"}, b" " * 70_000),  # 413
     ]
     where = {c: await a_round(c) for c in (fast, slow)}
     statuses = []
@@ -109,6 +113,7 @@ async def test_every_answer_of_the_offer_routes_is_the_routers(
         statuses.append(sa)
     assert statuses[:4] == [201, 409, 200, 200]  # the second new offer met the limit of two
     assert 422 in statuses and 401 in statuses and 404 in statuses and 405 in statuses
+    assert statuses[-2:] == [415, 413]  # the bounds come before either path
 
 
 async def test_a_backing_service_failure_is_the_same_503(

@@ -285,7 +285,8 @@ def test_offer_edges(changes: dict[str, Any], expected: Any) -> None:
 
 
 JSON_SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-10, 10**16), st.floats(allow_nan=False),
+    st.none(), st.booleans(), st.integers(-10, 10**16),
+    st.floats(allow_nan=False, allow_infinity=False),  # JSON has neither
     st.sampled_from(["", "0", "0.00", "38.50", "38.5001", "38.50001", "500.0001", "-5", ".5",
                      "5.", "1e3", "1_000", " 7", "５", "5000000.00", "5000000.01", "9" * 16,
                      "TRY", "USD", "GBP", "x" * 2001]),
@@ -759,9 +760,10 @@ REGISTER = {"full_name": "Ayşe Yılmaz", "national_id": VALID_TCKN, "email": "A
     ({"password": None},
      (422, "validation_failed", "invalid fields: password",
       [("password", "required", "password is required")])),
-    ({"email": None, "mobile": 5, "extra": 1},
-     (422, "validation_failed", "invalid fields: email, mobile",
-      [("email", "required", "email is required"),
+    ({"email": None, "mobile": 5, "extra": 1},  # unknown fields are refused (issue #10)
+     (422, "validation_failed", "invalid fields: email, extra, mobile",
+      [("extra", "unknown_field", "extra is not a known field"),
+       ("email", "required", "email is required"),
        ("mobile", "invalid", "mobile: not a Turkish mobile number (+905XXXXXXXXX)")])),
 ])
 def test_registration(changes: dict[str, Any], expected: Any) -> None:

@@ -36,6 +36,15 @@ from auction.masking import book_for, quote_messages
 from auction.model import OfferTerms, OfferVersion, RoundState
 from auction.ranking import ranked
 
+
+def ready(topic: str, viewer: str) -> Subscription:
+    """A subscription to a round whose results are ready when it closes: its close goes out as
+    it comes (the hold before the results are ready: tests/unit/test_hardening.py)."""
+    sub = Subscription(topic, viewer)
+    sub.finalized = True
+    return sub
+
+
 ROUND = "rnd_0001"
 TOPIC = f"round:{ROUND}"
 T0 = 1_776_781_800_000  # 2026-04-21T14:30:00Z
@@ -125,8 +134,11 @@ class Shell:
 
 
 def subscribed(since_seq: int | None, book: list[Event], viewer: str = ME,
-               room: int | None = None) -> Shell:
-    shell = Shell(Subscription(TOPIC, viewer))
+               room: int | None = None, finalized: bool = True) -> Shell:
+    """``finalized``: the round's results are ready (its close goes out as it comes; the
+    hold before that is tests/unit/test_hardening.py's)."""
+    shell = Shell(ready(TOPIC, viewer))
+    shell.sub.finalized = finalized
     shell.run(shell.sub.start(since_seq))
     shell.answer(book, room)
     return shell
@@ -146,7 +158,7 @@ def live_at(n: int) -> Shell:
 
 # ----------------------------------------------------------------------------- snapshot, live
 def test_a_subscription_without_since_seq_gets_the_book_as_a_snapshot_then_goes_live() -> None:
-    sub = Subscription(TOPIC, ME)
+    sub = ready(TOPIC, ME)
     assert sub.start(None) == [FetchSnapshot()]
     actions = sub.on_snapshot(view_at(ROUND_12[:4]), T0)
     assert len(actions) == 1 and isinstance(actions[0], Send)
@@ -176,7 +188,7 @@ def test_a_duplicate_live_event_is_dropped() -> None:
 
 
 def test_an_unknown_round_at_snapshot_time_is_not_found() -> None:
-    sub = Subscription(TOPIC, ME)
+    sub = ready(TOPIC, ME)
     sub.start(None)
     assert sub.on_snapshot(None, T0) == [SendError("not_found", "round not found")]
 
@@ -195,7 +207,7 @@ def test_a_gap_is_filled_from_history_with_the_ranks_as_of_each_event() -> None:
 
 
 def test_events_arriving_during_a_snapshot_follow_it_in_order_without_duplicates() -> None:
-    shell = Shell(Subscription(TOPIC, ME))
+    shell = Shell(ready(TOPIC, ME))
     shell.run(shell.sub.start(None))
     # while the book is read: 6 (already in the snapshot), 8, then 7 and 8 again
     for ev in (ROUND_12[5], ROUND_12[7], ROUND_12[6], ROUND_12[7]):
@@ -207,7 +219,7 @@ def test_events_arriving_during_a_snapshot_follow_it_in_order_without_duplicates
 
 
 def test_events_arriving_during_a_catch_up_follow_it_in_order_without_duplicates() -> None:
-    shell = Shell(Subscription(TOPIC, ME))
+    shell = Shell(ready(TOPIC, ME))
     shell.run(shell.sub.start(2))
     for ev in (ROUND_12[6], ROUND_12[4], ROUND_12[5]):
         shell.live(ev)
@@ -240,7 +252,7 @@ def test_a_live_quote_without_its_rank_is_sent_from_history() -> None:
 def test_a_quote_without_its_rank_in_the_history_gets_a_snapshot_instead() -> None:
     """A stream entry written by an older book (no rank recorded): the catch-up cannot say
     the offer's rank as of that event, so the subscriber starts afresh."""
-    sub = Subscription(TOPIC, ME)
+    sub = ready(TOPIC, ME)
     assert sub.start(8) == [FetchHistory(8)]
     old = [replace(e, rank=0, size=0) if e.seq == 10 else e for e in ROUND_12]
     assert sub.on_history(history(old, 8), None) == [FetchSnapshot()]
@@ -249,7 +261,7 @@ def test_a_quote_without_its_rank_in_the_history_gets_a_snapshot_instead() -> No
 def test_a_catch_up_reads_only_what_it_sends() -> None:
     """The work of a catch-up grows with how far behind the subscriber is, never with the
     round's history: the hub asks for the events after since_seq, at most the limit."""
-    sub = Subscription(TOPIC, ME)
+    sub = ready(TOPIC, ME)
     assert sub.start(10) == [FetchHistory(10)]
     assert catch_up_limit(None) == MAX_CATCH_UP
     assert catch_up_limit(5) == 4 and catch_up_limit(0) == 0
@@ -259,7 +271,7 @@ def test_a_catch_up_reads_only_what_it_sends() -> None:
 
 
 def test_an_unknown_round_at_catch_up_time_gets_a_snapshot() -> None:
-    sub = Subscription(TOPIC, ME)
+    sub = ready(TOPIC, ME)
     sub.start(3)
     assert sub.on_history(History(None, []), None) == [FetchSnapshot()]
 
@@ -294,7 +306,7 @@ def test_since_seq_zero_or_negative_catches_up_from_the_first_event(since: int) 
 
 
 def test_since_seq_in_the_future_gets_a_snapshot() -> None:
-    sub = Subscription(TOPIC, ME)
+    sub = ready(TOPIC, ME)
     assert sub.start(13) == [FetchHistory(13)]
     assert sub.on_history(history(ROUND_12, 13), None) == [FetchSnapshot()]
 
@@ -304,7 +316,7 @@ def test_since_seq_in_the_future_gets_a_snapshot() -> None:
 def test_since_seq_more_than_max_catch_up_behind_gets_a_snapshot(behind: int,
                                                                  first: str) -> None:
     events = make_round(MAX_CATCH_UP + 2)
-    shell = Shell(Subscription(TOPIC, ME))
+    shell = Shell(ready(TOPIC, ME))
     shell.run(shell.sub.start(len(events) - behind))
     shell.answer(events)
     if first == "snapshot":
@@ -319,7 +331,7 @@ def test_since_seq_more_than_max_catch_up_behind_gets_a_snapshot(behind: int,
 @pytest.mark.parametrize(("room", "snapshot"), [(5, False), (4, True), (0, True)])
 def test_a_backlog_larger_than_the_queue_room_becomes_a_snapshot(room: int,
                                                                  snapshot: bool) -> None:
-    sub = Subscription(TOPIC, ME)
+    sub = ready(TOPIC, ME)
     sub.start(8)  # four events behind
     actions = sub.on_history(history(ROUND_12, 8, catch_up_limit(room) + 1), room)
     assert (actions == [FetchSnapshot()]) is snapshot
@@ -328,7 +340,7 @@ def test_a_backlog_larger_than_the_queue_room_becomes_a_snapshot(room: int,
 
 
 def test_events_buffered_before_a_catch_up_turned_snapshot_still_follow_it() -> None:
-    shell = Shell(Subscription(TOPIC, ME))
+    shell = Shell(ready(TOPIC, ME))
     shell.run(shell.sub.start(1))
     shell.live(ROUND_12[10])
     shell.answer(ROUND_12[:10], room=3)  # nine behind, room for three: a snapshot instead
@@ -354,7 +366,7 @@ def test_round_closed_is_delivered_in_order_live_and_from_history() -> None:
 
 # ----------------------------------------------------------------------------- pending bank
 def pending_bank(bank: str = "bank_gamma") -> Shell:
-    shell = Shell(Subscription(TOPIC, bank))
+    shell = Shell(ready(TOPIC, bank))
     shell.run(shell.sub.require_offer(RoundState.OPEN))
     assert shell.got == [{"type": "error", "topic": TOPIC, "code": "offer_required"}]
     assert shell.sub.phase is Phase.PENDING
@@ -400,7 +412,7 @@ def test_a_pending_bank_found_to_have_bid_gets_the_snapshot_once() -> None:
                                    None])
 def test_a_bank_without_an_offer_in_a_finished_or_unknown_round_is_told_it_does_not_exist(
         state: RoundState | None) -> None:
-    sub = Subscription(TOPIC, "bank_delta")
+    sub = ready(TOPIC, "bank_delta")
     assert sub.require_offer(state) == [Unsubscribe(), SendError("not_found", "no such round")]
 
 
@@ -415,7 +427,7 @@ def test_resync_after_reconnect_catches_up_a_live_subscription() -> None:
 
 
 def test_reconnect_leaves_a_subscription_that_is_syncing_alone() -> None:
-    sub = Subscription(TOPIC, ME)
+    sub = ready(TOPIC, ME)
     sub.start(None)
     assert sub.on_reconnect() == []
 
@@ -464,7 +476,7 @@ def test_any_interleaving_delivers_every_event_once_in_seq_order_and_masked(
         schedule: tuple[int | None, list[tuple[str, int]]], room: int | None,
         viewer: str) -> None:
     since, steps = schedule
-    shell = Shell(Subscription(TOPIC, viewer))
+    shell = Shell(ready(TOPIC, viewer))
     shell.run(shell.sub.start(since))
     published, held = 0, []
     for step, n in steps:

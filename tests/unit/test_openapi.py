@@ -221,7 +221,7 @@ def test_websocket_is_documented() -> None:
     assert set(ws["server_messages"]) == {"snapshot", "quote", "round_opened", "round_closed",
                                           "heartbeat", "pong", "error"}
     assert set(ws["error_codes"]) == {"offer_required", "not_found", "validation_failed",
-                                      "bad_command", "unavailable"}
+                                      "bad_command", "unavailable", "too_many_topics"}
     assert "4008" in ws["close_codes"]
     for word in ("/v1/stream", "ige.v1.msgpack", "since_seq", "4008", "round:<id>"):
         assert word in o["description"]

@@ -110,8 +110,11 @@ async def test_a_round_takes_offers_closes_once_by_the_books_clock_and_binds_the
     clock.now += ROUND // timedelta(milliseconds=1) - 1
     assert await portal.closing.close_due(10) == 0  # one millisecond early: not due
     clock.now += 1
-    late = await portal.bidding.submit("bnk_c", rid, offer("30.00"), None)
+    late = await portal.bidding.submit("bnk_a", rid, offer("30.00"), None)
     assert isinstance(late, Refusal) and late.code == "round_closed"
+    # a bank that never bid: the finished round does not exist for it (issue #10, finding 8)
+    stranger = await portal.bidding.submit("bnk_c", rid, offer("30.00"), None)
+    assert isinstance(stranger, Refusal) and stranger.code == "not_found"
     assert await portal.closing.close_due(10) == 1
     assert await portal.closing.close_due(10) == 0  # exactly once
 
@@ -253,19 +256,60 @@ async def test_a_login_without_a_string_password_is_a_wrong_password(
     assert isinstance(got, Refusal) and got.code == "unauthorized"
 
 
-async def test_five_failures_lock_an_account_whatever_comes_after(portal: Portal,
-                                                                  clock: Clock) -> None:
+async def test_five_failures_with_the_accounts_own_fresh_codes_lock_it(portal: Portal,
+                                                                       clock: Clock) -> None:
+    """Only the holder of the authenticator (a right, fresh code) with a wrong password counts
+    towards the lock; the answers never say how many attempts are left."""
     reg = await portal.accounts.register(NewExporter(
         "mehmet@example.com", "Mehmet Demir", "10000000146", "+905321234567", "correct horse"))
     assert isinstance(reg, Registered)
     totp = pyotp.TOTP(pyotp.parse_uri(reg.totp_uri).secret)
-    answers = [await portal.accounts.login("mehmet@example.com", "wrong password!",
-                                           totp.at(clock.now / 1000)) for _ in range(6)]
-    assert [a.code for a in answers if isinstance(a, Refusal)] == [
-        "unauthorized", "unauthorized", "unauthorized", "unauthorized", "locked", "locked"]
+    answers = []
+    for _ in range(6):
+        clock.now += 30_000  # a fresh code each time
+        answers.append(await portal.accounts.login("mehmet@example.com", "wrong password!",
+                                                   totp.at(clock.now / 1000)))
+    assert [a.code for a in answers if isinstance(a, Refusal)] == ["unauthorized"] * 6
+    assert all("left" not in a.detail for a in answers if isinstance(a, Refusal))
+    clock.now += 30_000
     right = await portal.accounts.login("mehmet@example.com", "correct horse",
                                         totp.at(clock.now / 1000))
     assert isinstance(right, Refusal) and right.code == "locked"
+
+
+async def test_failures_without_the_authenticator_never_lock_the_owner_out(
+        portal: Portal, clock: Clock) -> None:
+    """Issue #10 finding 5: five wrong logins by anyone locked the account."""
+    reg = await portal.accounts.register(NewExporter(
+        "owner@example.com", "Mehmet Demir", "10000000146", "+905321234567", "correct horse"))
+    assert isinstance(reg, Registered)
+    totp = pyotp.TOTP(pyotp.parse_uri(reg.totp_uri).secret)
+    assert await portal.accounts.activate("owner@example.com", totp.at(clock.now / 1000)) \
+        == reg.user_id
+    for _ in range(20):  # an attacker who knows the e-mail, not the authenticator
+        got = await portal.accounts.login("owner@example.com", "guess", "000000")
+        assert isinstance(got, Refusal) and got.code == "unauthorized"
+    clock.now += 60_000
+    token = await portal.accounts.login("owner@example.com", "correct horse",
+                                        totp.at(clock.now / 1000))
+    assert isinstance(token, Token)
+
+
+async def test_an_unknown_email_and_a_known_one_get_the_same_answer(portal: Portal) -> None:
+    reg = await portal.accounts.register(NewExporter(
+        "known@example.com", "Ayşe Yılmaz", "10000000146", "+905321234567", "correct horse"))
+    assert isinstance(reg, Registered)
+    a = await portal.accounts.login("known@example.com", "wrong password!", "000000")
+    b = await portal.accounts.login("unknown@example.com", "wrong password!", "000000")
+    c = await portal.accounts.activate("unknown@example.com", "000000")
+    d = await portal.accounts.activate("known@example.com", "000000")
+    assert isinstance(a, Refusal) and isinstance(b, Refusal)
+    assert (a.code, a.detail) == (b.code, b.detail)
+    assert isinstance(c, Refusal) and isinstance(d, Refusal)
+    assert (c.code, c.detail) == (d.code, d.detail)
+    again = await portal.accounts.register(NewExporter(
+        "known@example.com", "Someone Else", "10000000146", "+905321234567", "other horse!"))
+    assert isinstance(again, Registered) and again.user_id != reg.user_id  # not a 409
 
 
 async def test_a_stream_ticket_is_single_use(portal: Portal) -> None:

@@ -1,0 +1,235 @@
+"""Issue #10, the findings a pure test can pin: strict JSON bodies (duplicate keys, NaN, deep
+nesting, NUL characters, unknown fields), the media types a route takes, the stream's catch-up
+bounded by what it sends (finding 1) and ``round_closed`` held until the results are ready
+(finding 9), the hub played with a spy book."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from auction.book import BookView, Event, History
+from auction.bus import BookChanged, RoundFinalized
+from auction.feed import MAX_CATCH_UP, Subscription
+from gateway.bounds import media_type_ok
+from gateway.connection import Connection
+from gateway.contract.errors import InvalidRequest
+from gateway.contract.reading import MAX_JSON_DEPTH, decode_json, read
+from gateway.contract.requests import LoginBody, OfferTermsBody, RegisterBody
+from gateway.settings import Settings
+from gateway.stream import Hub
+from tests.unit.test_feed import ROUND, TOPIC, history, make_round, view_at
+from usecases.security import Principal
+from usecases.streaming import RoundSeen
+
+
+# ----------------------------------------------------------------------------- JSON bodies
+def refused(raw: bytes) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as e:
+        decode_json(raw)
+    return e.value
+
+
+def test_a_key_given_twice_is_malformed_not_last_wins() -> None:
+    e = refused(b'{"annual_rate": "30.00", "annual_rate": "1.00"}')
+    assert (e.status, e.code) == (400, "malformed_json") and "annual_rate" in e.detail
+    e = refused(b'{"company": {"name": "a", "name": "b"}}')
+    assert e.code == "malformed_json"
+
+
+@pytest.mark.parametrize("raw", [b'{"score": NaN}', b'{"score": Infinity}',
+                                 b'{"score": -Infinity}', b'{"a": [1, NaN]}'])
+def test_nan_and_infinity_are_not_json(raw: bytes) -> None:
+    """Finding 6: a NaN in the operator's assessment was stored and broke every pool."""
+    assert refused(raw).code == "malformed_json"
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 5_000, 100_000])
+def test_deep_nesting_is_malformed_never_a_recursion_error(depth: int) -> None:
+    """Finding 7: 100k levels answered 500 with a traceback."""
+    assert refused(b"[" * depth + b"]" * depth).code == "malformed_json"
+    assert refused(b'{"a":' * depth + b"1" + b"}" * depth).code == "malformed_json"
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    d = MAX_JSON_DEPTH
+    assert decode_json(b"[" * d + b"]" * d) is not None
+
+
+def test_a_nul_character_names_its_field() -> None:
+    """Finding 10: NUL characters were stored in names."""
+    body = {"full_name": "Ay\u0000şe", "national_id": "10000000146",
+            "email": "a@example.com", "mobile": "+905321234567", "password": "correct horse"}
+    got = read(RegisterBody, json.dumps(body).encode())
+    assert got.model is None and [(e.field, e.code) for e in got.errors] == [
+        ("full_name", "invalid")]
+
+
+def test_unknown_fields_of_the_account_bodies_are_refused() -> None:
+    body = {"full_name": "Ayşe Yılmaz", "national_id": "10000000146",
+            "email": "a@example.com", "mobile": "+905321234567",
+            "password": "correct horse", "is_admin": True}
+    got = read(RegisterBody, json.dumps(body).encode())
+    assert [(e.field, e.code) for e in got.errors] == [("is_admin", "unknown_field")]
+    got2 = read(LoginBody, b'{"email": "a@example.com", "password": "x", "code": "1", "z": 1}')
+    assert [(e.field, e.code) for e in got2.errors] == [("z", "unknown_field")]
+
+
+def test_offers_still_read_as_before() -> None:
+    body = {"annual_rate": "31.25", "amount": "1500000.00", "tenor_months": 24,
+            "grace_months": 6, "repayment_every_months": 3, "upfront_fee": "0.00",
+            "assumes_export_commitment": True, "conditions": ""}
+    got = read(OfferTermsBody, json.dumps(body).encode())
+    assert got.errors == [] and got.model is not None
+
+
+@pytest.mark.parametrize(("path", "ctype", "ok"), [
+    ("/v1/exporter/register", "application/json", True),
+    ("/v1/exporter/register", "application/json; charset=utf-8", True),
+    ("/v1/exporter/register", "application/problem+json", True),
+    ("/v1/exporter/register", "text/plain", False),
+    ("/v1/exporter/register", "application/x-www-form-urlencoded", False),
+    ("/v1/exporter/register", "multipart/form-data; boundary=x", False),
+    ("/v1/exporter/register", "", False),
+    ("/v1/oauth/token", "application/x-www-form-urlencoded", True),
+    ("/v1/oauth/token", "text/plain", False),
+])
+def test_a_body_must_be_of_the_routes_media_type(path: str, ctype: str, ok: bool) -> None:
+    """Finding 10: a text/plain register (what a cross-site form can send) succeeded."""
+    assert media_type_ok(path, ctype) is ok
+
+
+# ----------------------------------------------------------------------------- the hub
+@dataclass
+class SpyBook:
+    """Book.history and Book.view over a fixed round, counting what they read."""
+
+    live: list[Event]
+    reads: list[tuple[int, int, int]] = field(default_factory=list)  # after, limit, got
+
+    async def history(self, round_id: str, after_seq: int, limit: int) -> History:
+        h = history(self.live, after_seq, limit)
+        self.reads.append((after_seq, limit, len(h.events)))
+        return h
+
+    async def view(self, round_id: str, viewer_bank_id: str = "") -> BookView | None:
+        return view_at(self.live, "bank_alpha")
+
+    async def has_bid(self, round_id: str, bank_id: str) -> bool:
+        return True
+
+
+class Streaming:
+    def __init__(self) -> None:
+        self.ready = False
+
+    async def round_seen_by(self, who: Principal, round_id: str) -> RoundSeen:
+        return RoundSeen(None, False)
+
+    async def results_ready(self, round_id: str) -> bool:
+        return self.ready
+
+
+class Bus:
+    reconnects = 0
+
+    async def watch(self, round_id: str) -> None:
+        return None
+
+    async def unwatch(self, round_id: str) -> None:
+        return None
+
+
+def hub_over(live: list[Event]) -> tuple[Hub, SpyBook, Streaming]:
+    book, streaming = SpyBook(live), Streaming()
+    rt = SimpleNamespace(deps=SimpleNamespace(book=book, clock=lambda: 1_776_781_800_000),
+                         portal=SimpleNamespace(streaming=streaming),
+                         settings=Settings(queue_size=512), bus=Bus())
+    return Hub(rt), book, streaming  # type: ignore[arg-type]
+
+
+def connection() -> Connection:
+    return Connection(None, Principal("admin", "admin"), False,  # type: ignore[arg-type]
+                      asyncio.Queue(512))
+
+
+def frames(conn: Connection) -> list[dict[str, Any]]:
+    out = []
+    while not conn.queue.empty():
+        item = conn.queue.get_nowait()
+        frame = getattr(item, "frame", item)
+        assert isinstance(frame, str)
+        out.append(json.loads(frame))
+    return out
+
+
+async def test_since_seq_far_behind_reads_a_bounded_stretch_of_history_then_a_snapshot() -> None:
+    """Finding 1: a subscribe with since_seq replayed the whole history, recomputing the
+    ranking after every event (O(n²)). The catch-up now reads at most MAX_CATCH_UP + 1
+    events, whatever the round's length, and a subscriber further behind gets a snapshot."""
+    live = make_round(5_000)
+    hub, book, _ = hub_over(live)
+    conn = connection()
+    await hub.subscribe(conn, TOPIC, 1)
+    got = frames(conn)
+    assert [m["type"] for m in got] == ["snapshot"]
+    assert got[0]["seq"] == 5_000
+    assert len(book.reads) == 1 and book.reads[0][1] <= MAX_CATCH_UP + 1
+    assert sum(n for _, _, n in book.reads) <= MAX_CATCH_UP + 1
+
+
+async def test_since_seq_two_behind_reads_and_sends_two_events() -> None:
+    live = make_round(5_000)
+    hub, book, _ = hub_over(live)
+    conn = connection()
+    await hub.subscribe(conn, TOPIC, 4_998)
+    assert [(m["type"], m["seq"]) for m in frames(conn)] == [("quote", 4_999), ("quote", 5_000)]
+    assert sum(n for _, _, n in book.reads) == 2
+
+
+async def test_round_closed_reaches_a_round_topic_only_once_the_results_are_ready() -> None:
+    """Finding 9: the book's close event (close.lua, at the flip) went out at once, before
+    the closing record was in SQL (GET .../result still answered round_open)."""
+    live = make_round(3, closed=True)
+    hub, _, _ = hub_over(live[:-1])
+    conn = connection()
+    await hub.subscribe(conn, TOPIC, None)
+    assert [m["type"] for m in frames(conn)] == ["snapshot"]
+    await hub._dispatch(BookChanged(live[-1]))
+    assert frames(conn) == []  # the flip alone: nothing yet
+    await hub._dispatch(RoundFinalized(ROUND))
+    got = frames(conn)
+    assert [(m["type"], m["seq"]) for m in got] == [("round_closed", 4)]
+    await hub._dispatch(RoundFinalized(ROUND))  # once only
+    assert frames(conn) == []
+
+
+async def test_a_catch_up_over_the_close_sends_it_only_when_sql_holds_the_results() -> None:
+    live = make_round(3, closed=True)
+    hub, _, streaming = hub_over(live)
+    early = connection()
+    await hub.subscribe(early, TOPIC, 2)
+    assert [m["type"] for m in frames(early)] == ["quote"]  # seq 3; the close is held
+    streaming.ready = True
+    late = connection()
+    await hub.subscribe(late, TOPIC, 2)
+    assert [m["type"] for m in frames(late)] == ["quote", "round_closed"]
+    await hub._dispatch(RoundFinalized(ROUND))
+    assert [m["type"] for m in frames(early)] == ["round_closed"]
+
+
+def test_the_feed_holds_a_live_close_until_finalized() -> None:
+    live = make_round(2, closed=True)
+    sub = Subscription(TOPIC, "bank_alpha")
+    sub.start(None)
+    sub.on_snapshot(view_at(live[:-1]), 0)
+    assert sub.on_live(live[-1]) == []
+    assert sub.held is live[-1]
+    out = sub.on_finalized()
+    assert len(out) == 1 and sub.held is None
+    assert sub.on_live(live[-1]) == []  # a duplicate of the close is still dropped
