@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -103,9 +104,24 @@ def unreadable(e: InvalidRequest) -> Problem:
     return Problem(e.status, e.code, e.detail, e.errors)
 
 
-def response(p: Problem, instance: str | None = None) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if p.status == 401 else None
-    return JSONResponse(p.body(instance), status_code=p.status, headers=headers,
+#: what a path keeps unescaped in ``instance`` (RFC 3986 pchar and "/", less "%")
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
+
+
+def instance_of(request: Request) -> str:
+    """The problem's ``instance``: the request's path as a URI reference (RFC 3986), i.e.
+    percent-encoded (UTF-8) as a client would send it: ``/v1/bank/rounds/%C3%94``, never the
+    decoded ``/v1/bank/rounds/Ô``."""
+    path: str = request.scope["path"]
+    return quote(path.encode("utf-8", "surrogateescape"), safe=_PATH_SAFE)
+
+
+def response(p: Problem, instance: str | None = None,
+             headers: Mapping[str, str] | None = None) -> JSONResponse:
+    out = dict(headers or {})
+    if p.status == 401:
+        out["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(p.body(instance), status_code=p.status, headers=out or None,
                         media_type="application/problem+json")
 
 
@@ -114,4 +130,4 @@ async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
         exc = unreadable(exc)
     assert isinstance(exc, Problem)
     note(request.scope).code = exc.code
-    return response(exc, request.url.path)
+    return response(exc, instance_of(request))

@@ -68,8 +68,16 @@ PAGE_DEFAULT = 50
 BUSINESS_DAYS_MIN = 0
 BUSINESS_DAYS_MAX = 366
 BUSINESS_DAYS_DEFAULT = 7
-YEAR_MIN = 2000
+YEAR_MIN = 2000  # the years of the holiday calendar the business-day rules are sure of
 YEAR_MAX = 2100
+#: the years a deadline may start in: its deadline (at most BUSINESS_DAYS_MAX business days, under
+#: 18 months, later) must fall in the calendar's years too
+START_YEAR_MIN = YEAR_MIN
+START_YEAR_MAX = YEAR_MAX - 2
+#: how a ``start`` begins: an RFC 3339 (ISO 8601 extended) date in those years
+START_PATTERN = r"^20(?:[0-8][0-9]|9[0-8])-[0-9]{2}-[0-9]{2}T"
+#: audit entry ids (an SQL INTEGER: 32 bits on PostgreSQL)
+AUDIT_ID_MAX = 2**31 - 1
 ROUND_LIST_STATES = tuple(s.value for s in RoundState)  # open, closed, accepted, lapsed
 
 # ----------------------------------------------------------------------------- live stream
@@ -86,14 +94,16 @@ GRACE_MAX = max(r.max_grace_months for r in LOAN_TYPE_RULES.values())
 ANNUAL_RATE_MAX_PCT = MAX_ANNUAL_RATE_E4 // RATE_SCALE
 
 __all__ = [
-    "ANNUAL_RATE_MAX_PCT", "AUDIT_PAGE", "BANK_CODE_MAX", "BANK_CODE_MIN", "BANK_CODE_PATTERN",
+    "ANNUAL_RATE_MAX_PCT", "AUDIT_ID_MAX", "AUDIT_PAGE", "BANK_CODE_MAX", "BANK_CODE_MIN",
+    "BANK_CODE_PATTERN",
     "BUSINESS_DAYS_DEFAULT", "BUSINESS_DAYS_MAX", "BUSINESS_DAYS_MIN", "CONDITIONS_MAX",
     "CONDITIONS_PARSE_MAX", "CURRENCIES", "EMAIL_MAX", "GRACE_MAX", "IDEMPOTENCY_KEY_MAX",
     "ID_MAX", "LOAN_TYPES", "LOAN_TYPE_RULES", "MAX_LOGIN_FAILURES", "MOBILE_MAX",
     "MONEY_MAX_INTEGER_DIGITS", "MONEY_PLACES", "NAME_MAX", "NATIONAL_ID_DIGITS", "OFFER_ID_MAX",
     "PAGE_DEFAULT", "PAGE_MAX", "PAGE_MIN", "PASSWORD_MAX", "PASSWORD_MIN", "PREFERRED_MAX",
     "PURPOSE_MAX", "RATE_PLACES", "RELATED_MAX", "REPAYMENT_PERIODS", "ROUND_LIST_STATES",
-    "SECTOR_MAX", "SHARE_MAX_PCT", "SHARE_PLACES", "STREAM_HANDSHAKE_REFUSED",
+    "SECTOR_MAX", "SHARE_MAX_PCT", "SHARE_PLACES", "START_PATTERN", "START_YEAR_MAX",
+    "START_YEAR_MIN", "STREAM_HANDSHAKE_REFUSED",
     "STREAM_MAX_CATCH_UP", "STREAM_SLOW_CLIENT_CLOSE", "STREAM_SUBPROTOCOLS", "TAX_ID_DIGITS",
     "TENOR_MAX", "TENOR_MIN",
     "TOTP_DIGITS", "YEAR_MAX", "YEAR_MIN",

@@ -372,8 +372,9 @@ def spec() -> dict[str, Any]:
                 "name": "Idempotency-Key", "in": "header", "required": False,
                 "description": "Makes the request safe to retry: the same key and body from "
                                "the same caller returns the first response again; the same "
-                               "key with another body is 422 idempotency_mismatch; a key "
-                               f"longer than {L.IDEMPOTENCY_KEY_MAX} characters is 422 "
+                               "key with another body is 422 idempotency_mismatch; an "
+                               "empty key (field error `empty`) or one longer than "
+                               f"{L.IDEMPOTENCY_KEY_MAX} characters (`too_long`) is 422 "
                                "validation_failed. Keys are kept 24 h.",
                 "schema": {"type": "string", "minLength": 1,
                            "maxLength": L.IDEMPOTENCY_KEY_MAX}}},

@@ -13,6 +13,7 @@ one refusal listing the field errors and theirs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
@@ -431,10 +432,15 @@ class OAuthTokenForm(RequestModel):
 
 # ----------------------------------------------------------------------------- headers
 def idempotency_key(value: str | None) -> str | None:
-    """The ``Idempotency-Key`` header: None when absent or empty; longer than
-    ``IDEMPOTENCY_KEY_MAX`` characters is 422 (field ``Idempotency-Key``, code ``too_long``)."""
-    if not value:
+    """The ``Idempotency-Key`` header: None when absent; empty is 422 (field
+    ``Idempotency-Key``, code ``empty``: an empty key is no key, and a retry sent with it would
+    make a second object), longer than ``IDEMPOTENCY_KEY_MAX`` characters is 422 (``too_long``).
+    """
+    if value is None:
         return None
+    if not value:
+        raise validation_failed([FieldError("Idempotency-Key", "empty",
+                                            "must not be empty: send a key, or no header")])
     if len(value) > L.IDEMPOTENCY_KEY_MAX:
         raise validation_failed([FieldError("Idempotency-Key", "too_long",
                                             f"at most {L.IDEMPOTENCY_KEY_MAX} characters")])
@@ -453,6 +459,11 @@ def _bounded(lo: int, hi: int, message: str) -> F.Converter:
     return conv
 
 
+_START = re.compile(L.START_PATTERN)
+_START_YEARS = (f"the calendar's years: a start in {L.START_YEAR_MIN}..{L.START_YEAR_MAX}, so "
+                f"that the deadline falls in {L.YEAR_MIN}..{L.YEAR_MAX}")
+
+
 def _start(s: Any) -> datetime:
     t = F.timestamp_with_offset(str(s))
     if t == "invalid":
@@ -460,6 +471,10 @@ def _start(s: Any) -> datetime:
     if t == "no_offset":
         raise FieldProblem("no_offset", "timestamp needs an offset")
     assert isinstance(t, datetime)
+    if not L.START_YEAR_MIN <= t.year <= L.START_YEAR_MAX:
+        raise FieldProblem("out_of_range", _START_YEARS)
+    if not _START.match(str(s)):  # an ISO 8601 basic or week date: the extended form only
+        raise FieldProblem("invalid", "an RFC 3339 timestamp (2026-03-18T14:30:00Z) expected")
     return t
 
 
@@ -467,7 +482,10 @@ class DeadlineQuery(RequestModel):
     """GET /v1/calendar/deadline."""
 
     start: Annotated[datetime, Wire(_start, string(
-        "A timestamp with an offset.", format="date-time"), empty_is_missing=True)]
+        f"A timestamp with an offset (RFC 3339), in {L.START_YEAR_MIN}..{L.START_YEAR_MAX} (the "
+        "holiday calendar's years, less the deadline's room); another year is 422 "
+        "`out_of_range`.", format="date-time", pattern=L.START_PATTERN),
+        empty_is_missing=True)]
     business_days: Annotated[int, Wire(_bounded(
         L.BUSINESS_DAYS_MIN, L.BUSINESS_DAYS_MAX,
         f"an integer {L.BUSINESS_DAYS_MIN}..{L.BUSINESS_DAYS_MAX}"), integer(
@@ -512,9 +530,9 @@ class BankRoundsQuery(RequestModel):
 
 
 def _after_id(v: Any) -> int:
-    n = F.digits_in_range(0, None)(v) if isinstance(v, str) else None
+    n = F.digits_in_range(0, L.AUDIT_ID_MAX)(v) if isinstance(v, str) else None
     if n is None:
-        raise FieldProblem("invalid", "an integer")
+        raise FieldProblem("invalid", f"an integer 0..{L.AUDIT_ID_MAX}")
     return n
 
 
@@ -527,7 +545,7 @@ class AuditQuery(RequestModel):
 
     round_id: Annotated[str | None, Wire(_text_or_none, {
         "type": "string", "description": "Only this round."}, empty_is_missing=True)] = None
-    after_id: Annotated[int, Wire(_after_id, {
-        "type": "integer", "minimum": 0, "default": 0,
-        "description": "Entries after this id."})] = 0
+    after_id: Annotated[int, Wire(_after_id, integer(
+        "Entries after this id (`next_after_id` of the previous page).", 0, L.AUDIT_ID_MAX,
+        default=0))] = 0
 

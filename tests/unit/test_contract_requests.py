@@ -1044,6 +1044,26 @@ def query(params: list[tuple[str, str]]) -> QueryParams:
        ("business_days", "invalid", "an integer 0..366")])),
     ([("start", "2026-04-20T09:00:00Z"), ("business_days", "٣")],
      (datetime(2026, 4, 20, 9, 0, tzinfo=UTC), 3)),
+    # once 200 with "193-08-23T05:54:51Z", a timestamp the document's pattern refuses
+    ([("start", "0193-08-23T05:54:51Z"), ("business_days", "3")],
+     (422, "validation_failed", "invalid fields: start",
+      [("start", "out_of_range", "the calendar's years: a start in 2000..2098, so that the "
+                                 "deadline falls in 2000..2100")])),
+    ([("start", "1999-12-31T23:59:59Z")],
+     (422, "validation_failed", "invalid fields: start",
+      [("start", "out_of_range", "the calendar's years: a start in 2000..2098, so that the "
+                                 "deadline falls in 2000..2100")])),
+    ([("start", "2099-01-01T00:00:00Z")],
+     (422, "validation_failed", "invalid fields: start",
+      [("start", "out_of_range", "the calendar's years: a start in 2000..2098, so that the "
+                                 "deadline falls in 2000..2100")])),
+    ([("start", "2000-01-01T00:00:00Z")],
+     (datetime(2000, 1, 1, tzinfo=UTC), 7)),
+    ([("start", "2098-12-31T23:59:59Z"), ("business_days", str(L.BUSINESS_DAYS_MAX))],
+     (datetime(2098, 12, 31, 23, 59, 59, tzinfo=UTC), 366)),
+    ([("start", "20260420T090000Z")],
+     (422, "validation_failed", "invalid fields: start",
+      [("start", "invalid", "an RFC 3339 timestamp (2026-03-18T14:30:00Z) expected")])),
 ])
 def test_deadline_query(params: list[tuple[str, str]], expected: Any) -> None:
     """(start, business_days)."""
@@ -1146,15 +1166,22 @@ def test_bank_rounds_query(params: list[tuple[str, str]], expected: Any) -> None
      (None, 0)),
     ([("after_id", "")],
      (422, "validation_failed", "invalid fields: after_id",
-      [("after_id", "invalid", "an integer")])),
+      [("after_id", "invalid", "an integer 0..2147483647")])),
     ([("after_id", "-1")],
      (422, "validation_failed", "invalid fields: after_id",
-      [("after_id", "invalid", "an integer")])),
-    ([("after_id", "12345678901234567890")],
-     (None, 12345678901234567890)),
+      [("after_id", "invalid", "an integer 0..2147483647")])),
+    ([("after_id", str(L.AUDIT_ID_MAX))],
+     (None, L.AUDIT_ID_MAX)),
+    # once answered 500 (an OverflowError binding it to SQL): bounded like the id column
+    ([("after_id", str(L.AUDIT_ID_MAX + 1))],
+     (422, "validation_failed", "invalid fields: after_id",
+      [("after_id", "invalid", "an integer 0..2147483647")])),
+    ([("after_id", "9223372036854775808")],
+     (422, "validation_failed", "invalid fields: after_id",
+      [("after_id", "invalid", "an integer 0..2147483647")])),
     ([("after_id", "x")],
      (422, "validation_failed", "invalid fields: after_id",
-      [("after_id", "invalid", "an integer")])),
+      [("after_id", "invalid", "an integer 0..2147483647")])),
 ])
 def test_audit_query(params: list[tuple[str, str]], expected: Any) -> None:
     """(round_id, after_id); the page size is fixed, 1000 entries as before."""
@@ -1218,8 +1245,10 @@ def test_the_fast_path_never_accepts_what_the_slow_path_refuses(
 @pytest.mark.parametrize(("key", "expected"), [
     (None,
      None),
+    # once "no key": two posts with it made two offers
     ("",
-     None),
+     (422, "validation_failed", "invalid fields: Idempotency-Key",
+      [("Idempotency-Key", "empty", "must not be empty: send a key, or no header")])),
     ("k",
      "k"),
     ("k" * L.IDEMPOTENCY_KEY_MAX,
