@@ -14,6 +14,7 @@ for, and carries out the actions it returns.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from collections.abc import Awaitable
@@ -48,6 +49,7 @@ from gateway.connection import (
     Sub,
     encode,
 )
+from gateway.contract.limits import PATH_ID_REGEX
 from gateway.logs import get_logger
 from usecases.security import Principal
 
@@ -60,6 +62,7 @@ __all__ = ["MAX_CATCH_UP", "SLOW_CLIENT_CLOSE", "SUBPROTOCOLS", "Encoded", "Hub"
 log = get_logger("ige.stream")
 
 HEARTBEAT_SLICES = 10  # a period's heartbeats go out in this many slices
+_ID = re.compile(PATH_ID_REGEX)  # what an id of a topic can be
 #: a round's channel could not be listened to (the client is told "unavailable")
 WATCH_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *INFRASTRUCTURE_ERRORS)
 
@@ -220,6 +223,8 @@ class Hub:
             self.unsubscribe(conn, topic)
         p = conn.principal
         kind, _, ident = topic.partition(":")
+        if ident and not _ID.fullmatch(ident):  # names nothing; never sent to a database
+            return conn.error(topic, "not_found", "no such topic")
         sub = Sub(conn, topic)
         if kind == "pool" and not ident:
             if not self.streaming.may_watch_pool(p):

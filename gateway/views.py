@@ -6,13 +6,13 @@ renders records the caller may see in full."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any, Literal, cast
 
 from applications.model import money_text, pct_text
 from auction.masking import apr_text, book_for, own_offer
 from auction.model import RATE_SCALE, OfferVersion, e4_to_rate, iso, minor_to_money, ms_to_dt
 from gateway.contract import responses as rs
+from gateway.contract.fields import cursor_text
 from persistence.records import AuditRecord, BankRecord, RoundRecord
 from usecases.accounts import BankCredentials, Registered, Ticket, Token
 from usecases.applying import ApplicationState, CompanyState
@@ -64,9 +64,7 @@ def round_out(row: RoundRecord, has_my_offer: bool | None) -> rs.Round:
 
 
 def cursor(after: tuple[int, str] | None) -> str | None:
-    if after is None:
-        return None
-    return base64.urlsafe_b64encode(f"{after[0]}:{after[1]}".encode()).decode()
+    return None if after is None else cursor_text(*after)
 
 
 def pool(page: RoundPage) -> rs.RoundList:

@@ -102,7 +102,7 @@ def _parameters(o: Operation) -> list[dict[str, Any]]:
     for name in o.path_params:
         ps.append({"name": name, "in": "path", "required": True,
                    "description": o.path_docs.get(name, PATH_PARAMS.get(name, "")),
-                   "schema": {"type": "string"}})
+                   "schema": {"type": "string", "pattern": f"^{L.PATH_ID_REGEX}$"}})
     if o.query is not None:
         for f in wire_fields(o.query):
             s = dict(f.wire.schema)

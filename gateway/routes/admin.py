@@ -11,6 +11,7 @@ from gateway.contract.requests import AuditQuery, BankBody, RoundIntakeBody, par
 from gateway.http import idempotent, ok, portal, principal, reply
 from gateway.logs import get_logger
 from gateway.problems import refuse
+from gateway.routes import ids
 from usecases.outcomes import Refusal
 
 log = get_logger("ige.admin")
@@ -75,7 +76,7 @@ ROUTES: list[BaseRoute] = [
     Route("/v1/admin/banks", create_bank, methods=["POST"]),
     Route("/v1/admin/banks", banks, methods=["GET"]),
     Route("/v1/admin/rounds", create_round, methods=["POST"]),
-    Route("/v1/admin/rounds/{round_id}", one_round),
-    Route("/v1/admin/applications/{application_id}", application),
+    Route(ids.path("/v1/admin/rounds/{round_id}"), one_round),
+    Route(ids.path("/v1/admin/applications/{application_id}"), application),
     Route("/v1/admin/audit", audit),
 ]

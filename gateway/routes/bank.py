@@ -10,6 +10,7 @@ from gateway import views
 from gateway.contract.requests import BankRoundsQuery, OAuthTokenForm, OfferTermsBody, parse, read
 from gateway.http import offer_idempotency, portal, principal, reply
 from gateway.requestinfo import note
+from gateway.routes import ids
 from usecases.bidding import Accepted
 from usecases.outcomes import Draft
 
@@ -82,14 +83,15 @@ async def result(request: Request) -> Response:
 
 #: the bid path: first in the router's list (it tries the routes in order)
 OFFERS: list[Route] = [
-    Route("/v1/bank/rounds/{round_id}/offers/{offer_id}", put_offer, methods=["PUT"]),
-    Route("/v1/bank/rounds/{round_id}/offers", post_offer, methods=["POST"]),
+    Route(ids.path("/v1/bank/rounds/{round_id}/offers/{offer_id}"), put_offer,
+          methods=["PUT"]),
+    Route(ids.path("/v1/bank/rounds/{round_id}/offers"), post_offer, methods=["POST"]),
 ]
 
 ROUTES: list[BaseRoute] = [
     Route("/v1/oauth/token", oauth_token, methods=["POST"]),
     Route("/v1/bank/rounds", rounds),
-    Route("/v1/bank/rounds/{round_id}", one_round),
-    Route("/v1/bank/rounds/{round_id}/book", book),
-    Route("/v1/bank/rounds/{round_id}/result", result),
+    Route(ids.path("/v1/bank/rounds/{round_id}"), one_round),
+    Route(ids.path("/v1/bank/rounds/{round_id}/book"), book),
+    Route(ids.path("/v1/bank/rounds/{round_id}/result"), result),
 ]

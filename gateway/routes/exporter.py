@@ -21,6 +21,7 @@ from gateway.contract.requests import (
 from gateway.http import idempotent, ok, portal, principal, reply
 from gateway.logs import get_logger
 from gateway.problems import problem
+from gateway.routes import ids
 from usecases.accounts import NewExporter
 from usecases.applying import ApplicationDraft, ApplicationState
 from usecases.outcomes import Refusal
@@ -156,10 +157,12 @@ ROUTES: list[BaseRoute] = [
     Route("/v1/exporter/guarantee-package", guarantee_package),
     Route("/v1/exporter/companies", match_company, methods=["POST"]),
     Route("/v1/exporter/companies", companies, methods=["GET"]),
-    Route("/v1/exporter/companies/{company_id}/consent", withdraw_consent, methods=["DELETE"]),
+    Route(ids.path("/v1/exporter/companies/{company_id}/consent"), withdraw_consent,
+          methods=["DELETE"]),
     Route("/v1/exporter/applications", apply, methods=["POST"]),
     Route("/v1/exporter/applications", applications, methods=["GET"]),
-    Route("/v1/exporter/applications/{application_id}", application),
-    Route("/v1/exporter/applications/{application_id}/results", results),
-    Route("/v1/exporter/applications/{application_id}/accept", accept, methods=["POST"]),
+    Route(ids.path("/v1/exporter/applications/{application_id}"), application),
+    Route(ids.path("/v1/exporter/applications/{application_id}/results"), results),
+    Route(ids.path("/v1/exporter/applications/{application_id}/accept"), accept,
+          methods=["POST"]),
 ]

@@ -114,3 +114,28 @@ def test_an_empty_idempotency_key_is_422_on_every_creating_post(api: Api) -> Non
     r = api.http.post("/v1/admin/rounds", json={}, headers={**api.admin, "Idempotency-Key": ""})
     assert r.status_code == 422
     assert len(api.http.get("/v1/admin/banks", headers=api.admin).json()["banks"]) == before
+
+
+@pytest.mark.parametrize("path", ["/v1/admin/rounds/%00", "/v1/admin/applications/a%00b",
+                                  "/v1/bank/rounds/%C3%94/book",
+                                  "/v1/exporter/applications/%0A/results",
+                                  "/v1/bank/rounds/" + "r" * 65])
+def test_an_id_no_id_of_ours_can_be_is_404_before_any_database(api: Api, path: str) -> None:
+    """Once 503 on PostgreSQL, which refuses a NUL in text (GET /v1/admin/rounds/%00)."""
+    r = api.http.get(api.base + path, headers=api.admin)
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/v1/admin/rounds", {"exporter_user_id": "usr_\u0000"}, "exporter_user_id"),
+    ("/v1/admin/audit", None, "round_id"),
+])
+def test_an_id_in_a_body_or_query_no_id_of_ours_can_be_is_422(api: Api, path: str,
+                                                              body: Any, field: str) -> None:
+    if body is None:
+        r = api.http.get(path, params={"round_id": "rnd_\u0000"}, headers=api.admin)
+    else:
+        from tests.support import ROUND_BODY
+        r = api.http.post(path, json={**ROUND_BODY, **body}, headers=api.admin)
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == [field]

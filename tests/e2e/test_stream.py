@@ -529,7 +529,9 @@ async def test_topics_of_another_kind_of_caller_do_not_exist(
         for ws, topic in [(bank, f"application:{closing['app']}"),
                           (owner, f"round:{closing['rid']}"), (owner, "pool"),
                           (stranger, f"application:{closing['app']}"),
-                          (bank, "round:rnd_doesnotexist"), (bank, "nonsense")]:
+                          (bank, "round:rnd_doesnotexist"), (bank, "nonsense"),
+                          # no id of ours: never sent to a database (PostgreSQL refuses NUL)
+                          (bank, "round:rnd_\u0000"), (owner, "application:app Ô")]:
             await subscribe(ws, topic)
             err = await next_event(ws)
             assert (err["type"], err["topic"], err["code"]) == ("error", topic, "not_found")
