@@ -210,6 +210,8 @@ def _websocket_html(doc: dict[str, Any], ws: dict[str, Any]) -> str:
            "<h5>Server → client</h5>",
            dl({k: v["fields"] for k, v in ws["server_messages"].items()}),
            "<h5>Error codes</h5>", dl(ws["error_codes"]),
+           "<h5>Handshake refused</h5>",
+           dl({f"HTTP {ws['handshake_refused']['status']}": ws["handshake_refused"]["when"]}),
            "<h5>Close codes</h5>", dl(ws["close_codes"])]
     return "\n".join(out)
 

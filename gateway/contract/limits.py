@@ -93,7 +93,11 @@ CURSOR_PATTERN_OR_EMPTY = "^(?:" + CURSOR_PATTERN[1:-1] + ")?$"
 STREAM_SUBPROTOCOLS = ("ige.v1.json", "ige.v1.msgpack")  # JSON text, MessagePack binary frames
 STREAM_MAX_CATCH_UP = MAX_CATCH_UP  # a since_seq further behind than this gets a snapshot
 STREAM_SLOW_CLIENT_CLOSE = 4008  # WebSocket close code for a slow consumer
-STREAM_HANDSHAKE_REFUSED = 1008  # missing or used ticket, no subprotocol, foreign Origin
+#: a missing or used ticket, no supported subprotocol, a foreign Origin: the handshake is
+#: refused before the WebSocket opens, so the client sees this HTTP status (uvicorn answers a
+#: close before accept with it), never a close code
+STREAM_HANDSHAKE_STATUS = 403
+STREAM_HANDSHAKE_REFUSED = 1008  # the code the route closes with; no client ever sees it
 
 # ----------------------------------------------------------------------------- round rules
 #: documented ranges; the per-loan-type rules themselves live in auction.rules
@@ -150,7 +154,7 @@ __all__ = [
     "START_PATTERN",
     "START_YEAR_MAX",
     "START_YEAR_MIN",
-    "STREAM_HANDSHAKE_REFUSED",
+    "STREAM_HANDSHAKE_REFUSED", "STREAM_HANDSHAKE_STATUS",
     "STREAM_MAX_CATCH_UP",
     "STREAM_SLOW_CLIENT_CLOSE",
     "STREAM_SUBPROTOCOLS",
