@@ -51,6 +51,7 @@ from gateway.connection import (
 )
 from gateway.contract.limits import PATH_ID_REGEX
 from gateway.logs import get_logger
+from gateway.tasks import stop_all
 from usecases.security import Principal
 
 if TYPE_CHECKING:
@@ -87,9 +88,7 @@ class Hub:
                        asyncio.create_task(self._heartbeat(), name="hub-heartbeat")]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_all(self._tasks)
 
     async def _listen(self) -> None:
         async for news in self.rt.bus.listen(self._reconnected):
