@@ -53,6 +53,7 @@ __all__ = [
     "CompanyMatchBody",
     "ConsentIn",
     "DeadlineQuery",
+    "ExporterQuery",
     "HolidaysQuery",
     "InvalidRequest",
     "LoginBody",
@@ -557,6 +558,14 @@ def _after_id(v: Any) -> int:
     if n is None:
         raise FieldProblem("invalid", f"an integer 0..{L.AUDIT_ID_MAX}")
     return n
+
+
+class ExporterQuery(RequestModel):
+    """GET /v1/admin/exporters."""
+
+    email: Annotated[str, Wire(F.text(L.EMAIL_MAX), string(
+        "The account's e-mail address (any case).", minLength=1, maxLength=L.EMAIL_MAX),
+        empty_is_missing=True)]
 
 
 class AuditQuery(RequestModel):

@@ -25,7 +25,7 @@ from gateway.routes import ids
 from usecases.accounts import NewExporter
 from usecases.applying import ApplicationDraft, ApplicationState
 from usecases.outcomes import Refusal
-from usecases.results import ExporterResults
+from usecases.results import NO_APPLICATION, ExporterResults
 
 log = get_logger("ige.exporter")
 
@@ -101,9 +101,12 @@ async def apply(request: Request) -> Response:
 
     async def run() -> JSONResponse:
         state = await portal(request).applying.apply(p, draft)
-        if isinstance(state, ApplicationState) and state.round is not None:
-            log.info("round_opened", round_id=state.round.id,
-                     application_id=state.application.id)
+        if isinstance(state, ApplicationState):
+            log.info("application_decided", application_id=state.application.id,
+                     status=state.application.status, decided_by="scorecard")
+            if state.round is not None:
+                log.info("round_opened", round_id=state.round.id,
+                         application_id=state.application.id)
         return reply(state, views.application, 201)
 
     return await idempotent(request, p.actor, raw, run)
@@ -116,14 +119,11 @@ async def applications(request: Request) -> Response:
 
 
 async def application(request: Request) -> Response:
-    """An application decided here, or one the operator took in for this exporter."""
+    """An application of the caller's: scored here, or taken in by the operator for it."""
     p = principal(request, "exporter")
-    app_id = request.path_params["application_id"]
-    decided = await portal(request).applying.application(app_id, p)
-    if decided is not None:
-        return ok(views.application(decided))
-    row = await portal(request).results.own_round(p.id, app_id)
-    return reply(row, views.intake_application)
+    decided = await portal(request).applying.application(request.path_params["application_id"],
+                                                         p)
+    return reply(decided if decided is not None else NO_APPLICATION, views.application)
 
 
 async def results(request: Request) -> Response:
