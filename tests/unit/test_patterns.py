@@ -50,7 +50,7 @@ CURSORISH = st.one_of(
 )
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(DECIMALISH, CURSORISH)
 def test_every_pattern_matches_exactly_what_its_converter_accepts(s: str, c: str) -> None:
     for name, (pattern, ok) in CASES.items():
