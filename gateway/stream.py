@@ -50,6 +50,7 @@ from gateway.connection import (
     encode,
 )
 from gateway.contract.limits import PATH_ID_REGEX
+from gateway.contract.responses import SEQ_MAX
 from gateway.logs import get_logger
 from gateway.tasks import stop_all
 from usecases.security import Principal
@@ -345,8 +346,10 @@ class Hub:
                            "server_time": iso(ms_to_dt(self.clock()))})
         elif op == "subscribe" and isinstance(topic, str):
             since = msg.get("since_seq")
-            if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
-                conn.error(topic, "validation_failed", "since_seq must be an integer")
+            if since is not None and (isinstance(since, bool) or not isinstance(since, int)
+                                      or not 0 <= since <= SEQ_MAX):
+                conn.error(topic, "validation_failed",
+                           f"since_seq must be an integer 0..{SEQ_MAX}")
                 return
             await self.subscribe(conn, topic, since)
         elif op == "unsubscribe" and isinstance(topic, str):

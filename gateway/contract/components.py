@@ -10,6 +10,7 @@ import types
 import typing
 from typing import Any, Literal, NotRequired, Required, Union, get_args, get_origin
 
+from auction.feed import catch_up_limit
 from auction.model import CURRENCIES, LOAN_TYPES
 from gateway.contract import fields as F
 from gateway.contract import limits as L
@@ -136,6 +137,7 @@ def _scalars() -> dict[str, Schema]:
 
 def _doc_text(text: str) -> str:
     return (text.replace("{max_catch_up}", str(L.STREAM_MAX_CATCH_UP))
+            .replace("{catch_up}", str(catch_up_limit(_DEFAULTS.queue_size)))
             .replace("{heartbeat}", f"{_DEFAULTS.heartbeat_s:g}"))
 
 

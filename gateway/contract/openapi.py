@@ -278,7 +278,7 @@ X_WEBSOCKET: dict[str, Any] = {
         "offer_required": "subscribed to a round before this bank's first offer in it; the "
                           "snapshot follows the first offer",
         "not_found": "no such topic for this caller",
-        "validation_failed": "since_seq is not an integer",
+        "validation_failed": "since_seq is not an integer 0..2^63-1",
         "bad_command": "not a subscribe/unsubscribe/ping message",
         "unavailable": "the server cannot follow the topic right now: subscribe again",
     },

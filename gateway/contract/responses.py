@@ -535,6 +535,8 @@ class Holidays(TypedDict):
 
 # ----------------------------------------------------------------------------- stream
 Topic = Annotated[str, Doc(ref="StreamTopic")]
+#: the largest seq a client may name (a Redis stream id's 64 bits)
+SEQ_MAX = 2**63 - 1
 Seq = Annotated[int, Doc("Rises by exactly 1 per event of the round.", minimum=1)]
 
 
@@ -543,8 +545,10 @@ class StreamSubscribe(TypedDict):
     topic: Topic
     since_seq: NotRequired[Annotated[int, Doc(
         "Round topics: the last seq the client has; the server sends the events after it, or "
-        "a snapshot when it is more than {max_catch_up} events behind. Omit for a snapshot.",
-        minimum=0)]]
+        "a snapshot when they do not fit in the connection's send queue (more than "
+        "{catch_up} events behind with the default queue; never more than {max_catch_up}) or "
+        "when it is ahead of the round. Omit for a snapshot.",
+        minimum=0, maximum=SEQ_MAX)]]
 
 
 class StreamUnsubscribe(TypedDict):
