@@ -9,9 +9,10 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-10)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
+DATA_DIR ?= var
 PYTEST_ARGS ?=
 
-.PHONY: install run serve test test-unit test-fast clean loadtest bench lint soak
+.PHONY: install run reset serve test test-unit test-fast clean loadtest bench lint soak
 .PHONY: image image-test image-tools
 
 $(STAMP): pyproject.toml
@@ -27,8 +28,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Start the whole product with demo data: private durable Redis + SQLite file in ./var
+## (credentials and data survive restarts; every start opens fresh demo rounds with the
+## rules in force, e.g. IGE_ROUND_DURATION=PT2M, where none is open with them)
 run: install
-	$(BIN)/ige demo --host $(HOST) --port $(PORT) --workers $(WORKERS)
+	$(BIN)/ige demo --host $(HOST) --port $(PORT) --workers $(WORKERS) --data-dir $(DATA_DIR)
+
+## Start over: the demo's data and credentials in ./var removed, then as make run
+reset: install
+	$(BIN)/ige demo --fresh --host $(HOST) --port $(PORT) --workers $(WORKERS) --data-dir $(DATA_DIR)
 
 ## Run the server against REDIS_URL / DATABASE_URL (production style)
 serve: install

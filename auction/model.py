@@ -111,7 +111,8 @@ def e4_to_rate(e4: int, places: int = 2) -> str:
 
 @lru_cache(maxsize=4096)
 def _iso_second(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    # isoformat, not strftime: its year always has 4 digits ("0193-08-23", never "193-08-23")
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat()[:19]
 
 
 def iso_ms(ms: int) -> str:
@@ -124,9 +125,10 @@ def iso_ms(ms: int) -> str:
 def iso(ts: datetime) -> str:
     """UTC ISO 8601 with ``Z``; milliseconds only when present."""
     ts = ts.astimezone(UTC)
+    second = ts.replace(microsecond=0, tzinfo=None).isoformat()  # a 4-digit year, always
     if ts.microsecond:
-        return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{second}.{ts.microsecond // 1000:03d}Z"
+    return second + "Z"
 
 
 def ms_to_dt(ms: int) -> datetime:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from gateway import bootstrap, metrics
 from gateway.bounds import BodyLimits, RequestBounds
@@ -20,7 +21,7 @@ from gateway.contract.errors import InvalidRequest
 from gateway.fastpath import OfferFastPath
 from gateway.logs import get_logger
 from gateway.middleware import RequestMiddleware, route_of
-from gateway.problems import Problem, handle_problem, refuse, response
+from gateway.problems import Problem, handle_problem, instance_of, refuse, response
 from gateway.requestinfo import info_of, note
 from gateway.routes import bank, routes_for
 from gateway.settings import Settings
@@ -30,11 +31,26 @@ from gateway.workers import Workers
 log = get_logger("ige.http")
 
 
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` header of a 405: every method of every route of the request's path
+    (one path may have a route per method; the router's own header names only the first)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and \
+                route.path_regex.match(request.scope["path"]):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
     note(request.scope).code = code
-    return response(refuse(code, str(exc.detail), status=exc.status_code), request.url.path)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return response(refuse(code, str(exc.detail), status=exc.status_code),
+                    instance_of(request), headers)
 
 
 async def client_gone(request: Request, exc: Exception) -> Response:
@@ -54,13 +70,13 @@ async def server_error(request: Request, exc: Exception) -> Response:
         # statement's parameters
         log.error("backend_error", service=service, error=type(exc).__name__, route=route)
         return response(refuse("unavailable", "a backing service is unavailable; retry"),
-                        request.url.path)
+                        instance_of(request))
     # any other exception reaches this handler outside the request middleware (Starlette's
     # ServerErrorMiddleware answers it), so the request id is added here
     info = info_of(request.scope)
     log.exception("unhandled_error", route=route,
                   **({"request_id": info.request_id} if info is not None else {}))
-    out = response(refuse("internal_error", "internal error"), request.url.path)
+    out = response(refuse("internal_error", "internal error"), instance_of(request))
     if info is not None:
         out.headers["X-Request-Id"] = info.request_id
     return out

@@ -11,16 +11,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from gateway import logs
 from gateway.redis_server import RedisServer
@@ -161,84 +162,119 @@ def cmd_create_bank(args: argparse.Namespace) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- demo
-DEMO_BANKS = [
-    ("ZIRAAT", "T.C. Ziraat Bankası"), ("HALKB", "Türkiye Halk Bankası"),
-    ("VAKIF", "Türkiye Vakıflar Bankası"), ("ISBANK", "Türkiye İş Bankası"),
-    ("GARANTI", "Garanti BBVA"),
-]
-DEMO_ROUNDS: list[dict[str, Any]] = [
-    dict(company={"name": "Anadolu Tekstil A.Ş.", "tax_id": "1234567890", "is_sme": True,
-                  "sector": "textiles", "contact": {"name": "Ayşe Yılmaz",
-                                                    "email": "ayse@anadolutekstil.example",
-                                                    "phone": "+905321234567"}},
-         loan_type="working_capital", currency="TRY", loan_amount=500_000_000,
-         guarantee_amount=500_000_000, tenor_months=24, grace_months=6, export_commitment=True,
-         assessment={"score": 72, "band": "B"}),
-    dict(company={"name": "Ege Makina San. Ltd.", "tax_id": "9876543217", "is_sme": False,
-                  "sector": "machinery", "contact": {"name": "Mehmet Demir",
-                                                     "email": "mehmet@egemakina.example",
-                                                     "phone": "+905339876543"}},
-         loan_type="investment", currency="USD", loan_amount=250_000_000,
-         guarantee_amount=200_000_000, tenor_months=60, grace_months=12, export_commitment=False,
-         assessment={"score": 64, "band": "C"}),
-    dict(company={"name": "Karadeniz Gıda A.Ş.", "tax_id": "1111111114", "is_sme": True,
-                  "sector": "food", "contact": {"name": "Zeynep Kaya",
-                                                "email": "zeynep@karadenizgida.example",
-                                                "phone": "+905051112233"}},
-         loan_type="working_capital", currency="EUR", loan_amount=80_000_000,
-         guarantee_amount=68_000_000, tenor_months=12, grace_months=3, export_commitment=True,
-         assessment={"score": 81, "band": "A"}),
-]
-DEMO_EXPORTER = {"email": "exporter@demo.example", "password": "demo-password-1",
-                 "full_name": "Demo İhracatçı", "national_id": "10000000146",
-                 "mobile": "+905551112233"}
-
-
-async def seed_demo(settings: Settings, saved: dict[str, Any]) -> dict[str, Any]:
-    """Five banks, a demo exporter, three open rounds with a few offers. Idempotent."""
+async def _unlock_exporter(who: str) -> dict[str, object] | None:
+    """Unlock the exporter with this e-mail (with an "@") or user id; None: no such one."""
     from gateway import bootstrap, views
-    from usecases.accounts import NewExporter, Registered
-    from usecases.bidding import OfferDraft
-    from usecases.opening import RoundRequest
-    from usecases.security import new_id
+    from usecases.outcomes import Refusal
 
-    rt = bootstrap.build(settings)
-    portal = rt.portal
+    rt = bootstrap.build(Settings.from_env({**os.environ, "IGE_DEMO": "1"}))
     try:
-        await portal.durability.ensure_book()
-        banks = saved.setdefault("banks", {})
-        existing = {b.code for b in await portal.accounts.banks()}
-        for code, name in DEMO_BANKS:
-            if code not in existing:
-                created = await portal.accounts.create_bank(code, name, "demo")
-                if created:
-                    banks[code] = views.bank_credentials(created)
-        if "exporter" not in saved:
-            reg = await portal.accounts.register(NewExporter(
-                DEMO_EXPORTER["email"], DEMO_EXPORTER["full_name"],
-                DEMO_EXPORTER["national_id"], DEMO_EXPORTER["mobile"],
-                DEMO_EXPORTER["password"]), activated=True)
-            if isinstance(reg, Registered):
-                saved["exporter"] = {**DEMO_EXPORTER, "user_id": reg.user_id,
-                                     "totp_uri": reg.totp_uri}
-        open_rounds = await portal.operator.rounds("open", 10)
-        if len(open_rounds) < 3:
-            all_banks = await portal.accounts.banks()
-            exporter_id = saved.get("exporter", {}).get("user_id")
-            for i, spec in enumerate(DEMO_ROUNDS[len(open_rounds):]):
-                t = await portal.opening.open_round(RoundRequest(
-                    **spec, exporter_user_id=exporter_id, application_id=new_id("app")), "demo")
-                for j, bank in enumerate(all_banks[: 2 + i]):
-                    await portal.bidding.submit(bank.id, t.round_id, OfferDraft({
-                        "annual_rate": 38_0000 + 2500 * j - 5000 * i,
-                        "amount": t.loan_amount, "tenor_months": t.tenor_months,
-                        "grace_months": t.grace_months, "repayment_every_months": 3,
-                        "upfront_fee": 0, "assumes_export_commitment": t.export_commitment,
-                        "conditions": "demo offer"}), None)
-        return saved
+        accounts = rt.portal.accounts
+        found = await (accounts.exporter(email=who) if "@" in who
+                       else accounts.exporter(user_id=who))
+        if isinstance(found, Refusal):
+            return None
+        done = await accounts.unlock(found.id, "cli")
+        return None if isinstance(done, Refusal) else dict(views.exporter_account(done))
     finally:
         await rt.aclose()
+
+
+def cmd_unlock_exporter(args: argparse.Namespace) -> int:
+    from persistence.db import migrate
+
+    migrate(os.environ.get("DATABASE_URL", Settings().database_url))
+    account = asyncio.run(_unlock_exporter(args.who))
+    if account is None:
+        print(f"ige: no exporter {args.who}", file=sys.stderr)
+        return 1
+    print(json.dumps(account, indent=2, ensure_ascii=False))
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+LOCK_FILE = "demo.lock"
+#: what ``--fresh`` removes from the data directory (the demo's own database, Redis, secrets)
+FRESH_FILES = ("ige.db", "ige.db-wal", "ige.db-shm", "demo-credentials.json",
+               "demo-secrets.json")
+
+
+class Refused(Exception):
+    """The demo cannot start: the reason, for its operator."""
+
+
+@contextlib.contextmanager
+def holding(var: Path, url: str) -> Iterator[None]:
+    """This process holds the data directory (an exclusive ``flock`` on its lock file, gone
+    with the process however it ends): a second ``ige demo`` on it refuses at once, naming the
+    process that holds it, before it starts anything (a second Redis on the same AOF, say)."""
+    path = var / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        try:
+            holder = json.loads(path.read_text() or "{}")
+        except (OSError, ValueError):
+            holder = {}
+        pid = holder.get("pid")
+        who = (f"ige demo process {pid} serving {holder.get('url', '?')}" if pid
+               else "another ige demo")
+        stop = f"Ctrl-C in its terminal, or kill {pid}" if pid else "Ctrl-C in its terminal"
+        raise Refused(f"the data directory {var} is in use by {who}: stop it first ({stop}), "
+                      "or run another demo with its own DATA_DIR=... and PORT=...") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "url": url}).encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def port_owner(host: str, port: int) -> str | None:
+    """Who listens on the port: "process <pid> (<name>)" when the system says, else None."""
+    try:
+        import psutil
+
+        for c in psutil.net_connections(kind="tcp"):
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+                return f"process {c.pid} ({psutil.Process(c.pid).name()})"
+    except Exception:  # noqa: BLE001 - psutil absent, or not allowed to look: just say "in use"
+        return None
+    return None
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse now, before anything starts, when the port is taken (uvicorn would find out only
+    after the application had started, and hang in its shutdown)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            owner = port_owner(host, port)
+            raise Refused(f"port {port} on {host} is in use"
+                          + (f" by {owner}" if owner else "")
+                          + f": stop it, or choose another port: PORT={port + 1} make run "
+                            f"(ige demo --port {port + 1})") from None
+
+
+def start_over(var: Path) -> list[str]:
+    """``--fresh``: remove the demo's database, Redis data and credentials from the data
+    directory (never a database or Redis of one's own: refused when DATABASE_URL or REDIS_URL
+    is set)."""
+    own = [k for k in ("DATABASE_URL", "REDIS_URL") if k in os.environ]
+    if own:
+        raise Refused(f"--fresh starts over only with the demo's own SQLite and Redis in {var}; "
+                      f"{' and '.join(own)} name(s) your own: reset them yourself")
+    removed = [name for name in FRESH_FILES if (var / name).exists()]
+    for name in removed:
+        (var / name).unlink()
+    if (var / "redis").exists():
+        shutil.rmtree(var / "redis")
+        removed.append("redis/")
+    return removed
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -246,6 +282,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     (unless DATABASE_URL), migrations, seed, serve. Ctrl-C stops what it started."""
     var = Path(args.data_dir).resolve()
     var.mkdir(parents=True, exist_ok=True)
+    base = f"http://{args.host}:{args.port}"
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(holding(var, base))
+            check_port(args.host, args.port)
+            removed = start_over(var) if args.fresh else None
+        except Refused as e:
+            print(f"ige demo: {e}", file=sys.stderr)
+            return 1
+        if removed is not None:
+            print(f"Starting over: removed {', '.join(removed) or 'nothing (no demo data)'} "
+                  f"from {var}", flush=True)
+        return _run_demo(args, var, base)
+    raise AssertionError("unreachable")
+
+
+def _run_demo(args: argparse.Namespace, var: Path, base: str) -> int:
+    from gateway.demo import banner_lines, seed
+
     secrets_file = var / "demo-secrets.json"
     sec = json.loads(secrets_file.read_text()) if secrets_file.exists() else {
         "admin_token": "demo-admin-" + secrets.token_urlsafe(18),
@@ -266,9 +321,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         migrate(settings.database_url)
         creds_file = var / "demo-credentials.json"
         known = json.loads(creds_file.read_text()) if creds_file.exists() else {}
-        saved = asyncio.run(seed_demo(settings, known))
+        seeded = asyncio.run(seed(settings, known))
+        saved = seeded.saved
         creds_file.write_text(json.dumps(saved, indent=2, ensure_ascii=False))
-        base = f"http://{args.host}:{args.port}"
         print("\n=== IGE Kefalet Portalı bidding server (demo) ===")
         print(f"API        {base}   docs {base}/docs   schema {base}/v1/openapi.json")
         print(f"Redis      {os.environ['REDIS_URL']}  (AOF appendfsync always)")
@@ -279,7 +334,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if "exporter" in saved:
             e = saved["exporter"]
             print(f"Exporter   {e['email']} / {e['password']}  TOTP {e['totp_uri']}")
-        print(f"(credentials also in {creds_file})\n", flush=True)
+        print(f"(credentials also in {creds_file}; they survive restarts: make reset starts "
+              "over)")
+        for line in banner_lines(seeded, settings):
+            print(line)
+        print(flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         _serve(args.host, args.port, args.workers)
     except KeyboardInterrupt:
@@ -297,7 +356,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ige: {e}", file=sys.stderr)
         return 2
     logs.configure(level)
-    p = argparse.ArgumentParser(prog="ige", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="ige", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Logs: JSON lines on stderr. IGE_LOG_LEVEL=DEBUG | INFO (the default: a line per "
+               "request and per background action: round opened, closed with its reference "
+               "number, lapsed, offer accepted...) | WARNING (only what needs attention) | "
+               "ERROR | CRITICAL. README.md, 'Metrics and logs', lists every line.")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="run the gateway (HTTP + WebSocket)")
     s.add_argument("--host", default="127.0.0.1")
@@ -313,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--port", type=int, default=8000)
     d.add_argument("--workers", type=int, default=1)
     d.add_argument("--data-dir", default="var")
+    d.add_argument("--fresh", action="store_true",
+                   help="start over: remove the demo's database, Redis data and credentials "
+                        "in the data directory first (make reset)")
     d.set_defaults(func=cmd_demo)
     m = sub.add_parser("migrate", help="apply database migrations")
     m.set_defaults(func=cmd_migrate)
@@ -322,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
     cb.add_argument("code")
     cb.add_argument("name")
     cb.set_defaults(func=cmd_create_bank)
+    ue = asub.add_parser("unlock-exporter",
+                         help="clear an exporter's failed logins (a locked account logs in "
+                              "again); audited")
+    ue.add_argument("who", help="the exporter's e-mail address or user id")
+    ue.set_defaults(func=cmd_unlock_exporter)
     args = p.parse_args(argv)
     return int(args.func(args))
 

@@ -102,8 +102,8 @@ async def idempotent(request: Request, actor: str, raw: bytes,
                      run: Callable[[], Awaitable[JSONResponse]]) -> JSONResponse:
     """Idempotency-Key for creating requests that are not offers (offers do it in the book):
     the same key and body from the same caller gets the first response again."""
-    key = request.headers.get("idempotency-key")
-    if not key:
+    key = idempotency_key(request.headers.get("idempotency-key"))
+    if key is None:
         return await run()
     guards = runtime(request).deps.guards
     ttl = runtime(request).deps.policy.idempotency_ttl_s

@@ -55,8 +55,10 @@ def request_id(headers: list[tuple[bytes, bytes]]) -> str:
 
 
 def route_of(scope: Scope) -> str:
+    """The template of the route that matched, as a reader writes it (``path_format``:
+    ``/v1/bank/rounds/{round_id}``, never the ``{round_id:id}`` of its convertor)."""
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(route, "path_format", None)
     return path if isinstance(path, str) else UNMATCHED
 
 

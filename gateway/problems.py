@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -27,7 +28,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "bad_request": (400, "bad request"),
     "unauthorized": (401, "Missing or invalid credentials"),
     "invalid_client": (401, "Unknown client or wrong secret"),
-    "totp_invalid": (401, "The one-time code is wrong or already used"),
+    "totp_invalid": (401, "The one-time code is wrong"),
+    "totp_reused": (401, "The one-time code was already used: wait for the next one"),
     "forbidden": (403, "Not allowed for this caller"),
     "offer_required": (403, "Send an offer in this round first"),
     "not_activated": (403, "The account is not activated yet"),
@@ -106,12 +108,27 @@ def unreadable(e: InvalidRequest) -> Problem:
     return Problem(e.status, e.code, e.detail, e.errors)
 
 
-def response(p: Problem, instance: str | None = None) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if p.status == 401 else None
+#: what a path keeps unescaped in ``instance`` (RFC 3986 pchar and "/", less "%")
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
+
+
+def instance_of(request: Request) -> str:
+    """The problem's ``instance``: the request's path as a URI reference (RFC 3986), i.e.
+    percent-encoded (UTF-8) as a client would send it: ``/v1/bank/rounds/%C3%94``, never the
+    decoded ``/v1/bank/rounds/Ô``."""
+    path: str = request.scope["path"]
+    return quote(path.encode("utf-8", "surrogateescape"), safe=_PATH_SAFE)
+
+
+def response(p: Problem, instance: str | None = None,
+             headers: Mapping[str, str] | None = None) -> JSONResponse:
+    out = dict(headers or {})
+    if p.status == 401:
+        out["WWW-Authenticate"] = "Bearer"
     retry = p.extra.get("retry_after")
     if isinstance(retry, int):  # 429 and 503: when to come back, in seconds
-        headers = {**(headers or {}), "Retry-After": str(retry)}
-    return JSONResponse(p.body(instance), status_code=p.status, headers=headers,
+        out["Retry-After"] = str(retry)
+    return JSONResponse(p.body(instance), status_code=p.status, headers=out or None,
                         media_type="application/problem+json")
 
 
@@ -120,4 +137,4 @@ async def handle_problem(request: Request, exc: Exception) -> JSONResponse:
         exc = unreadable(exc)
     assert isinstance(exc, Problem)
     note(request.scope).code = exc.code
-    return response(exc, request.url.path)
+    return response(exc, instance_of(request))

@@ -14,6 +14,7 @@ for, and carries out the actions it returns.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from collections.abc import Awaitable
@@ -49,7 +50,10 @@ from gateway.connection import (
     Sub,
     encode,
 )
+from gateway.contract.limits import PATH_ID_REGEX
+from gateway.contract.responses import SEQ_MAX
 from gateway.logs import get_logger
+from gateway.tasks import stop_all
 from usecases.security import Principal
 
 if TYPE_CHECKING:
@@ -61,6 +65,7 @@ __all__ = ["MAX_CATCH_UP", "SLOW_CLIENT_CLOSE", "SUBPROTOCOLS", "Encoded", "Hub"
 log = get_logger("ige.stream")
 
 HEARTBEAT_SLICES = 10  # a period's heartbeats go out in this many slices
+_ID = re.compile(PATH_ID_REGEX)  # what an id of a topic can be
 #: a round's channel could not be listened to (the client is told "unavailable")
 WATCH_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *INFRASTRUCTURE_ERRORS)
 
@@ -89,9 +94,7 @@ class Hub:
                        asyncio.create_task(self._heartbeat(), name="hub-heartbeat")]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_all(self._tasks)
 
     async def _listen(self) -> None:
         async for news in self.rt.bus.listen(self._reconnected):
@@ -239,6 +242,8 @@ class Hub:
                               f"a connection follows at most {cap} topics; unsubscribe first")
         p = conn.principal
         kind, _, ident = topic.partition(":")
+        if ident and not _ID.fullmatch(ident):  # names nothing; never sent to a database
+            return conn.error(topic, "not_found", "no such topic")
         sub = Sub(conn, topic)
         if kind == "pool" and not ident:
             if not self.streaming.may_watch_pool(p):
@@ -397,8 +402,10 @@ class Hub:
                            "server_time": iso(ms_to_dt(self.clock()))})
         elif op == "subscribe" and isinstance(topic, str):
             since = msg.get("since_seq")
-            if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
-                conn.error(topic, "validation_failed", "since_seq must be an integer")
+            if since is not None and (isinstance(since, bool) or not isinstance(since, int)
+                                      or not 0 <= since <= SEQ_MAX):
+                conn.error(topic, "validation_failed",
+                           f"since_seq must be an integer 0..{SEQ_MAX}")
                 return
             await self.subscribe(conn, topic, since)
         elif op == "unsubscribe" and isinstance(topic, str):

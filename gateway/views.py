@@ -6,15 +6,30 @@ renders records the caller may see in full."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any, Literal, cast
 
+from applications.intake import DECIDED_BY_SCORECARD
 from applications.model import money_text, pct_text
 from auction.masking import apr_text, book_for, own_offer
-from auction.model import RATE_SCALE, OfferVersion, e4_to_rate, iso, minor_to_money, ms_to_dt
+from auction.model import (
+    RATE_SCALE,
+    OfferTerms,
+    OfferVersion,
+    e4_to_rate,
+    iso,
+    minor_to_money,
+    ms_to_dt,
+)
 from gateway.contract import responses as rs
-from persistence.records import AuditRecord, BankRecord, RoundRecord
-from usecases.accounts import BankCredentials, Registered, Ticket, Token
+from gateway.contract.fields import cursor_text
+from persistence.records import AuditRecord, BankRecord, ExporterRecord, RoundRecord
+from usecases.accounts import (
+    MAX_LOGIN_FAILURES,
+    BankCredentials,
+    Registered,
+    Ticket,
+    Token,
+)
 from usecases.applying import ApplicationState, CompanyState
 from usecases.bidding import Accepted, BankResult, BookSeen, RoundDetail, RoundPage
 from usecases.operator import AUDIT_PAGE, RoundView
@@ -64,9 +79,7 @@ def round_out(row: RoundRecord, has_my_offer: bool | None) -> rs.Round:
 
 
 def cursor(after: tuple[int, str] | None) -> str | None:
-    if after is None:
-        return None
-    return base64.urlsafe_b64encode(f"{after[0]}:{after[1]}".encode()).decode()
+    return None if after is None else cursor_text(*after)
 
 
 def pool(page: RoundPage) -> rs.RoundList:
@@ -203,15 +216,18 @@ def application(s: ApplicationState) -> rs.Application:
     scorecard's factors. No offer data: the round part says only where the round stands."""
     a = s.application
     applicant = (a.inputs or {}).get("applicant") or {}
+    company: rs.ApplicationCompany = {"tax_id": a.tax_id, "name": applicant.get("name")}
+    if a.company_id is not None:  # an operator's intake matched no company here
+        company = {"company_id": a.company_id, **company}
+    decision = {"decided_by": DECIDED_BY_SCORECARD, **a.decision}
     return {
         "application_id": a.id,
         "status": cast(Literal["approved", "rejected"], a.status),
         "created_at": at(a.created_at),
-        "company": {"company_id": a.company_id, "tax_id": a.tax_id,
-                    "name": applicant.get("name")},
+        "company": company,
         "package_version": a.package_version,
         "request": request_out(a.request),
-        "decision": cast(rs.Decision, a.decision),
+        "decision": cast(rs.Decision, decision),
         "round": None if s.round is None else round_state(s.round),
     }
 
@@ -220,18 +236,6 @@ def operator_application(s: ApplicationState) -> rs.AdminApplication:
     """The operator's view: every input the decision read and the package's numbers."""
     return {**application(s), "user_id": s.application.user_id,
             "inputs": s.application.inputs, "package": s.application.package}
-
-
-def intake_application(row: RoundRecord) -> rs.Application:
-    """An application the operator took in by hand, as its exporter sees it."""
-    assert row.application_id is not None
-    return {
-        "application_id": row.application_id,
-        "status": "approved",
-        "decision": cast(rs.Decision | None, row.assessment),
-        "round": {"round_id": row.id, "state": row.state, "opened_at": at(row.opened_at),
-                  "closes_at": at(row.closes_at)},
-    }
 
 
 # ----------------------------------------------------------------------------- operator
@@ -258,9 +262,51 @@ def admin_round_view(v: RoundView) -> rs.AdminRound:
     return out
 
 
+def exporter_account(u: ExporterRecord) -> rs.ExporterAccount:
+    return {"user_id": u.id, "email": u.email, "full_name": u.full_name, "active": u.active,
+            "failed_attempts": u.failed_attempts,
+            "locked": u.failed_attempts >= MAX_LOGIN_FAILURES, "created_at": at(u.created_at)}
+
+
+#: audit detail keys whose stored integers are wire values of another shape
+AUDIT_TIMES = frozenset({"opened_at", "closes_at", "closed_at", "binding_until", "accepted_at"})
+AUDIT_MONEY = frozenset({"loan_amount", "guarantee_amount", "amount", "upfront_fee",
+                         "guarantee_tl"})
+AUDIT_E4 = {"apr_e4": ("apr", 4), "fx_rate_e4": ("fx_rate", 4)}  # key -> (wire key, places)
+#: the compact offer terms of auction.model.OfferTerms.to_record (offer_submitted, _revised)
+OFFER_TERM_KEYS = frozenset({"r", "a", "n", "g", "e", "u", "x"})
+
+
+def audit_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """An audit entry's detail in the contract's shapes: money as decimal strings, rates as
+    percent strings, times as UTC timestamps, offer terms under their OFFER_TERMS names. The
+    trail stores the exact integers (epoch ms, minor units, percent x 10^4, the book's compact
+    term keys); this is how every entry, old or new, is shown."""
+    out: dict[str, Any] = {}
+    terms: dict[str, object] = {}
+    if detail.keys() >= OFFER_TERM_KEYS:
+        terms = OfferTerms.from_record(detail).to_wire()
+        detail = {k: v for k, v in detail.items() if k not in OFFER_TERM_KEYS and k != "c"}
+    for k, v in detail.items():
+        if isinstance(v, bool) or not isinstance(v, int):
+            out[k] = v
+        elif k in AUDIT_TIMES:
+            out[k] = at(v)
+        elif k in AUDIT_MONEY:
+            out[k] = minor_to_money(v)
+        elif k in AUDIT_E4:
+            name, places = AUDIT_E4[k]
+            out[name] = e4_to_rate(v, places)
+        else:
+            out[k] = v
+    out.update(terms)
+    return out
+
+
 def audit(rows: list[AuditRecord]) -> rs.AuditPage:
     return {"entries": [{"id": r.id, "at": iso(ms_to_dt(r.at)), "actor": r.actor,
-                         "action": r.action, "round_id": r.round_id, "detail": r.detail}
+                         "action": r.action, "round_id": r.round_id,
+                         "detail": audit_detail(r.detail)}
                         for r in rows],
             "next_after_id": rows[-1].id if len(rows) == AUDIT_PAGE else None}
 

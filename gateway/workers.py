@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from gateway import metrics
 from gateway.bootstrap import INFRASTRUCTURE_ERRORS, service_of
 from gateway.logs import get_logger
+from gateway.tasks import stop_all
 from usecases.durability import Persisted
 from usecases.sharing import LEASE_MS, Share
 
@@ -59,9 +60,7 @@ class Workers:
         ]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_all(self._tasks)  # also a loop that lost its cancellation (gateway/tasks)
         with contextlib.suppress(Exception):  # best effort: the leases lapse anyway
             await self.share.leave()
 

@@ -165,7 +165,8 @@ class World:
             r = call("POST", "/v1/admin/rounds",
                      scenario.round_body(i, exporter_id if i < 2 else None))
             cls.rounds.append(r)
-            if r.get("application_id") and exporter_id:
+            # every intake is an application; the exporter follows the ones taken in for it
+            if exporter_id and r.get("exporter_user_id") == exporter_id:
                 cls.applications.append(r["application_id"])
         rng = random.Random()
         rng.shuffle(cls.rounds)

@@ -69,6 +69,16 @@ class Exporters:
             exporter_users.c.id == user_id, exporter_users.c.failed_attempts != 0)
             .values(failed_attempts=0))
 
+    async def unlock(self, user_id: str) -> int | None:
+        """No failed attempts any more; returns how many there were (None: no such user)."""
+        row = (await self.conn.execute(select(exporter_users.c.failed_attempts).where(
+            exporter_users.c.id == user_id))).first()
+        if row is None:
+            return None
+        await self.conn.execute(update(exporter_users).where(exporter_users.c.id == user_id)
+                                .values(failed_attempts=0))
+        return int(row.failed_attempts)
+
     async def activate(self, user_id: str) -> None:
         await self.conn.execute(update(exporter_users).where(exporter_users.c.id == user_id)
                                 .values(active=True))

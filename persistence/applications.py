@@ -61,6 +61,11 @@ class Companies:
             select(companies).where(companies.c.id == company_id))).first()
         return None if row is None else from_row(CompanyRecord, row)
 
+    async def by_tax_id(self, tax_id: str) -> CompanyRecord | None:
+        row = (await self.conn.execute(
+            select(companies).where(companies.c.tax_id == tax_id))).first()
+        return None if row is None else from_row(CompanyRecord, row)
+
     async def of_user(self, company_id: str, user_id: str) -> CompanyRecord | None:
         """The company if this user has ever consented for it (matched it), else None."""
         linked = (await self.conn.execute(select(consents.c.id).where(

@@ -130,18 +130,21 @@ class ConsentRecord:
 
 @dataclass(frozen=True, slots=True)
 class ApplicationRecord:
+    """An application: scored here, or taken in by the operator (``decision["decided_by"]``
+    "operator": then company_id, user_id, score and band may be None)."""
+
     id: str
-    company_id: str
+    company_id: str | None
     tax_id: str
-    user_id: str
+    user_id: str | None
     status: str  # approved | rejected
     package_version: str
     currency: str
     loan_amount: int
     guarantee_amount: int
     guarantee_tl: int
-    score: int
-    band: str
+    score: int | None
+    band: str | None
     request: dict[str, Any]
     inputs: dict[str, Any]
     decision: dict[str, Any]

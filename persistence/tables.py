@@ -161,17 +161,18 @@ consents = Table(
 applications = Table(
     "applications", metadata,
     Column("id", String(40), primary_key=True),
-    Column("company_id", String(40), nullable=False, index=True),
+    # empty for an operator's intake: no company matched here; no exporter named (0003)
+    Column("company_id", String(40), index=True),
     Column("tax_id", String(11), nullable=False, index=True),
-    Column("user_id", String(40), nullable=False, index=True),
+    Column("user_id", String(40), index=True),
     Column("status", String(12), nullable=False),  # approved | rejected
     Column("package_version", String(40), nullable=False),  # the guarantee package in force
     Column("currency", String(3), nullable=False),
     Column("loan_amount", BigInteger, nullable=False),
     Column("guarantee_amount", BigInteger, nullable=False),
     Column("guarantee_tl", BigInteger, nullable=False),  # at the package's conversion rate
-    Column("score", Integer, nullable=False),
-    Column("band", String(2), nullable=False),
+    Column("score", Integer),  # empty: the operator decided without a score (0003)
+    Column("band", String(2)),
     Column("request", JSON, nullable=False),  # the form as parsed
     Column("inputs", JSON, nullable=False),  # everything the decision read
     Column("decision", JSON, nullable=False),  # score, band, reasons, factors

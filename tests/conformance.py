@@ -55,8 +55,11 @@ def _pointer(*parts: str) -> str:
 
 @cache
 def _validator(*pointer: str) -> Draft202012Validator:
+    """Formats are asserted too (``date-time``, ``uri-reference`` with rfc3986-validator,
+    ``email``), as schema-driven clients and fuzzers such as schemathesis assert them."""
     return Draft202012Validator({"$ref": f"{DOC_URI}#/{_pointer(*pointer)}"},
-                                registry=_registry())
+                                registry=_registry(),
+                                format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def template_of(path: str) -> str | None:

@@ -21,6 +21,9 @@ MAX_LOGIN_FAILURES = 5
 MAX_EMAIL = 254  # longer is no e-mail address: not looked up
 TOTP_ISSUER = "IGE Kefalet Portali"
 CODE_WINDOW = (0, -1, 1)  # time steps a one-time code may come from (RFC 6238, ±1 step)
+CODE_STEP_S = 30  # RFC 6238's time step, pyotp's default
+CODE_MEMORY_S = 4 * CODE_STEP_S  # a used code is remembered longer than the window it is good in
+NO_EXPORTER = Refusal("not_found", "no such exporter")
 
 
 @dataclass(frozen=True)
@@ -137,21 +140,22 @@ class Accounts:
         uri = pyotp.TOTP(secret).provisioning_uri(name=who.email, issuer_name=TOTP_ISSUER)
         return Registered(user.id, uri)
 
-    async def _code_ok(self, user: ExporterRecord, code: object) -> bool:
-        """RFC 6238 within ±1 step; a code is never accepted twice (across processes)."""
+    def _code_step(self, user: ExporterRecord, code: object) -> int | None:
+        """The time step (RFC 6238 counter) of the user's codes that ``code`` is, within ±1
+        step of now; None when it is none of them. Nothing is used up."""
         if not isinstance(code, str) or not code.isdigit() or len(code) != 6:
-            return False
-        totp = pyotp.TOTP(user.totp_secret)
+            return None
+        totp = pyotp.TOTP(user.totp_secret, interval=CODE_STEP_S)
         now = self.d.clock() / 1000
         for step in CODE_WINDOW:
             t = now + step * totp.interval
             if hmac.compare_digest(totp.at(t), code):
-                counter = totp.timecode(datetime.fromtimestamp(t, UTC))
-                return await self.d.guards.use_code(user.id, counter, totp.interval * 4)
-        return False
+                return int(totp.timecode(datetime.fromtimestamp(t, UTC)))
+        return None
 
     async def _authenticate(self, email: object, code: object, password: object,
-                            with_password: bool = True) -> ExporterRecord | Refusal:
+                            with_password: bool = True, for_login: bool = False
+                            ) -> ExporterRecord | Refusal:
         """The user when the e-mail, the password (not asked at activation) and a fresh code
         are right. Every answer costs the same work whether the account exists or not (the
         password is checked against a dummy hash for an unknown e-mail) and says nothing of
@@ -160,9 +164,17 @@ class Accounts:
 
         The lock: a failure counts towards MAX_LOGIN_FAILURES only when its one-time code was
         right and fresh, that is, when the caller holds the account's authenticator and got
-        the password wrong. A caller without the authenticator cannot lock anyone out (wrong
-        codes are throttled per source by the gateway's rate limits instead). A locked
-        account says ``locked`` only to a caller whose password and code are both right."""
+        the password wrong (the code is then used up). A caller without the authenticator
+        cannot lock anyone out (wrong codes are throttled per source by the gateway's rate
+        limits instead). A locked account says ``locked`` only to a caller whose password and
+        code are both right. Said apart too, because they leak nothing the caller did not
+        prove (password and code right):
+
+        - a right code that was already used: ``totp_reused``, not a failure: wait for the
+          next code;
+        - at login, an account not activated yet: ``not_activated``, and the code is not used
+          up, so activation can take it in the same time step.
+        """
         user = None
         if isinstance(email, str) and len(email) <= MAX_EMAIL:
             async with self.d.store.read() as q:
@@ -177,21 +189,30 @@ class Accounts:
             pw_ok = pw_ok and isinstance(password, str)
         if user is None:
             return wrong
-        code_ok = await self._code_ok(user, code)
-        if code_ok and pw_ok:
-            if user.failed_attempts >= MAX_LOGIN_FAILURES:
-                return Refusal("locked", "too many failed attempts; the account is locked, "
-                                         "contact the guarantee institution")
-            if user.failed_attempts:
+        step = self._code_step(user, code)
+        if step is None:
+            return wrong
+        if not pw_ok:
+            # the authenticator's holder, the wrong password: the code is spent and, if it
+            # was fresh, the failure counts towards the lock
+            if await self.d.guards.use_code(user.id, step, CODE_MEMORY_S):
                 async with self.d.store.unit() as tx:
-                    await tx.exporters.succeeded(user.id)
+                    await tx.exporters.failed(user.id)
                     await tx.commit()
-            return user
-        if code_ok:  # the authenticator's holder, the wrong password: counts towards the lock
+            return wrong
+        if user.failed_attempts >= MAX_LOGIN_FAILURES:
+            return Refusal("locked", "too many failed attempts; the account is locked, "
+                                     "contact the guarantee institution")
+        if for_login and not user.active:
+            return Refusal("not_activated", "activate the account with a first code")
+        if not await self.d.guards.use_code(user.id, step, CODE_MEMORY_S):
+            return Refusal("totp_reused", "this one-time code was already used: wait for the "
+                                          "next one (a new code every 30 seconds)")
+        if user.failed_attempts:
             async with self.d.store.unit() as tx:
-                await tx.exporters.failed(user.id)
+                await tx.exporters.succeeded(user.id)
                 await tx.commit()
-        return wrong
+        return user
 
     async def activate(self, email: object, code: object) -> str | Refusal:
         """The first one-time code proves the authenticator works; returns the user id."""
@@ -206,13 +227,33 @@ class Accounts:
         return user.id
 
     async def login(self, email: object, password: object, code: object) -> Token | Refusal:
-        user = await self._authenticate(email, code, password)
+        user = await self._authenticate(email, code, password, for_login=True)
         if isinstance(user, Refusal):
             return user
-        if not user.active:
-            return Refusal("not_activated", "activate the account with a first code")
         ttl = self.d.policy.exporter_token_ttl_s
         return Token(self.d.tokens.issue("exporter", user.id, ttl), ttl)
+
+    # -- the operator: exporter accounts --------------------------------------------------
+    async def exporter(self, user_id: str | None = None, email: str | None = None
+                       ) -> ExporterRecord | Refusal:
+        """An exporter account by id or by e-mail (the operator's view)."""
+        async with self.d.store.read() as q:
+            user = (await q.exporters.get(user_id) if user_id is not None
+                    else await q.exporters.by_email((email or "").lower()))
+        return NO_EXPORTER if user is None else user
+
+    async def unlock(self, user_id: str, actor: str) -> ExporterRecord | Refusal:
+        """The operator clears an exporter's failed attempts (a locked account logs in again);
+        audited with how many there were, also when there were none."""
+        async with self.d.store.unit() as tx:
+            before = await tx.exporters.unlock(user_id)
+            if before is None:
+                return NO_EXPORTER
+            await tx.audit.add(self.d.clock(), actor, "exporter_unlocked", None, {
+                "user_id": user_id, "failed_attempts": before,
+                "was_locked": before >= MAX_LOGIN_FAILURES})
+            await tx.commit()
+        return await self.exporter(user_id)
 
     # -- the live stream ------------------------------------------------------------------
     async def issue_ticket(self, who: Principal) -> Ticket:

@@ -7,10 +7,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from applications.intake import DECIDED_BY_OPERATOR, IntakeTerms, operator_application
 from applications.package import package_in_force
 from auction.model import RoundTerms, ms_to_dt
 from auction.rules import FieldError, validate_round_terms
-from persistence.records import AuditRecord, ClosingRecord, RoundRecord
+from persistence.records import ApplicationRecord, AuditRecord, ClosingRecord, RoundRecord
 from usecases.context import Deps
 from usecases.opening import Opening, RoundRequest
 from usecases.outcomes import NOT_FOUND_ROUND, Refusal, invalid
@@ -36,7 +37,9 @@ class Operator:
     async def intake(self, values: Mapping[str, Any], errors: Sequence[FieldError],
                      actor: str) -> RoundRecord | Refusal:
         """Open a round approved outside the portal (or after a manual review): the round
-        rules run whenever the fields they read parsed, so one refusal lists every field."""
+        rules run whenever the fields they read parsed, so one refusal lists every field; the
+        exporter named must exist. The round and its application (decided by the operator,
+        ``applications.intake``) are written in one unit of work."""
         errors = list(errors)
         if not RULE_FIELDS & {e.field for e in errors}:
             probe = RoundTerms("probe", values["currency"], values["loan_type"],
@@ -45,16 +48,42 @@ class Operator:
                                bool(values.get("export_commitment")), 0, 0)
             limits = package_in_force(ms_to_dt(self.d.clock())).loan_types.get(probe.loan_type)
             errors += validate_round_terms(probe, limits)
+        user = values.get("exporter_user_id")
+        if user is not None and "exporter_user_id" not in {e.field for e in errors}:
+            async with self.d.store.read() as q:
+                if await q.exporters.get(user) is None:
+                    errors.append(FieldError("exporter_user_id", "unknown_exporter",
+                                             "no exporter has this user id"))
         if errors:
             return invalid(errors)
-        user = values.get("exporter_user_id")
-        t = await self.opening.open_round(RoundRequest(
+        req = RoundRequest(
             values["loan_type"], values["currency"], values["loan_amount"],
             values["guarantee_amount"], values["tenor_months"], values["grace_months"],
             values["export_commitment"], values["company"], values.get("assessment"),
-            user, new_id("app") if user else None), actor)
+            user, new_id("app"))
+        now = self.d.clock()
+        app = operator_application(
+            IntakeTerms(req.loan_type, req.currency, req.loan_amount, req.guarantee_amount,
+                        req.tenor_months, req.grace_months, req.export_commitment),
+            req.company, req.assessment, user, actor, package_in_force(ms_to_dt(now)))
+        async with self.d.store.unit() as tx:
+            opened = await self.opening.add(tx, req, actor)
+            rid = opened.terms.round_id
+            known = await tx.companies.by_tax_id(app.tax_id)
+            assert req.application_id is not None
+            await tx.applications.add(ApplicationRecord(
+                req.application_id, known.id if known else None, app.tax_id, user, app.status,
+                app.package_version, req.currency, req.loan_amount, req.guarantee_amount,
+                app.guarantee_tl, app.score, app.band, app.request, app.inputs, app.decision,
+                app.package, rid, now))
+            await tx.audit.add(now, actor, "application_decided", rid, {
+                "application_id": req.application_id, "tax_id": app.tax_id,
+                "user_id": user, "status": app.status, "decided_by": DECIDED_BY_OPERATOR,
+                "package_version": app.package_version})
+            await tx.commit()
+        await self.opening.go_live(opened)
         async with self.d.store.read() as q:
-            row = await q.rounds.get(t.round_id)
+            row = await q.rounds.get(rid)
         assert row is not None
         return row
 

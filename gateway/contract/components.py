@@ -10,7 +10,9 @@ import types
 import typing
 from typing import Any, Literal, NotRequired, Required, Union, get_args, get_origin
 
+from auction.feed import catch_up_limit
 from auction.model import CURRENCIES, LOAN_TYPES
+from gateway.contract import fields as F
 from gateway.contract import limits as L
 from gateway.contract import requests as rq
 from gateway.contract import responses as rs
@@ -38,7 +40,7 @@ COMPONENTS: dict[str, type] = {
     "APPLICATION_REQUEST": rs.ApplicationRequestOut, "RELATED_COMPANY": rq.RelatedCompanyIn,
     "APPLICATION_FORM": rq.ApplicationForm, "COMPANY": rs.CompanyOut, "TOKEN": rs.Token,
     "EXPORTER_TOKEN": rs.ExporterToken, "BANK": rs.Bank, "BANK_CREDENTIALS": rs.BankCredentials,
-    "AUDIT_ENTRY": rs.AuditEntry,
+    "AUDIT_ENTRY": rs.AuditEntry, "EXPORTER_ACCOUNT": rs.ExporterAccount,
     "StreamSubscribe": rs.StreamSubscribe, "StreamUnsubscribe": rs.StreamUnsubscribe,
     "StreamPing": rs.StreamPing, "StreamSnapshot": rs.StreamSnapshot,
     "StreamQuote": rs.StreamQuote, "StreamRoundOpened": rs.StreamRoundOpened,
@@ -59,17 +61,24 @@ def _scalars() -> dict[str, Schema]:
             "description": "Money: a decimal string with exactly 2 places, in the round's "
                            "currency (never a JSON number)."},
         "MoneyInput": {
-            "type": "string", "pattern": rf"^[0-9]+(\.[0-9]{{1,{L.MONEY_PLACES}}})?$",
-            "examples": ["1500000.00"],
-            "description": f"Money sent by a client: a decimal string with at most "
+            "type": "string", "pattern": F.MONEY_PATTERN,
+            "examples": ["1500000.00", "0.00"],
+            "description": f"Money sent by a client, 0 or more: a decimal string with at most "
                            f"{L.MONEY_PLACES} places (\"1500000.00\") and at most "
                            f"{L.MONEY_MAX_INTEGER_DIGITS} digits before the point; numbers, "
                            "exponents and signs are refused."},
+        "PositiveMoneyInput": {
+            "type": "string", "pattern": F.POSITIVE_MONEY_PATTERN,
+            "examples": ["1500000.00"],
+            "description": "Money sent by a client, above 0 (`\"0.00\"` is refused): "
+                           f"a decimal string with at most {L.MONEY_PLACES} places and at "
+                           f"most {L.MONEY_MAX_INTEGER_DIGITS} digits before the point; "
+                           "numbers, exponents and signs are refused."},
         "Rate": {
             "type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2,4}$", "examples": ["31.25"],
             "description": "A rate: a decimal string, percent per year, 2 to 4 places."},
         "RateInput": {
-            "type": "string", "pattern": rf"^[0-9]+(\.[0-9]{{1,{L.RATE_PLACES}}})?$",
+            "type": "string", "pattern": F.RATE_PATTERN,
             "examples": ["31.25"],
             "description": f"A rate sent by a client: a decimal string, percent per year, at "
                            f"most {L.RATE_PLACES} places, above 0 and at most "
@@ -85,7 +94,31 @@ def _scalars() -> dict[str, Schema]:
             "examples": ["2026-03-18T14:30:00Z"],
             "description": "ISO 8601 timestamp in UTC (`Z`), milliseconds only when present. "
                            "The server clock is the only clock."},
-        "Id": {"type": "string", "minLength": 1, "examples": ["rnd_3f9c2a7d41b0e8c5a2d1"],
+        "TaxId": {
+            "type": "string", "format": "tr-tax-id", "pattern": r"^[0-9]{10,11}$",
+            "examples": ["1234567890"],
+            "description": "A Turkish tax id: a VKN (10 digits, the last a check digit) or, "
+                           "for sole proprietors, a TCKN (11 digits, the last two check "
+                           "digits, not starting with 0). Format `tr-tax-id`: a number whose "
+                           "check digits do not match is refused (422 `invalid`)."},
+        "NationalId": {
+            "type": "string", "format": "tr-national-id",
+            "pattern": rf"^[1-9][0-9]{{{L.NATIONAL_ID_DIGITS - 1}}}$",
+            "examples": ["10000000146"],
+            "description": "A Turkish national id (TCKN): 11 digits, not starting with 0, the "
+                           "last two check digits. Format `tr-national-id`: a number whose "
+                           "check digits do not match is refused (422 `invalid`)."},
+        "TurkishMobile": {
+            "type": "string", "format": "tr-mobile", "maxLength": L.MOBILE_MAX,
+            "examples": ["+905321234567", "0532 123 45 67"],
+            "description": "A Turkish mobile number as libphonenumber reads it (+905XXXXXXXXX, "
+                           "also with blanks or a leading 0); stored as E.164. Format "
+                           "`tr-mobile`: another number is refused (422 `invalid`)."},
+        "PlainText": {
+            "type": "string", "pattern": F.PLAIN_TEXT_PATTERN,
+            "description": "Text without control characters other than tab and line breaks."},
+        "Id": {"type": "string", "minLength": 1, "pattern": f"^[{L.ID_CHARS}]+$",
+               "examples": ["rnd_3f9c2a7d41b0e8c5a2d1"],
                "description": "An opaque identifier."},
         "RoundState": {
             "type": "string", "enum": list(L.ROUND_LIST_STATES),
@@ -104,6 +137,7 @@ def _scalars() -> dict[str, Schema]:
 
 def _doc_text(text: str) -> str:
     return (text.replace("{max_catch_up}", str(L.STREAM_MAX_CATCH_UP))
+            .replace("{catch_up}", str(catch_up_limit(_DEFAULTS.queue_size)))
             .replace("{heartbeat}", f"{_DEFAULTS.heartbeat_s:g}"))
 
 
@@ -198,6 +232,20 @@ def _typeddict(t: type) -> Schema:
     return own
 
 
+#: what stays beside ``anyOf`` when an optional field becomes nullable
+_OUTER = ("description", "default", "examples")
+
+
+def _nullable_schema(s: Schema) -> Schema:
+    """An optional field of a JSON body: ``null`` is read as the field left out."""
+    inner = {k: v for k, v in s.items() if k not in _OUTER}
+    out: Schema = {"anyOf": [inner, {"type": "null"}]}
+    out.update({k: s[k] for k in _OUTER if k in s})
+    desc = out.get("description", "")
+    out["description"] = (desc + " " if desc else "") + "`null` is the same as leaving it out."
+    return out
+
+
 def model_schema(model: type[RequestModel]) -> Schema:
     """A request model's wire schema (what a client sends)."""
     props: dict[str, Schema] = {}
@@ -209,9 +257,11 @@ def model_schema(model: type[RequestModel]) -> Schema:
             s = ref(NAMES[sub]) if sub in NAMES else model_schema(sub)
         else:
             s = dict(f.wire.schema)
-        props[f.name] = s
         if f.required or f.name in model.REQUIRED_ON_WIRE:
             required.append(f.name)
+        elif model.NULL_IS_ABSENT and not f.wire.raw:
+            s = _nullable_schema(s)
+        props[f.name] = s
     extra = {"additionalProperties": False} if model.model_config.get("extra") == "forbid" else {}
     out = obj(props, required or None, _description(model))
     out.update(extra)

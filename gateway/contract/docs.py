@@ -113,12 +113,13 @@ def _describe(doc: dict[str, Any], schema: Schema) -> str:
     if desc is None and "$ref" in schema:
         desc = _resolve(doc, schema).get("description", "")
     extra = []
+    inner = schema["anyOf"][0] if "anyOf" in schema else schema  # an optional, nullable field
     if "default" in schema:
         extra.append(f"default {json.dumps(schema['default'], ensure_ascii=False)}")
-    if "minimum" in schema or "maximum" in schema:
-        extra.append(f"range {schema.get('minimum', '')}..{schema.get('maximum', '')}")
-    if "maxLength" in schema:
-        extra.append(f"max {schema['maxLength']} chars")
+    if "minimum" in inner or "maximum" in inner:
+        extra.append(f"range {inner.get('minimum', '')}..{inner.get('maximum', '')}")
+    if "maxLength" in inner:
+        extra.append(f"max {inner['maxLength']} chars")
     return (desc or "") + (f" ({'; '.join(extra)})" if extra else "")
 
 
@@ -209,6 +210,8 @@ def _websocket_html(doc: dict[str, Any], ws: dict[str, Any]) -> str:
            "<h5>Server → client</h5>",
            dl({k: v["fields"] for k, v in ws["server_messages"].items()}),
            "<h5>Error codes</h5>", dl(ws["error_codes"]),
+           "<h5>Handshake refused</h5>",
+           dl({f"HTTP {ws['handshake_refused']['status']}": ws["handshake_refused"]["when"]}),
            "<h5>Close codes</h5>", dl(ws["close_codes"])]
     return "\n".join(out)
 

@@ -13,7 +13,6 @@ the slow path, where the message of the ``ValueError`` becomes the field error's
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -33,8 +32,10 @@ __all__ = [
     "bank_code_ok",
     "boolean",
     "cursor",
+    "cursor_text",
     "digits_in_range",
     "email_address",
+    "ident",
     "integer",
     "json_object",
     "money",
@@ -85,6 +86,17 @@ def text(max_len: int, nul_ok: bool = False) -> Callable[[Any], str]:
     return conv
 
 
+def ident(max_len: int) -> Callable[[Any], str]:
+    """An id of ours: 1..``max_len`` letters, digits, ``_`` and ``-`` (``limits.ID_CHARS``)."""
+    pattern = re.compile(f"[{L.ID_CHARS}]{{1,{max_len}}}")
+
+    def conv(v: Any) -> str:
+        if not isinstance(v, str) or not pattern.fullmatch(v):
+            raise ValueError(f"an id: 1..{max_len} letters, digits, _ and -")
+        return v
+    return conv
+
+
 def one_of(options: tuple[str, ...]) -> Callable[[Any], str]:
     def conv(v: Any) -> str:
         if v not in options:
@@ -110,25 +122,35 @@ def plain_text(max_len: int) -> Callable[[Any], str]:
 
 
 # ----------------------------------------------------------------------------- identities
+def _digits(v: Any, *lengths: int) -> bool:
+    """ASCII digits only, of one of ``lengths`` (python-stdnum would also take blanks and
+    separators, which the document's patterns do not)."""
+    return isinstance(v, str) and len(v) in lengths and v.isascii() and v.isdigit()
+
+
 def national_id(v: Any) -> str:
-    """A Turkish national id (TCKN, 11 digits), compacted."""
-    if not isinstance(v, str) or not tckimlik.is_valid(v):
+    """A Turkish national id (TCKN): 11 digits with valid check digits."""
+    if not _digits(v, 11) or not tckimlik.is_valid(v):
         raise ValueError("not a valid Turkish national id (TCKN)")
-    return str(tckimlik.compact(v))
+    return str(v)
+
+
+def _is_tax_id(v: Any) -> bool:
+    return _digits(v, 10, 11) and (vkn.is_valid(v) or tckimlik.is_valid(v))
 
 
 def tax_id(v: Any) -> str:
     """A Turkish tax id: VKN (10 digits) or, for sole proprietors, the TCKN (11 digits)."""
-    if not isinstance(v, str) or not (vkn.is_valid(v) or tckimlik.is_valid(v)):
+    if not _is_tax_id(v):
         raise ValueError("not a valid Turkish tax id (VKN, 10 digits) or TCKN (11 digits)")
-    return v
+    return str(v)
 
 
 def tax_id_round(v: Any) -> str:
     """The same check as ``tax_id``, with the operator intake's historical message."""
-    if not isinstance(v, str) or not (vkn.is_valid(v) or tckimlik.is_valid(v)):
+    if not _is_tax_id(v):
         raise ValueError("not a valid Turkish tax id (VKN, 10 digits) or TCKN")
-    return v
+    return str(v)
 
 
 def email_address(v: Any) -> str:
@@ -206,7 +228,56 @@ def timestamp_with_offset(s: str) -> datetime | str:
     return t
 
 
+_CURSOR = re.compile(L.CURSOR_PATTERN)
+
+
 def cursor(raw: str) -> tuple[int, str]:
-    """The opaque page cursor of GET /v1/bank/rounds: base64url of ``<closes_at>:<round_id>``."""
-    a, _, b = base64.urlsafe_b64decode(raw.encode()).decode().partition(":")
+    """The opaque page cursor of GET /v1/bank/rounds: ``<closes_at ms>.<round_id>`` (what
+    ``cursor_text`` writes); anything else is ``ValueError``."""
+    if not _CURSOR.fullmatch(raw):
+        raise ValueError("bad cursor")
+    a, _, b = raw.partition(".")
     return int(a), b
+
+
+def cursor_text(closes_at_ms: int, round_id: str) -> str:
+    return f"{closes_at_ms}.{round_id}"
+
+
+# ----------------------------------------------------------------------------- patterns
+# What a decimal-string converter (with the rule every use of it applies, e.g. "above 0")
+# accepts, as a regular expression for the document: tests/unit/test_patterns.py proves each
+# pattern accepts exactly the strings its converter does. The converters read
+# ``[0-9]+(.[0-9]*)?`` or ``.[0-9]+`` (auction.model.parse_scaled), leading zeros included.
+_WHOLE_15 = "0*[1-9][0-9]{0,%d}" % (L.MONEY_MAX_INTEGER_DIGITS - 1)  # noqa: UP031
+
+
+def _positive_fraction(places: int) -> str:
+    """1..``places`` fraction digits, not all zero."""
+    return "(?:" + "|".join("0" * z + "[1-9]" + (f"[0-9]{{0,{places - z - 1}}}"
+                                                 if places - z - 1 else "")
+                            for z in range(places)) + ")"
+
+
+
+def _negative_zero(places: int) -> str:
+    """"-0", "-0.00", "-.0": a signed zero, which the converters read as 0."""
+    return rf"-(?:0+(?:\.0{{0,{places}}})?|\.0{{1,{places}}})"
+
+
+#: money, 0 or more: at most 15 digits before the point and 2 after
+MONEY_PATTERN = (rf"^(?:(?:{_WHOLE_15}|0+)(?:\.[0-9]{{0,{L.MONEY_PLACES}}})?"
+                 rf"|\.[0-9]{{1,{L.MONEY_PLACES}}}|{_negative_zero(L.MONEY_PLACES)})$")
+#: money above 0
+POSITIVE_MONEY_PATTERN = (rf"^(?:{_WHOLE_15}(?:\.[0-9]{{0,{L.MONEY_PLACES}}})?"
+                          rf"|0*\.{_positive_fraction(L.MONEY_PLACES)})$")
+#: a rate above 0 and at most ANNUAL_RATE_MAX_PCT (500), 4 places
+RATE_PATTERN = (rf"^(?:0*(?:[1-9][0-9]?|[1-4][0-9]{{2}})(?:\.[0-9]{{0,{L.RATE_PLACES}}})?"
+                rf"|0*{L.ANNUAL_RATE_MAX_PCT}(?:\.0{{0,{L.RATE_PLACES}}})?"
+                rf"|0*\.{_positive_fraction(L.RATE_PLACES)})$")
+#: a share 0..SHARE_MAX_PCT (100) percent, 2 places
+SHARE_PATTERN = (rf"^(?:0*[0-9]{{1,2}}(?:\.[0-9]{{0,{L.SHARE_PLACES}}})?"
+                 rf"|0*{L.SHARE_MAX_PCT}(?:\.0{{0,{L.SHARE_PLACES}}})?"
+                 rf"|\.[0-9]{{1,{L.SHARE_PLACES}}}|{_negative_zero(L.SHARE_PLACES)})$")
+#: text without control characters other than tab and line breaks (``plain_text``)
+PLAIN_TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$"

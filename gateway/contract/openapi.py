@@ -12,6 +12,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from auction.feed import catch_up_limit
 from gateway.contract import limits as L
 from gateway.contract.components import EXTRA_CODES, NAMES, components, model_schema, schema_of
 from gateway.contract.operations import (
@@ -26,7 +27,8 @@ from gateway.contract.schema import Schema, ref
 from gateway.problems import TITLES, TYPE_BASE
 from gateway.settings import Settings
 
-__all__ = ["AUTH_TEXT", "EXTRA_CODES", "INTRO", "PROBLEM_MEDIA", "STREAM_DESCRIPTION",
+__all__ = ["AUTH_TEXT", "CATCH_UP_EVENTS", "EXTRA_CODES", "INTRO", "PROBLEM_MEDIA",
+           "STREAM_DESCRIPTION", "TICKET_DESCRIPTION",
            "X_WEBSOCKET", "operation_of", "problem_codes", "spec"]
 
 PROBLEM_MEDIA = "application/problem+json"
@@ -118,7 +120,7 @@ def _parameters(o: Operation) -> list[dict[str, Any]]:
     for name in o.path_params:
         ps.append({"name": name, "in": "path", "required": True,
                    "description": o.path_docs.get(name, PATH_PARAMS.get(name, "")),
-                   "schema": {"type": "string"}})
+                   "schema": {"type": "string", "pattern": f"^{L.PATH_ID_REGEX}$"}})
     if o.query is not None:
         for f in wire_fields(o.query):
             s = dict(f.wire.schema)
@@ -139,7 +141,8 @@ def _operation(o: Operation) -> dict[str, Any]:
         auth_line += (" **Idempotency:** send an `Idempotency-Key`; the same key and body from "
                       "the same caller returns the first response again, the same key with "
                       "another body is 422 `idempotency_mismatch`.")
-    description = STREAM_DESCRIPTION if o.description == "__stream__" else o.description
+    description = (TICKET_DESCRIPTION + "\n\n" + STREAM_DESCRIPTION
+                   if o.description == "__stream__" else o.description)
     out: dict[str, Any] = {
         "operationId": o.operation_id, "tags": [o.tag], "summary": o.summary,
         "description": (description + "\n\n" + auth_line).strip(),
@@ -207,14 +210,20 @@ def _problem_index(paths: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- prose
-STREAM_DESCRIPTION = f"""\
-Returns a single-use ticket (valid {_DEFAULTS.ticket_ttl_s} s) for the live stream.
+#: how many missed events a resubscription with ``since_seq`` gets replayed (more: a
+#: snapshot): the events must fit in the connection's send queue, less the frames waiting in it
+CATCH_UP_EVENTS = catch_up_limit(_DEFAULTS.queue_size)
 
+TICKET_DESCRIPTION = (f"Returns a single-use ticket (valid {_DEFAULTS.ticket_ttl_s} s) for the "
+                      "live stream.")
+
+STREAM_DESCRIPTION = f"""\
 **Live stream (WebSocket) `GET /v1/stream?ticket=<ticket>`.** Connect with the subprotocol
 `ige.v1.json` (text frames, JSON) or `ige.v1.msgpack` (binary frames, MessagePack; the same
-objects). A missing or used ticket, no supported subprotocol or a foreign browser `Origin`
-closes the socket with {L.STREAM_HANDSHAKE_REFUSED}. The ticket carries the identity of the
-token that asked for it.
+objects), with a ticket from `POST /v1/stream/tickets` (single use, valid
+{_DEFAULTS.ticket_ttl_s} s), which carries the identity of the token that asked for it. A
+missing or used ticket, no supported subprotocol or a foreign browser `Origin` is refused at
+the handshake with HTTP {L.STREAM_HANDSHAKE_STATUS}: the WebSocket never opens.
 
 Client → server (schema `StreamClientMessage`):
 `{{"op": "subscribe", "topic": "round:<id>" | "pool" | "application:<id>", "since_seq": n?}}`,
@@ -224,8 +233,11 @@ Topics: `round:<id>` for banks (after their first offer in the round) and the op
 
 Server → client (schema `StreamServerMessage`): every message has `type` and `topic`; for
 round topics `seq` rises by exactly 1 per event of the round.
-`snapshot` (the BOOK: on subscribe and whenever `since_seq` is too old, more than
-{L.STREAM_MAX_CATCH_UP} events behind); `quote` (one offer added or revised, masked as in
+`snapshot` (the BOOK: on subscribe without `since_seq`, and when `since_seq` is in the future
+or too far behind: the missed events are replayed as quotes only if they fit in the
+connection's send queue, so with the default queue of {_DEFAULTS.queue_size} frames at most
+{CATCH_UP_EVENTS} events behind, fewer while frames wait in it, and never more than
+{L.STREAM_MAX_CATCH_UP}); `quote` (one offer added or revised, masked as in
 BOOK, as `offer` with its new `rank`, and the `book_size`; it does not restate the other
 offers' ranks: clients keep the order by the ranking key every entry carries, `apr`, then
 `annual_rate`, then `seq`, replacing the entry with the same `ref`; a fresh snapshot always
@@ -282,23 +294,25 @@ X_WEBSOCKET: dict[str, Any] = {
         "offer_required": "subscribed to a round before this bank's first offer in it; the "
                           "snapshot follows the first offer",
         "not_found": "no such topic for this caller",
-        "validation_failed": "since_seq is not an integer",
+        "validation_failed": "since_seq is not an integer 0..2^63-1",
         "bad_command": "not a subscribe/unsubscribe/ping message",
         "unavailable": "the server cannot follow the topic right now: subscribe again",
         "too_many_topics": "the connection follows as many topics as it may: unsubscribe one",
     },
+    "handshake_refused": {
+        "status": L.STREAM_HANDSHAKE_STATUS,
+        "when": "missing or used ticket (a ticket presented is used up even when refused), "
+                "too many WebSockets of this caller, no supported subprotocol, or a browser "
+                "Origin that is not allowed: the HTTP answer to the upgrade; the WebSocket "
+                "never opens"},
     "close_codes": {
-        str(L.STREAM_HANDSHAKE_REFUSED): "handshake refused: missing or used ticket (a ticket "
-                                         "presented is used up even when refused), too many "
-                                         "WebSockets of this caller, no "
-                                         "supported subprotocol, or a browser Origin that is "
-                                         "not allowed",
         str(L.STREAM_SLOW_CLIENT_CLOSE): "slow consumer: reconnect and resubscribe with "
                                          "since_seq",
     },
     "heartbeat_seconds": _DEFAULTS.heartbeat_s,
     "ticket_ttl_seconds": _DEFAULTS.ticket_ttl_s,
     "max_catch_up_events": L.STREAM_MAX_CATCH_UP,
+    "catch_up_events": CATCH_UP_EVENTS,
     "queue_frames": _DEFAULTS.queue_size,
 }
 
@@ -391,8 +405,9 @@ def spec() -> dict[str, Any]:
                 "name": "Idempotency-Key", "in": "header", "required": False,
                 "description": "Makes the request safe to retry: the same key and body from "
                                "the same caller returns the first response again; the same "
-                               "key with another body is 422 idempotency_mismatch; a key "
-                               f"longer than {L.IDEMPOTENCY_KEY_MAX} characters is 422 "
+                               "key with another body is 422 idempotency_mismatch; an "
+                               "empty key (field error `empty`) or one longer than "
+                               f"{L.IDEMPOTENCY_KEY_MAX} characters (`too_long`) is 422 "
                                "validation_failed. Keys are kept 24 h.",
                 "schema": {"type": "string", "minLength": 1,
                            "maxLength": L.IDEMPOTENCY_KEY_MAX}}},

@@ -140,12 +140,19 @@ OPERATIONS: tuple[Operation, ...] = (
               "Activate an account",
               "Proves the authenticator app works with a first one-time code.", "public",
               200, "Activated.", rs.Activated, body=rq.ActivateBody,
-              problems={401: ("unauthorized", "totp_invalid"), 423: ("locked",)}),
+              problems={401: ("unauthorized", "totp_invalid", "totp_reused"),
+                        423: ("locked",)}),
     Operation("post", "/v1/exporter/login", "exporterLogin", "exporter", "Exporter login",
-              "E-mail, password and a one-time code; a code is never accepted twice. Five "
-              "failures lock the account.", "public", 200, "An exporter token.",
+              "E-mail, password and a one-time code; a code is never accepted twice. A wrong "
+              "e-mail, password or code is 401 `unauthorized` (which one is not said) and "
+              "counts as a failure; five failures lock the account (423 `locked`) until the "
+              "operator unlocks it. With the right password, a right code that was already "
+              "used is 401 `totp_reused` (wait for the next code; not a failure), and an "
+              "account not activated yet is 403 `not_activated` (the code is not used up: "
+              "activate with it).", "public", 200, "An exporter token.",
               rs.ExporterToken, body=rq.LoginBody,
-              problems={401: ("unauthorized",), 403: ("not_activated",), 423: ("locked",)}),
+              problems={401: ("unauthorized", "totp_reused"), 403: ("not_activated",),
+                        423: ("locked",)}),
     Operation("get", "/v1/exporter/applications/{application_id}", "exporterApplication",
               "exporter", "One application",
               "The application with its round's state; no offer data while the round is open.",
@@ -208,7 +215,9 @@ OPERATIONS: tuple[Operation, ...] = (
                         422: ("company_not_found",)}),
     Operation("get", "/v1/exporter/applications", "exporterApplications", "exporter",
               "My applications",
-              "The caller's applications decided in the portal, newest first (at most 100).",
+              "The caller's applications, newest first (at most 100): decided in the portal, "
+              "and taken in by the operator for the caller (`decision.decided_by` "
+              "`operator`).",
               "exporter", 200, "The applications.", rs.ApplicationList),
     # -- stream
     Operation("post", "/v1/stream/tickets", "streamTicket", "stream", "Live stream ticket",
@@ -223,7 +232,12 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("post", "/v1/admin/rounds", "adminCreateRound", "operator",
               "Open a round (manual intake)",
               "An application approved outside the portal or after a manual review; the round "
-              "runs exactly like one opened by scoring.", "operator",
+              "runs exactly like one opened by scoring. The intake is stored as an "
+              "application (`application_id`), approved and decided by the operator "
+              "(`decision.decided_by` `operator`, reason `operator_intake`): the operator "
+              "sees it at `GET /v1/admin/applications/{application_id}`, and the exporter "
+              "named by `exporter_user_id` (422 `unknown_exporter` if there is none) lists "
+              "it, follows it and accepts an offer as for its own.", "operator",
               201, "The round, open.", rs.AdminRound, body=rq.RoundIntakeBody, idempotent=True,
               problems={409: ("conflict",)}),
     Operation("get", "/v1/admin/rounds/{round_id}", "adminRound", "operator", "One round",
@@ -234,9 +248,22 @@ OPERATIONS: tuple[Operation, ...] = (
               "The application with every input the decision read (registry records of the "
               "company and its risk group, financial statements, risk-centre reports, export "
               "performance, the exposures counted towards the group limit) and every number of "
-              "the guarantee package it was decided under.", "operator",
+              "the guarantee package it was decided under; for an operator's intake, what "
+              "was taken in and who decided.", "operator",
               200, "The application.", rs.AdminApplication,
               path_docs={"application_id": "Any application."}),
+    Operation("get", "/v1/admin/exporters", "adminExporters", "operator",
+              "Find an exporter account",
+              "The account with this e-mail (a list of at most one), with its failed "
+              "attempts and whether it is locked.", "operator", 200, "The accounts.",
+              rs.ExporterAccountList, query=rq.ExporterQuery),
+    Operation("post", "/v1/admin/exporters/{user_id}/unlock", "adminUnlockExporter",
+              "operator", "Unlock an exporter account",
+              "Clears the account's failed attempts: a locked account (five failures) can log "
+              "in again. Audited (`exporter_unlocked`, with the attempts cleared); safe to "
+              "repeat. Also `ige admin unlock-exporter <e-mail or user id>`.", "operator",
+              200, "The account, unlocked.", rs.ExporterAccount,
+              path_docs={"user_id": "The exporter's user id."}),
     Operation("get", "/v1/admin/audit", "adminAudit", "operator", "Audit trail",
               f"The append-only audit trail, oldest first, {L.AUDIT_PAGE} entries a page.",
               "operator",

@@ -112,6 +112,9 @@ class RequestModel(BaseModel):
     #: fields documented as required although reading does not refuse their absence
     #: (credentials: a missing one is refused later, as wrong credentials are)
     REQUIRED_ON_WIRE: ClassVar[tuple[str, ...]] = ()
+    #: a JSON ``null`` is read as an absent optional field (the document says so); forms and
+    #: query strings have no null
+    NULL_IS_ABSENT: ClassVar[bool] = True
 
     @classmethod
     def check(cls, v: Mapping[str, Any], c: Collector, ctx: Mapping[str, Any]) -> None:

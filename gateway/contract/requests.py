@@ -13,6 +13,7 @@ one refusal listing the field errors and theirs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
@@ -52,6 +53,7 @@ __all__ = [
     "CompanyMatchBody",
     "ConsentIn",
     "DeadlineQuery",
+    "ExporterQuery",
     "HolidaysQuery",
     "InvalidRequest",
     "LoginBody",
@@ -85,6 +87,13 @@ def Text(max_len: int, schema: Schema, nul_ok: bool = False) -> Wire:
         max_length=max_len, strict=True, pattern=None if nul_ok else r"^[^\x00]*$"))
 
 
+def Ident(max_len: int, description: str) -> Wire:
+    """An id of ours (``limits.ID_CHARS``), at most ``max_len`` characters."""
+    return Wire(F.ident(max_len), described(ref("Id"), description, maxLength=max_len),
+                native=core_schema.str_schema(pattern=f"^[{L.ID_CHARS}]+$", min_length=1,
+                                              max_length=max_len, strict=True))
+
+
 # ----------------------------------------------------------------------------- offers
 RATE_TEXT = "Nominal interest rate, percent per year."
 AMOUNT_TEXT = ("Loan amount offered, in the round's currency; at most the requested "
@@ -110,7 +119,7 @@ class OfferTermsBody(RequestModel):
     annual_rate: Annotated[int, Wire(F.rate, described(
         ref("RateInput"), RATE_TEXT))]
     amount: Annotated[int, Wire(F.money, described(
-        ref("MoneyInput"), AMOUNT_TEXT))]
+        ref("PositiveMoneyInput"), AMOUNT_TEXT))]
     tenor_months: Annotated[int, Int(integer(TENOR_TEXT, L.TENOR_MIN,
                                                          L.TENOR_MAX))]
     grace_months: Annotated[int, Int(integer(GRACE_TEXT, 0, L.GRACE_MAX,
@@ -123,7 +132,8 @@ class OfferTermsBody(RequestModel):
     assumes_export_commitment: Annotated[bool, Bool({
         "type": "boolean", "description": COMMITMENT_TEXT, "default": False})] = False
     conditions: Annotated[str, Text(L.CONDITIONS_PARSE_MAX, string(
-        CONDITIONS_TEXT, maxLength=L.CONDITIONS_MAX, default=""), nul_ok=True)] = ""
+        CONDITIONS_TEXT, maxLength=L.CONDITIONS_MAX, pattern=F.PLAIN_TEXT_PATTERN,
+        default=""), nul_ok=True)] = ""
     currency: Annotated[str | None, Wire(F.one_of(CURRENCIES), described(
         ref("Currency"), "Optional; must equal the round's currency."))] = None
 
@@ -146,14 +156,14 @@ class RegisterBody(RequestModel):
 
     model_config = _FORBID  # unauthenticated: a field it does not know is an error
 
-    full_name: Annotated[str, Text(L.NAME_MAX, string("Full name.",
-                                                              maxLength=L.NAME_MAX))]
-    national_id: Annotated[str, Wire(F.national_id, string(
-        "Turkish national id (TCKN, 11 digits).", pattern=f"^[0-9]{{{L.NATIONAL_ID_DIGITS}}}$"))]
+    full_name: Annotated[str, Wire(F.plain_text(L.NAME_MAX), string(
+        "Full name.", maxLength=L.NAME_MAX, pattern=F.PLAIN_TEXT_PATTERN))]
+    national_id: Annotated[str, Wire(F.national_id, described(
+        ref("NationalId"), "Turkish national id (TCKN, 11 digits)."))]
     email: Annotated[str, Wire(F.email_address, string(
         "E-mail address.", format="email", maxLength=L.EMAIL_MAX))]
-    mobile: Annotated[str, Wire(F.turkish_mobile, string(
-        "Turkish mobile number (+905XXXXXXXXX).", examples=["+905321234567"]))]
+    mobile: Annotated[str, Wire(F.turkish_mobile, described(
+        ref("TurkishMobile"), "Turkish mobile number (+905XXXXXXXXX)."))]
     password: Annotated[str, Wire(F.password, string(
         f"{L.PASSWORD_MIN}..{L.PASSWORD_MAX} characters.", minLength=L.PASSWORD_MIN,
         maxLength=L.PASSWORD_MAX))]
@@ -191,8 +201,7 @@ class LoginBody(RequestModel):
 class AcceptBody(RequestModel):
     """POST /v1/exporter/applications/{application_id}/accept."""
 
-    offer_id: Annotated[str, Text(L.OFFER_ID_MAX, described(
-        ref("Id"), "An offer from the results.", maxLength=L.OFFER_ID_MAX))]
+    offer_id: Annotated[str, Ident(L.OFFER_ID_MAX, "An offer from the results.")]
 
 
 class ConsentIn(RequestModel):
@@ -215,20 +224,22 @@ class ConsentIn(RequestModel):
 class CompanyMatchBody(RequestModel):
     """POST /v1/exporter/companies."""
 
-    tax_id: Annotated[str, Wire(F.tax_id, string("VKN (10 digits) or TCKN (11 digits)."))]
+    tax_id: Annotated[str, Wire(F.tax_id, described(ref("TaxId"),
+                                                    "VKN (10 digits) or TCKN (11 digits)."))]
     consent: Annotated[ConsentIn, Wire(F.json_object, nested=True)]
 
 
 class RelatedCompanyIn(RequestModel):
     """A partner or related company (the risk group)."""
 
-    tax_id: Annotated[str, Wire(F.tax_id, string("VKN (10 digits) or TCKN (11 digits)."))]
+    tax_id: Annotated[str, Wire(F.tax_id, described(ref("TaxId"),
+                                                    "VKN (10 digits) or TCKN (11 digits)."))]
     relation: Annotated[str, Wire(F.one_of(RELATIONS), {"type": "string",
                                                         "enum": list(RELATIONS)})]
     share_pct: Annotated[int, Wire(F.share_e4, string(
         "The share the applicant and/or its partners hold in it, percent (decimal string, "
         f"0..{L.SHARE_MAX_PCT}). Insolvency of a company held 25 % or more rejects the "
-        "application.", pattern=rf"^[0-9]+(\.[0-9]{{1,{L.SHARE_PLACES}}})?$"))]
+        "application.", pattern=F.SHARE_PATTERN))]
 
     def related(self) -> RelatedCompany:
         return RelatedCompany(self.tax_id, self.relation, self.share_pct)
@@ -283,13 +294,13 @@ class ApplicationForm(RequestModel):
     model_config = _FORBID
     UNKNOWN_FIELD: ClassVar[str] = "{} is not a field of the application form"
 
-    company_id: Annotated[str, Text(L.ID_MAX, described(
-        ref("Id"), "A company matched with POST /v1/exporter/companies."))]
+    company_id: Annotated[str, Ident(L.ID_MAX,
+                                     "A company matched with POST /v1/exporter/companies.")]
     loan_type: Annotated[str, Wire(F.one_of(LOAN_TYPES), ref("LoanType"))]
     currency: Annotated[str, Wire(F.one_of(CURRENCIES), ref("Currency"))]
-    loan_amount: Annotated[int, Wire(F.money, ref("MoneyInput"))]
+    loan_amount: Annotated[int, Wire(F.money, ref("PositiveMoneyInput"))]
     guarantee_amount: Annotated[int, Wire(F.money, described(
-        ref("MoneyInput"), "At most loan_amount; the guarantee rate cap of the package "
+        ref("PositiveMoneyInput"), "At most loan_amount; the guarantee rate cap of the package "
                            "applies (exporters / FX-earning 100 %, other SMEs 85 %, other "
                            "non-SMEs 80 %)."))]
     tenor_months: Annotated[int, Int(integer(
@@ -301,7 +312,8 @@ class ApplicationForm(RequestModel):
         "type": "boolean", "description": "The exporter commits to bring the export proceeds "
                                           "to the lending bank.", "default": False})] = False
     purpose: Annotated[str, Wire(F.plain_text(L.PURPOSE_MAX), string(
-        "What the loan is for.", maxLength=L.PURPOSE_MAX, default=""))] = ""
+        "What the loan is for.", maxLength=L.PURPOSE_MAX, pattern=F.PLAIN_TEXT_PATTERN,
+        default=""))] = ""
     related_companies: Annotated[list[RelatedCompanyIn], Wire(
         _related_list, reader=_read_related, schema=arr(
             ref("RELATED_COMPANY"), "Partners and related companies (the risk group); the "
@@ -335,7 +347,8 @@ class BankBody(RequestModel):
     bank_code: Annotated[str, Text(L.BANK_CODE_MAX, string(
         f"{L.BANK_CODE_MIN}..{L.BANK_CODE_MAX} characters A-Z, 0-9, _.",
         pattern=f"^{L.BANK_CODE_PATTERN}$"))]
-    name: Annotated[str, Text(L.NAME_MAX, string("Bank name.", maxLength=L.NAME_MAX))]
+    name: Annotated[str, Wire(F.plain_text(L.NAME_MAX), string(
+        "Bank name.", maxLength=L.NAME_MAX, pattern=F.PLAIN_TEXT_PATTERN))]
 
     @classmethod
     def check(cls, v: Mapping[str, Any], c: Collector, ctx: Mapping[str, Any]) -> None:
@@ -349,22 +362,32 @@ CONTACT_KEYS = ("name", "email", "phone")
 
 
 def _contact(v: Any) -> dict[str, str]:
-    """Only name, e-mail and phone are kept, each as text (as the intake always stored it)."""
-    return {k: str(x) for k, x in F.json_object(v).items() if k in CONTACT_KEYS}
+    """Only name, e-mail and phone are kept; each is text (anything else was once stored as
+    its ``str()``, a null as "None": the document says string)."""
+    out = {}
+    for k, x in F.json_object(v).items():
+        if k in CONTACT_KEYS:
+            if not isinstance(x, str):
+                raise ValueError(f"{k} must be a string")
+            out[k] = x
+    return out
 
 
-def _assessment(v: Any) -> dict[str, Any] | None:
-    return v if isinstance(v, dict) else None
+def _assessment(v: Any) -> dict[str, Any]:
+    """An object (once anything else was dropped silently: the document says object)."""
+    return F.json_object(v)
 
 
 class RoundCompanyIn(RequestModel):
     """The company of a manual intake."""
 
-    name: Annotated[str, Text(L.NAME_MAX, string("Trade name.", maxLength=L.NAME_MAX))]
-    tax_id: Annotated[str, Wire(F.tax_id_round, string("VKN (10 digits) or TCKN (11 digits)."))]
+    name: Annotated[str, Wire(F.plain_text(L.NAME_MAX), string(
+        "Trade name.", maxLength=L.NAME_MAX, pattern=F.PLAIN_TEXT_PATTERN))]
+    tax_id: Annotated[str, Wire(F.tax_id_round, described(
+        ref("TaxId"), "VKN (10 digits) or TCKN (11 digits)."))]
     is_sme: Annotated[bool, Bool({"type": "boolean"})]
-    sector: Annotated[str | None, Text(L.SECTOR_MAX, string(
-        "Sector.", maxLength=L.SECTOR_MAX))] = None
+    sector: Annotated[str | None, Wire(F.plain_text(L.SECTOR_MAX), string(
+        "Sector.", maxLength=L.SECTOR_MAX, pattern=F.PLAIN_TEXT_PATTERN))] = None
     contact: Annotated[dict[str, str], Wire(_contact, ref("Contact"))] = Field(
         default_factory=dict)
 
@@ -379,8 +402,8 @@ class RoundIntakeBody(RequestModel):
     company: Annotated[RoundCompanyIn, Wire(F.json_object, nested=True)]
     loan_type: Annotated[str, Wire(F.one_of(LOAN_TYPES), ref("LoanType"))]
     currency: Annotated[str, Wire(F.one_of(CURRENCIES), ref("Currency"))]
-    loan_amount: Annotated[int, Wire(F.money, ref("MoneyInput"))]
-    guarantee_amount: Annotated[int, Wire(F.money, described(ref("MoneyInput"),
+    loan_amount: Annotated[int, Wire(F.money, ref("PositiveMoneyInput"))]
+    guarantee_amount: Annotated[int, Wire(F.money, described(ref("PositiveMoneyInput"),
                                                              "At most loan_amount."))]
     tenor_months: Annotated[int, Int(integer(
         "Within the loan type's limits.", L.TENOR_MIN, L.TENOR_MAX))]
@@ -388,9 +411,9 @@ class RoundIntakeBody(RequestModel):
         "Shorter than the tenor.", 0, L.GRACE_MAX, default=0))] = 0
     export_commitment: Annotated[bool, Bool({"type": "boolean",
                                                         "default": False})] = False
-    exporter_user_id: Annotated[str | None, Text(L.ID_MAX, string(
-        "The exporter who may follow and accept the round; an application id is created "
-        "for it.", maxLength=L.ID_MAX))] = None
+    exporter_user_id: Annotated[str | None, Ident(
+        L.ID_MAX, "The exporter who may follow and accept the round; an application id is "
+                  "created for it.")] = None
     assessment: Annotated[dict[str, Any] | None, Wire(_assessment, {
         "type": "object", "description": "Optional scoring to show banks."})] = None
 
@@ -422,6 +445,7 @@ class OAuthTokenForm(RequestModel):
     validation_failed, another one 400 unsupported_grant_type; wrong credentials are 401."""
 
     REQUIRED_ON_WIRE: ClassVar[tuple[str, ...]] = ("client_id", "client_secret")
+    NULL_IS_ABSENT: ClassVar[bool] = False
 
     grant_type: Annotated[str, Wire(_grant_type, {"type": "string",
                                                   "const": "client_credentials"},
@@ -438,10 +462,15 @@ class OAuthTokenForm(RequestModel):
 
 # ----------------------------------------------------------------------------- headers
 def idempotency_key(value: str | None) -> str | None:
-    """The ``Idempotency-Key`` header: None when absent or empty; longer than
-    ``IDEMPOTENCY_KEY_MAX`` characters is 422 (field ``Idempotency-Key``, code ``too_long``)."""
-    if not value:
+    """The ``Idempotency-Key`` header: None when absent; empty is 422 (field
+    ``Idempotency-Key``, code ``empty``: an empty key is no key, and a retry sent with it would
+    make a second object), longer than ``IDEMPOTENCY_KEY_MAX`` characters is 422 (``too_long``).
+    """
+    if value is None:
         return None
+    if not value:
+        raise validation_failed([FieldError("Idempotency-Key", "empty",
+                                            "must not be empty: send a key, or no header")])
     if len(value) > L.IDEMPOTENCY_KEY_MAX:
         raise validation_failed([FieldError("Idempotency-Key", "too_long",
                                             f"at most {L.IDEMPOTENCY_KEY_MAX} characters")])
@@ -460,6 +489,11 @@ def _bounded(lo: int, hi: int, message: str) -> F.Converter:
     return conv
 
 
+_START = re.compile(L.START_PATTERN)
+_START_YEARS = (f"the calendar's years: a start in {L.START_YEAR_MIN}..{L.START_YEAR_MAX}, so "
+                f"that the deadline falls in {L.YEAR_MIN}..{L.YEAR_MAX}")
+
+
 def _start(s: Any) -> datetime:
     t = F.timestamp_with_offset(str(s))
     if t == "invalid":
@@ -467,6 +501,10 @@ def _start(s: Any) -> datetime:
     if t == "no_offset":
         raise FieldProblem("no_offset", "timestamp needs an offset")
     assert isinstance(t, datetime)
+    if not L.START_YEAR_MIN <= t.year <= L.START_YEAR_MAX:
+        raise FieldProblem("out_of_range", _START_YEARS)
+    if not _START.match(str(s)):  # an ISO 8601 basic or week date: the extended form only
+        raise FieldProblem("invalid", "an RFC 3339 timestamp (2026-03-18T14:30:00Z) expected")
     return t
 
 
@@ -474,7 +512,10 @@ class DeadlineQuery(RequestModel):
     """GET /v1/calendar/deadline."""
 
     start: Annotated[datetime, Wire(_start, string(
-        "A timestamp with an offset.", format="date-time"), empty_is_missing=True)]
+        f"A timestamp with an offset (RFC 3339), in {L.START_YEAR_MIN}..{L.START_YEAR_MAX} (the "
+        "holiday calendar's years, less the deadline's room); another year is 422 "
+        "`out_of_range`.", format="date-time", pattern=L.START_PATTERN),
+        empty_is_missing=True)]
     business_days: Annotated[int, Wire(_bounded(
         L.BUSINESS_DAYS_MIN, L.BUSINESS_DAYS_MAX,
         f"an integer {L.BUSINESS_DAYS_MIN}..{L.BUSINESS_DAYS_MAX}"), integer(
@@ -501,7 +542,7 @@ def _state(v: Any) -> str:
 def _cursor(v: Any) -> tuple[int, str]:
     try:
         return F.cursor(str(v))
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
         raise FieldProblem("invalid", "bad cursor") from None
 
 
@@ -514,27 +555,33 @@ class BankRoundsQuery(RequestModel):
                                         f"an integer {L.PAGE_MIN}..{L.PAGE_MAX}"), integer(
         "Page size.", L.PAGE_MIN, L.PAGE_MAX, default=L.PAGE_DEFAULT))] = L.PAGE_DEFAULT
     cursor: Annotated[tuple[int, str] | None, Wire(_cursor, {
-        "type": "string", "description": "`next_cursor` of the previous page."},
+        "type": "string", "pattern": L.CURSOR_PATTERN_OR_EMPTY,
+        "description": "`next_cursor` of the previous page (opaque)."},
         empty_is_missing=True)] = None
 
 
 def _after_id(v: Any) -> int:
-    n = F.digits_in_range(0, None)(v) if isinstance(v, str) else None
+    n = F.digits_in_range(0, L.AUDIT_ID_MAX)(v) if isinstance(v, str) else None
     if n is None:
-        raise FieldProblem("invalid", "an integer")
+        raise FieldProblem("invalid", f"an integer 0..{L.AUDIT_ID_MAX}")
     return n
 
 
-def _text_or_none(v: Any) -> str:
-    return str(v)
+class ExporterQuery(RequestModel):
+    """GET /v1/admin/exporters."""
+
+    email: Annotated[str, Wire(F.text(L.EMAIL_MAX), string(
+        "The account's e-mail address (any case).", minLength=1, maxLength=L.EMAIL_MAX),
+        empty_is_missing=True)]
 
 
 class AuditQuery(RequestModel):
     """GET /v1/admin/audit."""
 
-    round_id: Annotated[str | None, Wire(_text_or_none, {
-        "type": "string", "description": "Only this round."}, empty_is_missing=True)] = None
-    after_id: Annotated[int, Wire(_after_id, {
-        "type": "integer", "minimum": 0, "default": 0,
-        "description": "Entries after this id."})] = 0
+    round_id: Annotated[str | None, Wire(F.ident(L.PATH_ID_MAX), {
+        "type": "string", "pattern": f"^(?:{L.PATH_ID_REGEX})?$",
+        "description": "Only this round."}, empty_is_missing=True)] = None
+    after_id: Annotated[int, Wire(_after_id, integer(
+        "Entries after this id (`next_after_id` of the previous page).", 0, L.AUDIT_ID_MAX,
+        default=0))] = 0
 

@@ -293,9 +293,14 @@ class Factor(TypedDict):
 
 
 class Decision(TypedDict, total=False):
-    """The scoring decision (İDES): score 0..100, band A..E and every reason; for a round
-    opened by the operator, its assessment."""
+    """The decision: by the scorecard (İDES: score 0..100, band A..E and every reason), or by
+    the guarantee institution's operator for an application it took in by hand (reason
+    `operator_intake`; a score and band only when the operator gave them)."""
 
+    decided_by: Annotated[Literal["scorecard", "operator"], Doc(
+        "scorecard: decided here by the rules and the scorecard; operator: taken in by the "
+        "operator (POST /v1/admin/rounds), who decided outside the portal.")]
+    actor: Annotated[str, Doc("Who decided, for the operator's decisions (e.g. admin).")]
     score: float
     band: str
     pass_mark: Annotated[int, Doc("The score needed to pass.")]
@@ -362,7 +367,8 @@ class Application(TypedDict):
 
 
 class AdminApplication(Application):
-    user_id: Id
+    user_id: Annotated[str | None, Doc("The exporter it belongs to; null for an intake that "
+                                       "named none.")]
     inputs: dict[str, Any]
     package: dict[str, Any]
 
@@ -460,13 +466,34 @@ class BankList(TypedDict):
     banks: list[Bank]
 
 
+class ExporterAccount(TypedDict):
+    """An exporter account as the operator sees it (to unlock it, say)."""
+
+    user_id: Id
+    email: Annotated[str, Doc("E-mail address (the login).")]
+    full_name: str
+    active: Annotated[bool, Doc("Activated with a first one-time code.")]
+    failed_attempts: Annotated[int, Doc("Failed logins since the last good one.", minimum=0)]
+    locked: Annotated[bool, Doc("Too many failed attempts: no login until the operator "
+                                "unlocks it (POST /v1/admin/exporters/{user_id}/unlock).")]
+    created_at: Timestamp
+
+
+class ExporterAccountList(TypedDict):
+    exporters: list[ExporterAccount]
+
+
 class AuditEntry(TypedDict):
     id: Annotated[int, Doc("Monotonic entry id.", minimum=1)]
     at: Timestamp
     actor: Annotated[str, Doc("Who acted: admin, bank:<id>, exporter:<id>, system.")]
     action: Annotated[str, Doc("What happened, e.g. bank_created, round_opened.")]
     round_id: str | None
-    detail: dict[str, Any]
+    detail: Annotated[dict[str, Any], Doc(
+        "What the action was about, in the contract's shapes: money as decimal strings "
+        "(`loan_amount`, `amount`, `guarantee_tl`...), rates as percent strings (`apr`, "
+        "`annual_rate`, `fx_rate`), times as UTC timestamps (`closes_at`, `binding_until`), "
+        "ids, codes and counts as they are.")]
 
 
 class AuditPage(TypedDict):
@@ -508,6 +535,8 @@ class Holidays(TypedDict):
 
 # ----------------------------------------------------------------------------- stream
 Topic = Annotated[str, Doc(ref="StreamTopic")]
+#: the largest seq a client may name (a Redis stream id's 64 bits)
+SEQ_MAX = 2**63 - 1
 Seq = Annotated[int, Doc("Rises by exactly 1 per event of the round.", minimum=1)]
 
 
@@ -516,8 +545,10 @@ class StreamSubscribe(TypedDict):
     topic: Topic
     since_seq: NotRequired[Annotated[int, Doc(
         "Round topics: the last seq the client has; the server sends the events after it, or "
-        "a snapshot when it is more than {max_catch_up} events behind. Omit for a snapshot.",
-        minimum=0)]]
+        "a snapshot when they do not fit in the connection's send queue (more than "
+        "{catch_up} events behind with the default queue; never more than {max_catch_up}) or "
+        "when it is ahead of the round. Omit for a snapshot.",
+        minimum=0, maximum=SEQ_MAX)]]
 
 
 class StreamUnsubscribe(TypedDict):

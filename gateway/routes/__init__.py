@@ -15,6 +15,8 @@ from starlette.routing import BaseRoute
 
 from gateway.routes import admin, bank, exporter, public, stream
 
+__all__ = ["ROUTES", "routes_for"]
+
 
 def routes_for(roles: Collection[str]) -> list[BaseRoute]:
     out: list[BaseRoute] = [*bank.OFFERS] if "api" in roles else []

@@ -7,11 +7,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import views
-from gateway.contract.requests import AuditQuery, BankBody, RoundIntakeBody, parse, read
+from gateway.contract.requests import (
+    AuditQuery,
+    BankBody,
+    ExporterQuery,
+    RoundIntakeBody,
+    parse,
+    read,
+)
 from gateway.http import idempotent, ok, portal, principal, reply
 from gateway.logs import get_logger
 from gateway.problems import refuse
+from gateway.routes import ids
 from usecases.outcomes import Refusal
+from usecases.results import NO_APPLICATION
 
 log = get_logger("ige.admin")
 
@@ -44,7 +53,9 @@ async def create_round(request: Request) -> Response:
     async def run() -> JSONResponse:
         opened = await portal(request).operator.intake(values, got.errors, p.actor)
         if not isinstance(opened, Refusal):
-            log.info("round_opened", round_id=opened.id)
+            log.info("application_decided", application_id=opened.application_id,
+                     status="approved", decided_by="operator")
+            log.info("round_opened", round_id=opened.id, application_id=opened.application_id)
         return reply(opened, views.admin_round, 201)
 
     return await idempotent(request, p.actor, raw, run)
@@ -60,8 +71,25 @@ async def application(request: Request) -> Response:
     """Every input the decision read and every number of the package it was decided under."""
     principal(request, "admin")
     found = await portal(request).applying.application(request.path_params["application_id"])
-    outcome = found if found is not None else Refusal("not_found", "no such application")
+    outcome = found if found is not None else NO_APPLICATION
     return reply(outcome, views.operator_application)
+
+
+async def exporters(request: Request) -> Response:
+    principal(request, "admin")
+    q = parse(ExporterQuery, request.query_params)
+    found = await portal(request).accounts.exporter(email=q.email)
+    return ok({"exporters": [] if isinstance(found, Refusal)
+               else [views.exporter_account(found)]})
+
+
+async def unlock_exporter(request: Request) -> Response:
+    p = principal(request, "admin")
+    user_id = request.path_params["user_id"]
+    done = await portal(request).accounts.unlock(user_id, p.actor)
+    if not isinstance(done, Refusal):
+        log.info("exporter_unlocked", user_id=user_id)
+    return reply(done, views.exporter_account)
 
 
 async def audit(request: Request) -> Response:
@@ -75,7 +103,9 @@ ROUTES: list[BaseRoute] = [
     Route("/v1/admin/banks", create_bank, methods=["POST"]),
     Route("/v1/admin/banks", banks, methods=["GET"]),
     Route("/v1/admin/rounds", create_round, methods=["POST"]),
-    Route("/v1/admin/rounds/{round_id}", one_round),
-    Route("/v1/admin/applications/{application_id}", application),
+    Route(ids.path("/v1/admin/rounds/{round_id}"), one_round),
+    Route(ids.path("/v1/admin/applications/{application_id}"), application),
+    Route("/v1/admin/exporters", exporters),
+    Route(ids.path("/v1/admin/exporters/{user_id}/unlock"), unlock_exporter, methods=["POST"]),
     Route("/v1/admin/audit", audit),
 ]

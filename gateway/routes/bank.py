@@ -10,6 +10,7 @@ from gateway import views
 from gateway.contract.requests import BankRoundsQuery, OAuthTokenForm, OfferTermsBody, parse, read
 from gateway.http import offer_idempotency, passed, portal, principal, reply, throttled
 from gateway.requestinfo import note
+from gateway.routes import ids
 from usecases.bidding import Accepted
 from usecases.outcomes import Draft, Refusal
 
@@ -50,7 +51,7 @@ async def post_offer(request: Request) -> Response:
     raw = await request.body()
     draft = _offer(raw)
     key = request.headers.get("idempotency-key")
-    idem = None if key is None else offer_idempotency(p.id, key, "POST", request.url.path, raw)
+    idem = offer_idempotency(p.id, key, "POST", request.url.path, raw)
     accepted = await portal(request).bidding.submit(p.id, request.path_params["round_id"],
                                                     draft, idem)
     info.replayed = isinstance(accepted, Accepted) and accepted.replayed
@@ -64,7 +65,7 @@ async def put_offer(request: Request) -> Response:
     raw = await request.body()
     draft = _offer(raw)
     key = request.headers.get("idempotency-key")
-    idem = None if key is None else offer_idempotency(p.id, key, "PUT", request.url.path, raw)
+    idem = offer_idempotency(p.id, key, "PUT", request.url.path, raw)
     accepted = await portal(request).bidding.revise(
         p.id, request.path_params["round_id"], request.path_params["offer_id"], draft, idem)
     info.replayed = isinstance(accepted, Accepted) and accepted.replayed
@@ -85,14 +86,15 @@ async def result(request: Request) -> Response:
 
 #: the bid path: first in the router's list (it tries the routes in order)
 OFFERS: list[Route] = [
-    Route("/v1/bank/rounds/{round_id}/offers/{offer_id}", put_offer, methods=["PUT"]),
-    Route("/v1/bank/rounds/{round_id}/offers", post_offer, methods=["POST"]),
+    Route(ids.path("/v1/bank/rounds/{round_id}/offers/{offer_id}"), put_offer,
+          methods=["PUT"]),
+    Route(ids.path("/v1/bank/rounds/{round_id}/offers"), post_offer, methods=["POST"]),
 ]
 
 ROUTES: list[BaseRoute] = [
     Route("/v1/oauth/token", oauth_token, methods=["POST"]),
     Route("/v1/bank/rounds", rounds),
-    Route("/v1/bank/rounds/{round_id}", one_round),
-    Route("/v1/bank/rounds/{round_id}/book", book),
-    Route("/v1/bank/rounds/{round_id}/result", result),
+    Route(ids.path("/v1/bank/rounds/{round_id}"), one_round),
+    Route(ids.path("/v1/bank/rounds/{round_id}/book"), book),
+    Route(ids.path("/v1/bank/rounds/{round_id}/result"), result),
 ]

@@ -21,10 +21,11 @@ from gateway.contract.requests import (
 from gateway.http import idempotent, ok, passed, portal, principal, reply, throttled
 from gateway.logs import get_logger
 from gateway.problems import problem
+from gateway.routes import ids
 from usecases.accounts import NewExporter
 from usecases.applying import ApplicationDraft, ApplicationState
 from usecases.outcomes import Refusal
-from usecases.results import ExporterResults
+from usecases.results import NO_APPLICATION, ExporterResults
 
 log = get_logger("ige.exporter")
 
@@ -107,9 +108,12 @@ async def apply(request: Request) -> Response:
 
     async def run() -> JSONResponse:
         state = await portal(request).applying.apply(p, draft)
-        if isinstance(state, ApplicationState) and state.round is not None:
-            log.info("round_opened", round_id=state.round.id,
-                     application_id=state.application.id)
+        if isinstance(state, ApplicationState):
+            log.info("application_decided", application_id=state.application.id,
+                     status=state.application.status, decided_by="scorecard")
+            if state.round is not None:
+                log.info("round_opened", round_id=state.round.id,
+                         application_id=state.application.id)
         return reply(state, views.application, 201)
 
     return await idempotent(request, p.actor, raw, run)
@@ -122,14 +126,11 @@ async def applications(request: Request) -> Response:
 
 
 async def application(request: Request) -> Response:
-    """An application decided here, or one the operator took in for this exporter."""
+    """An application of the caller's: scored here, or taken in by the operator for it."""
     p = principal(request, "exporter")
-    app_id = request.path_params["application_id"]
-    decided = await portal(request).applying.application(app_id, p)
-    if decided is not None:
-        return ok(views.application(decided))
-    row = await portal(request).results.own_round(p.id, app_id)
-    return reply(row, views.intake_application)
+    decided = await portal(request).applying.application(request.path_params["application_id"],
+                                                         p)
+    return reply(decided if decided is not None else NO_APPLICATION, views.application)
 
 
 async def results(request: Request) -> Response:
@@ -163,10 +164,12 @@ ROUTES: list[BaseRoute] = [
     Route("/v1/exporter/guarantee-package", guarantee_package),
     Route("/v1/exporter/companies", match_company, methods=["POST"]),
     Route("/v1/exporter/companies", companies, methods=["GET"]),
-    Route("/v1/exporter/companies/{company_id}/consent", withdraw_consent, methods=["DELETE"]),
+    Route(ids.path("/v1/exporter/companies/{company_id}/consent"), withdraw_consent,
+          methods=["DELETE"]),
     Route("/v1/exporter/applications", apply, methods=["POST"]),
     Route("/v1/exporter/applications", applications, methods=["GET"]),
-    Route("/v1/exporter/applications/{application_id}", application),
-    Route("/v1/exporter/applications/{application_id}/results", results),
-    Route("/v1/exporter/applications/{application_id}/accept", accept, methods=["POST"]),
+    Route(ids.path("/v1/exporter/applications/{application_id}"), application),
+    Route(ids.path("/v1/exporter/applications/{application_id}/results"), results),
+    Route(ids.path("/v1/exporter/applications/{application_id}/accept"), accept,
+          methods=["POST"]),
 ]

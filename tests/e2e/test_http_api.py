@@ -7,7 +7,11 @@ rounds early and wait only once.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import OFFER_BODY, ROUND_BODY, SECRET_KEY, Api
+from tests.support import OFFER_BODY, ROOT, ROUND_BODY, SECRET_KEY, Api
 from usecases.security import TokenSigner
 
 PROBLEM_KEYS = {"type", "title", "status", "code", "detail"}
@@ -72,6 +76,7 @@ class World:
     banks: dict[str, dict[str, Any]]
     h: dict[str, dict[str, str]]
     lapsing: dict[str, Any] = field(default_factory=dict)
+    database_url: str = ""
 
     def book(self, bank: str, rid: str) -> httpx.Response:
         return self.api.http.get(f"/v1/bank/rounds/{rid}/book", headers=self.h[bank])
@@ -86,7 +91,8 @@ def world(module_server_factory: Any, new_exporter: Any) -> Any:
     srv = module_server_factory(IGE_ROUND_DURATION="PT6S", IGE_BINDING_DURATION="PT4S")
     api = Api(srv.base_url)
     banks = {c: api.create_bank(c, f"{c} Test Bankası A.Ş.") for c in ("HTA", "HTB", "HTC")}
-    w = World(api, banks, {c: api.bank_token(b) for c, b in banks.items()})
+    w = World(api, banks, {c: api.bank_token(b) for c, b in banks.items()},
+              database_url=srv.database_url)
     # a round opened now, so that its binding window is long over when the test for it runs
     exp = new_exporter(api)
     rnd = api.open_round(exporter_user_id=exp["user_id"])
@@ -538,14 +544,33 @@ def test_a_totp_code_is_never_accepted_twice(world: World, new_exporter: Any) ->
                          ).status_code == 200
     again = api.http.post("/v1/exporter/login", json={
         "email": exp["email"], "password": exp["password"], "code": code})
-    problem(again, 401, "unauthorized")
+    problem(again, 401, "totp_reused")  # the password was right: said, and not a failure
     fresh = api.http.post("/v1/exporter/login", json={
         "email": exp["email"], "password": exp["password"], "code": following})
     assert fresh.status_code == 200, fresh.text
     assert fresh.json()["access_token"] and fresh.json()["expires_in"] > 0
     replay = api.http.post("/v1/exporter/login", json={
         "email": exp["email"], "password": exp["password"], "code": following})
-    problem(replay, 401, "unauthorized")
+    problem(replay, 401, "totp_reused")
+    wrong = api.http.post("/v1/exporter/login", json={
+        "email": exp["email"], "password": "wrong password!", "code": following})
+    problem(wrong, 401, "unauthorized")  # nothing said of the code with a wrong password
+    account = api.http.get("/v1/admin/exporters", params={"email": exp["email"]},
+                           headers=api.admin).json()["exporters"]
+    assert [(a["user_id"], a["failed_attempts"]) for a in account] == [(exp["user_id"], 1)]
+
+
+def test_a_login_before_activation_leaves_the_code_for_the_activation(
+        world: World, new_exporter: Any) -> None:
+    """Once the login used the code up: activation with it in the same 30 s then failed."""
+    api = world.api
+    exp = new_exporter(api, activate=False)
+    code = exp["totp"].now()
+    problem(api.http.post("/v1/exporter/login", json={
+        "email": exp["email"], "password": exp["password"], "code": code}), 403,
+        "not_activated")
+    r = api.http.post("/v1/exporter/activate", json={"email": exp["email"], "code": code})
+    assert r.status_code == 200, r.text
 
 
 def test_wrong_codes_never_lock_the_account_and_its_own_codes_do(world: World,
@@ -562,6 +587,69 @@ def test_wrong_codes_never_lock_the_account_and_its_own_codes_do(world: World,
         "email": exp["email"], "password": exp["password"],
         "code": exp["totp"].at(time.time() + 30)})
     assert r.status_code == 200, r.text  # the owner is not locked out
+
+
+def test_the_operator_unlocks_an_account_over_http_and_it_is_audited(
+        world: World, new_exporter: Any) -> None:
+    api = world.api
+    exp = new_exporter(api, login=False)
+    for _ in range(5):
+        api.http.post("/v1/exporter/login", json={
+            "email": exp["email"], "password": "wrong password!", "code": "000000"})
+    found = api.http.get("/v1/admin/exporters", params={"email": exp["email"].upper()},
+                         headers=api.admin)
+    assert found.status_code == 200
+    [account] = found.json()["exporters"]
+    assert (account["user_id"], account["locked"], account["failed_attempts"]) == (
+        exp["user_id"], True, 5)
+    r = api.http.post(f"/v1/admin/exporters/{exp['user_id']}/unlock", headers=api.admin)
+    assert r.status_code == 200, r.text
+    assert (r.json()["locked"], r.json()["failed_attempts"]) == (False, 0)
+    login = api.http.post("/v1/exporter/login", json={
+        "email": exp["email"], "password": exp["password"],
+        "code": exp["totp"].at(time.time() + 30)})
+    assert login.status_code == 200, login.text
+    entries = api.http.get("/v1/admin/audit", headers=api.admin).json()["entries"]
+    assert [(e["actor"], e["detail"]) for e in entries if e["action"] == "exporter_unlocked"
+            and e["detail"]["user_id"] == exp["user_id"]] == [
+        ("admin", {"user_id": exp["user_id"], "failed_attempts": 5, "was_locked": True})]
+    problem(api.http.post("/v1/admin/exporters/usr_nobody/unlock", headers=api.admin), 404,
+            "not_found")
+    problem(api.http.post(f"/v1/admin/exporters/{exp['user_id']}/unlock",
+                          headers=world.h["HTA"]), 404, "not_found")
+    none = api.http.get("/v1/admin/exporters", params={"email": "nobody@example.com"},
+                        headers=api.admin)
+    assert none.json() == {"exporters": []}
+
+
+def test_the_operator_unlocks_an_account_with_the_cli(world: World, new_exporter: Any) -> None:
+    api = world.api
+    exp = new_exporter(api, login=False)
+    for _ in range(5):
+        api.http.post("/v1/exporter/login", json={
+            "email": exp["email"], "password": "wrong password!", "code": "000000"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IGE_")}
+    env.update(DATABASE_URL=world.database_url, IGE_LOG_LEVEL="WARNING")
+    for who in (exp["email"], exp["user_id"]):  # by e-mail, and again (safe) by user id
+        run = subprocess.run([sys.executable, "-m", "gateway.cli", "admin", "unlock-exporter",
+                              who], env=env, cwd=ROOT, capture_output=True, text=True,
+                             timeout=60)
+        assert run.returncode == 0, run.stderr
+        shown = json.loads(run.stdout)
+        assert (shown["user_id"], shown["locked"], shown["failed_attempts"]) == (
+            exp["user_id"], False, 0)
+    entries = api.http.get("/v1/admin/audit", headers=api.admin).json()["entries"]
+    assert [(e["actor"], e["detail"]["failed_attempts"]) for e in entries
+            if e["action"] == "exporter_unlocked"
+            and e["detail"]["user_id"] == exp["user_id"]] == [("cli", 5), ("cli", 0)]
+    login = api.http.post("/v1/exporter/login", json={
+        "email": exp["email"], "password": exp["password"],
+        "code": exp["totp"].at(time.time() + 30)})
+    assert login.status_code == 200, login.text
+    missing = subprocess.run([sys.executable, "-m", "gateway.cli", "admin", "unlock-exporter",
+                              "nobody@example.com"], env=env, cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode == 1 and "no exporter nobody@example.com" in missing.stderr
 
 
 def test_a_login_with_a_null_or_missing_password_is_refused_whatever_the_code(
@@ -711,6 +799,30 @@ def test_audit_trail_records_offers_the_close_the_acceptance_and_bank_creation(
     everything = api.http.get("/v1/admin/audit", headers=api.admin).json()["entries"]
     created = {e["detail"].get("bank_code") for e in everything if e["action"] == "bank_created"}
     assert {"HTA", "HTB", "HTC"} <= created
+
+
+def test_audit_details_are_in_the_contracts_shapes(world: World, closed: dict[str, Any]
+                                                   ) -> None:
+    """Once epoch milliseconds, kuruş and the book's keys (r, a, apr_e4): now what the rest
+    of the API says, decimal strings, UTC timestamps and field names."""
+    api, rid = world.api, closed["rid"]
+    rows = api.http.get("/v1/admin/audit", params={"round_id": rid},
+                        headers=api.admin).json()["entries"]
+    by = {e["action"]: e["detail"] for e in rows}
+    opened, sub, closing = by["round_opened"], by["offer_submitted"], by["round_closed"]
+    assert TS.match(opened["closes_at"]) and MONEY.match(opened["loan_amount"])
+    assert opened["loan_amount"] == ROUND_BODY["loan_amount"]
+    assert sub.keys() >= OFFER_TERMS | {"offer_id", "version", "seq", "apr"}
+    assert RATE.match(sub["annual_rate"]) and MONEY.match(sub["amount"])
+    assert re.fullmatch(r"\d+\.\d{4}", sub["apr"])
+    assert TS.match(closing["binding_until"]) and closing["reference_number"].startswith("IGE-")
+    everything = api.http.get("/v1/admin/audit", headers=api.admin).json()["entries"]
+    for e in everything:
+        for k, v in e["detail"].items():
+            assert len(k) > 1 and not k.endswith("_e4"), (e["action"], k)
+            if k.endswith(("_at", "_until")) or k in ("amount", "loan_amount", "upfront_fee",
+                                                       "guarantee_amount", "guarantee_tl"):
+                assert isinstance(v, str), (e["action"], k, v)
 
 
 def test_accepting_after_the_binding_window_is_409_binding_expired(world: World) -> None:

@@ -537,6 +537,22 @@ async def test_the_pool_topic_announces_new_rounds(world: World) -> None:
         assert msg["round"]["has_my_offer"] is False
 
 
+async def test_a_since_seq_outside_the_documented_range_is_refused_and_the_socket_stays(
+        world: World) -> None:
+    """Once a negative one was read as 0, and one past 64 bits reached Redis as a stream id
+    it refuses: the connection was dropped."""
+    rid = world.api.open_round()["round_id"]
+    world.offer("STA", rid)
+    async with world.connect(world.h["STA"]) as ws:
+        for since in (-1, 2**63, 10**30, "5", True):
+            await subscribe(ws, f"round:{rid}", since_seq=since)
+            err = await next_event(ws)
+            assert (err["type"], err["code"]) == ("error", "validation_failed"), since
+        await subscribe(ws, f"round:{rid}", since_seq=2**63 - 1)  # ahead: a snapshot
+        snap = await next_event(ws)
+        assert (snap["type"], snap["seq"]) == ("snapshot", 1)
+
+
 async def test_topics_of_another_kind_of_caller_do_not_exist(
         world: World, new_exporter: Any, closing: dict[str, Any]) -> None:
     other = new_exporter(world.api)
@@ -546,7 +562,9 @@ async def test_topics_of_another_kind_of_caller_do_not_exist(
         for ws, topic in [(bank, f"application:{closing['app']}"),
                           (owner, f"round:{closing['rid']}"), (owner, "pool"),
                           (stranger, f"application:{closing['app']}"),
-                          (bank, "round:rnd_doesnotexist"), (bank, "nonsense")]:
+                          (bank, "round:rnd_doesnotexist"), (bank, "nonsense"),
+                          # no id of ours: never sent to a database (PostgreSQL refuses NUL)
+                          (bank, "round:rnd_\u0000"), (owner, "application:app Ô")]:
             await subscribe(ws, topic)
             err = await next_event(ws)
             assert (err["type"], err["topic"], err["code"]) == ("error", topic, "not_found")

@@ -24,7 +24,7 @@ from auction.rules import FieldError
 from persistence.db import migrate
 from persistence.reference import is_valid_reference
 from persistence.store import Store
-from usecases.accounts import NewExporter, Registered, Token
+from usecases.accounts import MAX_LOGIN_FAILURES, NewExporter, Registered, Token
 from usecases.applying import ApplicationDraft, ApplicationState, CompanyState
 from usecases.bidding import Accepted, BookSeen, OfferDraft
 from usecases.context import Policy
@@ -98,9 +98,16 @@ async def bid(portal: Portal, bank: str, rid: str, rate: str = "38.50") -> Accep
 
 
 # ----------------------------------------------------------------------------- the round
+async def an_exporter(portal: Portal, email: str = "exp@example.com") -> str:
+    reg = await portal.accounts.register(NewExporter(
+        email, "Ayşe Yılmaz", "10000000146", "+905321234567", "correct horse"), activated=True)
+    assert isinstance(reg, Registered)
+    return reg.user_id
+
+
 async def test_a_round_takes_offers_closes_once_by_the_books_clock_and_binds_the_best(
         portal: Portal, clock: Clock) -> None:
-    rid = await intake(portal, exporter_user_id="usr_exp")
+    rid = await intake(portal, exporter_user_id=await an_exporter(portal))
     a1 = await bid(portal, "bnk_a", rid, "38.50")
     b1 = await bid(portal, "bnk_b", rid, "37.00")
     assert (a1.rank, b1.rank) == (1, 1)  # b took the lead
@@ -126,6 +133,33 @@ async def test_a_round_takes_offers_closes_once_by_the_books_clock_and_binds_the
     assert is_valid_reference(result.closing.reference_number)
     assert [(rank, v.offer_id) for rank, v in result.mine] == [(2, b1.offer.offer_id)]
     assert result.closing.binding_until == T0 + (ROUND + BINDING) // timedelta(milliseconds=1)
+
+
+async def test_an_intake_is_an_application_of_its_exporter_decided_by_the_operator(
+        portal: Portal) -> None:
+    """Once only a round: the exporter's list was empty and the operator's view 404."""
+    user = await an_exporter(portal)
+    rid = await intake(portal, exporter_user_id=user, assessment={"score": 72, "band": "B"})
+    listed = await portal.applying.applications(Principal("exporter", user))
+    assert [(s.application.status, s.round.id if s.round else None) for s in listed] == [
+        ("approved", rid)]
+    app = listed[0].application
+    assert app.decision["decided_by"] == "operator" and app.decision["actor"] == "admin"
+    assert [r["code"] for r in app.decision["reasons"]] == ["operator_intake"]
+    assert (app.score, app.band, app.user_id, app.tax_id) == (72, "B", user, "1234567890")
+    assert app.guarantee_tl == INTAKE["guarantee_amount"]  # TRY: 1 TL per TL
+    seen = await portal.applying.application(app.id)  # the operator's view
+    assert seen is not None and seen.round is not None and seen.round.id == rid
+    # without an exporter it is an application all the same, of nobody's list
+    other = await intake(portal)
+    async with portal.deps.store.read() as q:
+        row = await q.applications.of_round(other)
+    assert row is not None and row.user_id is None and row.score is None
+    nobody = await portal.operator.intake({**INTAKE, "exporter_user_id": "usr_nobody"}, [],
+                                          "admin")
+    assert isinstance(nobody, Refusal)
+    assert [(e.field, e.code) for e in nobody.errors or []] == [
+        ("exporter_user_id", "unknown_exporter")]
 
 
 async def test_a_bank_sees_the_book_from_its_first_offer_on_and_never_a_round_it_skipped(
@@ -232,7 +266,7 @@ async def test_an_exporter_activates_with_a_first_code_and_a_code_is_never_used_
     assert isinstance(inactive, Refusal) and inactive.code == "not_activated"
     assert await portal.accounts.activate("ayse@example.com", code) == reg.user_id
     replay = await portal.accounts.activate("ayse@example.com", code)
-    assert isinstance(replay, Refusal) and replay.code == "totp_invalid"
+    assert isinstance(replay, Refusal) and replay.code == "totp_reused"
     clock.now += 60_000
     token = await portal.accounts.login("AYSE@example.com", "correct horse",
                                         totp.at(clock.now / 1000))
@@ -310,6 +344,89 @@ async def test_an_unknown_email_and_a_known_one_get_the_same_answer(portal: Port
     again = await portal.accounts.register(NewExporter(
         "known@example.com", "Someone Else", "10000000146", "+905321234567", "other horse!"))
     assert isinstance(again, Registered) and again.user_id != reg.user_id  # not a 409
+
+
+async def register(portal: Portal, email: str, activate_at: int | None = None
+                   ) -> pyotp.TOTP:
+    reg = await portal.accounts.register(NewExporter(
+        email, "Ayşe Yılmaz", "10000000146", "+905321234567", "correct horse"))
+    assert isinstance(reg, Registered)
+    totp = pyotp.TOTP(pyotp.parse_uri(reg.totp_uri).secret)
+    if activate_at is not None:
+        assert isinstance(await portal.accounts.activate(email, totp.at(activate_at / 1000)),
+                          str)
+    return totp
+
+
+async def failed_attempts(portal: Portal, email: str) -> int:
+    found = await portal.accounts.exporter(email=email)
+    assert not isinstance(found, Refusal)
+    return found.failed_attempts
+
+
+async def test_a_reused_code_is_said_and_is_no_failed_password(portal: Portal,
+                                                              clock: Clock) -> None:
+    """Once 401 "wrong e-mail, password or code (4 attempts left)", a failure counted."""
+    totp = await register(portal, "reuse@example.com", activate_at=clock.now - 30_000)
+    code = totp.at(clock.now / 1000)
+    assert isinstance(await portal.accounts.login("reuse@example.com", "correct horse", code),
+                      Token)
+    for _ in range(MAX_LOGIN_FAILURES + 1):
+        again = await portal.accounts.login("reuse@example.com", "correct horse", code)
+        assert isinstance(again, Refusal) and again.code == "totp_reused"
+        assert "already used" in again.detail
+    assert await failed_attempts(portal, "reuse@example.com") == 0
+    # a wrong password with that code is a wrong password (nothing said of the code), not
+    # counted: the code was not fresh (issue #10: only the authenticator's holder counts)
+    wrong = await portal.accounts.login("reuse@example.com", "wrong password!", code)
+    assert isinstance(wrong, Refusal) and wrong.code == "unauthorized"
+    assert await failed_attempts(portal, "reuse@example.com") == 0
+    clock.now += 30_000  # a fresh code with a wrong password counts
+    wrong = await portal.accounts.login("reuse@example.com", "wrong password!",
+                                        totp.at(clock.now / 1000))
+    assert isinstance(wrong, Refusal) and wrong.code == "unauthorized"
+    assert await failed_attempts(portal, "reuse@example.com") == 1
+    clock.now += 30_000
+    fresh = await portal.accounts.login("reuse@example.com", "correct horse",
+                                        totp.at(clock.now / 1000))
+    assert isinstance(fresh, Token)
+    assert await failed_attempts(portal, "reuse@example.com") == 0
+
+
+async def test_a_login_before_activation_leaves_the_code_to_activate_with(
+        portal: Portal, clock: Clock) -> None:
+    """Once the login used the code up, and activation in the same time step failed."""
+    totp = await register(portal, "early@example.com")
+    code = totp.at(clock.now / 1000)
+    early = await portal.accounts.login("early@example.com", "correct horse", code)
+    assert isinstance(early, Refusal) and early.code == "not_activated"
+    assert isinstance(await portal.accounts.activate("early@example.com", code), str)
+    assert await failed_attempts(portal, "early@example.com") == 0
+
+
+async def test_the_operator_unlocks_a_locked_account_and_it_is_audited(
+        portal: Portal, clock: Clock) -> None:
+    totp = await register(portal, "locked@example.com", activate_at=clock.now - 30_000)
+    for _ in range(MAX_LOGIN_FAILURES):  # the owner's fresh codes, the wrong password
+        await portal.accounts.login("locked@example.com", "wrong password!",
+                                    totp.at(clock.now / 1000))
+        clock.now += 30_000
+    locked = await portal.accounts.login("locked@example.com", "correct horse",
+                                         totp.at(clock.now / 1000))
+    assert isinstance(locked, Refusal) and locked.code == "locked"
+    user = await portal.accounts.exporter(email="LOCKED@example.com")
+    assert not isinstance(user, Refusal) and user.failed_attempts == MAX_LOGIN_FAILURES
+    done = await portal.accounts.unlock(user.id, "admin")
+    assert not isinstance(done, Refusal) and done.failed_attempts == 0
+    assert isinstance(await portal.accounts.login("locked@example.com", "correct horse",
+                                                  totp.at(clock.now / 1000)), Token)
+    async with portal.deps.store.read() as q:
+        rows = [r for r in await q.audit.page(None, 100) if r.action == "exporter_unlocked"]
+    assert [(r.actor, r.detail) for r in rows] == [
+        ("admin", {"user_id": user.id, "failed_attempts": MAX_LOGIN_FAILURES,
+                   "was_locked": True})]
+    missing = await portal.accounts.unlock("usr_nobody", "admin")
+    assert isinstance(missing, Refusal) and missing.code == "not_found"
 
 
 async def test_a_stream_ticket_is_single_use(portal: Portal) -> None:

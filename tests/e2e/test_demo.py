@@ -1,0 +1,237 @@
+"""``make run`` as a new user meets it (``ige demo`` on a data directory of its own): the demo
+is true on every start, says what it did, lists its open rounds, refuses a second start at once,
+and ``--fresh`` starts over.
+
+Each of these once went wrong: the demo exporter's application list was empty, a restart with
+``IGE_ROUND_DURATION=PT2M`` made no short rounds, the banner listed no rounds, and a second
+``make run`` started a second Redis on the same data and then hung.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+
+from gateway.redis_server import free_port
+from tests.support import ROOT, checked_client
+
+pytestmark = pytest.mark.slow
+
+RUN = [sys.executable, "-m", "gateway.cli", "demo", "--host", "127.0.0.1"]
+
+
+@dataclass
+class Demo:
+    proc: subprocess.Popen[bytes]
+    out: Path
+    err: Path
+    port: int
+    data: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def text(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """What Ctrl-C does in make run's terminal."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                raise AssertionError("the demo did not stop on Ctrl-C") from None
+
+
+def env(**extra: str) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items()
+           if not k.startswith("IGE_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    out.update(IGE_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1", **extra)
+    return out
+
+
+def start(data: Path, port: int, *flags: str, **extra: str) -> Demo:
+    n = len(list(data.parent.glob(f"{data.name}-out-*")))
+    out, err = data.parent / f"{data.name}-out-{n}", data.parent / f"{data.name}-err-{n}"
+    with open(out, "wb") as o, open(err, "wb") as e:
+        proc = subprocess.Popen([*RUN, "--port", str(port), "--data-dir", str(data), *flags],
+                                env=env(**extra), cwd=ROOT, stdout=o, stderr=e,
+                                start_new_session=True)
+    demo = Demo(proc, out, err, port, data)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the demo exited: {demo.text()}\n{err.read_text()[-3000:]}")
+        if "=== IGE" in demo.text():
+            try:
+                if httpx.get(demo.base + "/readyz", timeout=1).status_code == 200:
+                    return demo
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    demo.stop()
+    raise AssertionError(f"the demo did not come up: {demo.text()}")
+
+
+def credentials(data: Path) -> dict[str, Any]:
+    return dict(json.loads((data / "demo-credentials.json").read_text()))
+
+
+def admin(data: Path) -> dict[str, str]:
+    token = json.loads((data / "demo-secrets.json").read_text())["admin_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def exporter_headers(http: httpx.Client, data: Path) -> dict[str, str]:
+    e = credentials(data)["exporter"]
+    code = pyotp.TOTP(pyotp.parse_uri(e["totp_uri"]).secret).now()
+    r = http.post("/v1/exporter/login", json={"email": e["email"], "password": e["password"],
+                                               "code": code})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def open_rounds(banner: str) -> list[str]:
+    return [ln.split()[0] for ln in banner.splitlines() if ln.startswith("  rnd_")]
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return tmp_path / "var"
+
+
+def test_the_demo_is_true_on_every_start_and_says_what_it_did(data: Path) -> None:
+    port = free_port()
+    first = start(data, port)
+    try:
+        banner = first.text()
+        assert "opened 3 fresh demo round(s) with these rules" in banner
+        assert "business days after they open" in banner
+        rounds = open_rounds(banner)
+        assert len(rounds) == 3 and banner.count("  (new)") == 3
+        http = checked_client(base_url=first.base, timeout=30)
+        mine = http.get("/v1/exporter/applications",
+                        headers=exporter_headers(http, data)).json()["applications"]
+        # the three demo rounds are the demo exporter's applications, decided by the operator
+        assert sorted(a["round"]["round_id"] for a in mine) == sorted(rounds)
+        assert {a["decision"]["decided_by"] for a in mine} == {"operator"}
+        for a in mine:
+            assert f"application {a['application_id']}" in banner
+            seen = http.get(f"/v1/admin/applications/{a['application_id']}", headers=admin(data))
+            assert seen.status_code == 200 and seen.json()["decision"]["reasons"][0][
+                "code"] == "operator_intake"
+        assert "exporter exporter@demo.example" in banner
+        # what the demo opened is logged (ids only)
+        opened = [json.loads(ln) for ln in first.err.read_text().splitlines()
+                  if '"round_opened"' in ln]
+        assert sorted(ln["round_id"] for ln in opened) == sorted(rounds)
+        assert all(ln["source"] == "demo" for ln in opened)
+    finally:
+        first.stop()
+
+    # a restart with short rounds opens short rounds, and says so; the others stay open;
+    # the credentials survive it
+    token, creds = admin(data), credentials(data)
+    short = start(data, port, IGE_ROUND_DURATION="PT2M", IGE_BINDING_DURATION="PT5M")
+    try:
+        assert admin(data) == token and credentials(data) == creds
+        assert "they survive restarts" in short.text()
+        banner = short.text()
+        assert "rounds last 2 min (IGE_ROUND_DURATION); offers bind 5 min" in banner
+        assert "opened 3 fresh demo round(s) with these rules" in banner
+        assert "(the open ones had other deadlines)" in banner
+        now_open = open_rounds(banner)
+        assert len(now_open) == 6 and set(rounds) <= set(now_open)
+        http = checked_client(base_url=short.base, timeout=30)
+        bank = credentials(data)["banks"]["ZIRAAT"]
+        token = http.post("/v1/oauth/token", data={
+            "grant_type": "client_credentials", "client_id": bank["client_id"],
+            "client_secret": bank["client_secret"]}).json()["access_token"]
+        pool = http.get("/v1/bank/rounds", headers={"Authorization": f"Bearer {token}"}).json()
+        soon = [r for r in pool["rounds"] if r["round_id"] not in rounds]
+        assert len(soon) == 3
+        for r in soon:  # two minutes from now
+            left = (_epoch(r["closes_at"]) - time.time())
+            assert 60 < left <= 125, r
+    finally:
+        short.stop()
+
+    # the same rules again: nothing new, and the banner says it kept them
+    again = start(data, port, IGE_ROUND_DURATION="PT2M", IGE_BINDING_DURATION="PT5M")
+    try:
+        assert "3 demo rounds already open with these rules: kept" in again.text()
+        assert "(new)" not in again.text()
+    finally:
+        again.stop()
+
+
+def _epoch(ts: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_second_start_refuses_at_once_and_starts_nothing(data: Path, tmp_path: Path) -> None:
+    port = free_port()
+    first = start(data, port)
+    try:
+        aof_before = sorted(p.name for p in (data / "redis").rglob("*"))
+        began = time.monotonic()
+        second = subprocess.run([*RUN, "--port", str(free_port()), "--data-dir", str(data)],
+                                env=env(), cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert time.monotonic() - began < 10
+        assert second.returncode == 1
+        assert f"the data directory {data} is in use by ige demo process {first.proc.pid} " \
+               f"serving {first.base}" in second.stderr
+        assert "=== IGE" not in second.stdout
+        assert sorted(p.name for p in (data / "redis").rglob("*")) == aof_before
+        # another data directory, the same port: the port is named, and who holds it
+        other = subprocess.run([*RUN, "--port", str(port), "--data-dir",
+                                str(tmp_path / "other")], env=env(), cwd=ROOT,
+                               capture_output=True, text=True, timeout=30)
+        assert other.returncode == 1
+        assert f"port {port} on 127.0.0.1 is in use" in other.stderr
+        assert not (tmp_path / "other" / "redis").exists()
+        # the first one never noticed
+        assert httpx.get(first.base + "/readyz", timeout=5).status_code == 200
+    finally:
+        first.stop()
+    assert first.proc.returncode == 0
+
+
+def test_fresh_starts_over(data: Path) -> None:
+    port = free_port()
+    first = start(data, port)
+    token, creds = admin(data), credentials(data)
+    first.stop()
+    fresh = start(data, port, "--fresh")
+    try:
+        assert "Starting over: removed ige.db" in fresh.text()
+        assert admin(data) != token and credentials(data) != creds  # new credentials
+        assert len(open_rounds(fresh.text())) == 3
+        http = checked_client(base_url=fresh.base, timeout=30)
+        assert http.get("/v1/admin/banks", headers=token).status_code == 401
+        assert len(http.get("/v1/admin/banks", headers=admin(data)).json()["banks"]) == 5
+    finally:
+        fresh.stop()
+    # never someone's own database
+    own = subprocess.run([*RUN, "--port", str(port), "--data-dir", str(data), "--fresh"],
+                         env={**env(), "DATABASE_URL": f"sqlite:///{data / 'mine.db'}"},
+                         cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert own.returncode == 1 and "DATABASE_URL name(s) your own" in own.stderr
+    assert (data / "ige.db").exists()
