@@ -11,7 +11,11 @@ the client may take to send it.
   The routes anyone may call without a token take ``max_body_public`` bytes, the others
   ``max_body``.
 * The whole body must arrive within ``body_timeout_s`` of the first read: else 408
-  ``request_timeout`` (a slow-body client holds nothing longer than that).
+  ``request_timeout`` (a slow-body client holds nothing longer than that). When the server's
+  protocol (``gateway.serving``) has already received the whole body before the route runs,
+  as it has for nearly every request (a body of a few hundred bytes comes in the packet of its
+  headers), it says so in the scope (``BODY_COMPLETE``) and the body is read without a timer:
+  nothing is left to wait for, and its size was checked from ``Content-Length``.
 
 Header and idle timeouts and connections per address are the server's (gateway/serving.py).
 """
@@ -33,6 +37,8 @@ PUBLIC_BODIES = frozenset({"/v1/oauth/token", "/v1/exporter/register",
                            "/v1/exporter/activate", "/v1/exporter/login"})
 FORM_ROUTES = frozenset({"/v1/oauth/token"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: set in the scope by the server's protocol once the request's whole body has arrived
+BODY_COMPLETE = "ige.body_complete"
 
 
 @dataclass(frozen=True)
@@ -49,44 +55,59 @@ def media_type_ok(path: str, content_type: str) -> bool:
     return mt == "application/json" or (mt.startswith("application/") and mt.endswith("+json"))
 
 
+def admit_body(scope: Scope, limits: BodyLimits) -> tuple[Problem | None, int | None]:
+    """What the rules above say of a request before its body is read: a refusal, or None and
+    the limit its body must be read under (None: nothing to wait for, no bound to apply)."""
+    if scope["method"] not in _BODY_METHODS:
+        return None, None
+    path: str = scope["path"]
+    length: int | None = None
+    chunked = False
+    ctype = ""
+    for k, v in scope["headers"]:
+        if k == b"content-length":
+            try:
+                length = int(v)
+            except ValueError:
+                length = -1
+        elif k == b"transfer-encoding":
+            chunked = True
+        elif k == b"content-type":
+            ctype = v.decode("latin-1")
+    limit = limits.max_body_public if path in PUBLIC_BODIES else limits.max_body
+    has_body = chunked or (length is not None and length != 0)
+    if length is not None and length < 0:
+        return refuse("bad_request", "Content-Length is not a number"), None
+    if has_body and not media_type_ok(path, ctype):
+        want = ("application/x-www-form-urlencoded" if path in FORM_ROUTES
+                else "application/json")
+        return refuse("unsupported_media_type", f"send the body as {want}"), None
+    if length is not None and length > limit:
+        return refuse("payload_too_large", f"this route takes at most {limit} bytes"), None
+    if not chunked and (not has_body or scope.get(BODY_COMPLETE)):
+        return None, None  # no body to wait for, or all of it here (its size checked above)
+    return None, limit
+
+
+def bounded_receive(receive: Receive, limit: int | None, limits: BodyLimits) -> Receive:
+    """``receive`` as the request's body must be read: as it is, or bounded (``_bounded``)."""
+    return receive if limit is None else _bounded(receive, limit, limits.body_timeout_s)
+
+
 class RequestBounds:
     def __init__(self, app: ASGIApp, limits: BodyLimits | None = None) -> None:
         self.app = app
         self.limits = limits or BodyLimits()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        length: int | None = None
-        chunked = False
-        ctype = ""
-        for k, v in scope["headers"]:
-            if k == b"content-length":
-                try:
-                    length = int(v)
-                except ValueError:
-                    length = -1
-            elif k == b"transfer-encoding":
-                chunked = True
-            elif k == b"content-type":
-                ctype = v.decode("latin-1")
-        limit = self.limits.max_body_public if path in PUBLIC_BODIES else self.limits.max_body
-        refused: Problem | None = None
-        has_body = chunked or (length is not None and length != 0)
-        if length is not None and length < 0:
-            refused = refuse("bad_request", "Content-Length is not a number")
-        elif has_body and not media_type_ok(path, ctype):
-            want = ("application/x-www-form-urlencoded" if path in FORM_ROUTES
-                    else "application/json")
-            refused = refuse("unsupported_media_type", f"send the body as {want}")
-        elif length is not None and length > limit:
-            refused = refuse("payload_too_large", f"this route takes at most {limit} bytes")
+        refused, limit = admit_body(scope, self.limits)
         if refused is not None:
-            await response(refused, path)(scope, receive, send)
+            await response(refused, scope["path"])(scope, receive, send)
             return
-        await self.app(scope, _bounded(receive, limit, self.limits.body_timeout_s), send)
+        await self.app(scope, bounded_receive(receive, limit, self.limits), send)
 
 
 def _bounded(receive: Receive, limit: int, timeout_s: float) -> Receive:

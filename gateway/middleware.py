@@ -106,28 +106,29 @@ class RequestMiddleware:
             raise
         finally:
             end = perf_counter()
-            self._done(scope, info, status, start, ready or end, end)
+            finish(scope, info, status, start, ready or end, end)
             REQUEST_ID.reset(token)
 
-    @staticmethod
-    def _done(scope: Scope, info: RequestInfo, status: int, start: float, ready: float,
-              end: float) -> None:
-        route = route_of(scope)
-        method = scope["method"]
-        metrics.request_done(route, method, status)
-        if info.op is not None:
-            outcome = info.code or ("replayed" if info.replayed else "accepted")
-            metrics.offer_done(info.op, outcome, ready - start)
-        if _std.isEnabledFor(logging.INFO):
-            fields: dict[str, object] = {"method": method, "route": route, "status": status,
-                                         "duration_ms": round((end - start) * 1000, 3)}
-            p = info.principal
-            if p is not None:
-                fields["principal"] = p.kind
-                fields["principal_id"] = p.id  # a bank id, an exporter's user id, "admin"
-            if info.code is not None:
-                fields["code"] = info.code
-            if LINES.on:
-                LINES.request(fields)
-            else:
-                log.info("request", **fields)
+
+def finish(scope: Scope, info: RequestInfo, status: int, start: float, ready: float,
+           end: float) -> None:
+    """The request's metrics and its line (``ready``: when the response started)."""
+    route = route_of(scope)
+    method = scope["method"]
+    metrics.request_done(route, method, status)
+    if info.op is not None:
+        outcome = info.code or ("replayed" if info.replayed else "accepted")
+        metrics.offer_done(info.op, outcome, ready - start)
+    if _std.isEnabledFor(logging.INFO):
+        fields: dict[str, object] = {"method": method, "route": route, "status": status,
+                                     "duration_ms": round((end - start) * 1000, 3)}
+        p = info.principal
+        if p is not None:
+            fields["principal"] = p.kind
+            fields["principal_id"] = p.id  # a bank id, an exporter's user id, "admin"
+        if info.code is not None:
+            fields["code"] = info.code
+        if LINES.on:
+            LINES.request(fields)
+        else:
+            log.info("request", **fields)

@@ -188,7 +188,18 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
 
     await asyncio.gather(*(start(i, c, t) for i, (c, t) in enumerate(
         zip(clients, ts, strict=True))))
-    await asyncio.wait_for(ready.wait(), 300)
+    # a client dropped before every one is synced (a refused connection: a cap of the server)
+    # ends the set-up at once, loudly, rather than after the wait
+    deadline = time.perf_counter() + 300
+    while not ready.is_set():
+        if st.dropped:
+            raise RuntimeError(f"{st.dropped} WebSocket(s) dropped during the set-up "
+                               f"(refused by the server? its caps: IGE_MAX_CONNS_PER_ADDRESS, "
+                               f"IGE_WS_PER_PRINCIPAL); {synced[0]} of {synced[1]} synced")
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{synced[0]} of {synced[1]} WebSockets synced in 300 s")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), 0.5)
     setup_s = time.perf_counter() - t0
     st.recording = True
     print(f"READY {len(conns)}", flush=True)

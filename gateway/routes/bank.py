@@ -51,7 +51,7 @@ async def post_offer(request: Request) -> Response:
     raw = await request.body()
     draft = _offer(raw)
     key = request.headers.get("idempotency-key")
-    idem = offer_idempotency(p.id, key, "POST", request.url.path, raw)
+    idem = offer_idempotency(p.id, key, "POST", request.scope["path"], raw)
     accepted = await portal(request).bidding.submit(p.id, request.path_params["round_id"],
                                                     draft, idem)
     info.replayed = isinstance(accepted, Accepted) and accepted.replayed
@@ -65,7 +65,7 @@ async def put_offer(request: Request) -> Response:
     raw = await request.body()
     draft = _offer(raw)
     key = request.headers.get("idempotency-key")
-    idem = offer_idempotency(p.id, key, "PUT", request.url.path, raw)
+    idem = offer_idempotency(p.id, key, "PUT", request.scope["path"], raw)
     accepted = await portal(request).bidding.revise(
         p.id, request.path_params["round_id"], request.path_params["offer_id"], draft, idem)
     info.replayed = isinstance(accepted, Accepted) and accepted.replayed
