@@ -26,7 +26,9 @@ from loadtests.bench.tools import (
     Setup,
     WsClients,
     busy,
+    busy_groups,
     by_label,
+    cpu_line,
     cpu_seconds,
     diff,
     log,
@@ -126,14 +128,23 @@ async def bid_path(b: Bench) -> dict[str, Any]:
         wrk(base_url, txt, 2, 16, b.load)  # warm-up, both
         wrk(b.api, txt, 2, 16, b.load)
         pairs = []
+        # who is busy during each run (shares of one core): the server under test, the
+        # worker (it persists the real path's offers; the baseline writes nothing to persist),
+        # Redis, and each CPU as a whole
+        groups = {"server": [base.pid], "worker": b.stack.pids("worker"),
+                  "redis": [b.stack.redis.proc.pid] if b.stack.redis.proc else []}
+        real_groups = {**groups, "server": b.stack.pids("api")}
         for i in range(3):
             quiesce(pids)
-            bw = wrk(base_url, txt, b.seconds, 16, b.load)
+            bw, bw["cpu"] = busy_groups(groups, partial(wrk, base_url, txt, b.seconds, 16,
+                                                        b.load))
             quiesce(pids)
-            rw = wrk(b.api, txt, b.seconds, 16, b.load)
+            rw, rw["cpu"] = busy_groups(real_groups, partial(wrk, b.api, txt, b.seconds, 16,
+                                                             b.load))
             pairs.append({"baseline": bw, "real": rw, "ratio": rw["rate"] / bw["rate"]})
             log(f"  pair {i + 1}: baseline {bw['rate']:.0f}/s, real {rw['rate']:.0f}/s "
-                f"({rw['rate'] / bw['rate'] * 100:.0f} %), real errors {rw['errors']}")
+                f"({rw['rate'] / bw['rate'] * 100:.0f} %), real errors {rw['errors']}; CPU "
+                f"baseline {cpu_line(bw['cpu'])}; real {cpu_line(rw['cpu'])}")
         res["pairs"] = pairs
         res["ratio"] = median([p["ratio"] for p in pairs])
         res["baseline_2000"] = rate_gen(base_url, js, 2000, 10, b.load)

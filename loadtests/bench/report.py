@@ -154,6 +154,18 @@ def _bid_path(L: list[str], bid: dict[str, Any] | None) -> None:
         L.append(f"| {i} | {p['baseline']['rate']:,.0f} | {x['rate']:,.0f} | "
                  f"{p['ratio']:.2f} | {x['p50_us'] / 1000:.2f} ms | {x['p99_us'] / 1000:.2f} ms "
                  f"| {x['errors']} |")
+    if all("cpu" in p["baseline"] for p in bid["pairs"]):
+        L.append("\nCPU during each run, as shares of one core: the server under test (the "
+                 "baseline app, or the `api`), the `worker` (which persists the real path's "
+                 "offers), Redis, and each CPU as a whole (everything pinned to it):\n")
+        keys = list(bid["pairs"][0]["real"]["cpu"])
+        L.append("| pair | run | " + " | ".join(keys) + " |\n| --- | --- | "
+                 + " | ".join("---" for _ in keys) + " |")
+        for i, p in enumerate(bid["pairs"], start=1):
+            for which in ("baseline", "real"):
+                cpu = p[which]["cpu"]
+                L.append(f"| {i} | {which} | "
+                         + " | ".join(f"{cpu.get(k, 0) * 100:.0f} %" for k in keys) + " |")
     L.append(f"\nMedian ratio **{bid['ratio']:.2f}**. wrk is a closed loop: its latencies at "
              "saturation are queueing behind the other connections; the acknowledgement "
              "latency that matters is measured at a fixed rate, open loop "

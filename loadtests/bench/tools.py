@@ -287,6 +287,24 @@ def busy(pids: list[int], run: Callable[[], T]) -> tuple[T, float]:
     return out, (cpu_seconds(pids) - c0) / (time.monotonic() - t0)
 
 
+def busy_groups(groups: dict[str, list[int]], run: Callable[[], T]
+                ) -> tuple[T, dict[str, float]]:
+    """run() and, meanwhile, each group's CPU use and each CPU's (``cpu0``, ``cpu1``, ...:
+    everything on it), as shares of one core."""
+    c0 = {k: cpu_seconds(v) for k, v in groups.items()}
+    per0, t0 = psutil.cpu_times(percpu=True), time.monotonic()
+    out = run()
+    dt = time.monotonic() - t0
+    shares = {k: (cpu_seconds(v) - c0[k]) / dt for k, v in groups.items()}
+    for i, (a, z) in enumerate(zip(per0, psutil.cpu_times(percpu=True), strict=True)):
+        shares[f"cpu{i}"] = 1 - (z.idle - a.idle) / dt
+    return out, shares
+
+
+def cpu_line(shares: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v * 100:.0f} %" for k, v in shares.items())
+
+
 def rss(pids: list[int]) -> int:
     return sum(psutil.Process(p).memory_info().rss for p in pids)
 
