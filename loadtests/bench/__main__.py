@@ -47,6 +47,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5, help="runs of the latency measurements")
     ap.add_argument("--json", default=str(ROOT / "var" / "bench-results.json"),
                     help="the results (outside var/bench, which every run empties)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other parts' results of --json (a part rerun, say where a "
+                         "run of the whole was disturbed); the report says which parts ran when")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite --out from the results --json of the last run, run nothing")
     a = ap.parse_args()
@@ -81,6 +84,11 @@ def main() -> int:
                             "IGE_TOPICS_PER_CONNECTION": "0",
                             "IGE_LOG_LEVEL": "INFO"})
     results: dict[str, Any] = {}
+    if a.merge and Path(a.json).exists():
+        saved = json.loads(Path(a.json).read_text())
+        results = {k: v for k, v in saved["results"].items() if k not in chosen}
+        cmd = saved.get("cmd", cmd) + f"; then `python -m loadtests.bench --parts {a.parts} " \
+            f"--merge` at {time.strftime('%H:%M', time.gmtime())} UTC"
     with stack:
         m = machine(stack)
         layout = [(f"`ige serve --role {s.roles}` (uvicorn + uvloop + httptools)",

@@ -40,9 +40,16 @@ def report(m: dict[str, Any], layout: list[tuple[str, str, str]], r: dict[str, A
            minutes: float, cmd: str) -> str:
     L: list[str] = []
     L.append("# Benchmarks\n")
-    L.append(f"Produced by `{cmd}` (loadtests/bench/) on "
-             f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, one run of every part, "
-             f"{minutes:.1f} minutes. Every number below comes from that run.\n")
+    when = datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')
+    runs = cmd.split("; then ")
+    if len(runs) == 1:
+        L.append(f"Produced by `{cmd}` (loadtests/bench/) on {when}, one run of every part, "
+                 f"{minutes:.1f} minutes. Every number below comes from that run.\n")
+    else:
+        L.append(f"Produced by `{runs[0]}` (loadtests/bench/), then parts of it run again "
+                 f"where that run was disturbed (another process busy on the machine): "
+                 f"{'; '.join(runs[1:])}. Each part's numbers come from one run of it; the "
+                 f"report written {when}.\n")
     L.append("## Machine\n")
     L.append("| | |\n| --- | --- |")
     L.append(f"| CPU | {m['cpus']} cores, {m['cpu_model']} |")
