@@ -19,6 +19,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway import faults
+
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
@@ -54,6 +56,8 @@ class OfferFastPath:
                 raise  # the app's catch-all (Starlette's ServerErrorMiddleware) answers it
             response = await handler(request, exc)
         await response(scope, receive, send)
+        if faults.POINT is not None and response.status_code < 300:
+            faults.reached("offer_after_reply")  # test-only (gateway/faults.py)
 
     def _handler(self, exc: Exception) -> Handler | None:
         """The registered handler of the exception's nearest class, as Starlette finds it;
