@@ -17,6 +17,7 @@ from applications.ports import Providers
 from auction.redis import keys
 from auction.redis.book import RedisBook
 from auction.redis.bus import RedisBus
+from auction.redis.conn import make_reset_aware
 from auction.redis.guards import RedisGuards
 from auction.redis.mux import MuxRedis
 from gateway.ratelimit import Throttle
@@ -104,12 +105,15 @@ class Runtime:
 
 def build(settings: Settings, providers: Providers | None = None) -> Runtime:
     timeout = settings.redis_timeout_s
-    redis = Redis.from_pool(BlockingConnectionPool.from_url(
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url, max_connections=REDIS_POOL_SIZE, timeout=timeout,
         health_check_interval=5, socket_keepalive=True, socket_timeout=timeout,
-        socket_connect_timeout=timeout))
+        socket_connect_timeout=timeout)
+    make_reset_aware(pool)  # a connection the peer reset is lost, not a 500 (uvloop)
+    redis = Redis.from_pool(pool)
     listener = Redis.from_url(settings.redis_url, health_check_interval=5,
                               socket_keepalive=True, socket_connect_timeout=timeout)
+    make_reset_aware(listener.connection_pool)
     store = Store.from_url(settings.database_url, settings.db_timeout_s)
     channels = keys.Channels(settings.channel or keys.PREFIX)
     bus = RedisBus(redis, listener, channels)
