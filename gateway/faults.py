@@ -9,7 +9,8 @@ reaches that point:
   Idempotency-Key's answer included), before the reply is written;
 - ``offer_after_reply``: after the reply of an accepted offer was handed to the server (the
   client has its 2xx), before anything else this process would do for it (its stream hub's
-  fan-out, its persister's copy into SQL).
+  fan-out, its persister's copy into SQL). Checked in the offer fast path
+  (``gateway/fastpath.py``), which serves the offer routes of every ``api`` process.
 
 Never set it in production. Unset, the cost on the bid path is one test of a module-level
 constant (``POINT is not None``).
