@@ -53,10 +53,11 @@ test-fast: install
 test-unit: test-fast
 
 ## The long versions of the reliability campaign (RELIABILITY.md): hostile input scaled up, the
-## crash tests
+## crash and fault tests (a minute of steady offers around each kill and outage)
 soak: install
 	IGE_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e/test_hardening.py \
-		tests/e2e/test_crash.py tests/integration/test_close_exactly_once.py $(PYTEST_ARGS)
+		tests/e2e/test_crash.py tests/e2e/test_faults.py \
+		tests/integration/test_close_exactly_once.py $(PYTEST_ARGS)
 
 ## Guard rails: ruff, mypy --strict on the product code, and the import-linter contracts
 ## (the layers of docs/ARCHITECTURE.md)

@@ -31,6 +31,10 @@ from gateway.workers import Workers
 
 log = get_logger("ige.http")
 
+#: seconds a client is told to wait (Retry-After) after a 503: a backing service failed; a
+#: restarted Redis or database is usually back within a second or two
+UNAVAILABLE_RETRY_AFTER_S = 1
+
 
 def allowed_methods(request: Request) -> str:
     """The ``Allow`` header of a 405: every method of every route of the request's path
@@ -70,8 +74,8 @@ async def server_error(request: Request, exc: Exception) -> Response:
         # the exception's class, not its text: a database error's text may quote the
         # statement's parameters
         log.error("backend_error", service=service, error=type(exc).__name__, route=route)
-        return response(refuse("unavailable", "a backing service is unavailable; retry"),
-                        instance_of(request))
+        return response(refuse("unavailable", "a backing service is unavailable; retry",
+                               retry_after=UNAVAILABLE_RETRY_AFTER_S), instance_of(request))
     # any other exception reaches this handler outside the request middleware (Starlette's
     # ServerErrorMiddleware answers it), so the request id is added here
     info = info_of(request.scope)

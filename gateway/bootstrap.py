@@ -17,6 +17,7 @@ from applications.ports import Providers
 from auction.redis import keys
 from auction.redis.book import RedisBook
 from auction.redis.bus import RedisBus
+from auction.redis.conn import make_reset_aware
 from auction.redis.guards import RedisGuards
 from auction.redis.mux import MuxRedis
 from gateway.ratelimit import Throttle
@@ -27,12 +28,17 @@ from usecases.portal import Portal
 from usecases.security import TokenSigner
 
 #: Redis connections per process. A blocking pool: past this many commands in flight a
-#: request waits for a free connection (up to REDIS_TIMEOUT_S) instead of failing with "Too
-#: many connections" (503), which redis-py's default pool of 100 did to bursts of bids and
+#: request waits for a free connection (up to ``IGE_REDIS_TIMEOUT``) instead of failing with
+#: "Too many connections" (503), which redis-py's default pool of 100 did to bursts of bids and
 #: stream subscriptions.
+#:
+#: Commands time out (``Settings.redis_timeout_s``, ``IGE_REDIS_TIMEOUT``, 5 s; PostgreSQL's
+#: ``IGE_DB_TIMEOUT``, 10 s), so a hung (not dead) Redis or database cannot hold SQL locks or
+#: requests for long: the request answers 503 ``unavailable`` with Retry-After. redis-py
+#: retries a timed-out command (its default Retry: three more tries with a short backoff), so
+#: a request on redis-py waits at most about four timeouts; the bid path (``MuxRedis``) does
+#: not retry (a command that may have run is the client's to retry, with its Idempotency-Key).
 REDIS_POOL_SIZE = 256
-#: commands time out, so a hung (not dead) Redis cannot hold SQL locks or requests for long
-REDIS_TIMEOUT_S = 5
 HEALTH_TIMEOUT_S = 2
 #: failures of a backing service (not bugs): 503 to a request, a warning in a loop
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (RedisError, SQLAlchemyError, OSError)
@@ -63,7 +69,10 @@ class Runtime:
     throttle: Throttle | None = None  # rate limits of the routes anyone may call
 
     async def health(self) -> dict[str, str]:
-        """Whether Redis and the database answer: "ok" or "error: <kind>" each."""
+        """Whether Redis and the database answer: "ok" or "error: <kind>" each; and whether
+        the live book is usable: "rebuilding" from the moment Redis lost its data set until the
+        open rounds are rebuilt from SQL (``Durability.ensure_book``, by the worker holding
+        bucket 0 of whichever process)."""
         checks: dict[str, str] = {}
         try:
             await asyncio.wait_for(self.redis.ping(), HEALTH_TIMEOUT_S)
@@ -76,6 +85,12 @@ class Runtime:
             checks["database"] = "ok"
         except Exception as e:  # noqa: BLE001
             checks["database"] = f"error: {type(e).__name__}"
+        try:
+            pending = await asyncio.wait_for(self.portal.durability.rebuild_pending(),
+                                             HEALTH_TIMEOUT_S)
+            checks["book"] = "rebuilding" if pending else "ok"
+        except Exception as e:  # noqa: BLE001
+            checks["book"] = f"error: {type(e).__name__}"
         return checks
 
     async def aclose(self) -> None:
@@ -89,16 +104,20 @@ class Runtime:
 
 
 def build(settings: Settings, providers: Providers | None = None) -> Runtime:
-    redis = Redis.from_pool(BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_TIMEOUT_S,
-        health_check_interval=5, socket_keepalive=True, socket_timeout=REDIS_TIMEOUT_S,
-        socket_connect_timeout=REDIS_TIMEOUT_S))
+    timeout = settings.redis_timeout_s
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=REDIS_POOL_SIZE, timeout=timeout,
+        health_check_interval=5, socket_keepalive=True, socket_timeout=timeout,
+        socket_connect_timeout=timeout)
+    make_reset_aware(pool)  # a connection the peer reset is lost, not a 500 (uvloop)
+    redis = Redis.from_pool(pool)
     listener = Redis.from_url(settings.redis_url, health_check_interval=5,
-                              socket_keepalive=True, socket_connect_timeout=REDIS_TIMEOUT_S)
-    store = Store.from_url(settings.database_url)
+                              socket_keepalive=True, socket_connect_timeout=timeout)
+    make_reset_aware(listener.connection_pool)
+    store = Store.from_url(settings.database_url, settings.db_timeout_s)
     channels = keys.Channels(settings.channel or keys.PREFIX)
     bus = RedisBus(redis, listener, channels)
-    fast = (MuxRedis(settings.redis_url, timeout_s=REDIS_TIMEOUT_S)
+    fast = (MuxRedis(settings.redis_url, timeout_s=timeout)
             if settings.redis_url.startswith(("redis://", "unix://")) else None)
     deps = Deps(book=RedisBook(redis, channels, fast), store=store, bus=bus,
                 guards=RedisGuards(redis), providers=providers or simulated.providers(),

@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from gateway import faults
 from gateway.bounds import BodyLimits, admit_body, bounded_receive
 from gateway.logs import REQUEST_ID
 from gateway.middleware import HEADER, finish, request_id
@@ -72,6 +73,8 @@ class OfferFastPath:
             await response(scope, receive, send)
             if fatal is not None:
                 raise fatal  # answered; re-raised as Starlette's error middleware does
+            if faults.POINT is not None and status < 300:
+                faults.reached("offer_after_reply")  # test-only (gateway/faults.py)
         except BaseException:
             if not status:
                 status = 500

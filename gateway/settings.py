@@ -51,6 +51,10 @@ class Settings:
     rate_per_account: str = "20/minute"  # attempts on one client id or e-mail, any address
     rate_failures: str = "5/15 minutes"  # failed attempts on one account from one address
     allowed_origins: tuple[str, ...] = ()  # browser Origins accepted on /v1/stream ("" = same host)
+    # -- backing services: how long a command may go unanswered before the request answers
+    # 503 (+ Retry-After) instead of hanging on a hung (not dead) Redis or database
+    redis_timeout_s: float = 5.0  # a Redis connect or command (also the pool's wait)
+    db_timeout_s: float = 10.0  # a PostgreSQL connect, statement, or wait for a pooled one
     scheduler_interval_s: float = 0.2
     live_key_ttl_s: int = 7 * 24 * 3600  # how long a finished round's Redis keys are kept
     max_offers_per_bank: int = 5  # live offers one bank may keep in one round (0: no limit)
@@ -124,6 +128,8 @@ class Settings:
             rate_per_account=env.get("IGE_RATE_PER_ACCOUNT", "20/minute"),
             rate_failures=env.get("IGE_RATE_FAILURES", "5/15 minutes"),
             roles=parse_roles(env.get("IGE_ROLES", "")),
+            redis_timeout_s=_seconds(env, "IGE_REDIS_TIMEOUT", 5.0),
+            db_timeout_s=_seconds(env, "IGE_DB_TIMEOUT", 10.0),
         )
 
 
@@ -137,6 +143,19 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if n < 0:
         raise ConfigError(f"{name} must not be negative")
+    return n
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        n = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 < n < 3600:
+        raise ConfigError(f"{name} must be more than 0 and less than 3600 seconds")
     return n
 
 

@@ -25,7 +25,10 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, timeout_s: float = 10.0) -> AsyncEngine:
+    """``timeout_s`` (PostgreSQL): connecting, one statement, and waiting for a pooled
+    connection each give up after it, so a hung (not dead) server fails a request instead of
+    holding it (SQLite's wait is its busy timeout)."""
     aurl = async_url(url)
     if is_sqlite(aurl):
         engine = create_async_engine(aurl, connect_args={"timeout": 30})
@@ -40,7 +43,9 @@ def create_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(aurl, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(aurl, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                               pool_timeout=timeout_s,
+                               connect_args={"timeout": timeout_s, "command_timeout": timeout_s})
 
 
 def migrate(url: str) -> None:

@@ -145,6 +145,12 @@ class Rounds:
             rounds.c.state.in_([RoundState.OPEN.value, RoundState.CLOSED.value]))
         return [(r.id, r.persisted_seq) for r in await self.conn.execute(q)]
 
+    async def any_live(self) -> bool:
+        """Whether any round's live state still matters (see ``live``)."""
+        q = select(rounds.c.id).where(
+            rounds.c.state.in_([RoundState.OPEN.value, RoundState.CLOSED.value])).limit(1)
+        return (await self.conn.execute(q)).first() is not None
+
     async def overdue(self, now: int, limit: int) -> dict[str, int]:
         """Open rounds past their deadline (round_id -> closes_at), the earliest first."""
         q = select(rounds.c.id, rounds.c.closes_at).where(

@@ -64,8 +64,8 @@ class Store:
             asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext())
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
-        return cls(create_engine(url))
+    def from_url(cls, url: str, timeout_s: float = 10.0) -> Store:
+        return cls(create_engine(url, timeout_s))
 
     @property
     def is_sqlite(self) -> bool:

@@ -195,6 +195,15 @@ class Durability:
             log.warning("restored round %s from SQL (%d versions)", round_id, len(versions))
         return True
 
+    async def rebuild_pending(self) -> bool:
+        """True while the book has lost its data set and SQL holds live rounds to rebuild
+        into it, i.e. until ``ensure_book`` has finished (readiness is false meanwhile). A
+        fresh book with nothing to rebuild is not pending."""
+        if await self.d.book.intact():
+            return False
+        async with self.d.store.read() as q:
+            return await q.rounds.any_live()
+
     async def ensure_book(self) -> int:
         """If the book lost its data set, rebuild every live round from SQL. Returns how many
         rounds were rebuilt."""

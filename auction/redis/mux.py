@@ -79,6 +79,11 @@ class _Conn(asyncio.Protocol):
     def send(self, data: bytes) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
+        if self.lost:
+            # lost before this command (e.g. reset right after connecting): nothing would
+            # ever answer or fail it, and the watchdog skips lost connections
+            fut.set_exception(RedisConnectionError("connection to Redis lost"))
+            return fut
         self.pending.append((fut, time.monotonic()))
         if not self._out:
             loop.call_soon(self._flush)

@@ -108,6 +108,11 @@ def _problem_response(status: int, codes: list[str]) -> dict[str, Any]:
     if status == 429:
         out["headers"] = {"Retry-After": {"description": "Seconds until the limit's window ends.",
                                           "schema": {"type": "integer", "minimum": 1}}}
+    if status == 503:
+        out["headers"] = {"Retry-After": {"description": "Seconds to wait before retrying (a "
+                                          "backing service failed; an offer's retry carries "
+                                          "its Idempotency-Key).",
+                                          "schema": {"type": "integer", "minimum": 1}}}
     return out
 
 
@@ -166,6 +171,8 @@ def _operation(o: Operation) -> dict[str, Any]:
         responses[extra_status] = {"description": desc,
                              "content": {JSON_MEDIA: {"schema": _shape_schema(shape)}}}
     for code_status, names in codes.items():
+        if str(code_status) in o.extra_responses:
+            continue  # the operation's own body for that status (/readyz's 503: its checks)
         responses[str(code_status)] = _problem_response(code_status, names)
     responses["default"] = {
         "description": "Any other error, e.g. 405 `method_not_allowed`, 500 `internal_error`.",

@@ -69,7 +69,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/healthz", "healthz", "public", "Liveness", "The process is up.",
               "public", 200, "Alive.", rs.Alive),
     Operation("get", "/readyz", "readyz", "public", "Readiness",
-              "Redis and the database are reachable.", "public", 200, "Ready.", rs.Readiness,
+              "Redis and the database are reachable, and the live book is not being rebuilt "
+              "from SQL (after Redis lost its data set).", "public", 200, "Ready.", rs.Readiness,
               extra_responses={"503": (("Not ready: the same body with status unavailable "
                                         "(not a problem document)."), rs.Readiness)}),
     Operation("get", "/metrics", "metrics", "public", "Metrics",

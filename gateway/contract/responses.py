@@ -509,6 +509,8 @@ class Alive(TypedDict):
 class ReadinessChecks(TypedDict):
     redis: Annotated[str, Doc("ok or error: <kind>")]
     database: Annotated[str, Doc("ok or error: <kind>")]
+    book: Annotated[str, Doc("ok; rebuilding from the moment Redis lost its data set until "
+                             "the open rounds are rebuilt from SQL; or error: <kind>")]
 
 
 class Readiness(TypedDict):

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway import views
+from gateway import faults, views
 from gateway.contract.requests import BankRoundsQuery, OAuthTokenForm, OfferTermsBody, parse, read
 from gateway.http import offer_idempotency, passed, portal, principal, reply, throttled
 from gateway.requestinfo import note
@@ -55,6 +55,8 @@ async def post_offer(request: Request) -> Response:
     accepted = await portal(request).bidding.submit(p.id, request.path_params["round_id"],
                                                     draft, idem)
     info.replayed = isinstance(accepted, Accepted) and accepted.replayed
+    if faults.POINT is not None and isinstance(accepted, Accepted):
+        faults.reached("offer_after_redis")
     return reply(accepted, views.offer, 201)
 
 
@@ -69,6 +71,8 @@ async def put_offer(request: Request) -> Response:
     accepted = await portal(request).bidding.revise(
         p.id, request.path_params["round_id"], request.path_params["offer_id"], draft, idem)
     info.replayed = isinstance(accepted, Accepted) and accepted.replayed
+    if faults.POINT is not None and isinstance(accepted, Accepted):
+        faults.reached("offer_after_redis")
     return reply(accepted, views.offer)
 
 

@@ -6,6 +6,8 @@ that hangs, an error reply). The book contract suite also runs over it (``redis-
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from auction.redis.mux import MuxRedis, pack
+from auction.redis.mux import MuxRedis, _Conn, pack
 from gateway.redis_server import RedisServer
 
 ECHO = "return {KEYS[1], ARGV[1], tonumber(ARGV[2]) + 1, {ARGV[3]}}"
@@ -125,6 +127,41 @@ async def test_a_lost_connection_fails_what_is_in_flight_then_reconnects(
         assert (await mux.evalsha(sha_of(ECHO), ECHO, ["k"], ["v", 4, "x"]))[2] == 5
     finally:
         await mux.aclose()
+
+
+async def test_a_command_on_a_connection_already_lost_fails_at_once() -> None:
+    """Lost before the command was sent (a reset right after connecting): nothing would ever
+    answer or fail it, and the watchdog skips lost connections, so it must fail at once (it
+    used to hang for ever: found by the fault proxy's resets, tests/e2e/test_faults.py)."""
+    conn = _Conn()
+    conn.connection_lost(ConnectionResetError("reset by peer"))
+    fut = conn.send(pack(["PING"]))
+    assert fut.done()
+    with pytest.raises(RedisConnectionError):
+        await fut
+
+
+async def test_a_server_that_resets_every_connection_fails_commands_never_hangs() -> None:
+    """A listener that accepts and resets (SO_LINGER 0) at once: every command fails with
+    ConnectionError, however the reset and the command interleave."""
+    async def reset(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    server = await asyncio.start_server(reset, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    mux = MuxRedis(f"redis://127.0.0.1:{port}/0", connections=1, timeout_s=30)
+    try:
+        for i in range(50):
+            with pytest.raises(RedisConnectionError):
+                await asyncio.wait_for(mux.evalsha(sha_of(ECHO), ECHO, ["k"], ["v", i, "x"]),
+                                       10)
+            if i % 2:
+                await asyncio.sleep(0.005)  # let the reset arrive before the next command
+    finally:
+        await mux.aclose()
+        server.close()
 
 
 async def test_a_server_that_does_not_answer_times_out(private_redis: RedisServer) -> None:

@@ -55,6 +55,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import redis as redis_sync
@@ -102,13 +103,35 @@ def rconn(srv: RedisServer) -> redis_sync.Redis:
     return redis_sync.Redis.from_url(srv.url, socket_timeout=5)
 
 
-def query(db: Path, sql: str, *args: Any) -> list[sqlite3.Row]:
+def query(db: Path | str, sql: str, *args: Any) -> list[Any]:
+    """Rows (by column name) of ``sql`` (``?`` placeholders) on the SQLite file ``db``, or on
+    the PostgreSQL database of the URL ``db`` (tests/e2e/test_faults.py)."""
+    if isinstance(db, str):
+        return pg_query(db, sql, *args)
     con = sqlite3.connect(db, timeout=30)
     con.row_factory = sqlite3.Row
     try:
         return list(con.execute(sql, args))
     finally:
         con.close()
+
+
+def pg_query(url: str, sql: str, *args: Any) -> list[Any]:
+    import asyncio
+
+    import asyncpg
+
+    parts = sql.split("?")
+    numbered = parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], 1))
+
+    async def run() -> list[Any]:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            return list(await conn.fetch(numbered, *args, timeout=30))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
 
 
 # ----------------------------------------------------------------------------- banks, rounds
@@ -150,6 +173,8 @@ class Attempt:
     body: dict[str, Any] = field(default_factory=dict)
     t_done: float = 0.0
     keyed: bool = False  # sent with Idempotency-Key = tag
+    retry_after: str | None = None  # the answer's Retry-After header
+    media_type: str = ""  # the answer's Content-Type
 
     @property
     def acked(self) -> bool:
@@ -238,6 +263,8 @@ class Burst:
                         else:
                             r = http.put(f"{url}/{target}", json=body, headers=headers)
                         a.status = r.status_code
+                        a.retry_after = r.headers.get("retry-after")
+                        a.media_type = r.headers.get("content-type", "")
                         a.body = r.json() if r.content else {}
                     except httpx.HTTPError as e:
                         a.body = {"error": repr(e)}
@@ -265,7 +292,8 @@ def wait_for(what: str, cond: Callable[[], Any], timeout: float, every: float = 
     while time.monotonic() < deadline:
         try:
             last = cond()
-        except (redis_sync.RedisError, sqlite3.OperationalError, httpx.HTTPError) as e:
+        except (redis_sync.RedisError, sqlite3.OperationalError, httpx.HTTPError, OSError,
+                asyncpg.PostgresError) as e:
             last = e
         else:
             if last:
@@ -359,6 +387,24 @@ def assert_history_durable(db: Path, rid: str, attempts: list[Attempt], quote_se
         assert seq > highest, f"seq {seq} was acknowledged after seq {highest}, yet comes first"
 
 
+def assert_unavailable_answers(attempts: list[Attempt]) -> int:
+    """Every 5xx is 503 ``unavailable`` as an RFC 9457 problem with a Retry-After (what a
+    backing service's outage answers: the client retries, with its Idempotency-Key); every
+    request got an HTTP answer. Returns how many 503s there were."""
+    n = 0
+    for a in attempts:
+        assert a.status != 0, f"{a.tag}: no HTTP answer from a live gateway: {a.body}"
+        if a.status < 500:
+            continue
+        assert a.status == 503, (a.tag, a.status, a.body)
+        assert a.media_type.startswith("application/problem+json"), (a.tag, a.media_type)
+        assert (a.body["status"], a.body["code"], a.body["type"]) == (
+            503, "unavailable", "https://ige.example/problems/unavailable"), (a.tag, a.body)
+        assert a.retry_after is not None and int(a.retry_after) >= 1, (a.tag, a.retry_after)
+        n += 1
+    return n
+
+
 def latest_in_sql(db: Path, rid: str) -> dict[str, sqlite3.Row]:
     latest: dict[str, sqlite3.Row] = {}
     for r in sql_versions(db, rid):
@@ -414,7 +460,8 @@ def summarize(name: str, burst: Burst, db: Path, **more: Any) -> None:
 # ----------------------------------------------------------------------------- 1. Redis dies
 def test_redis_killed_mid_burst_loses_no_acknowledged_offer(own_redis, shared_db, server_factory):
     """Six client threads (3 banks x 2 rounds) bid while Redis is killed -9 twice and restarted
-    from its AOF: every 2xx survives in the book and in SQL, in order, once."""
+    from its AOF: every 2xx survives in the book and in SQL, in order, once; every request the
+    outages met is answered 503 ``unavailable`` with Retry-After (never a 2xx lost after)."""
     url, db = shared_db
     srv = server_factory(database_url=url, redis=own_redis.url)
     api = Api(srv.base_url)
@@ -436,7 +483,10 @@ def test_redis_killed_mid_burst_loses_no_acknowledged_offer(own_redis, shared_db
         assert_book_matches_sql(srv.base_url, db, rid, banks, seqs[rid])
     assert burst.acked() >= 150
     assert any(a.unknown for a in burst.attempts), "no request met the outages"
-    summarize("redis kill -9", burst, db, kills=len(outages))
+    # what the outages answered: 503 + Retry-After, never a dropped connection
+    unavailable = assert_unavailable_answers(burst.attempts)
+    assert unavailable > 0
+    summarize("redis kill -9", burst, db, kills=len(outages), answered_503=unavailable)
 
 
 # ----------------------------------------------------------------------------- 2. a gateway dies
