@@ -54,6 +54,10 @@ class Settings:
     scheduler_interval_s: float = 0.2
     live_key_ttl_s: int = 7 * 24 * 3600  # how long a finished round's Redis keys are kept
     max_offers_per_bank: int = 5  # live offers one bank may keep in one round (0: no limit)
+    # browser sessions of the pages: idle and absolute limits, seconds
+    session_idle_s: int = 30 * 60
+    session_max_s: int = 12 * 3600
+    max_body_page: int = 8 * 1024  # bytes of a page's form
     roles: frozenset[str] = frozenset(ROLES)
     #: the prefix of the deployment's pub/sub channel names (pub/sub ignores db numbers:
     #: deployments sharing one Redis set IGE_REDIS_CHANNEL apart); None: the default one
@@ -64,7 +68,8 @@ class Settings:
         return Policy(calendar=self.calendar, bank_token_ttl_s=self.token_ttl_s,
                       exporter_token_ttl_s=self.exporter_token_ttl_s,
                       ticket_ttl_s=self.ticket_ttl_s, live_key_ttl_s=self.live_key_ttl_s,
-                      max_offers_per_bank=self.max_offers_per_bank)
+                      max_offers_per_bank=self.max_offers_per_bank,
+                      session_idle_s=self.session_idle_s, session_max_s=self.session_max_s)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +129,9 @@ class Settings:
             rate_per_account=env.get("IGE_RATE_PER_ACCOUNT", "20/minute"),
             rate_failures=env.get("IGE_RATE_FAILURES", "5/15 minutes"),
             roles=parse_roles(env.get("IGE_ROLES", "")),
+            session_idle_s=_seconds(env, "IGE_SESSION_IDLE", 30 * 60),
+            session_max_s=_seconds(env, "IGE_SESSION_MAX", 12 * 3600),
+            max_body_page=_count(env, "IGE_MAX_BODY_PAGE", 8 * 1024),
         )
 
 
@@ -137,6 +145,21 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if n < 0:
         raise ConfigError(f"{name} must not be negative")
+    return n
+
+
+def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
+    """Whole seconds (``1800``) or an ISO 8601 duration (``PT30M``); above 0."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        n = int(raw) if raw.isdigit() else int(parse_iso_duration(raw).total_seconds())
+    except ValueError as e:
+        raise ConfigError(f"{name}: seconds or an ISO 8601 duration, got {raw!r} ({e})") \
+            from None
+    if n <= 0:
+        raise ConfigError(f"{name} must be above 0")
     return n
 
 
