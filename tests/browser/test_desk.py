@@ -1,0 +1,299 @@
+"""The bank desk in a real Chromium, end to end against real server processes: two desk users
+of two banks in two browser contexts watch one round live, through the forms, the stream and a
+cut of the stream, until it closes on its own.
+
+Every page met is checked on the way: its Content-Security-Policy and frame headers, axe-core
+(no serious or critical violation), screenshots at 390 px and 1440 px (var/screenshots/), and
+its HTML collected for the masking check at the end (no page of one bank ever names the other
+bank: its code, name, id, client id or user).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyotp
+
+from gateway.pages.i18n import Formats
+from tests.support import OFFER_BODY, Api, ServerProcess
+
+ROUND_SECONDS = 75  # long enough for every step below on a loaded machine; it closes by itself
+PASSWORD = "a desk password, long enough"
+WAIT_MS = 8000  # "without reload" changes: waited for up to this long, never slept for
+
+
+class Watch:
+    """What the test saw of one browser context: every document response's headers and every
+    page's HTML (for the masking check)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.documents: list[tuple[str, int, dict[str, str]]] = []
+        self.html: list[str] = []
+
+    def on_response(self, response: Any) -> None:
+        if response.request.resource_type == "document":
+            self.documents.append((response.url, response.status, response.all_headers()))
+
+
+def check_page(page: Any, watch: Watch, name: str, shots: Path) -> None:
+    """axe-core, both screenshots and the page's HTML for the masking check."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    page.wait_for_load_state("load")
+    watch.html.append(page.content())
+    found = Axe().run(page).response["violations"]
+    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in found
+           if v.get("impact") in ("serious", "critical")]
+    assert not bad, f"{name}: axe-core: {bad}"
+    for width, height in ((390, 844), (1440, 900)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def new_user(api: Api, bank: dict[str, Any], role: str = "trader") -> dict[str, Any]:
+    email = f"desk-{bank['bank_code'].lower()}-{int(time.time() * 1000) % 10**8}@example.com"
+    r = api.http.post(f"/v1/admin/banks/{bank['bank_id']}/users",
+                      json={"email": email, "full_name": f"Trader {bank['bank_code']}",
+                            "role": role}, headers=api.admin)
+    assert r.status_code == 201, r.text
+    out = dict(r.json())
+    assert out["active"] is False and out["activation_url"] == "/desk/activate"
+    return out
+
+
+def activate(page: Any, base: str, user: dict[str, Any], watch: Watch, shots: Path,
+             shoot: bool) -> pyotp.TOTP:
+    """The two steps of activation as a person does them: code and password, then the QR
+    page and a first one-time code."""
+    page.goto(base + "/desk/activate")
+    if shoot:
+        check_page(page, watch, "desk-activate", shots)
+    page.fill("#email", user["email"])
+    page.fill("#activation_code", user["activation_code"])
+    page.fill("#password", PASSWORD)
+    page.fill("#password2", PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_selector("#totp-secret")
+    assert page.locator("img.qr").get_attribute("src").startswith("data:image/svg+xml")
+    if shoot:
+        check_page(page, watch, "desk-activate-qr", shots)
+    totp = pyotp.TOTP(page.locator("#totp-secret").inner_text().strip())
+    page.fill("#code", totp.now())
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/desk/login\?activated=1"))
+    return totp
+
+
+def login(page: Any, base: str, email: str, totp: pyotp.TOTP) -> None:
+    page.goto(base + "/desk/login")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.fill("#code", totp.at(time.time() + 30))  # activation used the current time step
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/desk/rounds$"))
+
+
+def book_rows(page: Any) -> list[dict[str, Any]]:
+    return list(page.eval_on_selector_all("#book-rows tr", """rows => rows.map(r => ({
+        ref: r.dataset.ref, cells: Array.from(r.children).map(c => c.textContent.trim()),
+        cls: r.className}))"""))
+
+
+def wait_rows(page: Any, n: int) -> None:
+    page.wait_for_function(f"document.querySelectorAll('#book-rows tr').length === {n}",
+                           timeout=WAIT_MS)
+
+
+def same_as_api(page: Any, api: Api, headers: dict[str, str], round_id: str) -> None:
+    """The page's book, built from the stream, is the book a fresh load gives."""
+    r = api.http.get(f"/v1/bank/rounds/{round_id}/book", headers=headers)
+    assert r.status_code == 200, r.text
+    fmt = Formats("tr")
+    want = [(o["ref"], str(o["rank"]), fmt.pct(o["apr"]), fmt.pct(o["annual_rate"]),
+             str(o["version"])) for o in r.json()["offers"]]
+    got = [(row["ref"], re.sub(r"\D.*", "", row["cells"][0]), row["cells"][2],
+            row["cells"][3], row["cells"][9]) for row in book_rows(page)]
+    assert got == want
+
+
+def test_two_desks_watch_one_round_live_until_it_closes(
+        servers: Callable[..., ServerProcess], browser: Any, screenshots: Path) -> None:
+    env = {"IGE_ROUND_DURATION": f"PT{ROUND_SECONDS}S", "IGE_BINDING_DURATION": "PT10M"}
+    front = servers(**env)  # the browsers' server: pages and their stream
+    back = servers(**env)  # the API clients' server (the same deployment)
+    api = Api(back.base_url)
+    base = front.base_url
+    b1 = api.create_bank("PGALPHA", "Alfa Sayfa Bankası")
+    b2 = api.create_bank("PGBETA", "Beta Sayfa Bankası")
+    u1, u2 = new_user(api, b1), new_user(api, b2)
+    h1, h2 = api.bank_token(b1), api.bank_token(b2)
+
+    w1, w2 = Watch("bank 1"), Watch("bank 2")
+    c1, c2 = browser.new_context(), browser.new_context()
+    p1, p2 = c1.new_page(), c2.new_page()
+    p1.on("response", w1.on_response)
+    p2.on("response", w2.on_response)
+
+    # -- activation (QR) and login, for both
+    t1 = activate(p1, base, u1, w1, screenshots, shoot=True)
+    t2 = activate(p2, base, u2, w2, screenshots, shoot=False)
+    p1.goto(base + "/desk/login")
+    check_page(p1, w1, "desk-login", screenshots)
+    login(p1, base, u1["email"], t1)
+    login(p2, base, u2["email"], t2)
+
+    # -- bank 1 on the pool: a round opens and appears without a reload
+    p1.evaluate("window.__sameDocument = true")
+    rnd = api.open_round()
+    rid = rnd["round_id"]
+    p1.wait_for_selector(f"#pool-rows tr[data-round='{rid}']", timeout=WAIT_MS)
+    assert p1.evaluate("window.__sameDocument") is True
+    row = p1.locator(f"#pool-rows tr[data-round='{rid}']").inner_text()
+    assert "Anadolu Tekstil" in row and "₺5.000.000,00" in row and "24 ay" in row
+    check_page(p1, w1, "desk-pool", screenshots)
+
+    # -- the round before bank 1's first offer: the application, the form, and no book
+    p1.goto(f"{base}/desk/rounds/{rid}")
+    p2.goto(f"{base}/desk/rounds/{rid}")
+    assert p1.locator("#book-locked").is_visible()
+    assert not p1.locator("#book-wrap").is_visible()
+    assert p1.locator("#book-rows tr").count() == 0
+    check_page(p1, w1, "desk-round-before-offer", screenshots)
+
+    # -- the form refuses with the API's rules, errors next to the fields, in Turkish
+    p1.fill("#new-annual_rate", "0")
+    p1.fill("#new-amount", "6000000,00")
+    p1.locator("#new-annual_rate").locator("xpath=ancestor::form").locator(
+        "button[type=submit]").click()
+    p1.wait_for_selector("#new-annual_rate-error")
+    assert p1.locator("#new-annual_rate-error").inner_text() == "Sıfırdan büyük olmalı."
+    assert p1.locator("#new-amount-error").inner_text() == \
+        "Talep edilen kredi tutarını aşamaz."
+    assert p1.locator("#new-annual_rate").get_attribute("aria-invalid") == "true"
+    check_page(p1, w1, "desk-round-field-errors", screenshots)
+
+    # -- bank 1 offers through the form: its book shows only its own offer
+    p1.fill("#new-annual_rate", "38,50")
+    p1.fill("#new-amount", "5000000,00")
+    p1.locator("#new-annual_rate").locator("xpath=ancestor::form").locator(
+        "button[type=submit]").click()
+    p1.wait_for_selector("#done")
+    wait_rows(p1, 1)
+    rows = book_rows(p1)
+    assert "mine" in rows[0]["cls"] and "(siz)" in rows[0]["cells"][1]
+    assert p1.locator("#book-locked").is_hidden()
+    p1.wait_for_function("document.body.dataset.conn === 'live'", timeout=WAIT_MS)
+
+    # -- bank 2 offers through the API: bank 1's book updates without a reload, and bank 2's
+    # page (which showed no book) gets its book the moment its bank has an offer
+    p1.evaluate("window.__sameDocument = true")
+    p2.evaluate("window.__sameDocument = true")
+    r = api.offer(h2, rid, annual_rate="39.00")
+    assert r.status_code == 201, r.text
+    b2_offer = r.json()["offer_id"]
+    wait_rows(p1, 2)
+    wait_rows(p2, 2)
+    assert p1.evaluate("window.__sameDocument") is True
+    assert p2.evaluate("window.__sameDocument") is True
+    same_as_api(p1, api, h1, rid)
+    same_as_api(p2, api, h2, rid)
+    check_page(p1, w1, "desk-round-book", screenshots)
+
+    # -- bank 2 switches to English (remembered), bank 1 revises to below bank 2's offer
+    # ... bank 2 takes the lead first, so that bank 1's revision moves it up
+    r = api.http.put(f"/v1/bank/rounds/{rid}/offers/{b2_offer}", headers=h2,
+                     json={**OFFER_BODY, "annual_rate": "37.00"})
+    assert r.status_code == 200, r.text
+    p1.wait_for_function(
+        "document.querySelector('#book-rows tr.mine .rank').textContent.trim().startsWith('2')",
+        timeout=WAIT_MS)
+    p2.locator("#lang-switch").click()
+    p2.wait_for_selector("html[lang='en']")
+    p2.goto(f"{base}/desk/rounds/{rid}")  # remembered across pages
+    assert p2.locator("html").get_attribute("lang") == "en"
+    wait_rows(p2, 2)
+    p2.evaluate("window.__sameDocument = true")
+    p1.locator("article.my-offer summary", has_text="Bu teklifi revize et").click()
+    p1.fill("#rev-1-annual_rate", "36,00")
+    p1.locator("#rev-1-annual_rate").locator("xpath=ancestor::form").locator(
+        "button[type=submit]").click()
+    p1.wait_for_selector("#done")
+    # bank 2, watching, sees bank 1's offer move to the top without a reload, marked as moved
+    p2.wait_for_function(
+        "(() => { const r = document.querySelector('#book-rows tr');"
+        " return r && !r.classList.contains('mine') && r.classList.contains('up'); })()",
+        timeout=WAIT_MS)
+    assert p2.evaluate("window.__sameDocument") is True
+    same_as_api(p2, api, h2, rid)
+    check_page(p2, w2, "desk-round-book-en", screenshots)
+    assert "sürüm 2" in p1.locator("article.my-offer h3").first.inner_text()
+
+    # -- the stream is cut: bank 1's page says so, and after it comes back the book built
+    # from the stream (since_seq) is the one a fresh load gives
+    p1.evaluate("window.__sameDocument = true")
+    front.stop()
+    p1.wait_for_selector("#conn:not([hidden])", timeout=WAIT_MS)
+    assert "Bağlantı koptu" in p1.locator("#conn").inner_text()
+    check_page(p1, w1, "desk-round-connection-lost", screenshots)
+    r = api.http.put(f"/v1/bank/rounds/{rid}/offers/{b2_offer}", headers=h2,
+                     json={**OFFER_BODY, "annual_rate": "35.50"})
+    assert r.status_code == 200, r.text
+    front.start()  # the same port; the sessions live in Redis
+    p1.wait_for_selector("#conn", state="hidden", timeout=15_000)
+    p1.wait_for_function("document.body.dataset.conn === 'live'", timeout=WAIT_MS)
+    assert p1.evaluate("window.__sameDocument") is True
+    same_as_api(p1, api, h1, rid)
+
+    # -- a form posted without its CSRF token is refused, with a page saying so
+    refused = c1.request.post(f"{base}/desk/rounds/{rid}/offers", form={
+        "annual_rate": "30.00", "amount": "5000000.00", "tenor_months": "24",
+        "grace_months": "6", "repayment_every_months": "3", "upfront_fee": "0"})
+    assert refused.status == 403
+    assert "reddedildi" in refused.text()
+    assert api.http.get(f"/v1/bank/rounds/{rid}/book", headers=h1).json()["seq"] == \
+        api.http.get(f"/v1/bank/rounds/{rid}/book", headers=h2).json()["seq"]
+
+    # -- the round closes on its own: both pages show the final ranks and the reference
+    closes = api.http.get(f"/v1/bank/rounds/{rid}", headers=h1).json()["closes_at"]
+    left_s = max(0.0, _seconds_until(closes))
+    for page in (p1, p2):
+        page.wait_for_selector("#reference", timeout=int((left_s + 30) * 1000))
+    result1 = api.http.get(f"/v1/bank/rounds/{rid}/result", headers=h1).json()
+    assert p1.locator("#reference").inner_text() == result1["reference_number"]
+    assert p2.locator("#reference").inner_text() == result1["reference_number"]
+    ranks1 = [o["final_rank"] for o in result1["my_offers"]]
+    assert p1.locator("#final-ranks tbody td.num").first.inner_text() == str(ranks1[0])
+    assert "İhracatçı henüz seçim yapmadı." in p1.locator("#chosen").inner_text()
+    assert "has not chosen yet" in p2.locator("#chosen").inner_text()
+    check_page(p1, w1, "desk-round-closed", screenshots)
+    check_page(p2, w2, "desk-round-closed-en", screenshots)
+
+    # -- what each bank's pages showed never named the other bank
+    for watch, other, other_user in ((w1, b2, u2), (w2, b1, u1)):
+        html = "\n".join(watch.html)
+        for secret in (other["bank_code"], other["name"], other["bank_id"],
+                       other["client_id"], other_user["email"], other_user["user_id"]):
+            assert secret not in html, f"{watch.name}'s pages show {secret!r}"
+    # -- and every page came with its security headers
+    for watch in (w1, w2):
+        assert watch.documents
+        for url, _status, headers in watch.documents:
+            csp = headers.get("content-security-policy", "")
+            assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp, url
+            assert "default-src 'self'" in csp and "object-src 'none'" in csp, url
+            assert headers.get("x-frame-options") == "DENY", url
+    c1.close()
+    c2.close()
+
+
+def _seconds_until(iso: str) -> float:
+    from datetime import UTC, datetime
+
+    return (datetime.fromisoformat(iso.replace("Z", "+00:00"))
+            - datetime.now(UTC)).total_seconds()
