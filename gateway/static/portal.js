@@ -255,7 +255,6 @@
         if (msg.server_time) { setServerTime(msg.server_time); }
         book.load(msg);
         renderBook(book, lastRanks !== null);
-        if (msg.state && msg.state !== "open") { roundClosed(); }
         break;
       case "quote":
         if (!book || book.seq === null || Number(msg.seq) <= book.seq) { break; }
@@ -266,7 +265,7 @@
           subscribe(null);
         }
         break;
-      case "round_closed":
+      case "round_closed": // sent once the results are recorded: the page shows them
         roundClosed();
         break;
       case "error":
