@@ -122,9 +122,12 @@
 
   // -- rendering the book -------------------------------------------------------------
   var lastRanks = null; // ref -> rank as last shown
+  var headers = Array.prototype.map.call(document.querySelectorAll("#book thead th"),
+                                         function (th) { return th.textContent.trim(); });
   function cell(tr, text, cls, tag) {
     var td = document.createElement(tag || "td");
     if (cls) { td.className = cls; }
+    td.dataset.label = headers[tr.children.length] || ""; // the column, on narrow screens
     td.textContent = text;
     tr.appendChild(td);
     return td;
@@ -280,7 +283,7 @@
     closing = true;
     var el = document.getElementById("conn");
     if (el) { el.textContent = M.closed; el.hidden = false; }
-    window.setTimeout(function () { window.location.reload(); }, 500);
+    window.setTimeout(function () { window.location.replace(window.location.pathname); }, 500);
   }
   function connect() {
     fetch("/desk/ticket", { method: "POST", credentials: "same-origin",
