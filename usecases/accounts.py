@@ -252,11 +252,20 @@ class Accounts:
             await tx.commit()
         return user.id
 
-    async def login(self, email: object, password: object, code: object) -> Token | Refusal:
+    async def exporter_login(self, email: object, password: object, code: object
+                             ) -> ExporterRecord | Refusal:
+        """The exporter whose e-mail, password and fresh code these are (the pages' login:
+        the same rule as ``login``, a session instead of a token)."""
         user = await self._authenticate(email, code, password, for_login=True)
         if isinstance(user, Refusal):
             return user
         assert isinstance(user, ExporterRecord)
+        return user
+
+    async def login(self, email: object, password: object, code: object) -> Token | Refusal:
+        user = await self.exporter_login(email, password, code)
+        if isinstance(user, Refusal):
+            return user
         ttl = self.d.policy.exporter_token_ttl_s
         return Token(self.d.tokens.issue("exporter", user.id, ttl), ttl)
 

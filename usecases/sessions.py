@@ -20,7 +20,7 @@ from usecases.security import Principal
 
 @dataclass(frozen=True)
 class BrowserSession:
-    kind: str  # "desk": a person at a bank
+    kind: str  # "desk": a person at a bank; "exporter"
     user_id: str
     name: str  # shown in the page header
     csrf: str
@@ -35,6 +35,11 @@ class BrowserSession:
         exactly as an API client of that bank (same masking, same rules)."""
         assert self.bank_id is not None
         return Principal("bank", self.bank_id)
+
+    @property
+    def principal(self) -> Principal:
+        """Whom the session is on the stream: the bank of a desk user, the exporter."""
+        return self.bank if self.kind == "desk" else Principal(self.kind, self.user_id)
 
     @property
     def actor(self) -> str:

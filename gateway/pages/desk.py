@@ -376,16 +376,20 @@ async def post_offer(request: Request) -> Response:
                             None if done.errors else refusal_text(page, done), status)
 
 
-async def ticket(request: Request) -> Response:
-    """A stream ticket for the page's WebSocket: the bank's, as an API client's (POST with
-    the session's CSRF token in ``X-CSRF-Token``)."""
-    page = await page_of(request)
-    if not _desk(page) or not csrf_ok(page, None):
-        return JSONResponse({"code": "unauthorized"}, status_code=403)
-    assert page.session is not None
-    t = await portal(request).accounts.issue_ticket(page.session.bank)
-    return JSONResponse({"ticket": t.ticket, "expires_in": t.expires_in,
-                         "server_time": portal(request).deps.clock()}, status_code=201)
+def ticket_for(kind: str) -> Any:
+    """``POST /<kind>/ticket``: a stream ticket for the page's WebSocket, issued for the
+    session's principal exactly as for an API client (the bank of a desk user; the exporter),
+    with the session's CSRF token in ``X-CSRF-Token``."""
+
+    async def ticket(request: Request) -> Response:
+        page = await page_of(request)
+        if page.session is None or page.session.kind != kind or not csrf_ok(page, None):
+            return JSONResponse({"code": "unauthorized"}, status_code=403)
+        t = await portal(request).accounts.issue_ticket(page.session.principal)
+        return JSONResponse({"ticket": t.ticket, "expires_in": t.expires_in,
+                             "server_time": portal(request).deps.clock()}, status_code=201)
+
+    return ticket
 
 
 async def one_round(request: Request) -> Response:
@@ -403,7 +407,7 @@ ROUTES: list[BaseRoute] = [
     Route(ids.path("/desk/rounds/{round_id}"), one_round),
     Route(ids.path("/desk/rounds/{round_id}/offers"), post_offer, methods=["POST"]),
     Route(ids.path("/desk/rounds/{round_id}/offers/{offer_id}"), post_offer, methods=["POST"]),
-    Route("/desk/ticket", ticket, methods=["POST"]),
+    Route("/desk/ticket", ticket_for("desk"), methods=["POST"]),
 ]
 
 __all__ = ["CSRF_FIELD", "ROUTES"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-PAGE_PREFIXES = ("/desk", "/lang")
+PAGE_PREFIXES = ("/desk", "/exporter", "/lang")
 STATIC_PREFIX = "/static/"
 
 

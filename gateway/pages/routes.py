@@ -7,9 +7,9 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from gateway.pages import desk
+from gateway.pages import desk, exporter
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
-PAGES: list[BaseRoute] = [*desk.ROUTES,
+PAGES: list[BaseRoute] = [*desk.ROUTES, *exporter.ROUTES,
                           Mount("/static", StaticFiles(directory=STATIC), name="static")]

@@ -286,10 +286,14 @@
     window.setTimeout(function () { window.location.replace(window.location.pathname); }, 500);
   }
   function connect() {
-    fetch("/desk/ticket", { method: "POST", credentials: "same-origin",
+    fetch(D.ticket || "/desk/ticket", { method: "POST", credentials: "same-origin",
                             headers: { "X-CSRF-Token": csrf } })
       .then(function (r) {
-        if (r.status === 403) { window.location.href = "/desk/login?next=" + window.location.pathname; throw new Error("signed out"); }
+        if (r.status === 403) {
+          var area = window.location.pathname.indexOf("/exporter") === 0 ? "/exporter" : "/desk";
+          window.location.href = area + "/login?next=" + window.location.pathname;
+          throw new Error("signed out");
+        }
         if (!r.ok) { throw new Error("ticket " + r.status); }
         return r.json();
       })

@@ -1,6 +1,7 @@
-"""The bank desk in a real Chromium, end to end against real server processes: two desk users
-of two banks in two browser contexts watch one round live, through the forms, the stream and a
-cut of the stream, until it closes on its own.
+"""The bank desk and the exporter in a real Chromium, end to end against real server processes:
+two desk users of two banks in two browser contexts watch one round live, through the forms,
+the stream and a cut of the stream, until it closes on its own; the exporter, in a third, sees
+no offer data before the close, then the results, and accepts once.
 
 Every page met is checked on the way: its Content-Security-Policy and frame headers, axe-core
 (no serious or critical violation), screenshots at 390 px and 1440 px (var/screenshots/), and
@@ -135,7 +136,34 @@ def same_as_api(page: Any, api: Api, headers: dict[str, str], round_id: str) -> 
     assert got == want
 
 
-def test_two_desks_watch_one_round_live_until_it_closes(
+def register_exporter(page: Any, base: str, email: str, watch: Watch, shots: Path
+                      ) -> pyotp.TOTP:
+    """Register, activate with the QR page's key, sign in: as a person does, on the pages."""
+    page.goto(base + "/exporter/register")
+    check_page(page, watch, "exporter-register", shots)
+    page.fill("#reg-full_name", "Ayşe Yılmaz")
+    page.fill("#reg-national_id", "10000000146")
+    page.fill("#reg-email", email)
+    page.fill("#reg-mobile", "+905321234567")
+    page.fill("#reg-password", PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_selector("#totp-secret")
+    assert page.locator("img.qr").get_attribute("src").startswith("data:image/svg+xml")
+    check_page(page, watch, "exporter-activate-qr", shots)
+    totp = pyotp.TOTP(page.locator("#totp-secret").inner_text().strip())
+    page.fill("#code", totp.now())
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/exporter/login\?activated=1"))
+    check_page(page, watch, "exporter-login", shots)
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.fill("#code", totp.at(time.time() + 30))
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/exporter/applications$"))
+    return totp
+
+
+def test_two_desks_and_the_exporter_follow_one_round_live_until_it_closes(
         servers: Callable[..., ServerProcess], browser: Any, screenshots: Path) -> None:
     env = {"IGE_ROUND_DURATION": f"PT{ROUND_SECONDS}S", "IGE_BINDING_DURATION": "PT10M"}
     front = servers(**env)  # the browsers' server: pages and their stream
@@ -160,10 +188,18 @@ def test_two_desks_watch_one_round_live_until_it_closes(
     check_page(p1, w1, "desk-login", screenshots)
     login(p1, base, u1["email"], t1)
     login(p2, base, u2["email"], t2)
+    w3 = Watch("exporter")
+    c3 = browser.new_context()
+    p3 = c3.new_page()
+    p3.on("response", w3.on_response)
+    exporter_email = f"exporter-{int(time.time() * 1000) % 10**8}@example.com"
+    register_exporter(p3, base, exporter_email, w3, screenshots)
+    exporter_id = api.http.get("/v1/admin/exporters", params={"email": exporter_email},
+                               headers=api.admin).json()["exporters"][0]["user_id"]
 
     # -- bank 1 on the pool: a round opens and appears without a reload
     p1.evaluate("window.__sameDocument = true")
-    rnd = api.open_round()
+    rnd = api.open_round(exporter_user_id=exporter_id)
     rid = rnd["round_id"]
     p1.wait_for_selector(f"#pool-rows tr[data-round='{rid}']")
     assert p1.evaluate("window.__sameDocument") is True
@@ -218,6 +254,20 @@ def test_two_desks_watch_one_round_live_until_it_closes(
     same_as_api(p2, api, h2, rid)
     check_page(p1, w1, "desk-round-book", screenshots)
 
+    # -- the exporter, meanwhile: its application, the countdown, and no offer data at all
+    p3.goto(base + "/exporter/applications")
+    check_page(p3, w3, "exporter-applications", screenshots)
+    p3.locator("main table a").first.click()
+    p3.wait_for_selector("#no-offers")
+    assert p3.locator("#results").count() == 0 and p3.locator("svg").count() == 0
+    wait_js(p3, "/\\d\\d:\\d\\d:\\d\\d/.test("
+                "document.querySelector('.countdown').textContent)")
+    check_page(p3, w3, "exporter-status-open", screenshots)
+    before_close = p3.content()
+    for secret in (b1["bank_code"], b1["name"], b2["bank_code"], b2["name"], "38,50", "39,00",
+                   "Banka "):
+        assert secret not in before_close, f"the exporter's page shows {secret!r} before the close"
+
     # -- bank 2 switches to English (remembered), bank 1 revises to below bank 2's offer
     # ... bank 2 takes the lead first, so that bank 1's revision moves it up
     r = api.http.put(f"/v1/bank/rounds/{rid}/offers/{b2_offer}", headers=h2,
@@ -242,6 +292,7 @@ def test_two_desks_watch_one_round_live_until_it_closes(
     assert p2.evaluate("window.__sameDocument") is True
     same_as_api(p2, api, h2, rid)
     check_page(p2, w2, "desk-round-book-en", screenshots)
+    p2.locator("#book-section").screenshot(path=str(screenshots / "desk-book-section.png"))
     assert "sürüm 2" in p1.locator("article.my-offer h3").first.inner_text()
 
     # -- the stream is cut: bank 1's page says so, and after it comes back the book built
@@ -260,14 +311,20 @@ def test_two_desks_watch_one_round_live_until_it_closes(
     assert p1.evaluate("window.__sameDocument") is True
     same_as_api(p1, api, h1, rid)
 
-    # -- a form posted without its CSRF token is refused, with a page saying so
-    refused = c1.request.post(f"{base}/desk/rounds/{rid}/offers", form={
-        "annual_rate": "30.00", "amount": "5000000.00", "tenor_months": "24",
-        "grace_months": "6", "repayment_every_months": "3", "upfront_fee": "0"})
+    # -- a form posted without its CSRF token is refused, with a page saying so, and so is one
+    # with the token from another site's page (its Origin); neither makes an offer
+    seq = api.http.get(f"/v1/bank/rounds/{rid}/book", headers=h1).json()["seq"]
+    terms = {"annual_rate": "30.00", "amount": "5000000.00", "tenor_months": "24",
+             "grace_months": "6", "repayment_every_months": "3", "upfront_fee": "0"}
+    refused = c1.request.post(f"{base}/desk/rounds/{rid}/offers", form=terms)
     assert refused.status == 403
     assert "reddedildi" in refused.text()
-    assert api.http.get(f"/v1/bank/rounds/{rid}/book", headers=h1).json()["seq"] == \
-        api.http.get(f"/v1/bank/rounds/{rid}/book", headers=h2).json()["seq"]
+    assert "content-security-policy" in refused.headers
+    token = p1.locator('meta[name="csrf"]').get_attribute("content")
+    cross = c1.request.post(f"{base}/desk/rounds/{rid}/offers", form={**terms, "csrf": token},
+                            headers={"Origin": "http://elsewhere.example"})
+    assert cross.status == 403
+    assert api.http.get(f"/v1/bank/rounds/{rid}/book", headers=h1).json()["seq"] == seq
 
     # -- the round closes on its own: both pages show the final ranks and the reference
     closes = api.http.get(f"/v1/bank/rounds/{rid}", headers=h1).json()["closes_at"]
@@ -284,6 +341,33 @@ def test_two_desks_watch_one_round_live_until_it_closes(
     check_page(p1, w1, "desk-round-closed", screenshots)
     check_page(p2, w2, "desk-round-closed-en", screenshots)
 
+    # -- the exporter's page turned into the results by itself: table, chart, reference
+    p3.wait_for_selector("#reference", timeout=15_000)
+    assert p3.locator("#reference").inner_text() == result1["reference_number"]
+    assert p3.locator("#results tbody tr").count() == 2
+    assert p3.locator("#results tbody tr").first.locator("th").inner_text() == b1["name"]
+    assert "★" in p3.locator("figure.chart").inner_text()
+    check_page(p3, w3, "exporter-results", screenshots)
+    # accepting asks for confirmation, then works once
+    p3.locator("#accept").click()
+    p3.wait_for_selector("#accept-error")
+    assert "onaylamak" in p3.locator("#accept-error").inner_text()
+    p3.check("#confirm")
+    p3.locator("#accept").click()
+    p3.wait_for_selector("#accepted")
+    assert p3.locator("#results tr.chosen th").inner_text() == b1["name"]
+    assert p3.locator("#accept").count() == 0  # nothing left to accept
+    check_page(p3, w3, "exporter-accepted", screenshots)
+    token3 = p3.locator('meta[name="csrf"]').get_attribute("content")
+    app_id = p3.url.split("/exporter/applications/")[1].split("?")[0]
+    again = c3.request.post(f"{base}/exporter/applications/{app_id}/accept", form={
+        "csrf": token3, "confirm": "1", "offer_id": result1["my_offers"][0]["offer_id"]})
+    assert again.status == 409 and "zaten kabul edildi" in again.text()
+    p1.reload()
+    assert "İhracatçı bankanızı seçti." in p1.locator("#chosen").inner_text()
+    p2.reload()
+    assert "chose another offer" in p2.locator("#chosen").inner_text()
+
     # -- what each bank's pages showed never named the other bank
     for watch, other, other_user in ((w1, b2, u2), (w2, b1, u1)):
         html = "\n".join(watch.html)
@@ -291,15 +375,22 @@ def test_two_desks_watch_one_round_live_until_it_closes(
                        other["client_id"], other_user["email"], other_user["user_id"]):
             assert secret not in html, f"{watch.name}'s pages show {secret!r}"
     # -- and every page came with its security headers
-    for watch in (w1, w2):
+    for watch in (w1, w2, w3):
         assert watch.documents
         for url, _status, headers in watch.documents:
             csp = headers.get("content-security-policy", "")
             assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp, url
             assert "default-src 'self'" in csp and "object-src 'none'" in csp, url
             assert headers.get("x-frame-options") == "DENY", url
+    # -- signing out ends the session: its cookie opens nothing any more
+    p1.locator("form[action='/desk/logout'] button").click()
+    p1.wait_for_url(re.compile(r"/desk/login$"))
+    gone = c1.request.get(f"{base}/desk/rounds/{rid}", max_redirects=0)
+    assert gone.status == 303 and gone.headers["location"].startswith("/desk/login")
+    assert c1.request.post(f"{base}/desk/ticket", headers={"X-CSRF-Token": token}).status == 403
     c1.close()
     c2.close()
+    c3.close()
 
 
 def _seconds_until(iso: str) -> float:
