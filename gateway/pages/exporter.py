@@ -177,10 +177,11 @@ async def applications(request: Request) -> Response:
 
 def chart(res: dict[str, Any]) -> dict[str, Any]:
     """The results' chart as SVG geometry (no script, no inline style): one bar per offer,
-    its length the all-in cost, best first, the best one marked."""
+    its length the all-in cost (a picture only: the numbers are printed beside it, exact),
+    best first, the best one marked, each labelled with its tenor."""
     offers = sorted(res["offers"], key=lambda o: o["rank"])
     top = max((float(o["apr"]) for o in offers), default=1.0) or 1.0
-    bars = [{"y": 10 + i * 34, "w": max(2.0, 460 * float(o["apr"]) / top), "o": o,
+    bars = [{"y": 10 + i * 34, "w": max(2.0, 300 * float(o["apr"]) / top), "o": o,
              "best": o["rank"] == 1} for i, o in enumerate(offers)]
     return {"bars": bars, "height": 20 + 34 * len(bars)}
 
