@@ -340,6 +340,8 @@ def _run_demo(args: argparse.Namespace, var: Path, base: str) -> int:
         for d in saved.get("desk_users", {}).values():
             print(f"Desk {d['bank']:8s} {d['email']} / {d['password']}  ({d['role']})  "
                   f"TOTP {d['totp_uri']}")
+        print(f"Pages      {base}/exporter  (the exporter's pages: the demo exporter above, "
+              "or register a new one there)")
         print(f"(credentials also in {creds_file}; they survive restarts: make reset starts "
               "over)")
         for line in banner_lines(seeded, settings):

@@ -348,6 +348,8 @@ def test_two_desks_and_the_exporter_follow_one_round_live_until_it_closes(
     assert p3.locator("#results tbody tr").first.locator("th").inner_text() == b1["name"]
     assert "★" in p3.locator("figure.chart").inner_text()
     check_page(p3, w3, "exporter-results", screenshots)
+    p3.locator("section:has(#results-h)").screenshot(
+        path=str(screenshots / "exporter-results-section.png"))
     # accepting asks for confirmation, then works once
     p3.locator("#accept").click()
     p3.wait_for_selector("#accept-error")

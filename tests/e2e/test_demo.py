@@ -257,6 +257,7 @@ def test_the_demo_has_desk_traders_of_two_banks_whose_pages_are_not_empty(data: 
     try:
         banner = demo.text()
         assert f"Pages      {demo.base}/desk" in banner
+        assert f"Pages      {demo.base}/exporter" in banner
         desk = credentials(data)["desk_users"]
         assert {d["bank"] for d in desk.values()} == {"ZIRAAT", "HALKB"}
         for d in desk.values():
