@@ -12,7 +12,7 @@ WORKERS ?= 1
 DATA_DIR ?= var
 PYTEST_ARGS ?=
 
-.PHONY: install run reset serve test test-unit test-fast clean loadtest bench lint soak
+.PHONY: install run reset serve test test-unit test-fast clean loadtest bench lint soak messages
 .PHONY: image image-test image-tools
 
 $(STAMP): pyproject.toml
@@ -65,6 +65,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict auction applications persistence usecases gateway loadtests
 	$(BIN)/lint-imports
+
+## The pages' messages: extract them (babel.cfg) and merge them into the catalogues
+## (gateway/locales/<lang>/LC_MESSAGES/messages.po); then translate what is new in tr
+messages: install
+	@mkdir -p var
+	$(BIN)/pybabel -q extract -F babel.cfg -k N_ -o var/messages.pot .
+	$(BIN)/pybabel -q update -i var/messages.pot -d gateway/locales -N -w 100
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -22,6 +22,8 @@ from gateway.contract.errors import InvalidRequest
 from gateway.fastpath import OfferFastPath
 from gateway.logs import get_logger
 from gateway.middleware import RequestMiddleware, route_of
+from gateway.pages.routes import PAGES
+from gateway.pages.web import PageHeaders
 from gateway.problems import Problem, handle_problem, instance_of, refuse, response
 from gateway.requestinfo import info_of, note
 from gateway.routes import bank, routes_for
@@ -121,10 +123,13 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Star
                 HTTPException: http_error, ClientDisconnect: client_gone,
                 Exception: server_error}
     handlers.update({e: server_error for e in bootstrap.INFRASTRUCTURE_ERRORS})
-    limits = BodyLimits(settings.max_body, settings.max_body_public, settings.body_timeout_s)
-    middleware = [Middleware(RequestMiddleware), Middleware(RequestBounds, limits=limits)]
-    app = App(routes=routes_for(settings.roles), lifespan=lifespan,
-              exception_handlers=handlers, middleware=middleware)
+    limits = BodyLimits(settings.max_body, settings.max_body_public, settings.body_timeout_s,
+                        settings.max_body_page)
+    middleware = [Middleware(RequestMiddleware), Middleware(PageHeaders),
+                  Middleware(RequestBounds, limits=limits)]
+    routes = routes_for(settings.roles) + (PAGES if "api" in settings.roles else [])
+    app = App(routes=routes, lifespan=lifespan, exception_handlers=handlers,
+              middleware=middleware)
     if fast_path and "api" in settings.roles:  # ahead of every middleware and the router
         app.fast = OfferFastPath(bank.OFFERS, handlers, limits)
     return app

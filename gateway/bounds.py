@@ -3,7 +3,9 @@ offer fast path and the router): the media type of a body, its size per route, a
 the client may take to send it.
 
 * A body (``Content-Length`` above 0, or chunked) must be ``application/json`` (or
-  ``application/*+json``); the token endpoint takes ``application/x-www-form-urlencoded``.
+  ``application/*+json``); the token endpoint takes ``application/x-www-form-urlencoded``,
+  and so do the web pages (``gateway.pages``: ``/desk``..., their forms), which take nothing
+  else and at most ``max_body_page`` bytes.
   Anything else is 415 ``unsupported_media_type`` before a byte of it is read: a cross-site
   form (``text/plain``) cannot post to the API.
 * A body larger than its route's limit is 413 ``payload_too_large``: at once when
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.logs import get_logger
+from gateway.pages.paths import is_page
 from gateway.problems import Problem, refuse, response
 
 log = get_logger("ige.bounds")
@@ -46,11 +49,16 @@ class BodyLimits:
     max_body: int = 64 * 1024
     max_body_public: int = 8 * 1024
     body_timeout_s: float = 10.0
+    max_body_page: int = 8 * 1024
+
+
+def form_route(path: str) -> bool:
+    return path in FORM_ROUTES or is_page(path)
 
 
 def media_type_ok(path: str, content_type: str) -> bool:
     mt = content_type.split(";", 1)[0].strip().lower()
-    if path in FORM_ROUTES:
+    if form_route(path):
         return mt == "application/x-www-form-urlencoded"
     return mt == "application/json" or (mt.startswith("application/") and mt.endswith("+json"))
 
@@ -74,12 +82,13 @@ def admit_body(scope: Scope, limits: BodyLimits) -> tuple[Problem | None, int | 
             chunked = True
         elif k == b"content-type":
             ctype = v.decode("latin-1")
-    limit = limits.max_body_public if path in PUBLIC_BODIES else limits.max_body
+    limit = limits.max_body_page if is_page(path) else \
+        limits.max_body_public if path in PUBLIC_BODIES else limits.max_body
     has_body = chunked or (length is not None and length != 0)
     if length is not None and length < 0:
         return refuse("bad_request", "Content-Length is not a number"), None
     if has_body and not media_type_ok(path, ctype):
-        want = ("application/x-www-form-urlencoded" if path in FORM_ROUTES
+        want = ("application/x-www-form-urlencoded" if form_route(path)
                 else "application/json")
         return refuse("unsupported_media_type", f"send the body as {want}"), None
     if length is not None and length > limit:

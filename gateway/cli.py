@@ -334,6 +334,14 @@ def _run_demo(args: argparse.Namespace, var: Path, base: str) -> int:
         if "exporter" in saved:
             e = saved["exporter"]
             print(f"Exporter   {e['email']} / {e['password']}  TOTP {e['totp_uri']}")
+        print(f"Pages      {base}/desk  (bank desk: log in with an e-mail, its password and a "
+              "one-time code of its TOTP secret, e.g. python -c \"import pyotp; "
+              "print(pyotp.parse_uri('<TOTP URI>').now())\" or any authenticator app)")
+        for d in saved.get("desk_users", {}).values():
+            print(f"Desk {d['bank']:8s} {d['email']} / {d['password']}  ({d['role']})  "
+                  f"TOTP {d['totp_uri']}")
+        print(f"Pages      {base}/exporter  (the exporter's pages: the demo exporter above, "
+              "or register a new one there)")
         print(f"(credentials also in {creds_file}; they survive restarts: make reset starts "
               "over)")
         for line in banner_lines(seeded, settings):

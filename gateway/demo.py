@@ -1,5 +1,6 @@
-"""The demo's data (``ige demo``, ``make run``): five banks, a demo exporter, and three rounds
-open with a few offers, taken in by the operator for the demo exporter.
+"""The demo's data (``ige demo``, ``make run``): five banks, a demo exporter, a desk trader at
+each of two banks (the pages, ``/desk``), and three rounds open with a few offers, taken in by
+the operator for the demo exporter.
 
 Every start makes the demo true: a demo round is open *with the rules in force* (the deadline
 ``IGE_ROUND_DURATION`` or the business-day rule gives a round opened when it was), or a fresh
@@ -13,13 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyotp
+
 from auction.calendar import round_closes_at
 from auction.model import dt_to_ms, iso, ms_to_dt
 from gateway import bootstrap, views
 from gateway.logs import get_logger
 from gateway.settings import Settings
 from persistence.records import RoundRecord
-from usecases.accounts import NewExporter, Registered
+from usecases.accounts import NewDeskUser, NewExporter, Registered
 from usecases.bidding import OfferDraft
 from usecases.outcomes import Refusal
 from usecases.portal import Portal
@@ -58,6 +61,10 @@ DEMO_EXPORTER = {"email": "exporter@demo.example", "password": "demo-password-1"
                  "full_name": "Demo İhracatçı", "national_id": "10000000146",
                  "mobile": "+905551112233"}
 BANNER_ROUNDS = 12  # open rounds listed at start-up
+#: a desk trader at each of two banks: (bank code, e-mail, full name); their password
+DEMO_DESK_USERS = [("ZIRAAT", "desk@ziraat.demo.example", "Deniz Ziraat"),
+                   ("HALKB", "desk@halkbank.demo.example", "Hande Halk")]
+DEMO_DESK_PASSWORD = "demo-desk-password-1"
 
 
 @dataclass
@@ -96,6 +103,34 @@ async def _exporter(portal: Portal, saved: dict[str, Any]) -> str | None:
     return found.id  # an account made elsewhere with the demo's e-mail: use it as it is
 
 
+async def _desk_users(portal: Portal, saved: dict[str, Any]) -> None:
+    """A trader at each of two demo banks, activated through the real two steps (the
+    activation code, a password and an authenticator, a first one-time code); kept when the
+    saved one is still in the database."""
+    desk = saved.setdefault("desk_users", {})
+    banks = {b.code: b for b in await portal.accounts.banks()}
+    for code, email, name in DEMO_DESK_USERS:
+        bank = banks.get(code)
+        if bank is None:
+            continue
+        users = await portal.accounts.desk_users(bank.id)
+        if not isinstance(users, Refusal) and any(u.email == email and u.active
+                                                  for u in users) and email in desk:
+            continue
+        made = await portal.accounts.create_desk_user(bank.id, email, name, "trader", "demo")
+        if not isinstance(made, NewDeskUser):
+            continue  # an account made elsewhere with the demo's e-mail: left as it is
+        started = await portal.accounts.start_desk_activation(email, made.activation_code,
+                                                              DEMO_DESK_PASSWORD)
+        assert isinstance(started, Registered), started
+        code_now = pyotp.TOTP(pyotp.parse_uri(started.totp_uri).secret).now()
+        done = await portal.accounts.finish_desk_activation(email, made.activation_code,
+                                                            code_now)
+        assert not isinstance(done, Refusal), done
+        desk[email] = {"bank": code, "email": email, "password": DEMO_DESK_PASSWORD,
+                       "role": "trader", "totp_uri": started.totp_uri}
+
+
 async def seed(settings: Settings, saved: dict[str, Any]) -> Seeded:
     """Banks, the demo exporter, and a demo round open with the rules in force for each of
     ``DEMO_ROUNDS`` (a fresh one, with a few offers, where there is none). Idempotent."""
@@ -112,6 +147,7 @@ async def seed(settings: Settings, saved: dict[str, Any]) -> Seeded:
                 if created:
                     banks[code] = views.bank_credentials(created)
         exporter_id = await _exporter(portal, saved)
+        await _desk_users(portal, saved)
         open_now = await portal.operator.rounds("open", 1000)
         current = {(r.company or {}).get("tax_id") for r in open_now
                    if with_current_rules(r, settings)}

@@ -58,6 +58,10 @@ class Settings:
     scheduler_interval_s: float = 0.2
     live_key_ttl_s: int = 7 * 24 * 3600  # how long a finished round's Redis keys are kept
     max_offers_per_bank: int = 5  # live offers one bank may keep in one round (0: no limit)
+    # browser sessions of the pages: idle and absolute limits, seconds
+    session_idle_s: int = 30 * 60
+    session_max_s: int = 12 * 3600
+    max_body_page: int = 8 * 1024  # bytes of a page's form
     roles: frozenset[str] = frozenset(ROLES)
     #: the prefix of the deployment's pub/sub channel names (pub/sub ignores db numbers:
     #: deployments sharing one Redis set IGE_REDIS_CHANNEL apart); None: the default one
@@ -68,7 +72,8 @@ class Settings:
         return Policy(calendar=self.calendar, bank_token_ttl_s=self.token_ttl_s,
                       exporter_token_ttl_s=self.exporter_token_ttl_s,
                       ticket_ttl_s=self.ticket_ttl_s, live_key_ttl_s=self.live_key_ttl_s,
-                      max_offers_per_bank=self.max_offers_per_bank)
+                      max_offers_per_bank=self.max_offers_per_bank,
+                      session_idle_s=self.session_idle_s, session_max_s=self.session_max_s)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +135,9 @@ class Settings:
             roles=parse_roles(env.get("IGE_ROLES", "")),
             redis_timeout_s=_seconds(env, "IGE_REDIS_TIMEOUT", 5.0),
             db_timeout_s=_seconds(env, "IGE_DB_TIMEOUT", 10.0),
+            session_idle_s=_duration(env, "IGE_SESSION_IDLE", 30 * 60),
+            session_max_s=_duration(env, "IGE_SESSION_MAX", 12 * 3600),
+            max_body_page=_count(env, "IGE_MAX_BODY_PAGE", 8 * 1024),
         )
 
 
@@ -156,6 +164,21 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
     if not 0 < n < 3600:
         raise ConfigError(f"{name} must be more than 0 and less than 3600 seconds")
+    return n
+
+
+def _duration(env: Mapping[str, str], name: str, default: int) -> int:
+    """Whole seconds (``1800``) or an ISO 8601 duration (``PT30M``); above 0."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        n = int(raw) if raw.isdigit() else int(parse_iso_duration(raw).total_seconds())
+    except ValueError as e:
+        raise ConfigError(f"{name}: seconds or an ISO 8601 duration, got {raw!r} ({e})") \
+            from None
+    if n <= 0:
+        raise ConfigError(f"{name} must be above 0")
     return n
 
 

@@ -22,10 +22,17 @@ from auction.model import (
 )
 from gateway.contract import responses as rs
 from gateway.contract.fields import cursor_text
-from persistence.records import AuditRecord, BankRecord, ExporterRecord, RoundRecord
+from persistence.records import (
+    AuditRecord,
+    BankRecord,
+    DeskUserRecord,
+    ExporterRecord,
+    RoundRecord,
+)
 from usecases.accounts import (
     MAX_LOGIN_FAILURES,
     BankCredentials,
+    NewDeskUser,
     Registered,
     Ticket,
     Token,
@@ -242,6 +249,21 @@ def operator_application(s: ApplicationState) -> rs.AdminApplication:
 def bank_credentials(c: BankCredentials) -> rs.BankCredentials:
     return {"bank_id": c.bank_id, "bank_code": c.bank_code, "name": c.name,
             "client_id": c.client_id, "client_secret": c.client_secret}
+
+
+def desk_user(u: DeskUserRecord) -> rs.DeskUser:
+    return {"user_id": u.id, "bank_id": u.bank_id, "email": u.email, "full_name": u.full_name,
+            "role": u.role, "active": u.active, "created_at": at(u.created_at)}
+
+
+def desk_user_created(n: NewDeskUser) -> rs.DeskUserCreated:
+    return {**desk_user(n.user), "activation_code": n.activation_code,
+            "activation_url": "/desk/activate",
+            "activation_expires_at": at(n.user.activation_until or 0)}
+
+
+def desk_users(rows: list[DeskUserRecord]) -> rs.DeskUserList:
+    return {"users": [desk_user(u) for u in rows]}
 
 
 def banks(rows: list[BankRecord]) -> rs.BankList:

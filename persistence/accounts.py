@@ -1,4 +1,5 @@
-"""Banks, exporter accounts and the append-only audit trail (repositories of a unit of work)."""
+"""Banks, exporter accounts, desk users and the append-only audit trail (repositories of a unit
+of work)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from persistence.records import AuditRecord, BankRecord, ExporterRecord, from_row
-from persistence.tables import audit_log, banks, exporter_users
+from persistence.records import AuditRecord, BankRecord, DeskUserRecord, ExporterRecord, from_row
+from persistence.tables import audit_log, banks, desk_users, exporter_users
 
 
 class Banks:
@@ -30,6 +31,10 @@ class Banks:
     async def all(self) -> list[BankRecord]:
         return [from_row(BankRecord, r)
                 for r in await self.conn.execute(select(banks).order_by(banks.c.code))]
+
+    async def get(self, bank_id: str) -> BankRecord | None:
+        row = (await self.conn.execute(select(banks).where(banks.c.id == bank_id))).first()
+        return None if row is None else from_row(BankRecord, row)
 
 
 class Exporters:
@@ -82,6 +87,63 @@ class Exporters:
     async def activate(self, user_id: str) -> None:
         await self.conn.execute(update(exporter_users).where(exporter_users.c.id == user_id)
                                 .values(active=True))
+
+
+class DeskUsers:
+    """People at a bank (issue #8). ``by_email``, ``failed`` and ``succeeded`` are the login's,
+    as for exporters (``usecases.accounts`` checks both kinds with one rule)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(self, user: DeskUserRecord) -> None:
+        """A unique e-mail (a duplicate is a ``Conflict`` of the unit)."""
+        await self.conn.execute(insert(desk_users).values(
+            id=user.id, bank_id=user.bank_id, email=user.email, full_name=user.full_name,
+            role=user.role, password_hash=user.password_hash, totp_secret=user.totp_secret,
+            activation_hash=user.activation_hash, activation_until=user.activation_until,
+            active=user.active, failed_attempts=user.failed_attempts,
+            created_at=user.created_at))
+
+    async def get(self, user_id: str) -> DeskUserRecord | None:
+        row = (await self.conn.execute(
+            select(desk_users).where(desk_users.c.id == user_id))).first()
+        return None if row is None else from_row(DeskUserRecord, row)
+
+    async def by_email(self, email: str) -> DeskUserRecord | None:
+        row = (await self.conn.execute(
+            select(desk_users).where(desk_users.c.email == email))).first()
+        return None if row is None else from_row(DeskUserRecord, row)
+
+    async def of_bank(self, bank_id: str) -> list[DeskUserRecord]:
+        return [from_row(DeskUserRecord, r) for r in await self.conn.execute(
+            select(desk_users).where(desk_users.c.bank_id == bank_id)
+            .order_by(desk_users.c.email))]
+
+    async def failed(self, user_id: str) -> int:
+        res = await self.conn.execute(
+            update(desk_users).where(desk_users.c.id == user_id)
+            .values(failed_attempts=desk_users.c.failed_attempts + 1)
+            .returning(desk_users.c.failed_attempts))
+        return int(res.scalar_one())
+
+    async def succeeded(self, user_id: str) -> None:
+        await self.conn.execute(update(desk_users).where(
+            desk_users.c.id == user_id, desk_users.c.failed_attempts != 0)
+            .values(failed_attempts=0))
+
+    async def set_credentials(self, user_id: str, password_hash: str, totp_secret: str) -> None:
+        """The password and authenticator chosen at activation (not active until a first code
+        proves the authenticator)."""
+        await self.conn.execute(update(desk_users).where(desk_users.c.id == user_id)
+                                .values(password_hash=password_hash, totp_secret=totp_secret))
+
+    async def activate(self, user_id: str) -> bool:
+        """Active, the activation code spent; False when it was spent already."""
+        res = await self.conn.execute(update(desk_users).where(
+            desk_users.c.id == user_id, desk_users.c.activation_hash.is_not(None))
+            .values(active=True, activation_hash=None, activation_until=None))
+        return bool(res.rowcount)
 
 
 class Audit:

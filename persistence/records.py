@@ -47,6 +47,24 @@ class ExporterRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class DeskUserRecord:
+    """A person at a bank with a login of their own (``role``: viewer or trader)."""
+
+    id: str
+    bank_id: str
+    email: str
+    full_name: str
+    role: str
+    password_hash: str | None
+    totp_secret: str | None
+    activation_hash: str | None
+    activation_until: int | None
+    active: bool
+    failed_attempts: int
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class RoundRecord:
     id: str
     state: str  # auction.model.RoundState value

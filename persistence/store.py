@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from persistence.accounts import Audit, Banks, Exporters
+from persistence.accounts import Audit, Banks, DeskUsers, Exporters
 from persistence.applications import Applications, Companies, Ledger
 from persistence.db import create_engine, is_sqlite
 from persistence.rounds import Offers, Rounds
@@ -43,6 +43,7 @@ class Tx:
         self.offers = Offers(conn)
         self.banks = Banks(conn)
         self.exporters = Exporters(conn)
+        self.desk_users = DeskUsers(conn)
         self.audit = Audit(conn)
         self.companies = Companies(conn)
         self.applications = Applications(conn)

@@ -46,6 +46,22 @@ exporter_users = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
+desk_users = Table(
+    "desk_users", metadata,  # people at a bank (issue #8): their own login under the bank
+    Column("id", String(40), primary_key=True),
+    Column("bank_id", String(40), nullable=False, index=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("full_name", String(200), nullable=False),
+    Column("role", String(12), nullable=False),  # viewer | trader
+    Column("password_hash", String(200)),  # empty until activated
+    Column("totp_secret", String(64)),  # empty until activated
+    Column("activation_hash", String(200)),  # the one-time activation code's hash
+    Column("activation_until", BigInteger),  # the activation code is good until then
+    Column("active", Boolean, nullable=False, default=False),
+    Column("failed_attempts", Integer, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 rounds = Table(
     "rounds", metadata,
     Column("id", String(40), primary_key=True),

@@ -1,5 +1,6 @@
-"""Who may act: banks (client credentials), exporters (password + one-time code, two-factor
-activation, lockout), and single-use tickets for the live stream."""
+"""Who may act: banks (client credentials), exporters and desk users (people at a bank: password
++ one-time code, two-factor activation, lockout, one rule for both kinds), and single-use
+tickets for the live stream."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import pyotp
 
-from persistence.records import BankRecord, ExporterRecord
-from persistence.store import Conflict
+from persistence.accounts import DeskUsers, Exporters
+from persistence.records import BankRecord, DeskUserRecord, ExporterRecord
+from persistence.store import Conflict, Tx
 from usecases.context import Deps
 from usecases.outcomes import Refusal
 from usecases.security import Principal, hash_secret, new_id, verify_secret
@@ -24,6 +27,17 @@ CODE_WINDOW = (0, -1, 1)  # time steps a one-time code may come from (RFC 6238, 
 CODE_STEP_S = 30  # RFC 6238's time step, pyotp's default
 CODE_MEMORY_S = 4 * CODE_STEP_S  # a used code is remembered longer than the window it is good in
 NO_EXPORTER = Refusal("not_found", "no such exporter")
+NO_BANK = Refusal("not_found", "no such bank")
+DESK_ROLES = ("viewer", "trader")  # viewer: books and results; trader: also offers
+DESK_ACTIVATION_S = 7 * 24 * 3600  # how long a desk user's activation code is good
+
+#: whose login is checked: the kinds of account with a password and an authenticator
+LoginKind = Literal["exporter", "desk"]
+LoginRecord = ExporterRecord | DeskUserRecord
+
+
+def _users(tx: Tx, kind: LoginKind) -> Exporters | DeskUsers:
+    return tx.exporters if kind == "exporter" else tx.desk_users
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,15 @@ class NewExporter:
     national_id: str
     mobile: str
     password: str
+
+
+@dataclass(frozen=True)
+class NewDeskUser:
+    """A desk user the operator created: the activation code is shown once."""
+
+    user: DeskUserRecord
+    bank: BankRecord
+    activation_code: str
 
 
 @dataclass(frozen=True)
@@ -140,10 +163,11 @@ class Accounts:
         uri = pyotp.TOTP(secret).provisioning_uri(name=who.email, issuer_name=TOTP_ISSUER)
         return Registered(user.id, uri)
 
-    def _code_step(self, user: ExporterRecord, code: object) -> int | None:
+    def _code_step(self, user: LoginRecord, code: object) -> int | None:
         """The time step (RFC 6238 counter) of the user's codes that ``code`` is, within ±1
         step of now; None when it is none of them. Nothing is used up."""
-        if not isinstance(code, str) or not code.isdigit() or len(code) != 6:
+        if not isinstance(code, str) or not code.isdigit() or len(code) != 6 \
+                or not user.totp_secret:
             return None
         totp = pyotp.TOTP(user.totp_secret, interval=CODE_STEP_S)
         now = self.d.clock() / 1000
@@ -154,13 +178,13 @@ class Accounts:
         return None
 
     async def _authenticate(self, email: object, code: object, password: object,
-                            with_password: bool = True, for_login: bool = False
-                            ) -> ExporterRecord | Refusal:
-        """The user when the e-mail, the password (not asked at activation) and a fresh code
-        are right. Every answer costs the same work whether the account exists or not (the
-        password is checked against a dummy hash for an unknown e-mail) and says nothing of
-        the account (no attempts left, no lock to a caller who cannot prove the second
-        factor).
+                            with_password: bool = True, for_login: bool = False,
+                            kind: LoginKind = "exporter") -> LoginRecord | Refusal:
+        """The user (an exporter, or a desk user: ``kind``) when the e-mail, the password (not
+        asked at activation) and a fresh code are right. Every answer costs the same work
+        whether the account exists or not (the password is checked against a dummy hash for
+        an unknown e-mail) and says nothing of the account (no attempts left, no lock to a
+        caller who cannot prove the second factor).
 
         The lock: a failure counts towards MAX_LOGIN_FAILURES only when its one-time code was
         right and fresh, that is, when the caller holds the account's authenticator and got
@@ -175,16 +199,17 @@ class Accounts:
         - at login, an account not activated yet: ``not_activated``, and the code is not used
           up, so activation can take it in the same time step.
         """
-        user = None
+        user: LoginRecord | None = None
         if isinstance(email, str) and len(email) <= MAX_EMAIL:
             async with self.d.store.read() as q:
-                user = await q.exporters.by_email(email.lower())
+                user = await _users(q, kind).by_email(email.lower())
         wrong = Refusal("unauthorized" if with_password else "totp_invalid",
                         "wrong e-mail, password or code")
         pw_ok = True
         if with_password:
             pw_ok = await asyncio.to_thread(
-                verify_secret, user.password_hash if user is not None else _dummy_hash(),
+                verify_secret, user.password_hash if user is not None and user.password_hash
+                else _dummy_hash(),
                 password if isinstance(password, str) else "")
             pw_ok = pw_ok and isinstance(password, str)
         if user is None:
@@ -197,7 +222,7 @@ class Accounts:
             # was fresh, the failure counts towards the lock
             if await self.d.guards.use_code(user.id, step, CODE_MEMORY_S):
                 async with self.d.store.unit() as tx:
-                    await tx.exporters.failed(user.id)
+                    await _users(tx, kind).failed(user.id)
                     await tx.commit()
             return wrong
         if user.failed_attempts >= MAX_LOGIN_FAILURES:
@@ -210,7 +235,7 @@ class Accounts:
                                           "next one (a new code every 30 seconds)")
         if user.failed_attempts:
             async with self.d.store.unit() as tx:
-                await tx.exporters.succeeded(user.id)
+                await _users(tx, kind).succeeded(user.id)
                 await tx.commit()
         return user
 
@@ -219,6 +244,7 @@ class Accounts:
         user = await self._authenticate(email, code, None, with_password=False)
         if isinstance(user, Refusal):
             return user
+        assert isinstance(user, ExporterRecord)
         async with self.d.store.unit() as tx:
             await tx.exporters.activate(user.id)
             await tx.audit.add(self.d.clock(), f"exporter:{user.id}", "exporter_activated",
@@ -226,8 +252,18 @@ class Accounts:
             await tx.commit()
         return user.id
 
-    async def login(self, email: object, password: object, code: object) -> Token | Refusal:
+    async def exporter_login(self, email: object, password: object, code: object
+                             ) -> ExporterRecord | Refusal:
+        """The exporter whose e-mail, password and fresh code these are (the pages' login:
+        the same rule as ``login``, a session instead of a token)."""
         user = await self._authenticate(email, code, password, for_login=True)
+        if isinstance(user, Refusal):
+            return user
+        assert isinstance(user, ExporterRecord)
+        return user
+
+    async def login(self, email: object, password: object, code: object) -> Token | Refusal:
+        user = await self.exporter_login(email, password, code)
         if isinstance(user, Refusal):
             return user
         ttl = self.d.policy.exporter_token_ttl_s
@@ -254,6 +290,106 @@ class Accounts:
                 "was_locked": before >= MAX_LOGIN_FAILURES})
             await tx.commit()
         return await self.exporter(user_id)
+
+    # -- desk users: people at a bank -------------------------------------------------------
+    async def create_desk_user(self, bank_id: str, email: str, full_name: str, role: str,
+                               actor: str) -> NewDeskUser | Refusal:
+        """A person at a bank, not active yet: a one-time activation code (shown once, stored
+        as a hash) lets them choose a password and an authenticator (``activate_desk_user``)."""
+        if role not in DESK_ROLES:
+            return Refusal("validation_failed", "role is viewer or trader")
+        async with self.d.store.read() as q:
+            bank = await q.banks.get(bank_id)
+        if bank is None:
+            return NO_BANK
+        code = secrets.token_urlsafe(24)
+        now = self.d.clock()
+        user = DeskUserRecord(new_id("dsk"), bank.id, email.lower(), full_name, role, None,
+                              None, await asyncio.to_thread(hash_secret, code),
+                              now + DESK_ACTIVATION_S * 1000, False, 0, now)
+        try:
+            async with self.d.store.unit() as tx:
+                await tx.desk_users.add(user)
+                await tx.audit.add(now, actor, "desk_user_created", None, {
+                    "user_id": user.id, "bank_id": bank.id, "role": role})
+                await tx.commit()
+        except Conflict:
+            return Refusal("conflict", "a desk user with this e-mail exists")
+        return NewDeskUser(user, bank, code)
+
+    async def desk_users(self, bank_id: str) -> list[DeskUserRecord] | Refusal:
+        async with self.d.store.read() as q:
+            if await q.banks.get(bank_id) is None:
+                return NO_BANK
+            return await q.desk_users.of_bank(bank_id)
+
+    async def _activation(self, email: object, activation_code: object
+                          ) -> DeskUserRecord | Refusal:
+        """The desk user whose unspent, unexpired activation code this is (the same work
+        for an unknown e-mail)."""
+        user = None
+        if isinstance(email, str) and len(email) <= MAX_EMAIL:
+            async with self.d.store.read() as q:
+                user = await q.desk_users.by_email(email.lower())
+        good = await asyncio.to_thread(
+            verify_secret, user.activation_hash if user is not None and user.activation_hash
+            else _dummy_hash(), activation_code if isinstance(activation_code, str) else "")
+        if user is None or not good or user.active or \
+                (user.activation_until or 0) < self.d.clock():
+            return Refusal("unauthorized", "wrong e-mail or activation code, or the code has "
+                                           "expired or was used")
+        return user
+
+    async def start_desk_activation(self, email: object, activation_code: object,
+                                    password: str) -> Registered | Refusal:
+        """Step one: the password chosen and a new authenticator (its otpauth URI); the
+        account stays inactive until step two proves the authenticator."""
+        user = await self._activation(email, activation_code)
+        if isinstance(user, Refusal):
+            return user
+        secret = pyotp.random_base32()
+        async with self.d.store.unit() as tx:
+            await tx.desk_users.set_credentials(
+                user.id, await asyncio.to_thread(hash_secret, password), secret)
+            await tx.commit()
+        return Registered(user.id, pyotp.TOTP(secret).provisioning_uri(
+            name=user.email, issuer_name=TOTP_ISSUER))
+
+    async def finish_desk_activation(self, email: object, activation_code: object,
+                                     code: object) -> str | Refusal:
+        """Step two: a first one-time code of the new authenticator; the activation code is
+        spent. Returns the user id."""
+        user = await self._activation(email, activation_code)
+        if isinstance(user, Refusal):
+            return user
+        step = self._code_step(user, code)
+        if step is None or not await self.d.guards.use_code(user.id, step, CODE_MEMORY_S):
+            return Refusal("totp_invalid", "wrong one-time code")
+        async with self.d.store.unit() as tx:
+            if not await tx.desk_users.activate(user.id):
+                return Refusal("unauthorized", "the activation code was used")
+            await tx.audit.add(self.d.clock(), f"desk:{user.id}", "desk_user_activated",
+                               None, {"bank_id": user.bank_id})
+            await tx.commit()
+        return user.id
+
+    async def desk_login(self, email: object, password: object, code: object
+                         ) -> DeskUserRecord | Refusal:
+        """The exporters' login rule (``_authenticate``: lockout, code replay, no existence
+        oracle), for a person at a bank; its bank must be active."""
+        user = await self._authenticate(email, code, password, for_login=True, kind="desk")
+        if isinstance(user, Refusal):
+            return user
+        assert isinstance(user, DeskUserRecord)
+        async with self.d.store.read() as q:
+            bank = await q.banks.get(user.bank_id)
+        if bank is None or not bank.active:
+            return Refusal("unauthorized", "wrong e-mail, password or code")
+        return user
+
+    async def bank(self, bank_id: str) -> BankRecord | None:
+        async with self.d.store.read() as q:
+            return await q.banks.get(bank_id)
 
     # -- the live stream ------------------------------------------------------------------
     async def issue_ticket(self, who: Principal) -> Ticket:

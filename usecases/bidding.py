@@ -172,6 +172,15 @@ class Bidding:
                 mine = [(v, None) for v in latest.values()]
         return RoundDetail(row, has, mine)
 
+    async def history(self, bank_id: str, round_id: str) -> list[OfferVersion] | Refusal:
+        """Every version of this bank's own offers in the round that SQL holds (the
+        persister copies a version within a fraction of a second), oldest first."""
+        seen = await self._visible(bank_id, round_id)
+        if isinstance(seen, Refusal):
+            return seen
+        async with self.d.store.read() as q:
+            return await q.offers.of_round(round_id, bank_id)
+
     # -- offers --------------------------------------------------------------------------
     async def submit(self, bank_id: str, round_id: str, draft: OfferDraft,
                      idem: Idem | None) -> Accepted | Refusal:

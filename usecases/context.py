@@ -32,6 +32,10 @@ class Policy:
     idempotency_ttl_s: int = 24 * 3600
     #: live offers one bank may keep in one round (revisions do not count); 0: no limit
     max_offers_per_bank: int = 5
+    #: browser sessions (the pages): ended after this long without a request, and this long
+    #: after the login whatever happens
+    session_idle_s: int = 30 * 60
+    session_max_s: int = 12 * 3600
 
 
 @dataclass

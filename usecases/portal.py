@@ -7,10 +7,12 @@ from usecases.applying import Applying
 from usecases.bidding import Bidding, Terms
 from usecases.closing import Closing
 from usecases.context import Deps
+from usecases.desk import Desk
 from usecases.durability import Durability
 from usecases.opening import Opening
 from usecases.operator import Operator
 from usecases.results import Results
+from usecases.sessions import Sessions
 from usecases.streaming import Streaming
 
 
@@ -27,3 +29,5 @@ class Portal:
         self.results = Results(deps)
         self.operator = Operator(deps, self.opening)
         self.streaming = Streaming(deps, self.terms, self.results)
+        self.sessions = Sessions(deps)
+        self.desk = Desk(deps, self.bidding)

@@ -41,6 +41,17 @@ class MemoryGuards:
         self._records.pop(("ticket", ticket), None)
         return None if holder is None else str(holder)
 
+    # -- browser sessions
+    async def put_session(self, key: str, record: str, ttl_s: int) -> None:
+        self._put(("session", key), record, max(1, ttl_s) * 1000)
+
+    async def get_session(self, key: str) -> str | None:
+        got = self._get(("session", key))
+        return None if got is None else str(got)
+
+    async def drop_session(self, key: str) -> None:
+        self._records.pop(("session", key), None)
+
     # -- one-time codes
     async def use_code(self, user_id: str, counter: int, ttl_s: int) -> bool:
         key = ("code", user_id, str(counter))

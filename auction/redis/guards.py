@@ -45,6 +45,17 @@ class RedisGuards:
         got = await self.redis.getdel(keys.ticket(ticket))
         return None if got is None else (got.decode() if isinstance(got, bytes) else str(got))
 
+    # -- browser sessions ----------------------------------------------------------------
+    async def put_session(self, key: str, record: str, ttl_s: int) -> None:
+        await self.redis.set(keys.session(key), record, ex=max(1, ttl_s))
+
+    async def get_session(self, key: str) -> str | None:
+        got = await self.redis.get(keys.session(key))
+        return None if got is None else (got.decode() if isinstance(got, bytes) else str(got))
+
+    async def drop_session(self, key: str) -> None:
+        await self.redis.delete(keys.session(key))
+
     # -- one-time codes ----------------------------------------------------------------------
     async def use_code(self, user_id: str, counter: int, ttl_s: int) -> bool:
         return bool(await self.redis.set(keys.used_code(user_id, counter), "1", nx=True,

@@ -109,6 +109,11 @@ def ticket(t: str) -> str:
     return f"{PREFIX}:ticket:{t}"
 
 
+def session(key: str) -> str:
+    """A browser session's record (``key`` is a hash of the cookie's value, never the value)."""
+    return f"{PREFIX}:session:{key}"
+
+
 def used_code(user_id: str, counter: int) -> str:
     """A one-time (TOTP) code's time step, once used by this user."""
     return f"{PREFIX}:totp:{user_id}:{counter}"

@@ -32,6 +32,7 @@ PATH_PARAMS: dict[str, str] = {
     "offer_id": "The bank's own offer.",
     "application_id": "The caller's own application.",
     "company_id": "A company the caller is matched to.",
+    "bank_id": "A bank (`bank_id` of `GET /v1/admin/banks`).",
 }
 
 
@@ -230,6 +231,21 @@ OPERATIONS: tuple[Operation, ...] = (
               body=rq.BankBody, idempotent=True, problems={409: ("conflict",)}),
     Operation("get", "/v1/admin/banks", "adminBanks", "operator", "List banks", "Every bank.",
               "operator", 200, "The banks.", rs.BankList),
+    Operation("post", "/v1/admin/banks/{bank_id}/users", "adminCreateDeskUser", "operator",
+              "Create a desk user of a bank",
+              "A person at the bank with a login of their own for the desk pages (`/desk`): "
+              "`viewer` sees the pool, books and results, `trader` also offers and revises "
+              "(each offer audited with the person, `desk_offer`). The account is inactive "
+              "until the person activates it at `activation_url` with the one-time "
+              "`activation_code` (shown once), choosing a password and an authenticator "
+              "(TOTP). Login then has the exporters' rules: password and one-time code, a "
+              "code accepted once, five failures by the authenticator's holder lock it.",
+              "operator", 201, "The user and its activation code (shown once).",
+              rs.DeskUserCreated, body=rq.DeskUserBody, idempotent=True,
+              problems={409: ("conflict",)}),
+    Operation("get", "/v1/admin/banks/{bank_id}/users", "adminDeskUsers", "operator",
+              "A bank's desk users", "The bank's desk users, by e-mail.", "operator", 200,
+              "The users.", rs.DeskUserList),
     Operation("post", "/v1/admin/rounds", "adminCreateRound", "operator",
               "Open a round (manual intake)",
               "An application approved outside the portal or after a manual review; the round "

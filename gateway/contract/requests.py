@@ -53,6 +53,7 @@ __all__ = [
     "CompanyMatchBody",
     "ConsentIn",
     "DeadlineQuery",
+    "DeskUserBody",
     "ExporterQuery",
     "HolidaysQuery",
     "InvalidRequest",
@@ -341,6 +342,21 @@ class ApplicationForm(RequestModel):
 
 
 # ----------------------------------------------------------------------------- operator
+DESK_ROLES = ("viewer", "trader")
+
+
+class DeskUserBody(RequestModel):
+    """POST /v1/admin/banks/{bank_id}/users."""
+
+    email: Annotated[str, Wire(F.email_address, string(
+        "E-mail address (the login).", format="email", maxLength=L.EMAIL_MAX))]
+    full_name: Annotated[str, Wire(F.plain_text(L.NAME_MAX), string(
+        "Full name.", maxLength=L.NAME_MAX, pattern=F.PLAIN_TEXT_PATTERN))]
+    role: Annotated[str, Wire(F.one_of(DESK_ROLES), string(
+        "viewer: sees books and results; trader: also offers and revises.",
+        enum=list(DESK_ROLES)))]
+
+
 class BankBody(RequestModel):
     """POST /v1/admin/banks."""
 

@@ -466,6 +466,32 @@ class BankList(TypedDict):
     banks: list[Bank]
 
 
+class DeskUser(TypedDict):
+    """A person at a bank with a login of their own (the pages under /desk)."""
+
+    user_id: Id
+    bank_id: Id
+    email: Annotated[str, Doc("E-mail address (the login).")]
+    full_name: str
+    role: Annotated[str, Doc("viewer: sees books and results; trader: also offers.",
+                             enum=["viewer", "trader"])]
+    active: Annotated[bool, Doc("Activated: a password chosen and a first one-time code "
+                                "given.")]
+    created_at: Timestamp
+
+
+class DeskUserCreated(DeskUser):
+    activation_code: Annotated[str, Doc(
+        "One-time activation code, shown once (stored only as a hash): the person enters it "
+        "with their e-mail at `activation_url` to choose a password and an authenticator.")]
+    activation_url: Annotated[str, Doc("The activation page, relative to this server.")]
+    activation_expires_at: Timestamp
+
+
+class DeskUserList(TypedDict):
+    users: list[DeskUser]
+
+
 class ExporterAccount(TypedDict):
     """An exporter account as the operator sees it (to unlock it, say)."""
 

@@ -10,6 +10,7 @@ from gateway import views
 from gateway.contract.requests import (
     AuditQuery,
     BankBody,
+    DeskUserBody,
     ExporterQuery,
     RoundIntakeBody,
     parse,
@@ -42,6 +43,28 @@ async def create_bank(request: Request) -> Response:
 async def banks(request: Request) -> Response:
     principal(request, "admin")
     return ok(views.banks(await portal(request).accounts.banks()))
+
+
+async def create_desk_user(request: Request) -> Response:
+    p = principal(request, "admin")
+    bank_id = request.path_params["bank_id"]
+    raw = await request.body()
+    body = parse(DeskUserBody, raw)
+
+    async def run() -> JSONResponse:
+        made = await portal(request).accounts.create_desk_user(
+            bank_id, body.email, body.full_name, body.role, p.actor)
+        if not isinstance(made, Refusal):
+            log.info("desk_user_created", user_id=made.user.id, bank_id=bank_id)
+        return reply(made, views.desk_user_created, 201)
+
+    return await idempotent(request, p.actor, raw, run)
+
+
+async def desk_users(request: Request) -> Response:
+    principal(request, "admin")
+    return reply(await portal(request).accounts.desk_users(request.path_params["bank_id"]),
+                 views.desk_users)
 
 
 async def create_round(request: Request) -> Response:
@@ -102,6 +125,8 @@ async def audit(request: Request) -> Response:
 ROUTES: list[BaseRoute] = [
     Route("/v1/admin/banks", create_bank, methods=["POST"]),
     Route("/v1/admin/banks", banks, methods=["GET"]),
+    Route(ids.path("/v1/admin/banks/{bank_id}/users"), create_desk_user, methods=["POST"]),
+    Route(ids.path("/v1/admin/banks/{bank_id}/users"), desk_users, methods=["GET"]),
     Route("/v1/admin/rounds", create_round, methods=["POST"]),
     Route(ids.path("/v1/admin/rounds/{round_id}"), one_round),
     Route(ids.path("/v1/admin/applications/{application_id}"), application),

@@ -46,6 +46,24 @@ async def test_a_ticket_expires(guards: Any) -> None:
     assert await guards.redeem_ticket(t) is None
 
 
+async def test_a_session_is_kept_renewed_and_dropped(guards: Any) -> None:
+    k = token()
+    assert await guards.get_session(k) is None
+    await guards.put_session(k, '{"u": 1}', 30)
+    assert await guards.get_session(k) == '{"u": 1}'
+    await guards.put_session(k, '{"u": 2}', 30)  # renewed with a new record
+    assert await guards.get_session(k) == '{"u": 2}'
+    await guards.drop_session(k)
+    assert await guards.get_session(k) is None
+
+
+async def test_a_session_expires(guards: Any) -> None:
+    k = token()
+    await guards.put_session(k, "x", 1)
+    await asyncio.sleep(1.1)
+    assert await guards.get_session(k) is None
+
+
 async def test_a_one_time_code_step_is_accepted_once_per_user(guards: Any) -> None:
     assert await guards.use_code("usr_a", 100, 120) is True
     assert await guards.use_code("usr_a", 100, 120) is False

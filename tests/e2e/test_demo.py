@@ -235,3 +235,44 @@ def test_fresh_starts_over(data: Path) -> None:
                          cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert own.returncode == 1 and "DATABASE_URL name(s) your own" in own.stderr
     assert (data / "ige.db").exists()
+
+
+def _desk_login(base: str, user: dict[str, Any]) -> httpx.Client:
+    """Sign in on the page as a person does (the form's CSRF token, password, a TOTP code)."""
+    import re
+
+    page = httpx.Client(base_url=base, timeout=30)
+    form = page.get("/desk/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert form.status_code == 200 and csrf is not None
+    code = pyotp.TOTP(pyotp.parse_uri(user["totp_uri"]).secret).at(time.time() + 30)
+    r = page.post("/desk/login", data={"csrf": csrf.group(1), "email": user["email"],
+                                       "password": user["password"], "code": code})
+    assert r.status_code == 303 and r.headers["location"] == "/desk/rounds", r.text
+    return page
+
+
+def test_the_demo_has_desk_traders_of_two_banks_whose_pages_are_not_empty(data: Path) -> None:
+    demo = start(data, free_port())
+    try:
+        banner = demo.text()
+        assert f"Pages      {demo.base}/desk" in banner
+        assert f"Pages      {demo.base}/exporter" in banner
+        desk = credentials(data)["desk_users"]
+        assert {d["bank"] for d in desk.values()} == {"ZIRAAT", "HALKB"}
+        for d in desk.values():
+            assert f"Desk {d['bank']:8s} {d['email']} / {d['password']}" in banner
+            assert d["totp_uri"] in banner
+        rounds = open_rounds(banner)
+        for d in desk.values():
+            page = _desk_login(demo.base, d)
+            pool = page.get("/desk/rounds").text
+            assert all(f'data-round="{rid}"' in pool for rid in rounds)
+            assert "Anadolu Tekstil" in pool and "Karadeniz Gıda" in pool
+            one = page.get(f"/desk/rounds/{rounds[0]}").text
+            if d["bank"] == "HALKB":  # it offered in every demo round: its book is there
+                assert 'class="mine"' in one and "data-ref=" in one
+            else:  # ZIRAAT offered in none: "offer to see the book", no book
+                assert 'id="book-locked" class="notice">' in one and "data-ref=" not in one
+    finally:
+        demo.stop()

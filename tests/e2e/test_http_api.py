@@ -633,6 +633,39 @@ def test_the_operator_unlocks_an_account_over_http_and_it_is_audited(
     assert none.json() == {"exporters": []}
 
 
+def test_the_operator_creates_a_banks_desk_users_over_http(world: World) -> None:
+    """A person at a bank: created inactive with a one-time activation code (shown once, as
+    the document says), listed under its bank; an e-mail once, an unknown bank 404, a bank
+    token none of it."""
+    api, bank = world.api, world.banks["HTA"]
+    path = f"/v1/admin/banks/{bank['bank_id']}/users"
+    body = {"email": "Desk.Trader@hta.example", "full_name": "Deniz Masa", "role": "trader"}
+    made = api.http.post(path, json=body, headers=api.admin)
+    assert made.status_code == 201, made.text
+    m = made.json()
+    assert (m["email"], m["role"], m["active"], m["bank_id"]) == \
+        ("desk.trader@hta.example", "trader", False, bank["bank_id"])
+    assert len(m["activation_code"]) >= 24 and m["activation_url"] == "/desk/activate"
+    assert api.http.post(path, json=body, headers=api.admin).status_code == 409
+    listed = api.http.get(path, headers=api.admin).json()["users"]
+    assert [u["user_id"] for u in listed] == [m["user_id"]]
+    assert "activation_code" not in listed[0]
+    assert api.http.post("/v1/admin/banks/bnk_nobody/users", json=body,
+                         headers=api.admin).status_code == 404
+    bad = api.http.post(path, json={**body, "role": "admin"}, headers=api.admin)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "role"
+    assert api.http.post(path, json=body, headers=world.h["HTA"]).status_code == 404
+    trail: list[dict[str, Any]] = []
+    after: int | None = 0
+    while after is not None:
+        page = api.http.get("/v1/admin/audit", params={"after_id": after},
+                            headers=api.admin).json()
+        trail += page["entries"]
+        after = page["next_after_id"]
+    assert any(e["action"] == "desk_user_created" and e["detail"]["user_id"] == m["user_id"]
+               and e["detail"]["role"] == "trader" for e in trail)
+
+
 def test_the_operator_unlocks_an_account_with_the_cli(world: World, new_exporter: Any) -> None:
     api = world.api
     exp = new_exporter(api, login=False)

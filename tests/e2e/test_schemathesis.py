@@ -143,7 +143,8 @@ def server_factory_module(redis_url: str, channel: str,
 def seed(api: Api) -> tuple[dict[str, str], dict[str, list[str]]]:
     """A bank with an offer in an open round, an exporter with a matched company, an approved
     application and an operator intake of its own: real ids for the path parameters."""
-    bank = api.bank_token(api.create_bank("STBANK", "Schemathesis Bankası"))
+    creds = api.create_bank("STBANK", "Schemathesis Bankası")
+    bank = api.bank_token(creds)
     exporter = register_exporter(api)
     intake = api.open_round(exporter_user_id=exporter["user_id"])
     offer = api.offer(bank, intake["round_id"])
@@ -164,7 +165,8 @@ def seed(api: Api) -> tuple[dict[str, str], dict[str, list[str]]]:
            "offer_ids": [offer.json()["offer_id"]],
            "application_ids": [app.json()["application_id"], intake["application_id"]],
            "company_ids": [company.json()["company_id"]],
-           "user_ids": [exporter["user_id"]]}
+           "user_ids": [exporter["user_id"]],
+           "bank_ids": [creds["bank_id"]]}
     return tokens, ids
 
 

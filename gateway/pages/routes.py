@@ -1,0 +1,15 @@
+"""Every page route and the static files, mounted by the ``api`` role (``gateway.app``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from gateway.pages import desk, exporter
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+PAGES: list[BaseRoute] = [*desk.ROUTES, *exporter.ROUTES,
+                          Mount("/static", StaticFiles(directory=STATIC), name="static")]
