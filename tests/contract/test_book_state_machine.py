@@ -531,7 +531,7 @@ def test_the_redis_engine_answers_as_the_reference_model_step_by_step(
     monkeypatch.setattr(usecases.bidding, "new_ref", usecases.bidding.new_ref)
     machine = type("Machine", (BookMachine,), {"h": harness})
     run_state_machine_as_test(machine, settings=settings(
-        max_examples=150 if SOAK else 40, stateful_step_count=50 if SOAK else 25,
+        max_examples=150 if SOAK else 30, stateful_step_count=50 if SOAK else 25,
         deadline=None, derandomize=not SOAK, print_blob=True,
         suppress_health_check=list(HealthCheck)))
     print("\nwhat the runs did:", dict(sorted(SEEN.items())))
