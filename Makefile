@@ -57,7 +57,8 @@ test-unit: test-fast
 soak: install
 	IGE_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e/test_hardening.py \
 		tests/e2e/test_crash.py tests/e2e/test_faults.py \
-		tests/integration/test_close_exactly_once.py $(PYTEST_ARGS)
+		tests/integration/test_close_exactly_once.py \
+		tests/contract/test_book_state_machine.py $(PYTEST_ARGS)
 
 ## Guard rails: ruff, mypy --strict on the product code, and the import-linter contracts
 ## (the layers of docs/ARCHITECTURE.md)
