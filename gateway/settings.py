@@ -42,6 +42,11 @@ class Settings:
     header_timeout_s: float = 10.0  # a connection's request head must arrive within this
     keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
     max_conns_per_address: int = 200  # open TCP connections from one client address
+    #: open TCP connections of one process (0: no limit; None: the descriptor limit less
+    #: FD_RESERVE, so client connections can never use up the descriptors Redis, SQL and the
+    #: logs need); at the cap a new connection closes the oldest one still owing its request
+    #: head, else it is closed itself
+    max_connections: int | None = None
     ws_per_principal: int = 20  # WebSockets one bank, exporter or operator keeps (per process)
     topics_per_connection: int = 100  # topics one WebSocket may follow
     ws_queue_bytes: int = 4 * 1024 * 1024  # unsent bytes a WebSocket may have queued
@@ -116,6 +121,8 @@ class Settings:
             header_timeout_s=float(env.get("IGE_HEADER_TIMEOUT", "10")),
             keep_alive_s=float(env.get("IGE_KEEP_ALIVE", "5")),
             max_conns_per_address=_count(env, "IGE_MAX_CONNS_PER_ADDRESS", 200),
+            max_connections=(_count(env, "IGE_MAX_CONNECTIONS", 0)
+                             if env.get("IGE_MAX_CONNECTIONS", "").strip() else None),
             ws_per_principal=_count(env, "IGE_WS_PER_PRINCIPAL", 20),
             topics_per_connection=_count(env, "IGE_TOPICS_PER_CONNECTION", 100),
             ws_queue_bytes=_count(env, "IGE_WS_QUEUE_BYTES", 4 * 1024 * 1024),
