@@ -72,6 +72,19 @@ WATCH_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *INFRASTRUCTURE_ERROR
 Shared = tuple[Encoded, Encoded]  # a live event's frames: for the offer's owner, for others
 
 
+class _NoTurn(asyncio.Lock):
+    """No budget, no turns: every read goes at once."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_TURN = _NoTurn()
+
+
 class ReadBudget:
     """Bytes of book reads (snapshots, catch-ups) one principal's connections may be sent per
     second in this process: a token bucket per principal, filled at ``rate`` up to ``burst``,
@@ -84,6 +97,18 @@ class ReadBudget:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.rate, self.burst, self.clock = rate, burst, clock
         self._level: dict[str, tuple[float, float]] = {}  # principal -> (bytes, when)
+        self._turns: dict[str, asyncio.Lock] = {}
+
+    def turn(self, key: str) -> asyncio.Lock:
+        """The principal's reads take turns (held from the budget's check to its charge)."""
+        if not self.rate:
+            return _NO_TURN
+        lock = self._turns.get(key)
+        if lock is None:
+            if len(self._turns) > 10_000:
+                self._turns = {k: v for k, v in self._turns.items() if v.locked()}
+            lock = self._turns[key] = asyncio.Lock()
+        return lock
 
     def _now(self, key: str) -> float:
         t = self.clock()
@@ -219,29 +244,34 @@ class Hub:
         key = f"{conn.principal.kind}:{conn.principal.id}"
         try:
             while fetch is not None:
-                wait = self.budget.wait_s(key)
-                if wait > 0:  # this principal's reads used up its bytes per second
-                    metrics.SNAPSHOTS_DELAYED.inc()
-                    await asyncio.sleep(wait)
-                    if conn.dropped:
-                        return
-                if isinstance(fetch, FetchSnapshot):
-                    view = await self.book.view(sub.round_id, sub.conn.principal.id)
-                    actions = sub.feed.on_snapshot(view, self.clock())
-                else:
-                    q = sub.conn.queue
-                    room = q.maxsize - q.qsize() if q.maxsize > 0 else None
-                    history = await self.book.history(sub.round_id, fetch.after_seq,
-                                                      catch_up_limit(room) + 1)
-                    feed = sub.feed
-                    if not feed.finalized and (feed.held is not None or any(
-                            e.kind == "round_closed" for e in history.events)) \
-                            and await self.streaming.results_ready(sub.round_id):
-                        self._apply(sub, feed.on_finalized())  # e.g. RoundFinalized was missed
-                    actions = feed.on_history(history, room)
-                offered = conn.offered_bytes
-                fetch = self._apply(sub, actions)
-                self.budget.charge(key, conn.offered_bytes - offered)
+                # one read of a principal at a time, each once its budget allows: its waiting
+                # reads do not all wake at once and stall the loop together
+                async with self.budget.turn(key):
+                    delayed = False
+                    while (wait := self.budget.wait_s(key)) > 0:
+                        if not delayed:
+                            metrics.SNAPSHOTS_DELAYED.inc()
+                            delayed = True
+                        await asyncio.sleep(wait)
+                        if conn.dropped:
+                            return
+                    if isinstance(fetch, FetchSnapshot):
+                        view = await self.book.view(sub.round_id, sub.conn.principal.id)
+                        actions = sub.feed.on_snapshot(view, self.clock())
+                    else:
+                        q = sub.conn.queue
+                        room = q.maxsize - q.qsize() if q.maxsize > 0 else None
+                        history = await self.book.history(sub.round_id, fetch.after_seq,
+                                                          catch_up_limit(room) + 1)
+                        feed = sub.feed
+                        if not feed.finalized and (feed.held is not None or any(
+                                e.kind == "round_closed" for e in history.events)) \
+                                and await self.streaming.results_ready(sub.round_id):
+                            self._apply(sub, feed.on_finalized())  # RoundFinalized missed
+                        actions = feed.on_history(history, room)
+                    offered = conn.offered_bytes
+                    fetch = self._apply(sub, actions)
+                    self.budget.charge(key, conn.offered_bytes - offered)
         except INFRASTRUCTURE_ERRORS as e:
             metrics.BACKEND_ERRORS.labels(service_of(e)).inc()
             sub.conn.dropped = True
