@@ -13,6 +13,7 @@ DATA_DIR ?= var
 PYTEST_ARGS ?=
 
 .PHONY: install run reset serve test test-unit test-fast clean loadtest bench lint soak messages
+.PHONY: hostile
 .PHONY: image image-test image-tools
 
 $(STAMP): pyproject.toml
@@ -90,6 +91,13 @@ bench: install
 		&& apt-get install -y -q wrk >/dev/null; } || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m loadtests.bench
+
+## Load held (RELIABILITY.md section 4): the good clients' latency on a private stack while a
+## 21,000-connection flood, a non-reading WebSocket swarm and a token brute force run, one at a
+## time and at once; results in var/hostile-results.json (about 6 minutes; options:
+## python -m loadtests.hostile --help, or HOSTILE_* variables)
+hostile: install
+	$(BIN)/python -m loadtests.hostile
 
 ## The container image (Dockerfile) with Docker, else Podman: IMAGE (ige:latest), IMAGE_BASE
 ## (the Dockerfile's default, python:3.11-slim-bookworm)

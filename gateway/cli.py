@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import json
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -82,8 +83,21 @@ def _terminated(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def raise_fd_limit() -> tuple[int, int]:
+    """The soft limit on open descriptors raised to the hard one (inherited by uvicorn's worker
+    processes): a server holding many connections should not stop at a default such as 1024.
+    Returns the limits now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
 def _serve(host: str, port: int, workers: int) -> None:
     import uvicorn
+
+    raise_fd_limit()
 
     # uvicorn imports the app in every worker process, which reads IGE_ROLES (and
     # PROMETHEUS_MULTIPROC_DIR) from the environment they inherit; they apply the same logging

@@ -93,6 +93,7 @@ class Connection:
     max_bytes: int = 0  # unsent bytes the queue may hold (0: no bound but the frames')
     send_timeout_s: float = 0.0  # a frame the client does not take in this time drops it
     queued_bytes: int = 0  # unsent, in the queue
+    offered_bytes: int = 0  # every frame given to send, queued or not (what it cost to make)
     reader: asyncio.Task[Any] | None = None  # the task reading the client's commands
     receiving: bool = False  # the reader waits for the client's next command
 
@@ -112,9 +113,10 @@ class Connection:
             reader.cancel()
 
     def send(self, frame: str | bytes | Quote) -> None:
+        size = len(frame.frame if isinstance(frame, Quote) else frame)
+        self.offered_bytes += size
         if self.dropped:
             return
-        size = len(frame.frame if isinstance(frame, Quote) else frame)
         if self.max_bytes and self.queued_bytes + size > self.max_bytes:
             self.drop("queue_bytes")
             return

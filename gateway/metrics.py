@@ -58,7 +58,11 @@ RATE_LIMITED = Counter(
     "(<route>:addr | <route>:acct | <route>:fail).", ["rule"])
 REFUSED_CONNECTIONS = Counter(
     "ige_refused_connections", "Connections and WebSockets refused or closed by a bound, by "
-    "reason (per_address, header_timeout, per_principal, send_timeout, queue_bytes).", ["reason"])
+    "reason (per_address, max_connections, evicted, header_timeout, write_stall, per_principal, "
+    "send_timeout, queue_bytes).", ["reason"])
+SNAPSHOTS_DELAYED = Counter(
+    "ige_stream_reads_delayed", "Snapshots and catch-ups that waited because their principal "
+    "had used up its bytes per second (IGE_WS_SNAPSHOT_BYTES_PER_S).")
 SLOW_CLIENTS = Counter(
     "ige_slow_clients_dropped", "Stream connections dropped because their send queue was full.")
 PERSISTER_LAG_EVENTS = Gauge(

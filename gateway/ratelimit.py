@@ -7,7 +7,10 @@ Three rules, each a ``limits`` string from the settings:
 * ``per_address``: every call of those routes from one client address (the peer of the TCP
   connection) — a single source cannot make the server hash passwords without end;
 * ``per_account``: every attempt on one client id or e-mail, from anywhere — a distributed
-  guesser is slowed too; short, so the owner waits at most one window;
+  guesser is slowed too; short, so the owner waits at most one window. An address where the
+  account succeeded in the last ``KNOWN_S`` is not counted against it: a guesser elsewhere,
+  however fast, cannot keep a bank from its tokens (the hostile run: every token the owner
+  asked for during a brute force was a 429);
 * ``failures``: failed attempts on one account from one address — the counter is taken
   (atomically, in Redis) **before** the secret is checked, so concurrent attempts cannot race
   past it; a success clears it. A guesser is stopped at its own address while the owner,
@@ -38,6 +41,11 @@ def _ident(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+#: how long an address where an account succeeded stays exempt from that account's
+#: per-account limit (its per-address and failure limits still apply)
+KNOWN_S = 7 * 24 * 3600
+
+
 class Throttle:
     def __init__(self, redis_url: str, prefix: str, per_address: str, per_account: str,
                  failures: str) -> None:
@@ -64,14 +72,20 @@ class Throttle:
         await self._hit(f"{route}:addr", self.per_address, _ident(address))
         if account:
             acct = _ident(account)
-            await self._hit(f"{route}:acct", self.per_account, acct)
+            if not await self.storage.get(self._known(route, acct, address)):
+                await self._hit(f"{route}:acct", self.per_account, acct)
             await self._hit(f"{route}:fail", self.failures, acct, _ident(address))
+
+    @staticmethod
+    def _known(route: str, acct: str, address: str) -> str:
+        return f"known:{route}:{acct}:{_ident(address)}"
 
     async def succeeded(self, route: str, address: str, account: str) -> None:
         """The attempt was right: the failures of this account from this address are forgotten
-        (only failures should stay counted)."""
+        (only failures should stay counted), and the address is known to the account."""
         await self.limiter.clear(self.failures, f"{route}:fail", _ident(account),
                                  _ident(address))
+        await self.storage.incr(self._known(route, _ident(account), address), KNOWN_S)
 
     async def aclose(self) -> None:
         bridge = getattr(self.storage, "bridge", None)

@@ -3,6 +3,13 @@ WebSocket protocols with
 
 * **connections per client address** (``IGE_MAX_CONNS_PER_ADDRESS``, per process): one more is
   closed at once, before a byte is read — a single source cannot use up the file descriptors;
+* **connections per process** (``IGE_MAX_CONNECTIONS``; by default the descriptor limit less
+  ``FD_RESERVE``): many sources together cannot use them up either. At the cap a new connection
+  closes the oldest connection still owing its request head (a silent or slow-header one:
+  ``evicted``), so a client that sends its request at once still gets in during a flood; when
+  none owes one, the new connection is closed (``max_connections``). Without it the process
+  reaches its descriptor limit, and then the event loop (libuv) accepts and resets every new
+  connection, good ones too, without a word in the log;
 * a **header timeout** (``IGE_HEADER_TIMEOUT``): a request head (request line and headers) must
   be complete within it, from the connection's start or from the first byte of a keep-alive
   request; a silent or slow-header connection is closed (idle keep-alive connections are
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import resource
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -33,6 +41,10 @@ log = get_logger("ige.serving")
 
 _open: dict[str, int] = {}  # open connections per client address, this process
 _counted: dict[int, str] = {}  # id(transport) -> its address, while counted
+#: connections owing their request head, oldest first (dicts keep insertion order)
+_pending: dict[int, BoundedHttp] = {}
+#: descriptors kept for the process itself (Redis and SQL connections, log and metrics files)
+FD_RESERVE = 1024
 
 
 @functools.cache
@@ -45,18 +57,37 @@ def _refuse(reason: str) -> None:
     log.info("connection_refused", reason=reason)
 
 
-def admit(transport: Any, client: tuple[str, int] | None) -> bool:
-    """Count a new connection of ``client``'s address; False when it has too many."""
+@functools.cache
+def max_connections() -> int:
+    """The cap on open connections of this process (0: none)."""
+    cap = _settings().max_connections
+    if cap is not None:
+        return cap
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 0
+    return max(64, soft - FD_RESERVE)
+
+
+def admit(transport: Any, client: tuple[str, int] | None) -> str | None:
+    """Count a new connection of ``client``'s address; the reason it is refused (its address
+    has too many; the process has too many and none can be evicted), or None."""
     if id(transport) in _counted:  # an upgrade hands the same connection on
-        return True
+        return None
     host = client[0] if client else "unknown"
     cap = _settings().max_conns_per_address
     n = _open.get(host, 0)
     if cap and n >= cap:
-        return False
+        return "per_address"
+    total = max_connections()
+    if total and len(_counted) >= total:
+        victim = next(iter(_pending.values()), None)
+        if victim is None:
+            return "max_connections"
+        victim.evict()
     _open[host] = n + 1
     _counted[id(transport)] = host
-    return True
+    return None
 
 
 def release(transport: Any) -> None:
@@ -100,8 +131,9 @@ class BoundedHttp(HttpToolsProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        if not admit(transport, self.client):
-            _refuse("per_address")
+        refused = admit(transport, self.client)
+        if refused is not None:
+            _refuse(refused)
             transport.abort()
             return
         self._stall = _Stall(self.loop, transport)
@@ -110,15 +142,26 @@ class BoundedHttp(HttpToolsProtocol):
     def _start_head(self) -> None:
         if self._head is None:
             self._head = self.loop.call_later(_settings().header_timeout_s, self._head_late)
+            _pending[id(self)] = self
 
     def _stop_head(self) -> None:
         if self._head is not None:
             self._head.cancel()
             self._head = None
+            _pending.pop(id(self), None)
 
     def _head_late(self) -> None:
         self._head = None
+        _pending.pop(id(self), None)
         _refuse("header_timeout")
+        self.transport.abort()
+
+    def evict(self) -> None:
+        """Make room for a new connection: this one, owing its request head, is closed now
+        (and no longer counted, though its loss is reported later)."""
+        self._stop_head()
+        release(self.transport)
+        _refuse("evicted")
         self.transport.abort()
 
     def on_message_begin(self) -> None:

@@ -42,10 +42,20 @@ class Settings:
     header_timeout_s: float = 10.0  # a connection's request head must arrive within this
     keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
     max_conns_per_address: int = 200  # open TCP connections from one client address
+    #: open TCP connections of one process (0: no limit; None: the descriptor limit less
+    #: FD_RESERVE, so client connections can never use up the descriptors Redis, SQL and the
+    #: logs need); at the cap a new connection closes the oldest one still owing its request
+    #: head, else it is closed itself
+    max_connections: int | None = None
     ws_per_principal: int = 20  # WebSockets one bank, exporter or operator keeps (per process)
     topics_per_connection: int = 100  # topics one WebSocket may follow
     ws_queue_bytes: int = 4 * 1024 * 1024  # unsent bytes a WebSocket may have queued
     ws_send_timeout_s: float = 15.0  # a frame not taken by the client in this time drops it
+    #: bytes of snapshots and catch-ups one principal's WebSockets may be sent per second, per
+    #: process (0: no limit), after a burst of ``ws_snapshot_burst``: past it the next book read
+    #: waits (a client asking for snapshots again and again cannot take the process's CPU)
+    ws_snapshot_rate: int = 2 * 1024 * 1024
+    ws_snapshot_burst: int = 16 * 1024 * 1024
     # rate limits ("N/second|minute|hour", shared by every process through Redis)
     rate_per_address: str = "60/minute"  # token, register, activate, login from one address
     rate_per_account: str = "20/minute"  # attempts on one client id or e-mail, any address
@@ -125,10 +135,14 @@ class Settings:
             header_timeout_s=float(env.get("IGE_HEADER_TIMEOUT", "10")),
             keep_alive_s=float(env.get("IGE_KEEP_ALIVE", "5")),
             max_conns_per_address=_count(env, "IGE_MAX_CONNS_PER_ADDRESS", 200),
+            max_connections=(_count(env, "IGE_MAX_CONNECTIONS", 0)
+                             if env.get("IGE_MAX_CONNECTIONS", "").strip() else None),
             ws_per_principal=_count(env, "IGE_WS_PER_PRINCIPAL", 20),
             topics_per_connection=_count(env, "IGE_TOPICS_PER_CONNECTION", 100),
             ws_queue_bytes=_count(env, "IGE_WS_QUEUE_BYTES", 4 * 1024 * 1024),
             ws_send_timeout_s=float(env.get("IGE_WS_SEND_TIMEOUT", "15")),
+            ws_snapshot_rate=_count(env, "IGE_WS_SNAPSHOT_BYTES_PER_S", 2 * 1024 * 1024),
+            ws_snapshot_burst=_count(env, "IGE_WS_SNAPSHOT_BURST", 16 * 1024 * 1024),
             rate_per_address=env.get("IGE_RATE_PER_ADDRESS", "60/minute"),
             rate_per_account=env.get("IGE_RATE_PER_ACCOUNT", "20/minute"),
             rate_failures=env.get("IGE_RATE_FAILURES", "5/15 minutes"),

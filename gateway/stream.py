@@ -17,7 +17,7 @@ import asyncio
 import re
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -72,6 +72,64 @@ WATCH_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *INFRASTRUCTURE_ERROR
 Shared = tuple[Encoded, Encoded]  # a live event's frames: for the offer's owner, for others
 
 
+class _NoTurn(asyncio.Lock):
+    """No budget, no turns: every read goes at once."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_TURN = _NoTurn()
+
+
+class ReadBudget:
+    """Bytes of book reads (snapshots, catch-ups) one principal's connections may be sent per
+    second in this process: a token bucket per principal, filled at ``rate`` up to ``burst``,
+    charged with what each read put on the connection (after the read: its size is known only
+    then). While a principal is in debt its next read waits, so asking for snapshots again and
+    again, from any number of its connections, costs the process at most ``rate`` bytes of
+    snapshots per second. 0: no limit."""
+
+    def __init__(self, rate: float, burst: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._level: dict[str, tuple[float, float]] = {}  # principal -> (bytes, when)
+        self._turns: dict[str, asyncio.Lock] = {}
+
+    def turn(self, key: str) -> asyncio.Lock:
+        """The principal's reads take turns (held from the budget's check to its charge)."""
+        if not self.rate:
+            return _NO_TURN
+        lock = self._turns.get(key)
+        if lock is None:
+            if len(self._turns) > 10_000:
+                self._turns = {k: v for k, v in self._turns.items() if v.locked()}
+            lock = self._turns[key] = asyncio.Lock()
+        return lock
+
+    def _now(self, key: str) -> float:
+        t = self.clock()
+        level, at = self._level.get(key, (self.burst, t))
+        return min(self.burst, level + (t - at) * self.rate)
+
+    def wait_s(self, key: str) -> float:
+        """How long the principal's next read must wait (0: none)."""
+        if not self.rate:
+            return 0.0
+        level = self._now(key)
+        return 0.0 if level >= 0 else -level / self.rate
+
+    def charge(self, key: str, n: int) -> None:
+        if not self.rate or n <= 0:
+            return
+        if len(self._level) > 10_000:  # forget the principals whose bucket is full again
+            self._level = {k: v for k, v in self._level.items() if self._now(k) < self.burst}
+        self._level[key] = (self._now(key) - n, self.clock())
+
+
 class Hub:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
@@ -85,6 +143,7 @@ class Hub:
         self._results_wanted: dict[str, int] = {}
         self.connections: set[Connection] = set()
         self._per_principal: dict[str, int] = {}  # open WebSockets per principal, here
+        self.budget = ReadBudget(self.settings.ws_snapshot_rate, self.settings.ws_snapshot_burst)
         self._tasks: list[asyncio.Task[None]] = []
         self._reconnects = 0  # the bus's count of lost links, as far as reported
 
@@ -181,23 +240,38 @@ class Hub:
     async def _sync(self, sub: Sub, fetch: Fetch | None) -> None:
         """Answer the feed's reads (snapshot, history) until it needs no more."""
         assert sub.feed is not None
+        conn = sub.conn
+        key = f"{conn.principal.kind}:{conn.principal.id}"
         try:
             while fetch is not None:
-                if isinstance(fetch, FetchSnapshot):
-                    view = await self.book.view(sub.round_id, sub.conn.principal.id)
-                    actions = sub.feed.on_snapshot(view, self.clock())
-                else:
-                    q = sub.conn.queue
-                    room = q.maxsize - q.qsize() if q.maxsize > 0 else None
-                    history = await self.book.history(sub.round_id, fetch.after_seq,
-                                                      catch_up_limit(room) + 1)
-                    feed = sub.feed
-                    if not feed.finalized and (feed.held is not None or any(
-                            e.kind == "round_closed" for e in history.events)) \
-                            and await self.streaming.results_ready(sub.round_id):
-                        self._apply(sub, feed.on_finalized())  # e.g. RoundFinalized was missed
-                    actions = feed.on_history(history, room)
-                fetch = self._apply(sub, actions)
+                # one read of a principal at a time, each once its budget allows: its waiting
+                # reads do not all wake at once and stall the loop together
+                async with self.budget.turn(key):
+                    delayed = False
+                    while (wait := self.budget.wait_s(key)) > 0:
+                        if not delayed:
+                            metrics.SNAPSHOTS_DELAYED.inc()
+                            delayed = True
+                        await asyncio.sleep(wait)
+                        if conn.dropped:
+                            return
+                    if isinstance(fetch, FetchSnapshot):
+                        view = await self.book.view(sub.round_id, sub.conn.principal.id)
+                        actions = sub.feed.on_snapshot(view, self.clock())
+                    else:
+                        q = sub.conn.queue
+                        room = q.maxsize - q.qsize() if q.maxsize > 0 else None
+                        history = await self.book.history(sub.round_id, fetch.after_seq,
+                                                          catch_up_limit(room) + 1)
+                        feed = sub.feed
+                        if not feed.finalized and (feed.held is not None or any(
+                                e.kind == "round_closed" for e in history.events)) \
+                                and await self.streaming.results_ready(sub.round_id):
+                            self._apply(sub, feed.on_finalized())  # RoundFinalized missed
+                        actions = feed.on_history(history, room)
+                    offered = conn.offered_bytes
+                    fetch = self._apply(sub, actions)
+                    self.budget.charge(key, conn.offered_bytes - offered)
         except INFRASTRUCTURE_ERRORS as e:
             metrics.BACKEND_ERRORS.labels(service_of(e)).inc()
             sub.conn.dropped = True

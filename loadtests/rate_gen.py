@@ -6,7 +6,8 @@ the generator down: no coordinated omission), recorded in an HdrHistogram.
 
 FILE is JSON {"tokens": [...], "offers": [[token_index, round_id, offer_id], ...]}; a fraction
 ``--put`` of the requests revises a random offer of the file (PUT, by its owner's token), the
-rest send a new offer (POST) into a random round of the file. Prints one JSON line of results.
+rest send a new offer (POST) into a random round of the file. Prints one JSON line of results;
+a connection that fails is status 599, a request unanswered after ``--timeout`` 598.
 """
 
 from __future__ import annotations
@@ -39,14 +40,20 @@ def offer_request(rng: random.Random, host: str, tokens: list[str],
 
 
 async def run(base_url: str, setup: dict[str, Any], rate: float, seconds: float, conns: int,
-              put_fraction: float, seed: int) -> dict[str, Any]:
+              put_fraction: float, seed: int, timeout_s: float = 60.0) -> dict[str, Any]:
     host, port = host_port(base_url)
     hosthdr = f"{host}:{port}"
     rng = random.Random(seed)
     tokens, offers = setup["tokens"], setup["offers"]
     pool: asyncio.Queue[Conn] = asyncio.Queue()
+    connect_errors = 0
     for _ in range(conns):
-        pool.put_nowait(await Conn(host, port).open())
+        c = Conn(host, port)
+        try:
+            await c.open()
+        except OSError:  # counted; its first request tries again (and fails as a 599)
+            connect_errors += 1
+        pool.put_nowait(c)
     hist = HdrHistogram(1, 60_000_000, 3)  # microseconds
     service = HdrHistogram(1, 60_000_000, 3)
     statuses: dict[int, int] = {}
@@ -58,7 +65,11 @@ async def run(base_url: str, setup: dict[str, Any], rate: float, seconds: float,
     async def one(conn: Conn, raw: bytes, intended: float) -> None:
         sent = clock()
         try:
-            status, _ = await conn.request(raw)
+            async with asyncio.timeout(timeout_s):  # a server that never answers: a 598
+                status, _ = await conn.request(raw)
+        except TimeoutError:
+            status = 598
+            conn.close()
         except (ConnectionError, OSError):
             status = 599
             conn.close()
@@ -92,6 +103,7 @@ async def run(base_url: str, setup: dict[str, Any], rate: float, seconds: float,
         "target_rate": rate, "seconds": seconds, "sent": n, "ok": ok,
         "achieved_rate": ok / elapsed if elapsed > 0 else 0.0, "elapsed": elapsed,
         "statuses": {str(k): v for k, v in sorted(statuses.items())}, "connections": conns,
+        "connect_errors": connect_errors,
         "p50_ms": pct(hist, 50), "p90_ms": pct(hist, 90), "p99_ms": pct(hist, 99),
         "p999_ms": pct(hist, 99.9), "max_ms": hist.get_max_value() / 1000.0,
         "service_p50_ms": pct(service, 50), "service_p99_ms": pct(service, 99),
@@ -107,12 +119,15 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--put", type=float, default=0.8, help="fraction of revisions (PUT)")
     ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--timeout", type=float, default=60.0,
+                    help="seconds a request may take before it counts as failed (598)")
     a = ap.parse_args()
     import uvloop
 
     with open(a.setup) as fh:
         setup = json.load(fh)
-    res = uvloop.run(run(a.base_url, setup, a.rate, a.seconds, a.connections, a.put, a.seed))
+    res = uvloop.run(run(a.base_url, setup, a.rate, a.seconds, a.connections, a.put, a.seed,
+                           a.timeout))
     json.dump(res, sys.stdout)
     print()
 

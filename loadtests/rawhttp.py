@@ -52,13 +52,18 @@ class _Proto(asyncio.Protocol):
 
 
 class Conn:
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    """``local``: the source address to connect from (e.g. 127.0.0.2: any 127.0.0.x is a
+    loopback address on Linux)."""
+
+    def __init__(self, host: str, port: int, local: str | None = None) -> None:
+        self.host, self.port, self.local = host, port, local
         self.proto: _Proto | None = None
 
     async def open(self) -> Conn:
         loop = asyncio.get_running_loop()
-        _, self.proto = await loop.create_connection(_Proto, self.host, self.port)
+        _, self.proto = await loop.create_connection(
+            _Proto, self.host, self.port,
+            local_addr=None if self.local is None else (self.local, 0))
         return self
 
     async def request(self, raw: bytes) -> tuple[int, bytes]:

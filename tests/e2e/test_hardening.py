@@ -181,6 +181,31 @@ def test_token_attempts_on_one_client_id_are_rate_limited_and_unknown_ids_look_t
     assert int(limited.headers["retry-after"]) >= 1
 
 
+def test_guessers_elsewhere_cannot_keep_a_bank_from_its_tokens(world: World) -> None:
+    """The hostile run's brute force: wrong secrets for a bank's client id from several
+    addresses used up the per-account limit, and every token the bank asked for meanwhile, with
+    the right secret from its own address, was a 429. An address where the account succeeded
+    is not counted against the per-account limit; a new address still is."""
+    creds = world.api.create_bank()
+    form = {"grant_type": "client_credentials", "client_id": creds["client_id"]}
+    owner = world.api.http
+    assert owner.post("/v1/oauth/token", data={**form, "client_secret": creds["client_secret"]}
+                      ).status_code == 200  # the bank's own address, known from now on
+    statuses = []
+    for i in range(4):  # 4 addresses x 3 wrong secrets: past the 8 per minute on the account
+        with httpx.Client(base_url=world.srv.base_url, timeout=15, transport=httpx.HTTPTransport(
+                local_address=f"127.0.0.{40 + i}")) as guesser:
+            statuses += [guesser.post("/v1/oauth/token", data={
+                **form, "client_secret": f"guess-{i}-{j}"}).status_code for j in range(3)]
+    assert 429 in statuses, statuses  # the guessers are limited
+    got = owner.post("/v1/oauth/token", data={**form, "client_secret": creds["client_secret"]})
+    assert got.status_code == 200, got.text  # the bank is not
+    with httpx.Client(base_url=world.srv.base_url, timeout=15, transport=httpx.HTTPTransport(
+            local_address="127.0.0.50")) as stranger:  # a new address still counts
+        problem(stranger.post("/v1/oauth/token", data={
+            **form, "client_secret": creds["client_secret"]}), 429, "rate_limited")
+
+
 # ----------------------------------------------------------------------------- finding 5
 def test_a_guesser_is_throttled_at_its_address_and_the_owner_elsewhere_logs_in(
         world: World, new_exporter: Any) -> None:
@@ -300,6 +325,49 @@ def test_connections_past_the_cap_of_one_address_are_closed_and_others_still_ser
         time.sleep(0.2)
 
 
+def _metric(api: Api, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in api.http.get("/metrics").text.splitlines():
+        if line.startswith(f"{name}{{{want}}}" if want else f"{name} "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_flood_from_many_addresses_evicts_connections_owing_their_head_not_good_clients(
+        module_server_factory: Any) -> None:
+    """Many sources together, each under its own cap, hold more connections than the process
+    may (``IGE_MAX_CONNECTIONS``, by default the descriptor limit less a reserve): each new one
+    closes the oldest still owing its request head, so the process never runs out of
+    descriptors (where the event loop would reset every new connection, good ones too) and a
+    client that sends its request at once is served."""
+    cap = 60
+    srv = module_server_factory(IGE_MAX_CONNECTIONS=str(cap), IGE_MAX_CONNS_PER_ADDRESS="40",
+                                IGE_HEADER_TIMEOUT="60", IGE_LOG_LEVEL="INFO")
+    api = Api(srv.base_url)
+    flood: list[socket.socket] = []
+    try:
+        for i in range(3 * 30 * SCALE):  # 30 (soak: 600) from each of three addresses
+            s = socket.socket()
+            s.bind((f"127.0.0.{11 + i % 3}", 0))
+            s.connect(("127.0.0.1", srv.port))
+            flood.append(s)
+        time.sleep(0.5)
+        evicted = _metric(api, "ige_refused_connections_total", reason="evicted")
+        assert evicted >= len(flood) - cap, evicted  # the oldest went first
+        assert all(_closed(s, 0.5) for s in flood[:len(flood) - cap])
+        good = httpx.Client(base_url=srv.base_url, timeout=15,
+                            transport=httpx.HTTPTransport(local_address="127.0.0.20"))
+        with good:
+            for _ in range(5):
+                assert good.get("/healthz").status_code == 200
+        assert not _closed(flood[-1], 0.2), "a newer connection was closed before older ones"
+    finally:
+        for s in flood:
+            s.close()
+        api.http.close()
+    assert "evicted" in srv.log_text()
+
+
 def test_websockets_per_principal_and_topics_per_connection_are_capped(world: World) -> None:
     async def run() -> None:
         url = world.srv.ws_url
@@ -345,6 +413,39 @@ def test_a_ticket_refused_at_the_handshake_is_used_up_and_never_logged(world: Wo
         await asyncio.sleep(0.3)
         assert ticket not in world.srv.log_text()
     asyncio.run(run())
+
+
+def test_snapshots_asked_for_again_and_again_come_at_the_principals_budget(
+        module_server_factory: Any) -> None:
+    """The hostile run's swarm: a bank's WebSockets subscribing to a big round again and again
+    took two thirds of the process's CPU (a snapshot each time) and other banks' offers waited
+    seconds. Past its burst, a principal's next snapshot waits for its bytes per second
+    (``IGE_WS_SNAPSHOT_BYTES_PER_S``); every snapshot still arrives."""
+    srv = module_server_factory(IGE_WS_SNAPSHOT_BYTES_PER_S="20000",
+                                IGE_WS_SNAPSHOT_BURST="20000")
+    api = Api(srv.base_url)
+    try:
+        h = api.bank_token(api.create_bank())
+        rid = api.open_round()["round_id"]
+        for _ in range(5):
+            assert api.offer(h, rid, conditions="ş" * 2000).status_code == 201
+
+        async def run() -> int:
+            got = 0
+            async with websockets.connect(f"{srv.ws_url}?ticket={api.ticket(h)}",
+                                          subprotocols=[JSON]) as ws:
+                for _ in range(4):  # each snapshot is over 20 KB: the burst covers one
+                    await ws.send(json.dumps({"op": "subscribe", "topic": f"round:{rid}"}))
+                    while json.loads(await asyncio.wait_for(ws.recv(), 30))["type"] \
+                            != "snapshot":
+                        pass
+                    got += 1
+            return got
+
+        assert asyncio.run(run()) == 4
+        assert _metric(api, "ige_stream_reads_delayed_total") >= 2
+    finally:
+        api.http.close()
 
 
 # ----------------------------------------------------------------------------- finding 3

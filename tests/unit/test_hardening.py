@@ -233,3 +233,61 @@ def test_the_feed_holds_a_live_close_until_finalized() -> None:
     out = sub.on_finalized()
     assert len(out) == 1 and sub.held is None
     assert sub.on_live(live[-1]) == []  # a duplicate of the close is still dropped
+
+
+# ----------------------------------------------------------------------------- descriptors
+def test_serve_raises_the_descriptor_limit_and_the_connection_cap_follows_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ige serve`` lifts its soft limit on descriptors to the hard one, and by default caps
+    its connections below it (``FD_RESERVE`` kept for Redis, SQL and files); a setting
+    overrides the cap, 0 lifts it."""
+    import resource
+
+    from gateway import serving
+    from gateway.cli import raise_fd_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        if hard != resource.RLIM_INFINITY and hard > 2048:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))
+            assert raise_fd_limit() == (hard, hard)
+        assert Settings.from_env({"IGE_DEMO": "1"}).max_connections is None
+        assert Settings.from_env({"IGE_DEMO": "1", "IGE_MAX_CONNECTIONS": "0"}
+                                 ).max_connections == 0
+        monkeypatch.setenv("IGE_DEMO", "1")
+        monkeypatch.delenv("IGE_MAX_CONNECTIONS", raising=False)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (5000, hard))
+        serving.max_connections.cache_clear()
+        serving._settings.cache_clear()
+        assert serving.max_connections() == 5000 - serving.FD_RESERVE
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        serving.max_connections.cache_clear()
+        serving._settings.cache_clear()
+
+
+# ----------------------------------------------------------------------------- snapshot budget
+def test_a_principal_asking_for_snapshots_again_and_again_waits_for_its_budget() -> None:
+    """A non-reader asking for the snapshot of a big round again and again (hostile run: two
+    thirds of the process's CPU went to it and the other banks' offers waited seconds) gets
+    them at the budget's bytes per second once its burst is spent; another principal does not
+    wait."""
+    from gateway.stream import ReadBudget
+
+    now = [0.0]
+    b = ReadBudget(rate=1000, burst=3000, clock=lambda: now[0])
+    for _ in range(3):  # the burst: three 1,000-byte snapshots at once
+        assert b.wait_s("bank:a") == 0
+        b.charge("bank:a", 1000)
+    b.charge("bank:a", 2000)  # one more read, charged once its size was known
+    assert b.wait_s("bank:a") == pytest.approx(2.0)
+    assert b.wait_s("bank:b") == 0  # budgets are per principal
+    now[0] = 1.0
+    assert b.wait_s("bank:a") == pytest.approx(1.0)
+    now[0] = 100.0  # refilled, never beyond the burst
+    assert b.wait_s("bank:a") == 0
+    b.charge("bank:a", 3000)
+    assert b.wait_s("bank:a") == 0
+    b.charge("bank:a", 1)
+    assert b.wait_s("bank:a") > 0
+    assert ReadBudget(rate=0, burst=0).wait_s("bank:a") == 0  # 0: no limit
