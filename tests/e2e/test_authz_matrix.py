@@ -87,12 +87,17 @@ AUDIENCE: dict[tuple[str, str], str] = {
     ("GET", "/v1/admin/exporters"): "admin",
     ("POST", "/v1/admin/exporters/{user_id}/unlock"): "admin",
     ("GET", "/v1/admin/audit"): "admin",
+    ("POST", "/v1/admin/banks/{bank_id}/users"): "admin",
+    ("GET", "/v1/admin/banks/{bank_id}/users"): "admin",
 }
 
 #: what the owner sends: bodies that pass authorisation without creating anything (an empty
 #: body is refused by validation, which comes after it)
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/exporter/applications/{application_id}/accept"): {"offer_id": "{offer_id}"},
+    # the owner (the operator) creates one desk user; an unknown bank is 404 before anything
+    ("POST", "/v1/admin/banks/{bank_id}/users"): {"email": "matrix-desk@example.com",
+                                                  "full_name": "Matris Masa", "role": "viewer"},
 }
 PARAMS: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/v1/admin/exporters"): {"email": "nobody@example.com"},
@@ -211,7 +216,8 @@ def world(module_server_factory: Any, new_exporter: Any) -> World:
         "a_done": {"round_id": done["round_id"], "offer_id": offer_done.json()["offer_id"]},
         "x": {"application_id": done["application_id"],
               "company_id": company.json()["company_id"], "user_id": x["user_id"],
-              "round_id": done["round_id"], "offer_id": offer_done.json()["offer_id"]},
+              "round_id": done["round_id"], "offer_id": offer_done.json()["offer_id"],
+              "bank_id": a_id},
     }
     ids["unknown"] = {k: unknown_like(v) for k, v in ids["x"].items()}
     return World(srv, api, h, ids, {"x": x["user_id"], "y": y["user_id"]})
