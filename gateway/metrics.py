@@ -58,7 +58,8 @@ RATE_LIMITED = Counter(
     "(<route>:addr | <route>:acct | <route>:fail).", ["rule"])
 REFUSED_CONNECTIONS = Counter(
     "ige_refused_connections", "Connections and WebSockets refused or closed by a bound, by "
-    "reason (per_address, header_timeout, per_principal, send_timeout, queue_bytes).", ["reason"])
+    "reason (per_address, header_timeout, write_stall, per_principal, queue, queue_bytes, "
+    "send_timeout, commands).", ["reason"])
 SLOW_CLIENTS = Counter(
     "ige_slow_clients_dropped", "Stream connections dropped because their send queue was full.")
 PERSISTER_LAG_EVENTS = Gauge(
