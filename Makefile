@@ -56,7 +56,7 @@ test-unit: test-fast
 ## crash tests
 soak: install
 	IGE_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e/test_hardening.py \
-		tests/e2e/test_crash.py tests/integration/test_close_exactly_once.py $(PYTEST_ARGS)
+		tests/e2e/test_campaign_stream.py tests/e2e/test_crash.py tests/integration/test_close_exactly_once.py $(PYTEST_ARGS)
 
 ## Guard rails: ruff, mypy --strict on the product code, and the import-linter contracts
 ## (the layers of docs/ARCHITECTURE.md)
