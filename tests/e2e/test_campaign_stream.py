@@ -152,10 +152,12 @@ def closed_code(e: ConnectionClosed) -> int | None:
 
 
 async def wait_closed(ws: ClientConnection) -> int | None:
-    """Read until the server closes; its close code."""
+    """Read until the server closes; its close code (heartbeats keep coming meanwhile: the
+    deadline is for the whole wait)."""
     try:
-        while True:
-            await asyncio.wait_for(ws.recv(), STATE_DEADLINE)
+        async with asyncio.timeout(STATE_DEADLINE):
+            while True:
+                await ws.recv()
     except ConnectionClosed as e:
         return closed_code(e)
 
@@ -528,8 +530,10 @@ async def raw_close_code(world: World, headers: dict[str, str], frames: bytes) -
         assert head.startswith(b"HTTP/1.1 101"), head
         writer.write(frames)
         await writer.drain()
+        deadline = time.monotonic() + STATE_DEADLINE  # for the whole wait: heartbeats come
         while True:
-            b0, b1 = await asyncio.wait_for(reader.readexactly(2), STATE_DEADLINE)
+            b0, b1 = await asyncio.wait_for(reader.readexactly(2),
+                                            max(deadline - time.monotonic(), 0.01))
             n = b1 & 0x7F
             if n == 126:
                 n = int.from_bytes(await reader.readexactly(2), "big")
@@ -742,8 +746,9 @@ async def stream_view(world: World, headers: dict[str, str], topics: list[str]
                 await send(ws, {"op": "subscribe", "topic": t})
             await send(ws, {"op": "ping"})
             frames: list[str | bytes] = []
+            deadline = time.monotonic() + STATE_DEADLINE
             while True:
-                frame = await asyncio.wait_for(ws.recv(), STATE_DEADLINE)
+                frame = await asyncio.wait_for(ws.recv(), max(deadline - time.monotonic(), 0.01))
                 if decode(frame)["type"] == "heartbeat":
                     continue
                 frames.append(frame_view(frame))
