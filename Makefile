@@ -57,7 +57,7 @@ test-unit: test-fast
 ## crash and fault tests (a minute of steady offers around each kill and outage)
 soak: install
 	IGE_SOAK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e/test_hardening.py \
-		tests/e2e/test_crash.py tests/e2e/test_faults.py \
+		tests/e2e/test_crash.py tests/e2e/test_faults.py tests/e2e/test_campaign_stream.py \
 		tests/integration/test_close_exactly_once.py \
 		tests/contract/test_book_state_machine.py $(PYTEST_ARGS)
 

@@ -109,11 +109,12 @@ def _serve(host: str, port: int, workers: int) -> None:
         # handler it found: let that be an exception here, so the directory is removed first
         previous = signal.signal(signal.SIGTERM, _terminated)
         try:
+            from gateway.contract.limits import STREAM_MAX_FRAME
             from gateway.serving import BoundedHttp, BoundedWebSocket
             bounds = Settings.from_env()
             uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port,
                         workers=workers, log_config=logs.dict_config(level), log_level=None,
-                        ws_max_size=64 * 1024, ws_ping_interval=20, ws_ping_timeout=20,
+                        ws_max_size=STREAM_MAX_FRAME, ws_ping_interval=20, ws_ping_timeout=20,
                         access_log=False, lifespan="on", http=BoundedHttp,
                         ws=BoundedWebSocket, timeout_keep_alive=int(bounds.keep_alive_s),
                         h11_max_incomplete_event_size=16 * 1024)

@@ -3,6 +3,11 @@ the writer that drains it. Broadcast never waits for the slowest client: a frame
 fit marks the connection dropped; the writer then closes it with ``SLOW_CLIENT_CLOSE`` and the
 client resyncs with ``since_seq``.
 
+What a client sends is bounded too: each command (any frame, valid or not) takes one token of
+the connection's ``CommandBudget`` (``IGE_WS_COMMAND_RATE``: a burst, refilled evenly); a
+client with none left is closed with ``FLOOD_CLOSE``, so one connection cannot keep the hub busy
+with subscribes, unsubscribes or garbage.
+
 A live quote is queued with the moment its offer was accepted (``Quote``): once its frame is
 written, the writer observes ``ige_push_seconds``, the time from the acceptance (the book's
 clock: Redis's) to the write (this host's clock). The two clocks are one when Redis runs on the
@@ -22,10 +27,15 @@ from starlette.websockets import WebSocket
 
 from auction.feed import Subscription
 from gateway import metrics
-from gateway.contract.limits import STREAM_SLOW_CLIENT_CLOSE, STREAM_SUBPROTOCOLS
+from gateway.contract.limits import (
+    STREAM_FLOOD_CLOSE,
+    STREAM_SLOW_CLIENT_CLOSE,
+    STREAM_SUBPROTOCOLS,
+)
 from usecases.security import Principal
 
 SLOW_CLIENT_CLOSE = STREAM_SLOW_CLIENT_CLOSE
+FLOOD_CLOSE = STREAM_FLOOD_CLOSE
 SUBPROTOCOLS = STREAM_SUBPROTOCOLS
 
 
@@ -69,6 +79,29 @@ Queued = str | bytes | Quote | None  # None: the end marker
 CLOSE_TIMEOUT_S = 2.0  # closing a socket the hub is done with waits no longer
 
 
+class CommandBudget:
+    """A token bucket over the commands of one connection: ``burst`` at most, refilled at
+    ``burst / per_s`` a second (``burst`` 0: no limit). ``take(now)`` spends one token."""
+
+    __slots__ = ("_at", "_rate", "_tokens", "burst")
+
+    def __init__(self, burst: int, per_s: float, now: float) -> None:
+        self.burst = burst
+        self._rate = burst / per_s if burst and per_s > 0 else 0.0
+        self._tokens = float(burst)
+        self._at = now
+
+    def take(self, now: float) -> bool:
+        if not self.burst:
+            return True
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
 @dataclass(eq=False)
 class Sub:
     """One topic a connection subscribed to."""
@@ -96,6 +129,9 @@ class Connection:
     offered_bytes: int = 0  # every frame given to send, queued or not (what it cost to make)
     reader: asyncio.Task[Any] | None = None  # the task reading the client's commands
     receiving: bool = False  # the reader waits for the client's next command
+    budget: CommandBudget | None = None  # commands the client may still send (None: no bound)
+    flooded: bool = False  # closed for sending commands faster than its budget allows
+    close_code: int | None = None  # the close code the client sent (or the server's, on error)
 
     def drop(self, reason: str) -> None:
         """The client fell behind (``reason``: queue, queue_bytes, send_timeout): stop sending,
@@ -141,6 +177,8 @@ class Connection:
         finally:
             self.receiving = False
         if m["type"] == "websocket.disconnect":
+            code = m.get("code")
+            self.close_code = code if isinstance(code, int) else None
             return None
         try:
             if m.get("bytes") is not None:

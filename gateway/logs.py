@@ -102,6 +102,21 @@ class DropWebSocketAccess(logging.Filter):
                     and isinstance(record.msg, str) and '"WebSocket ' in record.msg)
 
 
+class QuietClientFaults(logging.Filter):
+    """A client's text frame that is not UTF-8 is the client's fault, not the server's: uvicorn
+    closes the connection with 1007 and logs it at ERROR with a traceback, which any client
+    could then write into the log at will. The record is kept as one INFO line without the
+    traceback (the hub's ``stream_closed`` line says ``close_code: 1007``)."""
+
+    MESSAGES = frozenset({"Invalid UTF-8 sequence received from client."})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("uvicorn") and record.msg in self.MESSAGES:
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def json_formatter(process_wide: bool = False) -> ProcessorFormatter:
     """The one formatter (dictConfig's ``()`` factory): structlog's event dicts and foreign
     stdlib records alike become one JSON object per line. ``process_wide`` (as ``dict_config``
@@ -136,9 +151,11 @@ def dict_config(level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "gateway.logs.json_formatter", "process_wide": True}},
-        "filters": {"no_ws_access": {"()": "gateway.logs.DropWebSocketAccess"}},
+        "filters": {"no_ws_access": {"()": "gateway.logs.DropWebSocketAccess"},
+                    "client_faults": {"()": "gateway.logs.QuietClientFaults"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
-                                "formatter": "json", "filters": ["no_ws_access"]}},
+                                "formatter": "json",
+                                "filters": ["no_ws_access", "client_faults"]}},
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
             # uvicorn's own loggers propagate to the root's handler at the root's level

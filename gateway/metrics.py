@@ -59,7 +59,7 @@ RATE_LIMITED = Counter(
 REFUSED_CONNECTIONS = Counter(
     "ige_refused_connections", "Connections and WebSockets refused or closed by a bound, by "
     "reason (per_address, max_connections, evicted, header_timeout, write_stall, per_principal, "
-    "send_timeout, queue_bytes).", ["reason"])
+    "queue, queue_bytes, send_timeout, commands).", ["reason"])
 SNAPSHOTS_DELAYED = Counter(
     "ige_stream_reads_delayed", "Snapshots and catch-ups that waited because their principal "
     "had used up its bytes per second (IGE_WS_SNAPSHOT_BYTES_PER_S).")

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 
+from limits import parse as parse_rate
+
 from auction.calendar import CalendarRules, parse_iso_duration
 from usecases.context import Policy
 
@@ -56,6 +58,9 @@ class Settings:
     #: waits (a client asking for snapshots again and again cannot take the process's CPU)
     ws_snapshot_rate: int = 2 * 1024 * 1024
     ws_snapshot_burst: int = 16 * 1024 * 1024
+    #: commands (frames) one WebSocket may send: (burst, per seconds), refilled evenly; past it
+    #: the connection is closed with 4029 (IGE_WS_COMMAND_RATE, ``limits`` syntax; 0: no limit)
+    ws_command_rate: tuple[int, float] = (300, 10.0)
     # rate limits ("N/second|minute|hour", shared by every process through Redis)
     rate_per_address: str = "60/minute"  # token, register, activate, login from one address
     rate_per_account: str = "20/minute"  # attempts on one client id or e-mail, any address
@@ -143,6 +148,7 @@ class Settings:
             ws_send_timeout_s=float(env.get("IGE_WS_SEND_TIMEOUT", "15")),
             ws_snapshot_rate=_count(env, "IGE_WS_SNAPSHOT_BYTES_PER_S", 2 * 1024 * 1024),
             ws_snapshot_burst=_count(env, "IGE_WS_SNAPSHOT_BURST", 16 * 1024 * 1024),
+            ws_command_rate=_rate(env, "IGE_WS_COMMAND_RATE", "300/10 seconds"),
             rate_per_address=env.get("IGE_RATE_PER_ADDRESS", "60/minute"),
             rate_per_account=env.get("IGE_RATE_PER_ACCOUNT", "20/minute"),
             rate_failures=env.get("IGE_RATE_FAILURES", "5/15 minutes"),
@@ -194,6 +200,19 @@ def _duration(env: Mapping[str, str], name: str, default: int) -> int:
     if n <= 0:
         raise ConfigError(f"{name} must be above 0")
     return n
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> tuple[int, float]:
+    """A rate in ``limits`` syntax ("300/10 seconds") as (amount, seconds); "0": no limit."""
+    raw = env.get(name, "").strip() or default
+    if raw == "0":
+        return (0, 0.0)
+    try:
+        item = parse_rate(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a rate such as {default!r} (or 0), got {raw!r}"
+                          ) from None
+    return (item.amount, float(item.get_expiry()))
 
 
 def parse_roles(raw: str) -> frozenset[str]:

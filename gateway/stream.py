@@ -3,7 +3,7 @@ connections, listening only to the rounds its clients follow (``RedisBus.watch``
 channel while one of its subscriptions needs it) and to the pool. Each book change is masked and
 encoded once (one variant for the offer's owner, one for everybody else); every connection
 (gateway/connection.py) has a small bounded queue and is dropped, never waited for, when it
-falls behind.
+falls behind; one that sends commands faster than ``IGE_WS_COMMAND_RATE`` is closed (4029).
 
 The hub only does the I/O. Per round subscription, the order of ``seq`` (gap-free,
 duplicate-free, snapshots and catch-ups, the bank waiting for its first offer) is decided by
@@ -42,8 +42,10 @@ from gateway import metrics, views
 from gateway.bootstrap import INFRASTRUCTURE_ERRORS, service_of
 from gateway.connection import (
     CLOSE_TIMEOUT_S,
+    FLOOD_CLOSE,
     SLOW_CLIENT_CLOSE,
     SUBPROTOCOLS,
+    CommandBudget,
     Connection,
     Encoded,
     Quote,
@@ -423,19 +425,25 @@ class Hub:
 
     async def serve(self, ws: WebSocket, principal: Principal, subprotocol: str) -> None:
         """One admitted connection (``admit`` said yes) until it ends."""
+        opened = time.monotonic()
+        burst, per_s = self.settings.ws_command_rate
         conn = Connection(ws, principal, subprotocol == "ige.v1.msgpack",
                           asyncio.Queue(self.settings.queue_size),
                           max_bytes=self.settings.ws_queue_bytes,
-                          send_timeout_s=self.settings.ws_send_timeout_s)
+                          send_timeout_s=self.settings.ws_send_timeout_s,
+                          budget=CommandBudget(burst, per_s, opened) if burst else None)
         conn.reader = asyncio.current_task()
         self.connections.add(conn)
         metrics.WEBSOCKETS_OPEN.inc()
-        opened = time.monotonic()
         writer = asyncio.create_task(conn.write())
         try:
             while not conn.dropped:
                 msg = await conn.receive()
                 if msg is None:
+                    break
+                if conn.budget is not None and not conn.budget.take(time.monotonic()):
+                    conn.flooded = True  # closed below with FLOOD_CLOSE; nothing more is read
+                    metrics.REFUSED_CONNECTIONS.labels("commands").inc()
                     break
                 await self._command(conn, msg)
         except WebSocketDisconnect:
@@ -454,9 +462,16 @@ class Hub:
             conn.queue.put_nowait(None) if not conn.queue.full() else None
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
+            code = conn.close_code  # the client's (or uvicorn's, for a frame it refused)
             if ws.application_state is WebSocketState.CONNECTED:
+                if code is None:  # the server ends it
+                    code = FLOOD_CLOSE if conn.flooded else SLOW_CLIENT_CLOSE if slow else 1000
                 try:
-                    if slow:
+                    if conn.flooded:
+                        await asyncio.wait_for(ws.close(
+                            code=FLOOD_CLOSE, reason="too many commands: slow down"),
+                            CLOSE_TIMEOUT_S)
+                    elif slow:
                         await asyncio.wait_for(ws.close(
                             code=SLOW_CLIENT_CLOSE, reason="slow consumer: resync with since_seq"),
                             conn.send_timeout_s or None)
@@ -464,9 +479,11 @@ class Hub:
                         await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT_S)
                 except Exception:  # noqa: BLE001 - the socket may be gone already
                     pass
+            elif slow:
+                code = SLOW_CLIENT_CLOSE  # the writer closed it
             log.info("stream_closed", principal=principal.kind, principal_id=principal.id,
                         duration_s=round(time.monotonic() - opened, 3), frames_sent=conn.sent,
-                        slow=conn.slow)
+                        slow=conn.slow, flooded=conn.flooded, close_code=code)
 
     async def _command(self, conn: Connection, msg: dict[str, Any]) -> None:
         op = msg.get("op")

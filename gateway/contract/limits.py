@@ -93,6 +93,9 @@ CURSOR_PATTERN_OR_EMPTY = "^(?:" + CURSOR_PATTERN[1:-1] + ")?$"
 STREAM_SUBPROTOCOLS = ("ige.v1.json", "ige.v1.msgpack")  # JSON text, MessagePack binary frames
 STREAM_MAX_CATCH_UP = MAX_CATCH_UP  # a since_seq further behind than this gets a snapshot
 STREAM_SLOW_CLIENT_CLOSE = 4008  # WebSocket close code for a slow consumer
+STREAM_MAX_FRAME = 64 * 1024  # bytes of a client's message; a larger one closes with 1009
+#: WebSocket close code for a client that sends commands faster than IGE_WS_COMMAND_RATE
+STREAM_FLOOD_CLOSE = 4029
 #: a missing or used ticket, no supported subprotocol, a foreign Origin: the handshake is
 #: refused before the WebSocket opens, so the client sees this HTTP status (uvicorn answers a
 #: close before accept with it), never a close code
@@ -154,8 +157,10 @@ __all__ = [
     "START_PATTERN",
     "START_YEAR_MAX",
     "START_YEAR_MIN",
+    "STREAM_FLOOD_CLOSE",
     "STREAM_HANDSHAKE_REFUSED", "STREAM_HANDSHAKE_STATUS",
     "STREAM_MAX_CATCH_UP",
+    "STREAM_MAX_FRAME",
     "STREAM_SLOW_CLIENT_CLOSE",
     "STREAM_SUBPROTOCOLS",
     "TAX_ID_DIGITS",

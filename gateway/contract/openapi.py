@@ -258,7 +258,10 @@ after an error.
 
 A client that falls behind (its queue of {_DEFAULTS.queue_size} frames is full) is closed
 with code {L.STREAM_SLOW_CLIENT_CLOSE}, never allowed to slow others down: reconnect with a
-new ticket and resubscribe with `since_seq` set to the last seq received."""
+new ticket and resubscribe with `since_seq` set to the last seq received. A client that sends
+commands faster than {_DEFAULTS.ws_command_rate[0]} per {_DEFAULTS.ws_command_rate[1]:g} s
+(a burst, refilled evenly) is closed with code {L.STREAM_FLOOD_CLOSE}; a message larger than
+{L.STREAM_MAX_FRAME // 1024} KiB closes the connection with 1009."""
 
 X_WEBSOCKET: dict[str, Any] = {
     "path": "/v1/stream",
@@ -315,12 +318,17 @@ X_WEBSOCKET: dict[str, Any] = {
     "close_codes": {
         str(L.STREAM_SLOW_CLIENT_CLOSE): "slow consumer: reconnect and resubscribe with "
                                          "since_seq",
+        str(L.STREAM_FLOOD_CLOSE): "too many commands (more than the connection's command "
+                                   "rate): reconnect, and send fewer",
     },
     "heartbeat_seconds": _DEFAULTS.heartbeat_s,
     "ticket_ttl_seconds": _DEFAULTS.ticket_ttl_s,
     "max_catch_up_events": L.STREAM_MAX_CATCH_UP,
     "catch_up_events": CATCH_UP_EVENTS,
     "queue_frames": _DEFAULTS.queue_size,
+    "max_message_bytes": L.STREAM_MAX_FRAME,
+    "commands": {"burst": _DEFAULTS.ws_command_rate[0],
+                 "per_seconds": _DEFAULTS.ws_command_rate[1]},
 }
 
 INTRO = """\

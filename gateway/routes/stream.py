@@ -13,10 +13,13 @@ from gateway import views
 from gateway.connection import SUBPROTOCOLS
 from gateway.contract.limits import STREAM_HANDSHAKE_REFUSED
 from gateway.http import ok, portal, principal, runtime
+from gateway.logs import get_logger
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from gateway.stream import Hub
+
+log = get_logger("ige.stream")
 
 
 async def ticket(request: Request) -> Response:
@@ -43,7 +46,12 @@ async def stream(ws: WebSocket) -> None:
     # a ticket presented is used up, whatever else is wrong with the handshake: a refused
     # handshake never leaves a usable ticket behind (and it is never logged)
     who = await portal(ws).accounts.redeem_ticket(ticket) if 0 < len(ticket) <= 100 else None
-    if proto is None or who is None or not _origin_ok(ws, settings):
+    origin_ok = _origin_ok(ws, settings)
+    if proto is None or who is None or not origin_ok:
+        # what was wrong, never the ticket itself nor the Origin's text
+        reason = "ticket" if who is None else "subprotocol" if proto is None else "origin"
+        log.info("stream_refused", reason=reason,
+                 principal=who.kind if who else None, principal_id=who.id if who else None)
         await ws.close(code=STREAM_HANDSHAKE_REFUSED)
         return
     hub: Hub = ws.app.state.hub

@@ -291,3 +291,30 @@ def test_a_principal_asking_for_snapshots_again_and_again_waits_for_its_budget()
     b.charge("bank:a", 1)
     assert b.wait_s("bank:a") > 0
     assert ReadBudget(rate=0, burst=0).wait_s("bank:a") == 0  # 0: no limit
+
+
+# ----------------------------------------------------------------------------- stream commands
+def test_a_connections_commands_are_a_burst_refilled_evenly() -> None:
+    from gateway.connection import CommandBudget
+
+    b = CommandBudget(300, 10.0, now=100.0)
+    assert all(b.take(100.0) for _ in range(300))  # the burst, at once
+    assert not b.take(100.0)  # one more at the same instant: none left
+    assert not b.take(100.03)  # 0.03 s refill 0.9 of a token
+    assert b.take(100.04) and not b.take(100.04)  # 0.04 s: one token (30 a second)
+    assert sum(b.take(105.04) for _ in range(400)) == 150  # 5 s later: 150, not 400
+    assert sum(b.take(1000.0) for _ in range(400)) == 300  # a long pause: the burst, no more
+    unbounded = CommandBudget(0, 0.0, now=0.0)
+    assert all(unbounded.take(0.0) for _ in range(10_000))
+
+
+def test_the_command_rate_is_read_in_limits_syntax() -> None:
+    from gateway.settings import ConfigError
+
+    assert Settings.from_env({"IGE_DEMO": "1"}).ws_command_rate == (300, 10.0)
+    rate = Settings.from_env({"IGE_DEMO": "1", "IGE_WS_COMMAND_RATE": "50/second"})
+    assert rate.ws_command_rate == (50, 1.0)
+    off = Settings.from_env({"IGE_DEMO": "1", "IGE_WS_COMMAND_RATE": "0"})
+    assert off.ws_command_rate == (0, 0.0)
+    with pytest.raises(ConfigError):
+        Settings.from_env({"IGE_DEMO": "1", "IGE_WS_COMMAND_RATE": "lots"})

@@ -27,6 +27,7 @@ class Capture:
         self.handler = logging.StreamHandler(self.out)
         self.handler.setFormatter(logs.json_formatter())
         self.handler.addFilter(logs.DropWebSocketAccess())
+        self.handler.addFilter(logs.QuietClientFaults())
 
     def lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.out.getvalue().splitlines()]
@@ -87,6 +88,20 @@ def test_query_strings_and_uvicorns_websocket_lines_are_kept_out(capture: Captur
     assert cut["event"] == "GET http://x/v1/stream?[redacted] done"
     assert kept["event"] == "ready? yes"  # a question mark alone is no query string
     assert "SECRET" not in capture.out.getvalue()
+
+
+def test_a_clients_bad_utf8_frame_is_one_info_line_without_a_traceback(capture: Capture):
+    uvicorn = logging.getLogger("uvicorn.error")
+    try:
+        b"\xff".decode()
+    except UnicodeDecodeError:  # as uvicorn logs it
+        uvicorn.exception("Invalid UTF-8 sequence received from client.")
+        uvicorn.exception("Exception in ASGI application\n")  # a server fault keeps its own
+    (client, server) = capture.lines()
+    assert client["level"] == "info" and "exception" not in client
+    assert server["level"] == "error" and "UnicodeDecodeError" in server["exception"]
+    names = logs.dict_config("INFO")["handlers"]["stderr"]["filters"]
+    assert "client_faults" in names
 
 
 def test_levels_come_from_ige_log_level():

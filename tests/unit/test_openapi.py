@@ -222,8 +222,10 @@ def test_websocket_is_documented() -> None:
                                           "heartbeat", "pong", "error"}
     assert set(ws["error_codes"]) == {"offer_required", "not_found", "validation_failed",
                                       "bad_command", "unavailable", "too_many_topics"}
-    assert "4008" in ws["close_codes"]
-    for word in ("/v1/stream", "ige.v1.msgpack", "since_seq", "4008", "round:<id>"):
+    assert {"4008", "4029"} <= set(ws["close_codes"])  # slow consumer, too many commands
+    assert ws["max_message_bytes"] == 64 * 1024
+    assert ws["commands"] == {"burst": 300, "per_seconds": 10.0}
+    for word in ("/v1/stream", "ige.v1.msgpack", "since_seq", "4008", "4029", "round:<id>"):
         assert word in o["description"]
 
 
