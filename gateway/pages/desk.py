@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import segno
@@ -106,20 +106,44 @@ async def home(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
+    async def check(email: str, password: Any, code: Any) -> Any:
+        return await portal(request).accounts.desk_login(email, password, code)
+
+    async def start(user: Any) -> str:
+        sid, _ = await portal(request).sessions.start("desk", user.id, user.full_name,
+                                                      user.bank_id, user.role)
+        return sid
+
+    return await sign_in(request, "desk", "desk_login", "/desk/rounds", check, start)
+
+
+async def logout(request: Request) -> Response:
+    return await sign_out(request, "/desk/login")
+
+
+Check = Callable[[str, Any, Any], Awaitable[Any]]
+
+
+async def sign_in(request: Request, kind: str, route: str, home: str, check: Check,
+                  start: Callable[[Any], Awaitable[str]]) -> Response:
+    """A person's sign-in page (``<kind>/login.html``), the desk's or the exporter's: the
+    API's login use case (``check``: the user, or a Refusal) behind the route's rate limits
+    (``route``), a new session (``start``) replacing any older one, then ``next`` or
+    ``home``."""
     page = await page_of(request)
+    template = f"{kind}/login.html"
     if request.method == "GET":
-        if _desk(page):
-            return page.redirect("/desk/rounds")
-        return page.render("desk/login.html", next=request.query_params.get("next", ""))
+        if page.session is not None and page.session.kind == kind:
+            return page.redirect(home)
+        return page.render(template, next=request.query_params.get("next", ""))
     form = await _form(request)
     if not csrf_ok(page, form):
         return refused(page)
     email = str(form.get("email", ""))[:320]
     error: str | None = None
     try:
-        acct = await throttled(request, "desk_login", email)
-        user = await portal(request).accounts.desk_login(
-            email, form.get("password", ""), form.get("code", ""))
+        acct = await throttled(request, route, email)
+        user = await check(email, form.get("password", ""), form.get("code", ""))
     except Problem as p:
         if p.code != "rate_limited":
             raise
@@ -128,26 +152,23 @@ async def login(request: Request) -> Response:
         if isinstance(user, Refusal):
             error = refusal_text(page, user)
     if error is not None:
-        return page.render("desk/login.html", 401, error=error, email=email,
+        return page.render(template, 401, error=error, email=email,
                            next=form.get("next", ""))
-    assert not isinstance(user, Refusal)
-    await passed(request, "desk_login", acct)
+    await passed(request, route, acct)
     if page.sid:  # a new login never keeps an older session
         await portal(request).sessions.end(page.sid)
-    sid, _ = await portal(request).sessions.start("desk", user.id, user.full_name,
-                                                  user.bank_id, user.role)
-    return page.start_session(
-        page.redirect(safe_next(str(form.get("next", "")), "/desk/rounds")), sid)
+    sid = await start(user)
+    return page.start_session(page.redirect(safe_next(str(form.get("next", "")), home)), sid)
 
 
-async def logout(request: Request) -> Response:
+async def sign_out(request: Request, login_path: str) -> Response:
     page = await page_of(request)
     form = await _form(request)
     if not csrf_ok(page, form):
         return refused(page)
     if page.sid:
         await portal(request).sessions.end(page.sid)
-    return page.end_session(page.redirect("/desk/login"))
+    return page.end_session(page.redirect(login_path))
 
 
 def _qr_svg(uri: str) -> str:

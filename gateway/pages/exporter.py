@@ -26,9 +26,11 @@ from gateway.pages.desk import (
     _qr_svg,
     _secret_of,
     refusal_text,
+    sign_in,
+    sign_out,
     ticket_for,
 )
-from gateway.pages.web import Page, csrf_ok, page_of, refused, safe_next
+from gateway.pages.web import Page, csrf_ok, page_of, refused
 from gateway.problems import Problem
 from gateway.routes import ids
 from usecases.accounts import NewExporter, Registered
@@ -147,47 +149,18 @@ async def activate(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    page = await page_of(request)
-    if request.method == "GET":
-        if _exporter(page):
-            return page.redirect("/exporter/applications")
-        return page.render("exporter/login.html", next=request.query_params.get("next", ""))
-    form = await _form(request)
-    if not csrf_ok(page, form):
-        return refused(page)
-    email = str(form.get("email", ""))[:320]
-    error: str | None = None
-    try:
-        acct = await throttled(request, "login", email)
-        user = await portal(request).accounts.exporter_login(
-            email, form.get("password", ""), form.get("code", ""))
-    except Problem as p:
-        if p.code != "rate_limited":
-            raise
-        error = refusal_text(page, p)
-    else:
-        if isinstance(user, Refusal):
-            error = refusal_text(page, user)
-    if error is not None:
-        return page.render("exporter/login.html", 401, error=error, email=email,
-                           next=form.get("next", ""))
-    assert not isinstance(user, Refusal)
-    await passed(request, "login", acct)
-    if page.sid:
-        await portal(request).sessions.end(page.sid)
-    sid, _ = await portal(request).sessions.start("exporter", user.id, user.full_name)
-    return page.start_session(
-        page.redirect(safe_next(str(form.get("next", "")), "/exporter/applications")), sid)
+    async def check(email: str, password: Any, code: Any) -> Any:
+        return await portal(request).accounts.exporter_login(email, password, code)
+
+    async def start(user: Any) -> str:
+        sid, _ = await portal(request).sessions.start("exporter", user.id, user.full_name)
+        return sid
+
+    return await sign_in(request, "exporter", "login", "/exporter/applications", check, start)
 
 
 async def logout(request: Request) -> Response:
-    page = await page_of(request)
-    form = await _form(request)
-    if not csrf_ok(page, form):
-        return refused(page)
-    if page.sid:
-        await portal(request).sessions.end(page.sid)
-    return page.end_session(page.redirect("/exporter/login"))
+    return await sign_out(request, "/exporter/login")
 
 
 async def applications(request: Request) -> Response:
