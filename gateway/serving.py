@@ -125,9 +125,25 @@ class _Stall:
         self.transport.abort()
 
 
-class BoundedHttp(HttpToolsProtocol):
-    _head: asyncio.TimerHandle | None = None
+class _WatchesWrites(asyncio.Protocol):
+    """A connection whose writes, once paused by a full socket buffer, must resume within the
+    send timeout (``_Stall``); the HTTP and the WebSocket protocol alike."""
+
     _stall: _Stall | None = None
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stall is not None:
+            self._stall.paused()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stall is not None:
+            self._stall.resumed()
+
+
+class BoundedHttp(_WatchesWrites, HttpToolsProtocol):
+    _head: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -178,16 +194,6 @@ class BoundedHttp(HttpToolsProtocol):
             cycle.scope[BODY_COMPLETE] = True  # type: ignore[literal-required]
         super().on_message_complete()
 
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        if self._stall is not None:
-            self._stall.paused()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        if self._stall is not None:
-            self._stall.resumed()
-
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head()
         if self._stall is not None:
@@ -196,23 +202,12 @@ class BoundedHttp(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-class BoundedWebSocket(WebSocketsSansIOProtocol):
-    _stall: _Stall | None = None
+class BoundedWebSocket(_WatchesWrites, WebSocketsSansIOProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         admit(transport, self.client)  # counted already by the HTTP protocol it came from
         self._stall = _Stall(self.loop, transport)
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        if self._stall is not None:
-            self._stall.paused()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        if self._stall is not None:
-            self._stall.resumed()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._stall is not None:
