@@ -60,6 +60,12 @@ def _key(sid: str) -> str:
     return hashlib.sha256(("ige-session:" + sid).encode()).hexdigest()
 
 
+def session_key(sid: str) -> str:
+    """The name a session is kept under (a hash of the cookie's value, never the value):
+    what a page's stream ticket is bound to (``Sessions.keep``)."""
+    return _key(sid)
+
+
 class Sessions:
     def __init__(self, deps: Deps) -> None:
         self.d = deps
@@ -103,6 +109,25 @@ class Sessions:
         s = replace(s, seen_ms=now)
         await self.d.guards.put_session(_key(sid), json.dumps(asdict(s)), self._ttl(s, now))
         return s
+
+    async def keep(self, key: str) -> bool:
+        """Whether the session kept under ``key`` is live, renewed as by a request: a page
+        watching the stream is in use. False once it was ended (logout, deactivation) or is
+        past its absolute limit: the page's WebSocket is then closed."""
+        raw = await self.d.guards.get_session(key)
+        if raw is None:
+            return False
+        try:
+            s = BrowserSession(**json.loads(raw))
+        except (ValueError, TypeError):
+            return False
+        now = self.d.clock()
+        if self._ttl(s, now) <= 0:
+            await self.d.guards.drop_session(key)
+            return False
+        s = replace(s, seen_ms=now)
+        await self.d.guards.put_session(key, json.dumps(asdict(s)), self._ttl(s, now))
+        return True
 
     async def end(self, sid: str) -> None:
         if sid and len(sid) <= 100:

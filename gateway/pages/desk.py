@@ -30,7 +30,7 @@ from gateway.routes import ids
 from usecases.accounts import Registered
 from usecases.bidding import Accepted, BankResult, BookSeen, RoundDetail
 from usecases.outcomes import Draft, Refusal
-from usecases.sessions import BrowserSession
+from usecases.sessions import BrowserSession, session_key
 
 MAX_FIELDS = 30  # a page's form has fewer fields than this
 
@@ -415,7 +415,8 @@ def ticket_for(kind: str) -> Any:
         page = await page_of(request)
         if page.session is None or page.session.kind != kind or not csrf_ok(page, None):
             return JSONResponse({"code": "unauthorized"}, status_code=403)
-        t = await portal(request).accounts.issue_ticket(page.session.principal)
+        t = await portal(request).accounts.issue_ticket(page.session.principal,
+                                                        session_key(page.sid or ""))
         return JSONResponse({"ticket": t.ticket, "expires_in": t.expires_in,
                              "server_time": portal(request).deps.clock()}, status_code=201)
 

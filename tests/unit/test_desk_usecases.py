@@ -268,3 +268,25 @@ async def test_a_rotated_client_secret_replaces_the_old_one_at_once(portal: Port
     assert [(a.actor, a.detail) for a in trail] == [
         ("operator:opr_1", {"bank_id": creds.bank_id, "client_id": creds.client_id})]
     assert new.client_secret not in str([a.detail for a in trail])
+
+
+async def test_a_watching_page_keeps_its_session_until_it_ends_or_reaches_its_limit(
+        portal: Portal, clock: Clock) -> None:
+    from usecases.sessions import session_key
+
+    started = await portal.sessions.start("desk", "dsk_w", "Watcher", "bnk_1", "viewer")
+    assert started is not None
+    sid, _ = started
+    key = session_key(sid)
+    # watching renews it: idle limits pass by without a request
+    for _ in range(3):
+        clock.now += (IDLE_S - 60) * 1000
+        assert await portal.sessions.keep(key) is True
+    assert await portal.sessions.find(sid) is not None
+    clock.now = T0 + MAX_S * 1000  # the absolute limit: no more
+    assert await portal.sessions.keep(key) is False
+    again = await portal.sessions.start("desk", "dsk_w", "Watcher", "bnk_1", "viewer")
+    assert again is not None
+    await portal.sessions.end(again[0])  # signed out
+    assert await portal.sessions.keep(session_key(again[0])) is False
+    assert await portal.sessions.keep("no-such-key") is False
