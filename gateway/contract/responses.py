@@ -94,6 +94,10 @@ class Assessment(TypedDict, total=False):
     consent_withdrawn: Annotated[bool, Doc("The company withdrew its consent: its data is "
                                            "hidden.")]
     note: Annotated[str, Doc("Why the data is hidden.")]
+    preferred_banks: Annotated[list[str], Doc(
+        "The exporter's bank preferences as the caller may see them: to a bank, its own "
+        "code when the exporter named it and nothing else (never which other banks were "
+        "named); to the operator, the whole list.")]
 
 
 class Round(TypedDict):
