@@ -282,6 +282,9 @@ class Reason(TypedDict):
         "intake: a guarantee rule; hard_rule: rejects whatever the score; score; note: no "
         "effect.")]]
     field: NotRequired[Annotated[str, Doc("The form field concerned.")]]
+    params: NotRequired[Annotated[dict[str, str], Doc(
+        "The numbers and names in text, by name, as decimal strings (money in TL with 2 "
+        "places, percentages): what a page needs to word the reason in its own language.")]]
 
 
 class Factor(TypedDict):
