@@ -28,7 +28,9 @@ CODE_STEP_S = 30  # RFC 6238's time step, pyotp's default
 CODE_MEMORY_S = 4 * CODE_STEP_S  # a used code is remembered longer than the window it is good in
 NO_EXPORTER = Refusal("not_found", "no such exporter")
 NO_BANK = Refusal("not_found", "no such bank")
-DESK_ROLES = ("viewer", "trader")  # viewer: books and results; trader: also offers
+#: viewer: books and results; trader: also offers; admin: the bank's user administrator,
+#: who sees what a viewer sees and manages the bank's own desk users (never offers)
+DESK_ROLES = ("viewer", "trader", "admin")
 DESK_ACTIVATION_S = 7 * 24 * 3600  # how long a desk user's activation code is good
 
 #: whose login is checked: the kinds of account with a password and an authenticator
@@ -297,7 +299,7 @@ class Accounts:
         """A person at a bank, not active yet: a one-time activation code (shown once, stored
         as a hash) lets them choose a password and an authenticator (``activate_desk_user``)."""
         if role not in DESK_ROLES:
-            return Refusal("validation_failed", "role is viewer or trader")
+            return Refusal("validation_failed", "role is viewer, trader or admin")
         async with self.d.store.read() as q:
             bank = await q.banks.get(bank_id)
         if bank is None:

@@ -86,8 +86,8 @@ def refusal_text(page: Page, r: Refusal | Problem) -> str:
     return page._(REFUSALS.get(r.code, OTHER_REFUSAL))
 
 
-async def _form(request: Request) -> Mapping[str, Any]:
-    form = await request.form(max_files=0, max_fields=MAX_FIELDS)
+async def _form(request: Request, max_fields: int = MAX_FIELDS) -> Mapping[str, Any]:
+    form = await request.form(max_files=0, max_fields=max_fields)
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
