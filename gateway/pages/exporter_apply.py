@@ -108,8 +108,9 @@ async def _apply_page(request: Request, page: Page, status: int = 200,
     ctx.setdefault("errors", {})
     ctx.setdefault("related", [])
     ctx.setdefault("preferred", [])
-    rows = max(RELATED_ROWS_START, len(ctx["related"]))
-    ctx["related"] = ctx["related"] + [{} for _ in range(rows - len(ctx["related"]))]
+    rows = min(L.RELATED_MAX, max(RELATED_ROWS_START, ctx.pop("rows", 0),
+                                  len(ctx["related"])))
+    ctx["related"] = ctx["related"][:rows] + [{} for _ in range(rows - len(ctx["related"]))]
     banks = [{"code": b.code, "name": b.name} for b in
              sorted(await p.accounts.banks(), key=lambda b: b.name.casefold()) if b.active]
     return page.render("exporter/apply.html", status, consent_text=pkg.consent_text,
@@ -269,9 +270,10 @@ async def apply(request: Request) -> Response:
     rows = _related_rows(form)
     preferred = _preferred_values(form)
     shown: dict[str, Any] = {"values": values, "related": rows, "preferred": preferred}
+    raw_rows = str(form.get("rows", ""))
+    shown["rows"] = int(raw_rows) if raw_rows.isdigit() and len(raw_rows) < 4 else 0
     if form.get("add_row") == "1":  # "add a row": the same form again, one row more
-        rows.append({})
-        shown["related"] = rows[:L.RELATED_MAX]
+        shown["rows"] = max(shown["rows"], len(rows)) + 1
         return await _apply_page(request, page, **shown)
     related, where = _related_values(rows)
     body = {**values, "related_companies": related, "preferred_banks": preferred}
