@@ -476,8 +476,10 @@ class DeskUser(TypedDict):
     bank_id: Id
     email: Annotated[str, Doc("E-mail address (the login).")]
     full_name: str
-    role: Annotated[str, Doc("viewer: sees books and results; trader: also offers.",
-                             enum=["viewer", "trader"])]
+    role: Annotated[str, Doc("viewer: sees books and results; trader: also offers; admin: "
+                             "the bank's user administrator (sees what a viewer sees, manages "
+                             "the bank's own desk users on the desk pages).",
+                             enum=["viewer", "trader", "admin"])]
     active: Annotated[bool, Doc("Activated: a password chosen and a first one-time code "
                                 "given.")]
     created_at: Timestamp
