@@ -106,7 +106,7 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
         "company_id": "{company_id}", "loan_type": "working_capital", "currency": "TRY",
         "loan_amount": "1000000.00", "guarantee_amount": "1000000.00", "tenor_months": "24",
         "grace_months": "6", "rc-0-tax_id": "1100000089", "rc-0-relation": "partner",
-        "rc-0-share_pct": "10"},
+        "rc-0-share_pct": "10", "pb-ATKALFA": "1"},
     ("POST", "/exporter/companies"): {"tax_id": TAX_ID, "consent": "1"},
     ("POST", "/exporter/applications/{application_id}/accept"): {"offer_id": "{offer_id}",
                                                                  "confirm": "1"},
@@ -564,3 +564,13 @@ def test_the_application_form_sent_twice_makes_one_application(world: World) -> 
     assert after == before + 1
     other = x.post("/exporter/applications", {**data, "loan_amount": "2000000.00"})
     assert other.status_code == 409 and "başka değerlerle" in other.text
+    # approved: its round tells bank A (preferred) that it is, and bank B nothing at all
+    app_id = first.headers["location"].rsplit("/", 1)[1]
+    seen = world.api.http.get(f"/v1/admin/applications/{app_id}",
+                              headers=world.api.admin).json()
+    assert seen["status"] == "approved" and seen["request"]["preferred_banks"] == ["ATKALFA"]
+    rid = seen["round"]["round_id"]
+    page_a = world.people["trader_a"].call("GET", f"/desk/rounds/{rid}").text
+    page_b = world.people["trader_b"].call("GET", f"/desk/rounds/{rid}").text
+    assert 'id="preferred"' in page_a and 'id="preferred"' not in page_b
+    assert "ATKALFA" not in page_b and "Alfa Saldırı" not in page_b
