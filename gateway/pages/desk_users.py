@@ -18,7 +18,6 @@ from gateway.http import portal
 from gateway.pages.desk import N_, OTHER_FIELD_ERROR, _form, refusal_text
 from gateway.pages.web import Page, csrf_ok, page_of, refused
 from gateway.routes import ids
-from persistence.records import DeskUserRecord
 from usecases.accounts import NewDeskUser
 from usecases.outcomes import Refusal
 
@@ -38,13 +37,6 @@ USER_REFUSALS = {
 }
 
 
-def status_of(user: DeskUserRecord) -> str:
-    """active; pending (the activation code not used yet); deactivated."""
-    if user.active:
-        return "active"
-    return "pending" if user.activation_hash else "deactivated"
-
-
 def _text(page: Page, r: Refusal) -> str:
     return page._(USER_REFUSALS[r.code]) if r.code in USER_REFUSALS else refusal_text(page, r)
 
@@ -59,7 +51,7 @@ async def _users_page(request: Request, page: Page, status: int = 200, **ctx: An
                            message=_text(page, users))
     ctx.setdefault("values", {"role": "viewer"})
     ctx.setdefault("errors", {})
-    rows = [{"u": u, "status": status_of(u), "me": u.id == page.session.user_id}
+    rows = [{"u": u, "status": u.status, "me": u.id == page.session.user_id}
             for u in users]
     return page.render("desk/users.html", status, users=rows, roles=DESK_ROLES, **ctx)
 
