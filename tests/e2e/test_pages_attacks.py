@@ -543,6 +543,10 @@ def test_no_desk_page_names_another_bank(world: World) -> None:
                 assert secret not in shown, (name, path, secret)
     book = world.people["trader_a"].call("GET", f"/desk/rounds/{rid}").text
     assert "Banka " in book  # the other bank is there, masked
+    # the user administrator sees the bank's book as a viewer does, with no offer form
+    as_admin = world.people["admin_a"].call("GET", f"/desk/rounds/{rid}").text
+    assert "kullanıcı yöneticisisiniz" in as_admin and "Banka " in as_admin
+    assert f'action="/desk/rounds/{rid}/offers"' not in as_admin
 
 
 # ----------------------------------------------------------------------------- once
