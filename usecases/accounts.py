@@ -29,7 +29,9 @@ CODE_STEP_S = 30  # RFC 6238's time step, pyotp's default
 CODE_MEMORY_S = 4 * CODE_STEP_S  # a used code is remembered longer than the window it is good in
 NO_EXPORTER = Refusal("not_found", "no such exporter")
 NO_BANK = Refusal("not_found", "no such bank")
-DESK_ROLES = ("viewer", "trader")  # viewer: books and results; trader: also offers
+#: viewer: books and results; trader: also offers; admin: the bank's user administrator,
+#: who sees what a viewer sees and manages the bank's own desk users (never offers)
+DESK_ROLES = ("viewer", "trader", "admin")
 NO_DESK_USER = Refusal("not_found", "no such desk user")
 DEACTIVATED = Refusal("deactivated", "this account was deactivated: ask your bank or the "
                                      "guarantee institution")
@@ -319,7 +321,7 @@ class Accounts:
         """A person at a bank, not active yet: a one-time activation code (shown once, stored
         as a hash) lets them choose a password and an authenticator (``activate_desk_user``)."""
         if role not in DESK_ROLES:
-            return Refusal("validation_failed", "role is viewer or trader")
+            return Refusal("validation_failed", "role is viewer, trader or admin")
         async with self.d.store.read() as q:
             bank = await q.banks.get(bank_id)
         if bank is None:

@@ -30,4 +30,4 @@ class Portal:
         self.operator = Operator(deps, self.opening)
         self.streaming = Streaming(deps, self.terms, self.results)
         self.sessions = Sessions(deps)
-        self.desk = Desk(deps, self.bidding)
+        self.desk = Desk(deps, self.bidding, self.accounts)

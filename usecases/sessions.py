@@ -27,7 +27,7 @@ class BrowserSession:
     created_ms: int
     seen_ms: int
     bank_id: str | None = None
-    role: str | None = None  # desk: viewer | trader
+    role: str | None = None  # desk: viewer | trader | admin
 
     @property
     def bank(self) -> Principal:
@@ -49,6 +49,11 @@ class BrowserSession:
     @property
     def may_offer(self) -> bool:
         return self.kind == "desk" and self.role == "trader"
+
+    @property
+    def may_manage_users(self) -> bool:
+        """A bank's user administrator: creates and deactivates its own bank's desk users."""
+        return self.kind == "desk" and self.role == "admin" and self.bank_id is not None
 
 
 #: how long after ``end_all`` a person's new session is refused: longer than any sign-in

@@ -286,6 +286,9 @@ class Reason(TypedDict):
         "intake: a guarantee rule; hard_rule: rejects whatever the score; score; note: no "
         "effect.")]]
     field: NotRequired[Annotated[str, Doc("The form field concerned.")]]
+    params: NotRequired[Annotated[dict[str, str], Doc(
+        "The numbers and names in text, by name, as decimal strings (money in TL with 2 "
+        "places, percentages): what a page needs to word the reason in its own language.")]]
 
 
 class Factor(TypedDict):
@@ -477,8 +480,10 @@ class DeskUser(TypedDict):
     bank_id: Id
     email: Annotated[str, Doc("E-mail address (the login).")]
     full_name: str
-    role: Annotated[str, Doc("viewer: sees books and results; trader: also offers.",
-                             enum=["viewer", "trader"])]
+    role: Annotated[str, Doc("viewer: sees books and results; trader: also offers; admin: "
+                             "the bank's user administrator (sees what a viewer sees, manages "
+                             "the bank's own desk users on the desk pages).",
+                             enum=["viewer", "trader", "admin"])]
     active: Annotated[bool, Doc("Activated: a password chosen and a first one-time code "
                                 "given.")]
     status: Annotated[str, Doc("pending: the activation code is outstanding; active: signs "

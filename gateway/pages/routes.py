@@ -7,9 +7,10 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from gateway.pages import desk, exporter
+from gateway.pages import desk, desk_users, exporter, exporter_apply
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
-PAGES: list[BaseRoute] = [*desk.ROUTES, *exporter.ROUTES,
+PAGES: list[BaseRoute] = [*desk.ROUTES, *desk_users.ROUTES, *exporter.ROUTES,
+                          *exporter_apply.ROUTES,
                           Mount("/static", StaticFiles(directory=STATIC), name="static")]
