@@ -98,7 +98,8 @@ async def test_register_match_apply_approved_banks_bid_close_results_accept(
         assert (app["decision"]["score"], app["decision"]["band"]) == (93, "A")
         assert app["package_version"] == "KGF-HD-2026.1"
         app_id, rid = app["application_id"], app["round"]["round_id"]
-        # announced on the pool with the assessment; preferred banks are a flag, bank A sees it
+        # announced on the pool with the assessment; the preference named bank B only, and
+        # bank A learns that it is not preferred, never that B is
         opened = await recv_until(wsa, lambda m: m["type"] == "round_opened")
         assert opened["round"]["round_id"] == rid
         seen = opened["round"]
@@ -106,7 +107,7 @@ async def test_register_match_apply_approved_banks_bid_close_results_accept(
         assert seen["company"]["contact"]["email"] == exp["email"]
         assert seen["assessment"]["score"] == 93
         assert seen["assessment"]["risk"]["credit_band"] == "very_high"
-        assert seen["assessment"]["preferred_banks"] == [b["bank_code"]]
+        assert seen["assessment"]["preferred_banks"] == []
 
         async with websockets.connect(f"{fast.ws_url}?ticket={api.ticket(he)}",
                                       subprotocols=["ige.v1.json"]) as wse:
