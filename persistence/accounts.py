@@ -144,6 +144,16 @@ class DeskUsers:
         await self.conn.execute(update(desk_users).where(desk_users.c.id == user_id)
                                 .values(password_hash=password_hash, totp_secret=totp_secret))
 
+    async def new_activation(self, bank_id: str, user_id: str, activation_hash: str,
+                             until: int) -> bool:
+        """A new activation code for a user still waiting for activation (the old code is
+        void); False: no such user at this bank, or active or deactivated already."""
+        res = await self.conn.execute(update(desk_users).where(
+            desk_users.c.id == user_id, desk_users.c.bank_id == bank_id,
+            desk_users.c.active.is_(False), desk_users.c.activation_hash.is_not(None))
+            .values(activation_hash=activation_hash, activation_until=until))
+        return bool(res.rowcount)
+
     async def deactivate(self, bank_id: str, user_id: str) -> bool:
         """No login any more, and no activation either (an unspent code is void); False:
         no such user at this bank, or deactivated already."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -346,6 +346,30 @@ class Accounts:
             if await q.banks.get(bank_id) is None:
                 return NO_BANK
             return await q.desk_users.of_bank(bank_id)
+
+    async def new_activation_code(self, bank_id: str, user_id: str, actor: str
+                                  ) -> NewDeskUser | Refusal:
+        """A new one-time activation code (shown once; good for DESK_ACTIVATION_S) for a
+        desk user still waiting for activation: the code was lost, or ran out. The old code
+        is void. An active or deactivated user is ``conflict``; an unknown user and another
+        bank's are ``not_found`` alike."""
+        code = secrets.token_urlsafe(24)
+        hashed = await asyncio.to_thread(hash_secret, code)
+        now = self.d.clock()
+        async with self.d.store.unit() as tx:
+            user = await tx.desk_users.get(user_id)
+            bank = await tx.banks.get(bank_id)
+            if user is None or bank is None or user.bank_id != bank_id:
+                return NO_DESK_USER
+            if not await tx.desk_users.new_activation(bank_id, user_id, hashed,
+                                                      now + DESK_ACTIVATION_S * 1000):
+                return Refusal("conflict", f"the user is {user.status}: only a user waiting "
+                                           "for activation gets a new code")
+            await tx.audit.add(now, actor, "desk_user_activation_renewed", None,
+                               {"user_id": user_id, "bank_id": bank_id})
+            await tx.commit()
+        return NewDeskUser(replace(user, activation_hash=hashed,
+                                   activation_until=now + DESK_ACTIVATION_S * 1000), bank, code)
 
     async def deactivate_desk_user(self, bank_id: str, user_id: str, actor: str
                                    ) -> DeskUserRecord | Refusal:

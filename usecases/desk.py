@@ -73,6 +73,16 @@ class Desk:
                 await tx.commit()
         return done
 
+    async def new_activation_code(self, who: BrowserSession, user_id: str
+                                  ) -> NewDeskUser | Refusal:
+        """A new activation code for a user of the administrator's own bank still waiting
+        for activation (the first one was lost or ran out), audited with the person."""
+        user = await self.user(who, user_id)
+        if isinstance(user, Refusal):
+            return user
+        assert who.bank_id is not None
+        return await self.accounts.new_activation_code(who.bank_id, user.id, who.actor)
+
     async def deactivate_user(self, who: BrowserSession, user_id: str
                               ) -> DeskUserRecord | Refusal:
         """Deactivates a desk user of the administrator's own bank (their sessions end

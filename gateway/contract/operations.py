@@ -257,6 +257,14 @@ OPERATIONS: tuple[Operation, ...] = (
               "Deactivating again answers the same and changes nothing. An unknown user and "
               "another bank's user are both 404.", "operator", 200,
               "The user, deactivated.", rs.DeskUser, problems={404: ("not_found",)}),
+    Operation("post", "/v1/admin/banks/{bank_id}/users/{desk_user_id}/activation-code",
+              "adminNewActivationCode", "operator", "A new activation code for a desk user",
+              "For a desk user still waiting for activation whose code was lost or ran out: a "
+              "new one-time code (shown once, good for 7 days); the old one is void. An "
+              "active or deactivated user is 409 `conflict`; an unknown user and another "
+              "bank's user are both 404. Not idempotent: each call is a new code.",
+              "operator", 201, "The user and its new activation code (shown once).",
+              rs.DeskUserCreated, problems={404: ("not_found",), 409: ("conflict",)}),
     Operation("post", "/v1/admin/banks/{bank_id}/client-secret", "adminRotateClientSecret",
               "operator", "Rotate a bank's client secret",
               "A new OAuth2 client secret for the bank's API client, shown once (stored only "

@@ -35,6 +35,7 @@ USER_REFUSALS = {
     "not_found": N_("No such desk user."),
     "self": N_("You cannot deactivate your own account: ask the guarantee institution."),
 }
+NOT_PENDING = N_("Only a user waiting for activation gets a new activation code.")
 
 
 def _text(page: Page, r: Refusal) -> str:
@@ -98,6 +99,29 @@ async def create_user(request: Request) -> Response:
                              activation_code=made.activation_code)
 
 
+async def new_activation_code(request: Request) -> Response:
+    """A new activation code for a user still waiting for activation (the first was lost or
+    ran out), shown on this answer only."""
+    page = await page_of(request)
+    if not _desk(page):
+        return _to_login(page)
+    form = await _form(request)
+    if not csrf_ok(page, form):
+        return refused(page)
+    assert page.session is not None
+    made = await portal(request).desk.new_activation_code(page.session,
+                                                          request.path_params["user_id"])
+    if isinstance(made, Refusal):
+        if made.code == "not_found":
+            return page.render("error.html", 404, title=page._("No such desk user"),
+                               message=_text(page, made))
+        return await _users_page(request, page, 403 if made.code == "forbidden" else 409,
+                                 error=page._(NOT_PENDING) if made.code == "conflict"
+                                 else _text(page, made))
+    return await _users_page(request, page, 201, created=made.user, renewed=True,
+                             activation_code=made.activation_code)
+
+
 async def deactivate_user(request: Request) -> Response:
     page = await page_of(request)
     if not _desk(page):
@@ -121,4 +145,6 @@ ROUTES: list[BaseRoute] = [
     Route("/desk/users", users, methods=["GET"]),
     Route("/desk/users", create_user, methods=["POST"]),
     Route(ids.path("/desk/users/{user_id}/deactivate"), deactivate_user, methods=["POST"]),
+    Route(ids.path("/desk/users/{user_id}/activation-code"), new_activation_code,
+          methods=["POST"]),
 ]

@@ -76,6 +76,15 @@ async def deactivate_desk_user(request: Request) -> Response:
     return reply(done, views.desk_user)
 
 
+async def new_activation_code(request: Request) -> Response:
+    p = principal(request, "admin")
+    bank_id, user_id = request.path_params["bank_id"], request.path_params["desk_user_id"]
+    made = await portal(request).accounts.new_activation_code(bank_id, user_id, p.actor)
+    if not isinstance(made, Refusal):
+        log.info("desk_user_activation_renewed", user_id=user_id, bank_id=bank_id)
+    return reply(made, views.desk_user_created, 201)
+
+
 async def rotate_client_secret(request: Request) -> Response:
     p = principal(request, "admin")
     bank_id = request.path_params["bank_id"]
@@ -147,6 +156,8 @@ ROUTES: list[BaseRoute] = [
     Route(ids.path("/v1/admin/banks/{bank_id}/users"), desk_users, methods=["GET"]),
     Route(ids.path("/v1/admin/banks/{bank_id}/users/{desk_user_id}/deactivate"),
           deactivate_desk_user, methods=["POST"]),
+    Route(ids.path("/v1/admin/banks/{bank_id}/users/{desk_user_id}/activation-code"),
+          new_activation_code, methods=["POST"]),
     Route(ids.path("/v1/admin/banks/{bank_id}/client-secret"), rotate_client_secret,
           methods=["POST"]),
     Route("/v1/admin/rounds", create_round, methods=["POST"]),

@@ -91,6 +91,7 @@ AUDIENCE: dict[tuple[str, str], str] = {
     ("GET", "/v1/admin/banks/{bank_id}/users"): "admin",
     ("POST", "/v1/admin/banks/{bank_id}/users/{desk_user_id}/deactivate"): "admin",
     ("POST", "/v1/admin/banks/{bank_id}/client-secret"): "admin",
+    ("POST", "/v1/admin/banks/{bank_id}/users/{desk_user_id}/activation-code"): "admin",
 }
 
 #: what the owner sends: bodies that pass authorisation without creating anything (an empty

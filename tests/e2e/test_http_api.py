@@ -686,12 +686,21 @@ def test_the_operator_deactivates_a_desk_user_and_rotates_a_client_secret_over_h
         assert (r.status_code, r.json()["code"]) == (404, "not_found"), (path, r.text)
     listed = api.http.get(f"/v1/admin/banks/{bank['bank_id']}/users", headers=api.admin)
     assert {u["user_id"]: u["status"] for u in listed.json()["users"]}[user_id] == "pending"
+    # the code was lost: a new one, shown once; the old one is void
+    renewed = api.http.post(f"/v1/admin/banks/{bank['bank_id']}/users/{user_id}"
+                            "/activation-code", headers=api.admin)
+    assert renewed.status_code == 201, renewed.text
+    assert renewed.json()["activation_code"] != made.json()["activation_code"]
+    assert renewed.json()["status"] == "pending"
     path = f"/v1/admin/banks/{bank['bank_id']}/users/{user_id}/deactivate"
     for _ in range(2):  # twice: the same answer
         done = api.http.post(path, headers=api.admin)
         assert done.status_code == 200, done.text
         assert (done.json()["user_id"], done.json()["status"], done.json()["active"]) == (
             user_id, "deactivated", False)
+    late = api.http.post(f"/v1/admin/banks/{bank['bank_id']}/users/{user_id}/activation-code",
+                         headers=api.admin)
+    assert (late.status_code, late.json()["code"]) == (409, "conflict")
 
     creds = {"client_id": bank["client_id"], "client_secret": bank["client_secret"]}
     rotated = api.http.post(f"/v1/admin/banks/{bank['bank_id']}/client-secret",

@@ -69,6 +69,7 @@ PAGE_AUDIENCE: dict[tuple[str, str], str] = {
     ("GET", "/desk/users"): "desk_admin",
     ("POST", "/desk/users"): "desk_admin",
     ("POST", "/desk/users/{user_id}/deactivate"): "desk_admin",
+    ("POST", "/desk/users/{user_id}/activation-code"): "desk_admin",
     ("GET", "/exporter"): "public",
     ("GET", "/exporter/register"): "public",
     ("POST", "/exporter/register"): "public",
@@ -417,8 +418,9 @@ def test_a_viewer_may_not_offer_and_only_the_admin_manages_desk_users(world: Wor
     for b in (viewer, trader):
         assert b.call("GET", "/desk/users").status_code == 403
         assert b.post("/desk/users", form_of(("POST", "/desk/users"), {})).status_code == 403
-        r = b.post(f"/desk/users/{world.ids['a']['user_id']}/deactivate", {})
-        assert r.status_code == 403
+        for act in ("deactivate", "activation-code"):
+            r = b.post(f"/desk/users/{world.ids['a']['user_id']}/{act}", {})
+            assert r.status_code == 403, act
         assert "deactivate" not in b.call("GET", "/desk/rounds").text
     assert world.settled() == before
 
@@ -517,7 +519,8 @@ def test_bad_bodies_are_refused_clearly_and_change_nothing(world: World) -> None
         # a ticket route reads no form: its token is a header, missing here
         assert r.status_code == (403 if audience.endswith("_ticket") else 400), (
             path, r.status_code)
-        if audience.endswith(("_logout", "_ticket")) or template.endswith("/deactivate"):
+        if audience.endswith(("_logout", "_ticket")) or \
+                template.endswith(("/deactivate", "/activation-code")):
             continue  # the token is all they read: a valid one would do what they do
         names = set(form_of((method, template), world.ids["a"])) | {"step", "next", "idem"}
         for odd in ODD_VALUES:
@@ -541,8 +544,10 @@ def test_no_desk_page_names_another_bank(world: World) -> None:
         b = world.people[name]
         for path in ("/desk/rounds", "/desk/rounds/rows", f"/desk/rounds/{rid}", "/desk/users",
                      f"/desk/rounds/{world.ids['foreign']['round_id']}",
-                     f"/desk/users/{world.ids['foreign']['user_id']}/deactivate"):
-            r = b.post(path, {}) if path.endswith("/deactivate") else b.call("GET", path)
+                     f"/desk/users/{world.ids['foreign']['user_id']}/deactivate",
+                     f"/desk/users/{world.ids['foreign']['user_id']}/activation-code"):
+            r = b.post(path, {}) if path.endswith(("/deactivate", "/activation-code")) \
+                else b.call("GET", path)
             shown = r.text.replace(path, "")  # the page names its own address (lang's next)
             for secret in world.secrets_of_b:
                 assert secret not in shown, (name, path, secret)

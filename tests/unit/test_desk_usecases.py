@@ -392,3 +392,33 @@ async def test_a_bank_admin_deactivates_its_own_banks_user_whose_sessions_end(
     trail = [(a.actor, a.detail["user_id"]) for a in await portal.operator.audit(None, 0)
              if a.action == "desk_user_deactivated"]
     assert trail == [(f"desk:{admin.id}", made.user.id)]
+
+
+async def test_a_lost_activation_code_is_replaced_for_a_pending_user_only(
+        portal: Portal, clock: Clock) -> None:
+    bank_id = await _bank(portal)
+    made = await portal.accounts.create_desk_user(bank_id, "lost@bank.example", "Kayıp",
+                                                  "trader", "admin")
+    assert isinstance(made, NewDeskUser)
+    other = await _bank(portal, "OTHRC")
+    for b, u in ((other, made.user.id), (bank_id, "dsk_nobody")):
+        refused = await portal.accounts.new_activation_code(b, u, "admin")
+        assert isinstance(refused, Refusal) and refused.code == "not_found"
+    clock.now += (DESK_ACTIVATION_S + 1) * 1000  # the first code ran out unused
+    new = await portal.accounts.new_activation_code(bank_id, made.user.id, "desk:dsk_adm")
+    assert isinstance(new, NewDeskUser) and new.activation_code != made.activation_code
+    assert new.user.activation_until == clock.now + DESK_ACTIVATION_S * 1000
+    old = await portal.accounts.start_desk_activation("lost@bank.example",
+                                                      made.activation_code, PASSWORD)
+    assert isinstance(old, Refusal)  # the old code is void
+    started = await portal.accounts.start_desk_activation("lost@bank.example",
+                                                          new.activation_code, PASSWORD)
+    assert isinstance(started, Registered)
+    totp = pyotp.TOTP(pyotp.parse_uri(started.totp_uri).secret)
+    assert await portal.accounts.finish_desk_activation(
+        "lost@bank.example", new.activation_code, totp.at(clock.now / 1000)) == made.user.id
+    active = await portal.accounts.new_activation_code(bank_id, made.user.id, "admin")
+    assert isinstance(active, Refusal) and active.code == "conflict"
+    trail = [(a.actor, a.detail) for a in await portal.operator.audit(None, 0)
+             if a.action == "desk_user_activation_renewed"]
+    assert trail == [("desk:dsk_adm", {"user_id": made.user.id, "bank_id": bank_id})]
