@@ -7,9 +7,10 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from gateway.pages import desk, exporter
+from gateway.pages import desk, exporter, operator, operator_banks
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
-PAGES: list[BaseRoute] = [*desk.ROUTES, *exporter.ROUTES,
+PAGES: list[BaseRoute] = [*desk.ROUTES, *exporter.ROUTES, *operator.ROUTES,
+                          *operator_banks.ROUTES,
                           Mount("/static", StaticFiles(directory=STATIC), name="static")]
