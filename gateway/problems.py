@@ -33,6 +33,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "forbidden": (403, "Not allowed for this caller"),
     "offer_required": (403, "Send an offer in this round first"),
     "not_activated": (403, "The account is not activated yet"),
+    "deactivated": (403, "The account was deactivated"),
     "not_signatory": (403, "The caller is not an authorised signatory of the company"),
     "not_found": (404, "No such object"),
     "method_not_allowed": (405, "Method not allowed"),

@@ -255,7 +255,8 @@ def bank_credentials(c: BankCredentials) -> rs.BankCredentials:
 
 def desk_user(u: DeskUserRecord) -> rs.DeskUser:
     return {"user_id": u.id, "bank_id": u.bank_id, "email": u.email, "full_name": u.full_name,
-            "role": u.role, "active": u.active, "created_at": at(u.created_at)}
+            "role": u.role, "active": u.active, "status": u.status,
+            "created_at": at(u.created_at)}
 
 
 def desk_user_created(n: NewDeskUser) -> rs.DeskUserCreated:

@@ -36,6 +36,12 @@ class Banks:
         row = (await self.conn.execute(select(banks).where(banks.c.id == bank_id))).first()
         return None if row is None else from_row(BankRecord, row)
 
+    async def set_secret(self, bank_id: str, secret_hash: str) -> bool:
+        """The client's new secret (the old one stops working); False: no such bank."""
+        res = await self.conn.execute(update(banks).where(banks.c.id == bank_id)
+                                      .values(secret_hash=secret_hash))
+        return bool(res.rowcount)
+
 
 class Exporters:
     def __init__(self, conn: AsyncConnection) -> None:
@@ -137,6 +143,15 @@ class DeskUsers:
         proves the authenticator)."""
         await self.conn.execute(update(desk_users).where(desk_users.c.id == user_id)
                                 .values(password_hash=password_hash, totp_secret=totp_secret))
+
+    async def deactivate(self, bank_id: str, user_id: str) -> bool:
+        """No login any more, and no activation either (an unspent code is void); False:
+        no such user at this bank, or deactivated already."""
+        res = await self.conn.execute(update(desk_users).where(
+            desk_users.c.id == user_id, desk_users.c.bank_id == bank_id,
+            (desk_users.c.active.is_(True)) | desk_users.c.activation_hash.is_not(None))
+            .values(active=False, activation_hash=None, activation_until=None))
+        return bool(res.rowcount)
 
     async def activate(self, user_id: str) -> bool:
         """Active, the activation code spent; False when it was spent already."""

@@ -63,6 +63,13 @@ class DeskUserRecord:
     failed_attempts: int
     created_at: int
 
+    @property
+    def status(self) -> str:
+        """``pending`` (an activation code outstanding), ``active`` or ``deactivated``."""
+        if self.active:
+            return "active"
+        return "pending" if self.activation_hash is not None else "deactivated"
+
 
 @dataclass(frozen=True, slots=True)
 class OperatorRecord:

@@ -20,6 +20,7 @@ from persistence.store import Conflict, Tx
 from usecases.context import Deps
 from usecases.outcomes import Refusal
 from usecases.security import Principal, hash_secret, new_id, verify_secret
+from usecases.sessions import Sessions
 
 MAX_LOGIN_FAILURES = 5
 MAX_EMAIL = 254  # longer is no e-mail address: not looked up
@@ -30,6 +31,9 @@ CODE_MEMORY_S = 4 * CODE_STEP_S  # a used code is remembered longer than the win
 NO_EXPORTER = Refusal("not_found", "no such exporter")
 NO_BANK = Refusal("not_found", "no such bank")
 DESK_ROLES = ("viewer", "trader")  # viewer: books and results; trader: also offers
+NO_DESK_USER = Refusal("not_found", "no such desk user")
+DEACTIVATED = Refusal("deactivated", "this account was deactivated: ask your bank or the "
+                                     "guarantee institution")
 DESK_ACTIVATION_S = 7 * 24 * 3600  # how long a desk user's activation code is good
 
 #: whose login is checked: the kinds of account with a password and an authenticator
@@ -123,6 +127,22 @@ class Accounts:
         except Conflict:
             return None
         return BankCredentials(bank.id, code, name, client_id, secret)
+
+    async def rotate_client_secret(self, bank_id: str, actor: str
+                                   ) -> BankCredentials | Refusal:
+        """A new client secret for the bank's API client, shown once (only its hash is
+        stored); the old secret gets no token from now on. Tokens issued before live out
+        their time (``bank_token_ttl_s``): they are self-contained."""
+        secret = secrets.token_urlsafe(32)
+        hashed = await asyncio.to_thread(hash_secret, secret)
+        async with self.d.store.unit() as tx:
+            bank = await tx.banks.get(bank_id)
+            if bank is None or not await tx.banks.set_secret(bank_id, hashed):
+                return NO_BANK
+            await tx.audit.add(self.d.clock(), actor, "client_secret_rotated", None,
+                               {"bank_id": bank.id, "client_id": bank.client_id})
+            await tx.commit()
+        return BankCredentials(bank.id, bank.code, bank.name, bank.client_id, secret)
 
     async def banks(self) -> list[BankRecord]:
         async with self.d.store.read() as q:
@@ -234,6 +254,8 @@ class Accounts:
             return Refusal("locked", "too many failed attempts; the account is locked, "
                                      "contact the guarantee institution")
         if for_login and not user.active:
+            if isinstance(user, DeskUserRecord) and user.status == "deactivated":
+                return DEACTIVATED
             return Refusal("not_activated", "activate the account with a first code")
         if not await self.d.guards.use_code(user.id, step, CODE_MEMORY_S):
             return Refusal("totp_reused", "this one-time code was already used: wait for the "
@@ -327,6 +349,25 @@ class Accounts:
             if await q.banks.get(bank_id) is None:
                 return NO_BANK
             return await q.desk_users.of_bank(bank_id)
+
+    async def deactivate_desk_user(self, bank_id: str, user_id: str, actor: str
+                                   ) -> DeskUserRecord | Refusal:
+        """The person at ``bank_id`` can no longer sign in or activate, and every session
+        they have is ended at once (``Sessions.end_all``). Deactivating again changes
+        nothing and answers the same; an unknown user and another bank's user answer
+        ``not_found`` alike."""
+        async with self.d.store.unit() as tx:
+            user = await tx.desk_users.get(user_id)
+            if user is None or user.bank_id != bank_id:
+                return NO_DESK_USER
+            if await tx.desk_users.deactivate(bank_id, user_id):
+                await tx.audit.add(self.d.clock(), actor, "desk_user_deactivated", None,
+                                   {"user_id": user_id, "bank_id": bank_id})
+                await tx.commit()
+        await Sessions(self.d).end_all("desk", user_id)
+        async with self.d.store.read() as q:
+            user = await q.desk_users.get(user_id)
+        return user if user is not None else NO_DESK_USER
 
     async def _activation(self, email: object, activation_code: object,
                           kind: ActivatedKind = "desk"

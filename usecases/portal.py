@@ -10,8 +10,8 @@ from usecases.console import Console
 from usecases.context import Deps
 from usecases.desk import Desk
 from usecases.durability import Durability
-from usecases.opening import Opening
 from usecases.once import ShownOnce
+from usecases.opening import Opening
 from usecases.operator import Operator
 from usecases.operators import OperatorAccounts
 from usecases.results import Results

@@ -28,6 +28,15 @@ class Guards(Protocol):
 
     async def drop_session(self, key: str) -> None: ...
 
+    # every session of one person (``owner``: ``kind:user id``), so that all of them can be
+    # ended at once: ``index_session`` lists a new session under its owner and says False
+    # when the owner's sessions were revoked in the last ``REVOKE_HOLD_S`` (the new session
+    # must then be dropped: a sign-in racing a deactivation never outlives it);
+    # ``revoke_sessions`` drops every listed session and holds the owner revoked
+    async def index_session(self, owner: str, key: str, ttl_s: int) -> bool: ...
+
+    async def revoke_sessions(self, owner: str, hold_s: int) -> int: ...
+
     # one-time codes: a (user, time step) is accepted once
     async def use_code(self, user_id: str, counter: int, ttl_s: int) -> bool: ...
 

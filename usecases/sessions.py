@@ -51,6 +51,11 @@ class BrowserSession:
         return self.kind == "desk" and self.role == "trader"
 
 
+#: how long after ``end_all`` a person's new session is refused: longer than any sign-in
+#: takes between its account checks and its session (a deactivated account then fails them)
+REVOKE_HOLD_S = 300
+
+
 def _key(sid: str) -> str:
     return hashlib.sha256(("ige-session:" + sid).encode()).hexdigest()
 
@@ -65,13 +70,17 @@ class Sessions:
         return int(min(p.session_idle_s, left_s))
 
     async def start(self, kind: str, user_id: str, name: str, bank_id: str | None = None,
-                    role: str | None = None) -> tuple[str, BrowserSession]:
-        """A new session: (its id, for the cookie only; the session)."""
+                    role: str | None = None) -> tuple[str, BrowserSession] | None:
+        """A new session: (its id, for the cookie only; the session); None when the person's
+        sessions were just revoked (``end_all``: a sign-in that raced a deactivation)."""
         now = self.d.clock()
         sid = secrets.token_urlsafe(32)
         s = BrowserSession(kind, user_id, name, secrets.token_urlsafe(32), now, now, bank_id,
                            role)
         await self.d.guards.put_session(_key(sid), json.dumps(asdict(s)), self._ttl(s, now))
+        if not await self.d.guards.index_session(s.actor, _key(sid), self.d.policy.session_max_s):
+            await self.d.guards.drop_session(_key(sid))
+            return None
         return sid, s
 
     async def find(self, sid: str) -> BrowserSession | None:
@@ -98,3 +107,9 @@ class Sessions:
     async def end(self, sid: str) -> None:
         if sid and len(sid) <= 100:
             await self.d.guards.drop_session(_key(sid))
+
+    async def end_all(self, kind: str, user_id: str) -> int:
+        """Every session of this person ended, wherever it was opened, and none started for
+        ``REVOKE_HOLD_S`` (a sign-in whose checks passed just before); returns how many
+        were live."""
+        return await self.d.guards.revoke_sessions(f"{kind}:{user_id}", REVOKE_HOLD_S)

@@ -52,6 +52,21 @@ class MemoryGuards:
     async def drop_session(self, key: str) -> None:
         self._records.pop(("session", key), None)
 
+    async def index_session(self, owner: str, key: str, ttl_s: int) -> bool:
+        listed = set(self._get(("sessions-of", owner)) or ())
+        self._put(("sessions-of", owner), frozenset(listed | {key}), max(1, ttl_s) * 1000)
+        return self._get(("revoked", owner)) is None
+
+    async def revoke_sessions(self, owner: str, hold_s: int) -> int:
+        self._put(("revoked", owner), "1", hold_s * 1000)
+        listed = self._get(("sessions-of", owner)) or ()
+        self._records.pop(("sessions-of", owner), None)
+        ended = 0
+        for key in listed:
+            ended += self._get(("session", key)) is not None
+            self._records.pop(("session", key), None)
+        return ended
+
     # -- one-time codes
     async def use_code(self, user_id: str, counter: int, ttl_s: int) -> bool:
         key = ("code", user_id, str(counter))

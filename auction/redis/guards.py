@@ -56,6 +56,26 @@ class RedisGuards:
     async def drop_session(self, key: str) -> None:
         await self.redis.delete(keys.session(key))
 
+    async def index_session(self, owner: str, key: str, ttl_s: int) -> bool:
+        # one transaction: either before a revocation's SMEMBERS (which then ends this
+        # session too) or after its marker (which this then sees)
+        async with self.redis.pipeline(transaction=True) as p:
+            p.sadd(keys.sessions_of(owner), key)
+            p.expire(keys.sessions_of(owner), max(1, ttl_s))
+            p.exists(keys.sessions_revoked(owner))
+            got = await p.execute()
+        return not got[2]
+
+    async def revoke_sessions(self, owner: str, hold_s: int) -> int:
+        await self.redis.set(keys.sessions_revoked(owner), "1", ex=max(1, hold_s))
+        listed = [m.decode() if isinstance(m, bytes) else str(m)
+                  for m in await self.redis.smembers(keys.sessions_of(owner))]
+        ended = 0
+        if listed:
+            ended = int(await self.redis.delete(*[keys.session(k) for k in listed]))
+        await self.redis.delete(keys.sessions_of(owner))
+        return ended
+
     # -- one-time codes ----------------------------------------------------------------------
     async def use_code(self, user_id: str, counter: int, ttl_s: int) -> bool:
         return bool(await self.redis.set(keys.used_code(user_id, counter), "1", nx=True,

@@ -114,6 +114,17 @@ def session(key: str) -> str:
     return f"{PREFIX}:session:{key}"
 
 
+def sessions_of(owner: str) -> str:
+    """The keys of one person's browser sessions (``owner``: ``kind:user id``)."""
+    return f"{PREFIX}:sessions:{{{owner}}}:of"  # one hash tag with the marker
+
+
+def sessions_revoked(owner: str) -> str:
+    """Set for a while when a person's sessions were all ended (a deactivation): a session
+    started meanwhile is dropped at once."""
+    return f"{PREFIX}:sessions:{{{owner}}}:revoked"
+
+
 def used_code(user_id: str, counter: int) -> str:
     """A one-time (TOTP) code's time step, once used by this user."""
     return f"{PREFIX}:totp:{user_id}:{counter}"

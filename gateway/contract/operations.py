@@ -33,6 +33,8 @@ PATH_PARAMS: dict[str, str] = {
     "application_id": "The caller's own application.",
     "company_id": "A company the caller is matched to.",
     "bank_id": "A bank (`bank_id` of `GET /v1/admin/banks`).",
+    "desk_user_id": "A desk user of that bank (`user_id` of "
+                    "`GET /v1/admin/banks/{bank_id}/users`).",
 }
 
 
@@ -246,6 +248,21 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/v1/admin/banks/{bank_id}/users", "adminDeskUsers", "operator",
               "A bank's desk users", "The bank's desk users, by e-mail.", "operator", 200,
               "The users.", rs.DeskUserList),
+    Operation("post", "/v1/admin/banks/{bank_id}/users/{desk_user_id}/deactivate",
+              "adminDeactivateDeskUser", "operator", "Deactivate a desk user",
+              "The person can no longer sign in or activate (an outstanding activation code is "
+              "void), and every browser session they have ends at once, on every server. "
+              "Deactivating again answers the same and changes nothing. An unknown user and "
+              "another bank's user are both 404.", "operator", 200,
+              "The user, deactivated.", rs.DeskUser, problems={404: ("not_found",)}),
+    Operation("post", "/v1/admin/banks/{bank_id}/client-secret", "adminRotateClientSecret",
+              "operator", "Rotate a bank's client secret",
+              "A new OAuth2 client secret for the bank's API client, shown once (stored only "
+              "as a hash); the old secret gets no token from now on. Tokens issued before "
+              "keep working until they expire (`expires_in` of the token, 15 minutes by "
+              "default): they are self-contained. Not idempotent: each call is a new secret.",
+              "operator", 200, "The credentials with the new secret (shown once).",
+              rs.BankCredentials, problems={404: ("not_found",)}),
     Operation("post", "/v1/admin/operators", "adminCreateOperator", "operator",
               "Create an operator (a console login)",
               "A person of the guarantee institution with a login of their own for the "

@@ -477,6 +477,9 @@ class DeskUser(TypedDict):
                              enum=["viewer", "trader"])]
     active: Annotated[bool, Doc("Activated: a password chosen and a first one-time code "
                                 "given.")]
+    status: Annotated[str, Doc("pending: the activation code is outstanding; active: signs "
+                               "in; deactivated: no sign-in, no activation, no session.",
+                               enum=["pending", "active", "deactivated"])]
     created_at: Timestamp
 
 

@@ -30,6 +30,7 @@ from gateway.routes import ids
 from usecases.accounts import Registered
 from usecases.bidding import Accepted, BankResult, BookSeen, RoundDetail
 from usecases.outcomes import Draft, Refusal
+from usecases.sessions import BrowserSession
 
 MAX_FIELDS = 30  # a page's form has fewer fields than this
 
@@ -65,6 +66,8 @@ REFUSALS = {
     "locked": N_("Too many failed attempts: the account is locked. Contact the guarantee "
                  "institution."),
     "not_activated": N_("The account is not activated yet: use your activation code."),
+    "deactivated": N_("This account was deactivated: ask your bank's administrator or the "
+                      "guarantee institution."),
     "rate_limited": N_("Too many attempts: wait a few minutes and try again."),
     "round_closed": N_("The round is closed: no more offers."),
     "offer_limit": N_("Your bank keeps as many live offers in this round as it may: revise "
@@ -109,10 +112,9 @@ async def login(request: Request) -> Response:
     async def check(email: str, password: Any, code: Any) -> Any:
         return await portal(request).accounts.desk_login(email, password, code)
 
-    async def start(user: Any) -> str:
-        sid, _ = await portal(request).sessions.start("desk", user.id, user.full_name,
-                                                      user.bank_id, user.role)
-        return sid
+    async def start(user: Any) -> Started:
+        return await portal(request).sessions.start("desk", user.id, user.full_name,
+                                                    user.bank_id, user.role)
 
     return await sign_in(request, "desk", "desk_login", "/desk/rounds", check, start)
 
@@ -122,10 +124,12 @@ async def logout(request: Request) -> Response:
 
 
 Check = Callable[[str, Any, Any], Awaitable[Any]]
+#: a new session (its id, the session), or None: the person's sessions were just revoked
+Started = tuple[str, BrowserSession] | None
 
 
 async def sign_in(request: Request, kind: str, route: str, home: str, check: Check,
-                  start: Callable[[Any], Awaitable[str]]) -> Response:
+                  start: Callable[[Any], Awaitable[Started]]) -> Response:
     """A person's sign-in page (``<kind>/login.html``), the desk's or the exporter's: the
     API's login use case (``check``: the user, or a Refusal) behind the route's rate limits
     (``route``), a new session (``start``) replacing any older one, then ``next`` or
@@ -141,6 +145,7 @@ async def sign_in(request: Request, kind: str, route: str, home: str, check: Che
         return refused(page)
     email = str(form.get("email", ""))[:320]
     error: str | None = None
+    started: Started = None
     try:
         acct = await throttled(request, route, email)
         user = await check(email, form.get("password", ""), form.get("code", ""))
@@ -151,13 +156,17 @@ async def sign_in(request: Request, kind: str, route: str, home: str, check: Che
     else:
         if isinstance(user, Refusal):
             error = refusal_text(page, user)
-    if error is not None:
+    if error is None:
+        await passed(request, route, acct)
+        if page.sid:  # a new login never keeps an older session
+            await portal(request).sessions.end(page.sid)
+        started = await start(user)
+        if started is None:  # deactivated while signing in
+            error = refusal_text(page, Refusal("unauthorized", ""))
+    if error is not None or started is None:
         return page.render(template, 401, error=error, email=email,
                            next=form.get("next", ""))
-    await passed(request, route, acct)
-    if page.sid:  # a new login never keeps an older session
-        await portal(request).sessions.end(page.sid)
-    sid = await start(user)
+    sid = started[0]
     return page.start_session(page.redirect(safe_next(str(form.get("next", "")), home)), sid)
 
 

@@ -22,6 +22,7 @@ from gateway.pages.desk import (
     FIELD_MESSAGES,
     N_,
     OTHER_FIELD_ERROR,
+    Started,
     _form,
     _qr_svg,
     _secret_of,
@@ -152,9 +153,8 @@ async def login(request: Request) -> Response:
     async def check(email: str, password: Any, code: Any) -> Any:
         return await portal(request).accounts.exporter_login(email, password, code)
 
-    async def start(user: Any) -> str:
-        sid, _ = await portal(request).sessions.start("exporter", user.id, user.full_name)
-        return sid
+    async def start(user: Any) -> Started:
+        return await portal(request).sessions.start("exporter", user.id, user.full_name)
 
     return await sign_in(request, "exporter", "login", "/exporter/applications", check, start)
 

@@ -27,7 +27,14 @@ from gateway.contract.reading import RequestModel, Wire, read
 from gateway.contract.schema import string
 from gateway.http import portal
 from gateway.pages import i18n
-from gateway.pages.desk import N_, OTHER_FIELD_ERROR, activation, sign_in, sign_out
+from gateway.pages.desk import (
+    N_,
+    OTHER_FIELD_ERROR,
+    Started,
+    activation,
+    sign_in,
+    sign_out,
+)
 from gateway.pages.web import Page, page_of
 from gateway.routes import ids
 from persistence.operators import AuditFilter
@@ -167,9 +174,8 @@ async def login(request: Request) -> Response:
     async def check(email: str, password: Any, code: Any) -> Any:
         return await portal(request).operators.login(email, password, code)
 
-    async def start(user: Any) -> str:
-        sid, _ = await portal(request).sessions.start("operator", user.id, user.full_name)
-        return sid
+    async def start(user: Any) -> Started:
+        return await portal(request).sessions.start("operator", user.id, user.full_name)
 
     return await sign_in(request, "operator", "operator_login", HOME, check, start)
 

@@ -70,6 +70,24 @@ async def desk_users(request: Request) -> Response:
                  views.desk_users)
 
 
+async def deactivate_desk_user(request: Request) -> Response:
+    p = principal(request, "admin")
+    bank_id, user_id = request.path_params["bank_id"], request.path_params["desk_user_id"]
+    done = await portal(request).accounts.deactivate_desk_user(bank_id, user_id, p.actor)
+    if not isinstance(done, Refusal):
+        log.info("desk_user_deactivated", user_id=user_id, bank_id=bank_id)
+    return reply(done, views.desk_user)
+
+
+async def rotate_client_secret(request: Request) -> Response:
+    p = principal(request, "admin")
+    bank_id = request.path_params["bank_id"]
+    done = await portal(request).accounts.rotate_client_secret(bank_id, p.actor)
+    if not isinstance(done, Refusal):
+        log.info("client_secret_rotated", bank_id=bank_id)
+    return reply(done, views.bank_credentials)
+
+
 async def create_operator(request: Request) -> Response:
     """A person of the guarantee institution with a login for the console (``/operator``)."""
     p = principal(request, "admin")
@@ -147,6 +165,10 @@ ROUTES: list[BaseRoute] = [
     Route("/v1/admin/banks", banks, methods=["GET"]),
     Route(ids.path("/v1/admin/banks/{bank_id}/users"), create_desk_user, methods=["POST"]),
     Route(ids.path("/v1/admin/banks/{bank_id}/users"), desk_users, methods=["GET"]),
+    Route(ids.path("/v1/admin/banks/{bank_id}/users/{desk_user_id}/deactivate"),
+          deactivate_desk_user, methods=["POST"]),
+    Route(ids.path("/v1/admin/banks/{bank_id}/client-secret"), rotate_client_secret,
+          methods=["POST"]),
     Route("/v1/admin/operators", create_operator, methods=["POST"]),
     Route("/v1/admin/rounds", create_round, methods=["POST"]),
     Route(ids.path("/v1/admin/rounds/{round_id}"), one_round),

@@ -156,3 +156,25 @@ async def test_close_claims_live_beside_their_round(redis: Redis) -> None:
     assert await g.hold("bucket", "3", token(), 10_000)
     assert await g.heartbeat("workers", token(), 10_000) == 1
     await check_redis_keys(redis, {"rnd_tagged"}, allowed_global=GLOBAL)
+
+
+async def test_revoking_a_persons_sessions_drops_each_and_refuses_new_ones_for_a_while(
+        guards: Any) -> None:
+    owner, other = f"desk:{token()}", f"desk:{token()}"
+    mine, theirs = [token() for _ in range(3)], token()
+    for k in mine:
+        await guards.put_session(k, "r", 60)
+        assert await guards.index_session(owner, k, 60) is True
+    await guards.put_session(theirs, "r", 60)
+    assert await guards.index_session(other, theirs, 60) is True
+    await guards.drop_session(mine[0])  # logged out already: not counted
+    assert await guards.revoke_sessions(owner, 2) == 2
+    assert [await guards.get_session(k) for k in mine] == [None, None, None]
+    assert await guards.get_session(theirs) == "r"
+    late = token()
+    await guards.put_session(late, "r", 60)
+    assert await guards.index_session(owner, late, 60) is False  # the caller drops it
+    assert await guards.index_session(other, token(), 60) is True
+    await asyncio.sleep(2.1)
+    assert await guards.index_session(owner, token(), 60) is True  # the hold is over
+    assert await guards.revoke_sessions(f"desk:{token()}", 1) == 0  # nobody's: nothing

@@ -89,6 +89,8 @@ AUDIENCE: dict[tuple[str, str], str] = {
     ("GET", "/v1/admin/audit"): "admin",
     ("POST", "/v1/admin/banks/{bank_id}/users"): "admin",
     ("GET", "/v1/admin/banks/{bank_id}/users"): "admin",
+    ("POST", "/v1/admin/banks/{bank_id}/users/{desk_user_id}/deactivate"): "admin",
+    ("POST", "/v1/admin/banks/{bank_id}/client-secret"): "admin",
 }
 
 #: what the owner sends: bodies that pass authorisation without creating anything (an empty
@@ -219,6 +221,10 @@ def world(module_server_factory: Any, new_exporter: Any) -> World:
               "round_id": done["round_id"], "offer_id": offer_done.json()["offer_id"],
               "bank_id": a_id},
     }
+    desk = api.http.post(f"/v1/admin/banks/{a_id}/users", headers=api.admin, json={
+        "email": "matrix-trader@example.com", "full_name": "Matris Tüccar", "role": "trader"})
+    assert desk.status_code == 201, desk.text
+    ids["x"]["desk_user_id"] = desk.json()["user_id"]
     ids["unknown"] = {k: unknown_like(v) for k, v in ids["x"].items()}
     return World(srv, api, h, ids, {"x": x["user_id"], "y": y["user_id"]})
 

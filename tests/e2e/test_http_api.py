@@ -666,6 +666,56 @@ def test_the_operator_creates_a_banks_desk_users_over_http(world: World) -> None
                and e["detail"]["role"] == "trader" for e in trail)
 
 
+def test_the_operator_deactivates_a_desk_user_and_rotates_a_client_secret_over_http(
+        world: World) -> None:
+    api, bank, other = world.api, world.banks["HTA"], world.banks["HTB"]
+    made = api.http.post(f"/v1/admin/banks/{bank['bank_id']}/users", headers=api.admin,
+                         json={"email": "leaving@hta.example", "full_name": "Giden Kişi",
+                               "role": "viewer"})
+    assert made.status_code == 201, made.text
+    user_id = made.json()["user_id"]
+    assert made.json()["status"] == "pending"
+    # another bank's path, an unknown user, a bank token: 404 alike, nothing changed
+    for path, headers in ((f"/v1/admin/banks/{other['bank_id']}/users/{user_id}/deactivate",
+                           api.admin),
+                          (f"/v1/admin/banks/{bank['bank_id']}/users/dsk_nobody/deactivate",
+                           api.admin),
+                          (f"/v1/admin/banks/{bank['bank_id']}/users/{user_id}/deactivate",
+                           world.h["HTA"])):
+        r = api.http.post(path, headers=headers)
+        assert (r.status_code, r.json()["code"]) == (404, "not_found"), (path, r.text)
+    listed = api.http.get(f"/v1/admin/banks/{bank['bank_id']}/users", headers=api.admin)
+    assert {u["user_id"]: u["status"] for u in listed.json()["users"]}[user_id] == "pending"
+    path = f"/v1/admin/banks/{bank['bank_id']}/users/{user_id}/deactivate"
+    for _ in range(2):  # twice: the same answer
+        done = api.http.post(path, headers=api.admin)
+        assert done.status_code == 200, done.text
+        assert (done.json()["user_id"], done.json()["status"], done.json()["active"]) == (
+            user_id, "deactivated", False)
+
+    creds = {"client_id": bank["client_id"], "client_secret": bank["client_secret"]}
+    rotated = api.http.post(f"/v1/admin/banks/{bank['bank_id']}/client-secret",
+                            headers=api.admin)
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()
+    assert (new["client_id"], new["bank_code"]) == (bank["client_id"], "HTA")
+    assert new["client_secret"] != bank["client_secret"]
+    token = {"grant_type": "client_credentials"}
+    old = api.http.post("/v1/oauth/token", data={**token, **creds})
+    assert (old.status_code, old.json()["code"]) == (401, "invalid_client")
+    fresh = api.http.post("/v1/oauth/token", data={**token, "client_id": new["client_id"],
+                                                  "client_secret": new["client_secret"]})
+    assert fresh.status_code == 200, fresh.text
+    bank["client_secret"] = new["client_secret"]  # for any later test of this module
+    nobody = api.http.post("/v1/admin/banks/bnk_nobody/client-secret", headers=api.admin)
+    assert nobody.status_code == 404
+    assert api.http.post(f"/v1/admin/banks/{bank['bank_id']}/client-secret",
+                         headers=world.h["HTA"]).status_code == 404
+    trail = api.http.get("/v1/admin/audit", headers=api.admin).json()["entries"]
+    assert sum(e["action"] == "client_secret_rotated" for e in trail) >= 1
+    assert new["client_secret"] not in json.dumps(trail)
+
+
 def test_the_operator_unlocks_an_account_with_the_cli(world: World, new_exporter: Any) -> None:
     api = world.api
     exp = new_exporter(api, login=False)

@@ -199,3 +199,72 @@ async def test_a_session_is_renewed_by_use_and_ends_idle_at_its_limit_or_on_logo
     assert await portal.sessions.find(sid3) is not None
     await portal.sessions.end(sid3)
     assert await portal.sessions.find(sid3) is None  # logged out: gone
+
+
+async def test_a_deactivated_desk_user_loses_every_session_and_cannot_sign_in_again(
+        portal: Portal, clock: Clock) -> None:
+    user, totp = await _active_user(portal, clock, "trader", "gone@bank.example")
+    started = [await portal.sessions.start("desk", user.id, user.full_name, user.bank_id,
+                                           user.role) for _ in range(3)]  # three browsers
+    other = await portal.sessions.start("desk", "dsk_other", "Başka", user.bank_id, "viewer")
+    assert all(s is not None for s in started) and other is not None
+    # another bank cannot deactivate them, and an unknown id is the same answer
+    other_bank = await _bank(portal, "OTHRB")
+    for bank_id, user_id in ((other_bank, user.id), (user.bank_id, "dsk_nobody")):
+        refused = await portal.accounts.deactivate_desk_user(bank_id, user_id, "admin")
+        assert isinstance(refused, Refusal) and refused.code == "not_found"
+    assert None not in [await portal.sessions.find(s[0]) for s in started if s]
+
+    done = await portal.accounts.deactivate_desk_user(user.bank_id, user.id, "desk:dsk_admin")
+    assert isinstance(done, DeskUserRecord) and done.status == "deactivated"
+    assert [await portal.sessions.find(s[0]) for s in started if s] == [None, None, None]
+    assert await portal.sessions.find(other[0]) is not None  # nobody else's
+    # the right password and a fresh code: told plainly, and no session
+    clock.now += 60_000
+    login = await portal.accounts.desk_login(user.email, PASSWORD, totp.at(clock.now / 1000))
+    assert isinstance(login, Refusal) and login.code == "deactivated"
+    # a sign-in whose checks passed just before the deactivation gets no session either
+    assert await portal.sessions.start("desk", user.id, user.full_name, user.bank_id,
+                                       user.role) is None
+    # again: the same answer, one audit row
+    again = await portal.accounts.deactivate_desk_user(user.bank_id, user.id, "admin")
+    assert isinstance(again, DeskUserRecord) and again.status == "deactivated"
+    trail = [a for a in await portal.operator.audit(None, 0)
+             if a.action == "desk_user_deactivated"]
+    assert [(a.actor, a.detail) for a in trail] == [
+        ("desk:dsk_admin", {"user_id": user.id, "bank_id": user.bank_id})]
+
+
+async def test_a_pending_desk_users_activation_code_is_void_once_deactivated(
+        portal: Portal) -> None:
+    bank_id = await _bank(portal)
+    made = await portal.accounts.create_desk_user(bank_id, "p@bank.example", "P", "viewer",
+                                                  "admin")
+    assert isinstance(made, NewDeskUser) and made.user.status == "pending"
+    done = await portal.accounts.deactivate_desk_user(bank_id, made.user.id, "admin")
+    assert isinstance(done, DeskUserRecord) and done.status == "deactivated"
+    late = await portal.accounts.start_desk_activation("p@bank.example", made.activation_code,
+                                                       PASSWORD)
+    assert isinstance(late, Refusal) and late.code == "unauthorized"
+
+
+async def test_a_rotated_client_secret_replaces_the_old_one_at_once(portal: Portal) -> None:
+    creds = await portal.accounts.create_bank("ROTB", "Rot Bankası", "admin")
+    assert creds is not None
+    assert not isinstance(await portal.accounts.bank_token(creds.client_id,
+                                                           creds.client_secret), Refusal)
+    new = await portal.accounts.rotate_client_secret(creds.bank_id, "operator:opr_1")
+    assert not isinstance(new, Refusal)
+    assert (new.client_id, new.bank_code) == (creds.client_id, "ROTB")
+    assert new.client_secret != creds.client_secret
+    old = await portal.accounts.bank_token(creds.client_id, creds.client_secret)
+    assert isinstance(old, Refusal) and old.code == "invalid_client"
+    assert not isinstance(await portal.accounts.bank_token(creds.client_id,
+                                                           new.client_secret), Refusal)
+    unknown = await portal.accounts.rotate_client_secret("bnk_nobody", "admin")
+    assert isinstance(unknown, Refusal) and unknown.code == "not_found"
+    trail = [a for a in await portal.operator.audit(None, 0)
+             if a.action == "client_secret_rotated"]
+    assert [(a.actor, a.detail) for a in trail] == [
+        ("operator:opr_1", {"bank_id": creds.bank_id, "client_id": creds.client_id})]
+    assert new.client_secret not in str([a.detail for a in trail])
