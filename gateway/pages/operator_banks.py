@@ -133,8 +133,43 @@ async def create_desk_user(request: Request) -> Response:
                                    **views.desk_user_created(made)}, f"bank-{bank_id}")
 
 
+async def rotate_secret(request: Request) -> Response:
+    """A new client secret for the bank's API client, shown once; the old one stops working
+    (``Accounts.rotate_client_secret``, the API's)."""
+    page, form = await _operator_form(request)
+    if isinstance(form, Response):
+        return form
+    assert page.session is not None
+    bank_id = request.path_params["bank_id"]
+    done = await portal(request).accounts.rotate_client_secret(bank_id, page.session.actor)
+    if isinstance(done, Refusal):
+        return page.render("error.html", 404, title=page._("No such bank"),
+                           message=page._(BANK_REFUSALS["not_found"]))
+    return await _show_once(page, {"kind": "secret_rotated", **views.bank_credentials(done)},
+                            f"bank-{bank_id}")
+
+
+async def deactivate_user(request: Request) -> Response:
+    """The desk user can no longer sign in or activate, and every session of theirs ends
+    (``Accounts.deactivate_desk_user``, the API's)."""
+    page, form = await _operator_form(request)
+    if isinstance(form, Response):
+        return form
+    assert page.session is not None
+    bank_id = request.path_params["bank_id"]
+    done = await portal(request).accounts.deactivate_desk_user(
+        bank_id, request.path_params["desk_user_id"], page.session.actor)
+    if isinstance(done, Refusal):
+        return page.render("error.html", 404, title=page._("No such desk user"),
+                           message=page._(BANK_REFUSALS["not_found"]))
+    return page.redirect(f"{BANKS}?done=deactivated#bank-{bank_id}")
+
+
 ROUTES: list[BaseRoute] = [
     Route(BANKS, banks),
     Route(BANKS, create_bank, methods=["POST"]),
     Route(ids.path(BANKS + "/{bank_id}/users"), create_desk_user, methods=["POST"]),
+    Route(ids.path(BANKS + "/{bank_id}/secret"), rotate_secret, methods=["POST"]),
+    Route(ids.path(BANKS + "/{bank_id}/users/{desk_user_id}/deactivate"), deactivate_user,
+          methods=["POST"]),
 ]

@@ -223,6 +223,34 @@ def test_an_operator_runs_the_console(servers: Callable[..., ServerProcess], bro
     desk_login(desk, base, "trader@gama.example", desk_totp)
     assert "Gül Gama" in desk.locator(".who").inner_text()
 
+    # the bank's client secret rotated: the new one shown once, the old one refused
+    page.goto(base + "/operator/banks")
+    page.locator(f"#bank-{gamma['bank_id']} form.rotate button").click()
+    page.wait_for_selector("#shown-secret")
+    rotated = page.locator("#shown-secret").inner_text().strip()
+    assert rotated != secret and page.locator("#shown-client-id").inner_text() == client_id
+    check_page(page, watch, "operator-secret-rotated", screenshots)
+    assert token_status(api, client_id, secret) == 401
+    assert token_status(api, client_id, rotated) == 200
+    page.reload()
+    assert page.locator("#shown-secret").count() == 0 and rotated not in page.content()
+
+    # the desk user deactivated: their page in the other browser signs them out
+    row = page.locator(f"#bank-{gamma['bank_id']} tr[data-user='trader@gama.example']")
+    assert row.locator(".user-state").inner_text() == "etkin"
+    row.locator("button.danger").click()
+    page.wait_for_selector("#done")
+    row = page.locator(f"#bank-{gamma['bank_id']} tr[data-user='trader@gama.example']")
+    assert row.locator(".user-state").inner_text() == "devre dışı"
+    assert row.locator("button").count() == 0
+    desk.goto(base + "/desk/rounds")
+    desk.wait_for_url(re.compile(r"/desk/login"))
+    assert desk.locator(".who").count() == 0
+    trail = api.http.get("/v1/admin/audit", params={"actor": f"operator:{who['user_id']}"},
+                         headers=api.admin).json()["entries"]
+    assert {"bank_created", "desk_user_created", "client_secret_rotated",
+            "desk_user_deactivated"} <= {e["action"] for e in trail}
+
     # the console's language: English by choice
     page.goto(base + "/operator/audit")
     page.locator("#lang-switch").click()
@@ -297,7 +325,7 @@ def test_each_kind_of_session_stays_in_its_own_part_of_the_site(
                              "/operator"),
     }
     ids = {"round_id": rnd["round_id"], "application_id": rnd["application_id"],
-           "bank_id": bank["bank_id"], "user_id": user["user_id"], "offer_id": "off_x"}
+           "bank_id": bank["bank_id"], "desk_user_id": user["user_id"], "offer_id": "off_x"}
     parts = {"operator": (operator.ROUTES + operator_banks.ROUTES, "/operator/login"),
              "desk": (desk.ROUTES, "/desk/login"),
              "exporter": (exporter.ROUTES, "/exporter/login")}
