@@ -103,7 +103,7 @@ _ACTION = re.compile(L.ACTION_REGEX)
 
 def actor(v: Any) -> str:
     """Who acted, as the audit trail writes it: ``admin``, ``system``, ``bank:<id>``..."""
-    if not isinstance(v, str) or not _ACTOR.fullmatch(v):
+    if not isinstance(v, str) or len(v) > L.ACTOR_MAX or not _ACTOR.fullmatch(v):
         raise ValueError("an actor: a kind (admin, bank, desk, operator...) and maybe :<id>")
     return v
 

@@ -257,9 +257,11 @@ async def audit(request: Request) -> Response:
     f = AuditFilter(q.round_id, q.actor, q.action, dt_to_ms(q.since) if q.since else None,
                     dt_to_ms(q.until) if q.until else None)
     listed = await portal(request).console.audit(f, q.before)
-    rows = [{"id": r.id, "at": r.at, "actor": r.actor, "action": r.action,
-             "round_id": r.round_id, "detail": views.audit_detail(r.detail)}
-            for r in listed.rows]
+    names = {f"bank:{b.id}": f"{b.code} · {b.name}"
+             for b in await portal(request).accounts.banks()}  # the partner banks: a few dozen
+    rows = [{"id": r.id, "at": r.at, "actor": r.actor, "actor_name": names.get(r.actor),
+             "action": r.action, "round_id": r.round_id,
+             "detail": views.audit_detail(r.detail)} for r in listed.rows]
     keep = {k: v for k, v in raw.items() if k != "before" and v}
     ctx.update(rows=rows, next=listed.next, keep=keep, filtered=bool(keep),
                paged=q.before is not None)
