@@ -37,8 +37,7 @@ from gateway.pages.desk import (
 )
 from gateway.pages.web import Page, page_of
 from gateway.routes import ids
-from persistence.operators import AuditFilter
-from usecases.console import STATES, RoundHistory
+from usecases.console import STATES, AuditFilter, RoundHistory
 from usecases.operator import RoundView
 from usecases.outcomes import Refusal
 

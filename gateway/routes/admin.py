@@ -22,7 +22,7 @@ from gateway.http import idempotent, ok, portal, principal, reply
 from gateway.logs import get_logger
 from gateway.problems import refuse
 from gateway.routes import ids
-from persistence.operators import AuditFilter
+from usecases.console import AuditFilter
 from usecases.outcomes import Refusal
 from usecases.results import NO_APPLICATION
 
