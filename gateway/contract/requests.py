@@ -624,9 +624,9 @@ class AuditQuery(RequestModel):
         "description": "Only this action's entries (`offer_submitted`, `round_closed`...)."},
         empty_is_missing=True)] = None
     since: Annotated[datetime | None, Wire(_moment, string(
-        "Entries at or after this time (RFC 3339, with an offset).", format="date-time",
-        pattern=L.START_PATTERN), empty_is_missing=True)] = None
+        "Entries at or after this time (RFC 3339, with an offset; empty is refused).",
+        format="date-time", pattern=L.START_PATTERN))] = None
     until: Annotated[datetime | None, Wire(_moment, string(
-        "Entries before this time (RFC 3339, with an offset).", format="date-time",
-        pattern=L.START_PATTERN), empty_is_missing=True)] = None
+        "Entries before this time (RFC 3339, with an offset; empty is refused).",
+        format="date-time", pattern=L.START_PATTERN))] = None
 
