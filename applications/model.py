@@ -224,6 +224,9 @@ class Reason:
     text: str
     kind: str
     field: str | None = None
+    #: the numbers and names in ``text``, as decimal strings (money in TL with 2 places,
+    #: percentages as pct_text): a page words the reason in its language from its code
+    params: tuple[tuple[str, str], ...] = ()
 
     @property
     def rejects(self) -> bool:
@@ -233,6 +236,8 @@ class Reason:
         out: dict[str, Any] = {"code": self.code, "text": self.text, "kind": self.kind}
         if self.field:
             out["field"] = self.field
+        if self.params:
+            out["params"] = dict(self.params)
         return out
 
 

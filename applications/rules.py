@@ -122,7 +122,10 @@ def check_eligibility(inputs: DecisionInputs, package: GuaranteePackage
                else "non-SMEs that are not exporters")
         out.append(Reason("guarantee_rate_above_cap",
                           f"the guarantee rate may be at most {pct_text(cap)} % for {who}",
-                          "intake", "guarantee_amount"))
+                          "intake", "guarantee_amount",
+                          (("cap_pct", pct_text(cap)),
+                           ("who", "exporter" if exporter else "sme" if app.is_sme
+                            else "non_sme"))))
     guarantee_tl = package.to_tl(req.guarantee_amount, req.currency) \
         if req.currency in package.fx_rates_e4 else 0
     exposure = exposure_total(inputs.exposures)
@@ -134,7 +137,11 @@ def check_eligibility(inputs: DecisionInputs, package: GuaranteePackage
             f"{money_text(exposure)} TL already counts towards it for the company and its "
             f"{len(inputs.group)} related companies, so at most "
             f"{money_text(max(0, limit - exposure))} TL of guarantee is left "
-            f"(requested {money_text(guarantee_tl)} TL)", "intake", "guarantee_amount"))
+            f"(requested {money_text(guarantee_tl)} TL)", "intake", "guarantee_amount",
+            (("limit_try", money_text(limit)), ("exposure_try", money_text(exposure)),
+             ("related", str(len(inputs.group))),
+             ("left_try", money_text(max(0, limit - exposure))),
+             ("requested_try", money_text(guarantee_tl)))))
     return out, guarantee_tl, exposure, limit
 
 
@@ -162,7 +169,8 @@ def check_hard_rules(inputs: DecisionInputs, package: GuaranteePackage) -> list[
     if risk.unpaid_guarantee_commission > 0:
         out.append(Reason("unpaid_guarantee_commission",
                           f"{money_text(risk.unpaid_guarantee_commission)} TL of guarantee "
-                          "commission from earlier periods is unpaid", "hard_rule"))
+                          "commission from earlier periods is unpaid", "hard_rule", None,
+                          (("amount_try", money_text(risk.unpaid_guarantee_commission)),)))
     if fin is None:
         out.append(Reason("financials_missing", "no financial statements were found; the "
                           "financial factors score as missing", "note"))
@@ -179,16 +187,24 @@ def check_hard_rules(inputs: DecisionInputs, package: GuaranteePackage) -> list[
                 out.append(Reason(
                     "public_debt_above_limit",
                     f"overdue tax and social-security debt of {money_text(debt)} TL is above "
-                    f"{pct_text(allowed)} % of the loan ({money_text(loan_tl)} TL)", "hard_rule"))
+                    f"{pct_text(allowed)} % of the loan ({money_text(loan_tl)} TL)", "hard_rule",
+                    None, (("debt_try", money_text(debt)), ("max_pct", pct_text(allowed)),
+                           ("loan_try", money_text(loan_tl)))))
             else:
                 out.append(Reason(
                     "public_debt_paid_first",
                     f"overdue tax and social-security debt of {money_text(debt)} TL must be "
-                    "paid first from the loan", "note"))
+                    "paid first from the loan", "note", None,
+                    (("debt_try", money_text(debt)),)))
     return out
 
 
 # ----------------------------------------------------------------------------- decision
+def _card(card: Any) -> tuple[tuple[str, str], ...]:
+    return (("score", str(card.score)), ("band", str(card.band)),
+            ("pass_mark", str(card.pass_mark)))
+
+
 def decide(inputs: DecisionInputs, package: GuaranteePackage) -> Decision:
     """Approve or reject, with every reason. Everything is evaluated (the score too) so that
     a rejection lists all that is wrong, not the first thing found."""
@@ -199,10 +215,11 @@ def decide(inputs: DecisionInputs, package: GuaranteePackage) -> Decision:
     card = scoring.score(inputs.financials, inputs.risk, inputs.exports, package.scorecard)
     if card.passed:
         reasons.append(Reason("score_passed", f"score {card.score} (band {card.band}) reaches "
-                              f"the pass mark {card.pass_mark}", "note"))
+                              f"the pass mark {card.pass_mark}", "note", None, _card(card)))
     else:
         reasons.append(Reason("score_below_pass_mark", f"score {card.score} (band {card.band}) "
-                              f"is below the pass mark {card.pass_mark}", "score"))
+                              f"is below the pass mark {card.pass_mark}", "score", None,
+                              _card(card)))
     rejected = any(r.rejects for r in reasons)
     # rejecting reasons first, in rule order; notes after them
     ordered = tuple([r for r in reasons if r.rejects] + [r for r in reasons if not r.rejects])

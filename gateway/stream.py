@@ -285,9 +285,14 @@ class Hub:
         row = await self.streaming.opened(rid)
         if row is None:
             return
-        enc = Encoded({"type": "round_opened", "topic": "pool",
-                       "round": views.round_out(row, False)})
+        frames: dict[str, Encoded] = {}  # one per principal: each sees only its own preference
         for sub in list(subs):
+            p = sub.conn.principal
+            enc = frames.get(f"{p.kind}:{p.id}")
+            if enc is None:
+                enc = frames[f"{p.kind}:{p.id}"] = Encoded({
+                    "type": "round_opened", "topic": "pool",
+                    "round": views.round_out(await self.streaming.for_bank(row, p), False)})
             sub.conn.send(enc.frame(sub.conn.binary))
 
     async def _round_finalized(self, rid: str) -> None:

@@ -30,7 +30,9 @@ CODE_STEP_S = 30  # RFC 6238's time step, pyotp's default
 CODE_MEMORY_S = 4 * CODE_STEP_S  # a used code is remembered longer than the window it is good in
 NO_EXPORTER = Refusal("not_found", "no such exporter")
 NO_BANK = Refusal("not_found", "no such bank")
-DESK_ROLES = ("viewer", "trader")  # viewer: books and results; trader: also offers
+#: viewer: books and results; trader: also offers; admin: the bank's user administrator,
+#: who sees what a viewer sees and manages the bank's own desk users (never offers)
+DESK_ROLES = ("viewer", "trader", "admin")
 NO_DESK_USER = Refusal("not_found", "no such desk user")
 DEACTIVATED = Refusal("deactivated", "this account was deactivated: ask your bank or the "
                                      "guarantee institution")
@@ -324,7 +326,7 @@ class Accounts:
         """A person at a bank, not active yet: a one-time activation code (shown once, stored
         as a hash) lets them choose a password and an authenticator (``activate_desk_user``)."""
         if role not in DESK_ROLES:
-            return Refusal("validation_failed", "role is viewer or trader")
+            return Refusal("validation_failed", "role is viewer, trader or admin")
         async with self.d.store.read() as q:
             bank = await q.banks.get(bank_id)
         if bank is None:
@@ -442,18 +444,28 @@ class Accounts:
             return await q.banks.get(bank_id)
 
     # -- the live stream ------------------------------------------------------------------
-    async def issue_ticket(self, who: Principal) -> Ticket:
-        """A single-use ticket that carries the caller's identity to the WebSocket."""
+    async def issue_ticket(self, who: Principal, session_key: str | None = None) -> Ticket:
+        """A single-use ticket that carries the caller's identity to the WebSocket; a web
+        page's is also bound to its browser session (``session_key``): the WebSocket lives
+        only as long as the session."""
         t = secrets.token_urlsafe(24)
         ttl = self.d.policy.ticket_ttl_s
-        await self.d.guards.issue_ticket(t, f"{who.kind}:{who.id}", ttl)
+        holder = f"{who.kind}:{who.id}" + (f"|{session_key}" if session_key else "")
+        await self.d.guards.issue_ticket(t, holder, ttl)
         return Ticket(t, ttl)
 
     async def redeem_ticket(self, ticket: str) -> Principal | None:
+        got = await self.redeem(ticket)
+        return None if got is None else got[0]
+
+    async def redeem(self, ticket: str) -> tuple[Principal, str | None] | None:
+        """The ticket's holder and the browser session it is bound to (None: an API
+        client's); None when the ticket is unknown, used or expired."""
         if not ticket:
             return None
         holder = await self.d.guards.redeem_ticket(ticket)
         if holder is None:
             return None
-        kind, _, ident = holder.partition(":")
-        return Principal(kind, ident)
+        who, _, session = holder.partition("|")
+        kind, _, ident = who.partition(":")
+        return Principal(kind, ident), session or None

@@ -31,6 +31,7 @@ from persistence.records import AcceptanceRecord, ClosingRecord, RoundRecord
 from usecases.context import Deps
 from usecases.durability import Durability
 from usecases.outcomes import NOT_FOUND_ROUND, Draft, Refusal, invalid
+from usecases.preferences import BankCodes, for_bank
 from usecases.security import new_id
 
 TERMS_CACHE = 20_000  # rounds whose terms a process keeps
@@ -116,6 +117,7 @@ class Bidding:
         self.d = deps
         self.terms = terms
         self.durability = durability
+        self.codes = BankCodes(deps)
 
     # -- visibility ----------------------------------------------------------------------
     async def _visible(self, bank_id: str, round_id: str) -> tuple[RoundRecord, bool] | Refusal:
@@ -127,7 +129,7 @@ class Bidding:
         has = (await self._has_bid(bank_id, [row]))[0]
         if row.state != RoundState.OPEN.value and not has:
             return NOT_FOUND_ROUND
-        return row, has
+        return await self.codes.mask(row, bank_id), has
 
     async def _has_bid(self, bank_id: str, rows: Sequence[RoundRecord]) -> list[bool]:
         """Open rounds answer from the live book (one round trip), finished ones from SQL."""
@@ -153,7 +155,8 @@ class Bidding:
         page = rows[:limit]
         has = await self._has_bid(bank_id, page)
         nxt = (page[-1].closes_at, page[-1].id) if len(rows) > limit else None
-        return RoundPage(list(zip(page, has, strict=True)), nxt)
+        code = await self.codes.of(bank_id)
+        return RoundPage([(for_bank(r, code), h) for r, h in zip(page, has, strict=True)], nxt)
 
     async def round(self, bank_id: str, round_id: str) -> RoundDetail | Refusal:
         seen = await self._visible(bank_id, round_id)

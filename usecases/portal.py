@@ -33,7 +33,7 @@ class Portal:
         self.operator = Operator(deps, self.opening)
         self.streaming = Streaming(deps, self.terms, self.results)
         self.sessions = Sessions(deps)
-        self.desk = Desk(deps, self.bidding)
+        self.desk = Desk(deps, self.bidding, self.accounts)
         self.operators = OperatorAccounts(deps, self.accounts)
         self.console = Console(deps)
         self.once = ShownOnce(deps)

@@ -27,7 +27,7 @@ class BrowserSession:
     created_ms: int
     seen_ms: int
     bank_id: str | None = None
-    role: str | None = None  # desk: viewer | trader
+    role: str | None = None  # desk: viewer | trader | admin
 
     @property
     def bank(self) -> Principal:
@@ -50,6 +50,11 @@ class BrowserSession:
     def may_offer(self) -> bool:
         return self.kind == "desk" and self.role == "trader"
 
+    @property
+    def may_manage_users(self) -> bool:
+        """A bank's user administrator: creates and deactivates its own bank's desk users."""
+        return self.kind == "desk" and self.role == "admin" and self.bank_id is not None
+
 
 #: how long after ``end_all`` a person's new session is refused: longer than any sign-in
 #: takes between its account checks and its session (a deactivated account then fails them)
@@ -58,6 +63,12 @@ REVOKE_HOLD_S = 300
 
 def _key(sid: str) -> str:
     return hashlib.sha256(("ige-session:" + sid).encode()).hexdigest()
+
+
+def session_key(sid: str) -> str:
+    """The name a session is kept under (a hash of the cookie's value, never the value):
+    what a page's stream ticket is bound to (``Sessions.keep``)."""
+    return _key(sid)
 
 
 class Sessions:
@@ -103,6 +114,25 @@ class Sessions:
         s = replace(s, seen_ms=now)
         await self.d.guards.put_session(_key(sid), json.dumps(asdict(s)), self._ttl(s, now))
         return s
+
+    async def keep(self, key: str) -> bool:
+        """Whether the session kept under ``key`` is live, renewed as by a request: a page
+        watching the stream is in use. False once it was ended (logout, deactivation) or is
+        past its absolute limit: the page's WebSocket is then closed."""
+        raw = await self.d.guards.get_session(key)
+        if raw is None:
+            return False
+        try:
+            s = BrowserSession(**json.loads(raw))
+        except (ValueError, TypeError):
+            return False
+        now = self.d.clock()
+        if self._ttl(s, now) <= 0:
+            await self.d.guards.drop_session(key)
+            return False
+        s = replace(s, seen_ms=now)
+        await self.d.guards.put_session(key, json.dumps(asdict(s)), self._ttl(s, now))
+        return True
 
     async def end(self, sid: str) -> None:
         if sid and len(sid) <= 100:

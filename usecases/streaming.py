@@ -13,6 +13,7 @@ from auction.model import RoundState
 from persistence.records import RoundRecord
 from usecases.bidding import Terms
 from usecases.context import Deps
+from usecases.preferences import BankCodes, for_bank
 from usecases.results import ExporterResults, Results
 from usecases.security import Principal
 
@@ -30,6 +31,7 @@ class Streaming:
         self.d = deps
         self.terms = terms
         self.results = results
+        self.codes = BankCodes(deps)
 
     async def round_seen_by(self, who: Principal, round_id: str) -> RoundSeen | None:
         """None when the round topic does not exist for this caller (not a bank or the
@@ -54,9 +56,14 @@ class Streaming:
         return row.id if row is not None and row.exporter_user_id == who.id else None
 
     async def opened(self, round_id: str) -> RoundRecord | None:
-        """A round just announced as opened, for the pool."""
+        """A round just announced as opened, for the pool (``for_bank`` before a bank sees
+        it)."""
         async with self.d.store.read() as q:
             return await q.rounds.get(round_id)
+
+    async def for_bank(self, row: RoundRecord, who: Principal) -> RoundRecord:
+        """The round as this subscriber may see it: a bank's own preference only."""
+        return await self.codes.mask(row, who.id) if who.kind == "bank" else for_bank(row, None)
 
     async def results_ready(self, round_id: str) -> bool:
         """Whether the round's closing record is in SQL (``round_closed`` may go out)."""

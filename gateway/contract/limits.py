@@ -99,6 +99,9 @@ STREAM_SLOW_CLIENT_CLOSE = 4008  # WebSocket close code for a slow consumer
 STREAM_MAX_FRAME = 64 * 1024  # bytes of a client's message; a larger one closes with 1009
 #: WebSocket close code for a client that sends commands faster than IGE_WS_COMMAND_RATE
 STREAM_FLOOD_CLOSE = 4029
+#: WebSocket close code for a page's connection whose browser session ended (logout,
+#: deactivation, its absolute limit): the page signs in again
+STREAM_SESSION_ENDED = 4401
 #: a missing or used ticket, no supported subprotocol, a foreign Origin: the handshake is
 #: refused before the WebSocket opens, so the client sees this HTTP status (uvicorn answers a
 #: close before accept with it), never a close code
@@ -164,9 +167,11 @@ __all__ = [
     "START_YEAR_MAX",
     "START_YEAR_MIN",
     "STREAM_FLOOD_CLOSE",
-    "STREAM_HANDSHAKE_REFUSED", "STREAM_HANDSHAKE_STATUS",
+    "STREAM_HANDSHAKE_REFUSED",
+    "STREAM_HANDSHAKE_STATUS",
     "STREAM_MAX_CATCH_UP",
     "STREAM_MAX_FRAME",
+    "STREAM_SESSION_ENDED",
     "STREAM_SLOW_CLIENT_CLOSE",
     "STREAM_SUBPROTOCOLS",
     "TAX_ID_DIGITS",

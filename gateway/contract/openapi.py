@@ -320,6 +320,9 @@ X_WEBSOCKET: dict[str, Any] = {
                                          "since_seq",
         str(L.STREAM_FLOOD_CLOSE): "too many commands (more than the connection's command "
                                    "rate): reconnect, and send fewer",
+        str(L.STREAM_SESSION_ENDED): "the web page's browser session ended (signed out, "
+                                     "account deactivated, or past its absolute limit); "
+                                     "API clients never see it",
     },
     "heartbeat_seconds": _DEFAULTS.heartbeat_s,
     "ticket_ttl_seconds": _DEFAULTS.ticket_ttl_s,

@@ -237,7 +237,9 @@ OPERATIONS: tuple[Operation, ...] = (
               "Create a desk user of a bank",
               "A person at the bank with a login of their own for the desk pages (`/desk`): "
               "`viewer` sees the pool, books and results, `trader` also offers and revises "
-              "(each offer audited with the person, `desk_offer`). The account is inactive "
+              "(each offer audited with the person, `desk_offer`), `admin` is the bank's user "
+              "administrator: sees what a viewer sees and creates and deactivates the bank's "
+              "own desk users at `/desk/users` (never offers). The account is inactive "
               "until the person activates it at `activation_url` with the one-time "
               "`activation_code` (shown once), choosing a password and an authenticator "
               "(TOTP). Login then has the exporters' rules: password and one-time code, a "

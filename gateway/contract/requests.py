@@ -44,6 +44,7 @@ from gateway.contract.reading import (
 from gateway.contract.schema import Schema, arr, described, integer, ref, string
 
 __all__ = [
+    "DESK_ROLES",
     "AcceptBody",
     "ActivateBody",
     "ApplicationForm",
@@ -343,7 +344,7 @@ class ApplicationForm(RequestModel):
 
 
 # ----------------------------------------------------------------------------- operator
-DESK_ROLES = ("viewer", "trader")
+DESK_ROLES = ("viewer", "trader", "admin")
 
 
 class DeskUserBody(RequestModel):
@@ -354,7 +355,9 @@ class DeskUserBody(RequestModel):
     full_name: Annotated[str, Wire(F.plain_text(L.NAME_MAX), string(
         "Full name.", maxLength=L.NAME_MAX, pattern=F.PLAIN_TEXT_PATTERN))]
     role: Annotated[str, Wire(F.one_of(DESK_ROLES), string(
-        "viewer: sees books and results; trader: also offers and revises.",
+        "viewer: sees books and results; trader: also offers and revises; admin: the bank's "
+        "user administrator: sees what a viewer sees and creates and deactivates the bank's "
+        "own desk users on the desk pages (never offers).",
         enum=list(DESK_ROLES)))]
 
 

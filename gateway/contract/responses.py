@@ -94,6 +94,10 @@ class Assessment(TypedDict, total=False):
     consent_withdrawn: Annotated[bool, Doc("The company withdrew its consent: its data is "
                                            "hidden.")]
     note: Annotated[str, Doc("Why the data is hidden.")]
+    preferred_banks: Annotated[list[str], Doc(
+        "The exporter's bank preferences as the caller may see them: to a bank, its own "
+        "code when the exporter named it and nothing else (never which other banks were "
+        "named); to the operator, the whole list.")]
 
 
 class Round(TypedDict):
@@ -282,6 +286,9 @@ class Reason(TypedDict):
         "intake: a guarantee rule; hard_rule: rejects whatever the score; score; note: no "
         "effect.")]]
     field: NotRequired[Annotated[str, Doc("The form field concerned.")]]
+    params: NotRequired[Annotated[dict[str, str], Doc(
+        "The numbers and names in text, by name, as decimal strings (money in TL with 2 "
+        "places, percentages): what a page needs to word the reason in its own language.")]]
 
 
 class Factor(TypedDict):
@@ -473,8 +480,10 @@ class DeskUser(TypedDict):
     bank_id: Id
     email: Annotated[str, Doc("E-mail address (the login).")]
     full_name: str
-    role: Annotated[str, Doc("viewer: sees books and results; trader: also offers.",
-                             enum=["viewer", "trader"])]
+    role: Annotated[str, Doc("viewer: sees books and results; trader: also offers; admin: "
+                             "the bank's user administrator (sees what a viewer sees, manages "
+                             "the bank's own desk users on the desk pages).",
+                             enum=["viewer", "trader", "admin"])]
     active: Annotated[bool, Doc("Activated: a password chosen and a first one-time code "
                                 "given.")]
     status: Annotated[str, Doc("pending: the activation code is outstanding; active: signs "

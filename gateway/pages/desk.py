@@ -30,7 +30,7 @@ from gateway.routes import ids
 from usecases.accounts import Registered
 from usecases.bidding import Accepted, BankResult, BookSeen, RoundDetail
 from usecases.outcomes import Draft, Refusal
-from usecases.sessions import BrowserSession
+from usecases.sessions import BrowserSession, session_key
 
 MAX_FIELDS = 30  # a page's form has fewer fields than this
 
@@ -89,8 +89,8 @@ def refusal_text(page: Page, r: Refusal | Problem) -> str:
     return page._(REFUSALS.get(r.code, OTHER_REFUSAL))
 
 
-async def _form(request: Request) -> Mapping[str, Any]:
-    form = await request.form(max_files=0, max_fields=MAX_FIELDS)
+async def _form(request: Request, max_fields: int = MAX_FIELDS) -> Mapping[str, Any]:
+    form = await request.form(max_files=0, max_fields=max_fields)
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
@@ -331,7 +331,12 @@ async def _round_context(request: Request, page: Page, round_id: str
     got = await p.terms.get(round_id)
     limits = got[1] if got is not None else None
     row = detail.round
+    # the exporter's bank preferences: this bank is told whether it is one, never the list
+    bank = await p.accounts.bank(bank_id)
+    preferred = bank is not None and bank.code in (row.assessment or {}).get(
+        "preferred_banks", ())
     ctx: dict[str, Any] = {
+        "preferred": preferred,
         "round": views.round_detail(detail), "closes_ms": row.closes_at,
         "is_open": row.state == RoundState.OPEN.value, "has_bid": detail.has_bid,
         "limits": limits, "repayment_periods": REPAYMENT_PERIODS,
@@ -427,7 +432,8 @@ def ticket_for(kind: str) -> Any:
         page = await page_of(request)
         if page.session is None or page.session.kind != kind or not csrf_ok(page, None):
             return JSONResponse({"code": "unauthorized"}, status_code=403)
-        t = await portal(request).accounts.issue_ticket(page.session.principal)
+        t = await portal(request).accounts.issue_ticket(page.session.principal,
+                                                        session_key(page.sid or ""))
         return JSONResponse({"ticket": t.ticket, "expires_in": t.expires_in,
                              "server_time": portal(request).deps.clock()}, status_code=201)
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import views
-from gateway.contract.requests import ApplicationForm, CompanyMatchBody, RegisterBody, read
+from gateway.contract.requests import RegisterBody, read
 from gateway.http import passed, portal, throttled
 from gateway.pages.desk import (
     FIELD_MESSAGES,
@@ -31,11 +31,12 @@ from gateway.pages.desk import (
     sign_out,
     ticket_for,
 )
+from gateway.pages.i18n import Formats
+from gateway.pages.reasons import worded
 from gateway.pages.web import Page, csrf_ok, page_of, refused
 from gateway.problems import Problem
 from gateway.routes import ids
 from usecases.accounts import NewExporter, Registered
-from usecases.applying import ApplicationDraft, ApplicationState
 from usecases.outcomes import Refusal
 from usecases.results import ExporterResults
 
@@ -57,28 +58,6 @@ REGISTER_MESSAGES = {
 }
 
 
-#: what a refusal of company matching or of an application says (the API's codes)
-APPLY_MESSAGES = {
-    "company_not_found": N_("The trade registry does not know this tax id."),
-    "company_inactive": N_("The trade registry lists the company as not active."),
-    "not_signatory": N_("You are not an authorised signatory of this company in the trade "
-                        "registry."),
-    "consent_withdrawn": N_("The company's consent is withdrawn: give it again to apply."),
-    "reapplication_blocked": N_("Rejected twice within 3 months: a new application is possible "
-                                "after the next quarterly financial data."),
-    "consent": N_("Tick the box to give the consent."),
-    # the form's terms (applications.rules)
-    "loan_amount_not_positive": N_("Must be greater than zero."),
-    "guarantee_not_positive": N_("Must be greater than zero."),
-    "guarantee_above_loan": N_("The guarantee must not exceed the loan amount."),
-    "tenor_below_minimum": N_("Below the minimum for this loan type."),
-    "tenor_above_maximum": N_("Above the maximum for this loan type."),
-    "grace_negative": N_("Must not be negative."),
-    "grace_above_maximum": N_("Above the maximum for this loan type."),
-    "grace_not_below_tenor": N_("The grace period must be shorter than the tenor."),
-}
-APPLY_FIELDS = ("company_id", "loan_type", "currency", "loan_amount", "guarantee_amount",
-                "tenor_months", "grace_months", "export_commitment", "purpose")
 
 
 def _exporter(page: Page) -> bool:
@@ -196,7 +175,10 @@ async def application(request: Request, error: str | None = None,
     if state is None:
         return page.render("error.html", 404, title=page._("No such application"),
                            message=page._("No such application."))
-    ctx: dict[str, Any] = {"app": views.application(state), "results": None,
+    app = views.application(state)
+    ctx: dict[str, Any] = {"app": app, "results": None,
+                           "reasons": [worded(r, Formats(page.lang), page._)
+                                       for r in (app.get("decision") or {}).get("reasons", [])],
                            "closes_ms": state.round.closes_at if state.round else None,
                            "error": error}
     if state.round is not None and state.round.state != "open":
@@ -229,110 +211,7 @@ async def accept(request: Request) -> Response:
     return page.redirect(f"/exporter/applications/{app_id}?accepted=1")
 
 
-async def _apply_page(request: Request, page: Page, status: int = 200,
-                      **ctx: Any) -> Response:
-    assert page.session is not None
-    p = portal(request)
-    pkg = p.applying.package()
-    companies = [dict(views.company(c)) for c in
-                 await p.applying.companies(page.session.principal) if c.consent_active]
-    ctx.setdefault("values", {"loan_type": "working_capital", "currency": "TRY",
-                              "tenor_months": 24, "grace_months": 6,
-                              "export_commitment": True})
-    ctx.setdefault("errors", {})
-    return page.render("exporter/apply.html", status, consent_text=pkg.consent_text,
-                       consent_version=pkg.consent_text_version,
-                       companies=companies, **ctx)
-
-
-async def apply_form(request: Request) -> Response:
-    page = await page_of(request)
-    if not _exporter(page):
-        return _to_login(page)
-    return await _apply_page(request, page, matched=request.query_params.get("matched"))
-
-
-def _apply_text(page: Page, r: Refusal) -> str:
-    return page._(APPLY_MESSAGES[r.code]) if r.code in APPLY_MESSAGES \
-        else refusal_text(page, r)
-
-
-async def match_company(request: Request) -> Response:
-    """The trade-registry check and the consent to the text shown (its version recorded)."""
-    page = await page_of(request)
-    if not _exporter(page):
-        return _to_login(page)
-    form = await _form(request)
-    if not csrf_ok(page, form):
-        return refused(page)
-    assert page.session is not None
-    p = portal(request)
-    version = p.applying.package().consent_text_version
-    tax_id = str(form.get("tax_id", "")).strip()[:20]
-    if form.get("consent") != "1":
-        return await _apply_page(request, page, 422, tax_id=tax_id,
-                                 match_error=page._(APPLY_MESSAGES["consent"]))
-    got = read(CompanyMatchBody, {"tax_id": tax_id, "consent": {
-        "text_version": str(form.get("consent_version", "")), "accepted": True}},
-        {"consent_text_version": version})
-    if got.errors or got.model is None:
-        return await _apply_page(request, page, 422, tax_id=tax_id,
-                                 match_error=page._(REGISTER_MESSAGES["national_id"])
-                                 if any(e.field == "tax_id" for e in got.errors)
-                                 else page._(OTHER_FIELD_ERROR))
-    done = await p.applying.match_company(page.session.principal, got.model.tax_id)
-    if isinstance(done, Refusal):
-        return await _apply_page(request, page, 422, tax_id=tax_id,
-                                 match_error=_apply_text(page, done))
-    return page.redirect("/exporter/apply?matched=1")
-
-
-def _application_values(form: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in APPLY_FIELDS:
-        raw = form.get(name)
-        if name == "export_commitment":
-            out[name] = raw in ("1", "on", "true")
-        elif raw is None:
-            continue
-        elif name in ("tenor_months", "grace_months"):
-            text = str(raw).strip()
-            out[name] = int(text) if text.isdigit() and len(text) < 6 else text
-        elif name in ("loan_amount", "guarantee_amount"):
-            text = str(raw).strip().replace(" ", "")
-            out[name] = text.replace(",", ".") if "," in text and "." not in text else text
-        else:
-            out[name] = str(raw)
-    return out
-
-
-async def apply(request: Request) -> Response:
-    """The application form: the API's parser and rules, the decision at once."""
-    page = await page_of(request)
-    if not _exporter(page):
-        return _to_login(page)
-    form = await _form(request)
-    if not csrf_ok(page, form):
-        return refused(page)
-    assert page.session is not None
-    values = _application_values(form)
-    got = read(ApplicationForm, values)
-    draft = ApplicationDraft(got.values.get("company_id"),
-                             None if got.model is None else got.model.request(),
-                             got.values, got.errors)
-    state = await portal(request).applying.apply(page.session.principal, draft)
-    if isinstance(state, ApplicationState):
-        return page.redirect(f"/exporter/applications/{state.application.id}")
-    errors = {e.field: page._(APPLY_MESSAGES.get(e.code, FIELD_MESSAGES.get(
-        e.code, OTHER_FIELD_ERROR))) for e in state.errors or ()}
-    return await _apply_page(request, page, 422, values=values, errors=errors,
-                             apply_error=None if errors else _apply_text(page, state))
-
-
 ROUTES: list[BaseRoute] = [
-    Route("/exporter/apply", apply_form),
-    Route("/exporter/companies", match_company, methods=["POST"]),
-    Route("/exporter/applications", apply, methods=["POST"]),
     Route("/exporter", home),
     Route("/exporter/register", register, methods=["GET", "POST"]),
     Route("/exporter/activate", activate, methods=["POST"]),

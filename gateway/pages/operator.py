@@ -180,6 +180,10 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    """Ends an operator's session; another kind's session is not the console's to end."""
+    page = await page_of(request)
+    if not is_operator(page):
+        return page.redirect("/operator/login")
     return await sign_out(request, "/operator/login")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -11,7 +13,7 @@ from starlette.websockets import WebSocket
 
 from gateway import views
 from gateway.connection import SUBPROTOCOLS
-from gateway.contract.limits import STREAM_HANDSHAKE_REFUSED
+from gateway.contract.limits import STREAM_HANDSHAKE_REFUSED, STREAM_SESSION_ENDED
 from gateway.http import ok, portal, principal, runtime
 from gateway.logs import get_logger
 from gateway.settings import Settings
@@ -45,7 +47,8 @@ async def stream(ws: WebSocket) -> None:
     ticket = ws.query_params.get("ticket", "")
     # a ticket presented is used up, whatever else is wrong with the handshake: a refused
     # handshake never leaves a usable ticket behind (and it is never logged)
-    who = await portal(ws).accounts.redeem_ticket(ticket) if 0 < len(ticket) <= 100 else None
+    got = await portal(ws).accounts.redeem(ticket) if 0 < len(ticket) <= 100 else None
+    who, session = got if got is not None else (None, None)
     origin_ok = _origin_ok(ws, settings)
     if proto is None or who is None or not origin_ok:
         # what was wrong, never the ticket itself nor the Origin's text
@@ -63,7 +66,32 @@ async def stream(ws: WebSocket) -> None:
     except BaseException:
         hub.release(who)
         raise
-    await hub.serve(ws, who, proto)
+    watch = None if session is None else asyncio.create_task(
+        _session_watch(ws, session, settings.heartbeat_s), name="stream-session-watch")
+    try:
+        await hub.serve(ws, who, proto)
+    finally:
+        if watch is not None:
+            watch.cancel()
+
+
+async def _session_watch(ws: WebSocket, session: str, every_s: float) -> None:
+    """A web page's WebSocket lives as long as its browser session: checked (and renewed:
+    a page watching its books is in use) once a heartbeat period; closed with
+    STREAM_SESSION_ENDED once the session was ended (logout, the person deactivated) or
+    reached its absolute limit. A Redis error skips a check, never closes."""
+    sessions = portal(ws).sessions
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            live = await sessions.keep(session)
+        except Exception:  # noqa: BLE001 - Redis away: the hub reports it; check again later
+            continue
+        if not live:
+            log.info("stream_session_ended")
+            with contextlib.suppress(Exception):
+                await ws.close(code=STREAM_SESSION_ENDED)
+            return
 
 
 #: the api role issues tickets; the stream role serves the WebSocket

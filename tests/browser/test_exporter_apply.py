@@ -50,13 +50,13 @@ def test_an_exporter_matches_its_company_and_applies_through_the_forms(
     # the application form: the rules' errors next to their fields, in Turkish
     page.fill("#app-loan_amount", "5000000,00")
     page.fill("#app-guarantee_amount", "6000000,00")
-    page.locator("form[action='/exporter/applications'] button").click()
+    page.locator("#apply").click()
     page.wait_for_selector("#app-guarantee_amount-error")
     assert page.locator("#app-guarantee_amount-error").inner_text() == \
         "Kefalet tutarı kredi tutarını aşamaz."
     check_page(page, watch, "exporter-apply-form-errors", screenshots)
     page.fill("#app-guarantee_amount", "5000000,00")
-    page.locator("form[action='/exporter/applications'] button").click()
+    page.locator("#apply").click()
     page.wait_for_url(re.compile(r"/exporter/applications/app_[A-Za-z0-9_-]+$"))
 
     # the decision at once, the round open with its countdown, and no offer data

@@ -9,6 +9,7 @@ Each of these once went wrong: the demo exporter's application list was empty, a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
+import websockets
 
 from gateway.redis_server import free_port
 from tests.support import ROOT, checked_client
@@ -238,18 +240,25 @@ def test_fresh_starts_over(data: Path) -> None:
     assert (data / "ige.db").exists()
 
 
-def _desk_login(base: str, user: dict[str, Any], part: str = "desk",
-                home: str = "/desk/rounds") -> httpx.Client:
-    """Sign in on the page as a person does (the form's CSRF token, password, a TOTP code)."""
+def _desk_login(base: str, user: dict[str, Any], steps: tuple[int, ...] = (1,),
+                part: str = "desk", home: str = "/desk/rounds") -> httpx.Client:
+    """Sign in on the page as a person does (the form's CSRF token, password, a TOTP code).
+    A code is accepted once: a person signing in again takes another time step's code
+    (``steps``: the first of them not used yet, of -1, 0 and 1). ``part``: the desk's sign-in,
+    or the console's (``operator``, whose home is ``/operator``)."""
     page = httpx.Client(base_url=base, timeout=30)
-    form = page.get(f"/{part}/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert form.status_code == 200 and csrf is not None
-    code = pyotp.TOTP(pyotp.parse_uri(user["totp_uri"]).secret).at(time.time() + 30)
-    r = page.post(f"/{part}/login", data={"csrf": csrf.group(1), "email": user["email"],
-                                         "password": user["password"], "code": code})
-    assert r.status_code == 303 and r.headers["location"] == home, r.text
-    return page
+    for step in steps:
+        form = page.get(f"/{part}/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert form.status_code == 200 and csrf is not None
+        code = pyotp.TOTP(pyotp.parse_uri(user["totp_uri"]).secret).at(time.time() + 30 * step)
+        r = page.post(f"/{part}/login", data={"csrf": csrf.group(1), "email": user["email"],
+                                             "password": user["password"], "code": code})
+        if r.status_code == 401 and step != steps[-1]:
+            continue
+        assert r.status_code == 303 and r.headers["location"] == home, r.text
+        return page
+    raise AssertionError("no step left")
 
 
 def test_the_demo_has_desk_traders_of_two_banks_and_an_operator_whose_pages_are_not_empty(
@@ -279,7 +288,7 @@ def test_the_demo_has_desk_traders_of_two_banks_and_an_operator_whose_pages_are_
         op = credentials(data)["operator"]
         assert f"Console    {demo.base}/operator" in banner
         assert f"Operator   {op['email']} / {op['password']}  TOTP {op['totp_uri']}" in banner
-        console = _desk_login(demo.base, op, "operator", "/operator")
+        console = _desk_login(demo.base, op, part="operator", home="/operator")
         dash = console.get("/operator").text
         assert '<li class="count-card" data-state="open">' in dash
         assert f'<span class="count-n">{len(rounds)}</span>' in dash
@@ -298,3 +307,72 @@ def test_the_demo_has_desk_traders_of_two_banks_and_an_operator_whose_pages_are_
         assert record.status_code == 200 and 'id="package-version"' in record.text
     finally:
         demo.stop()
+
+
+async def _next_close(ws: Any, within_s: float) -> int | None:
+    """The close code the server sends within ``within_s`` (heartbeats read and dropped);
+    None when the connection is still open then."""
+    deadline = time.monotonic() + within_s
+    try:
+        while time.monotonic() < deadline:
+            await asyncio.wait_for(ws.recv(), max(0.05, deadline - time.monotonic()))
+    except TimeoutError:
+        return None
+    except websockets.ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd is not None else -1
+    return None
+
+
+def _desk_ticket(page: httpx.Client) -> str:
+    """A stream ticket as the page's script takes it (the session's CSRF token)."""
+    csrf = re.search(r'<meta name="csrf" content="([^"]+)">', page.get("/desk/rounds").text)
+    assert csrf is not None
+    page.headers["X-CSRF-Token"] = csrf.group(1)
+    t = page.post("/desk/ticket")
+    assert t.status_code == 201, t.text
+    return str(t.json()["ticket"])
+
+
+def _deactivate(demo: Demo, data: Path, email: str) -> None:
+    """The operator deactivates the desk user with this e-mail (the admin API)."""
+    bank = next(b for b in httpx.get(demo.base + "/v1/admin/banks",
+                                     headers=admin(data)).json()["banks"]
+                if b["bank_code"] == "ZIRAAT")
+    users = httpx.get(f"{demo.base}/v1/admin/banks/{bank['bank_id']}/users",
+                      headers=admin(data)).json()["users"]
+    user_id = next(u["user_id"] for u in users if u["email"] == email)
+    gone = httpx.post(f"{demo.base}/v1/admin/banks/{bank['bank_id']}/users/{user_id}"
+                      "/deactivate", headers=admin(data))
+    assert gone.status_code == 200, gone.text
+
+
+async def test_a_pages_live_stream_ends_with_its_browser_session(data: Path) -> None:
+    """A desk page's WebSocket lives as long as the browser session it was opened from:
+    signing out closes that browser's (4401) and not another browser's of the same person;
+    deactivating the person closes every one."""
+    demo = await asyncio.to_thread(start, data, free_port(), IGE_HEARTBEAT_SECONDS="0.5")
+    try:
+        d = credentials(data)["desk_users"]
+        user = next(u for u in d.values() if u["bank"] == "ZIRAAT")
+        browsers = [await asyncio.to_thread(_desk_login, demo.base, user, (1, 0, -1))
+                    for _ in range(2)]  # two browsers, one person
+        socks = []
+        for page in browsers:
+            ticket = await asyncio.to_thread(_desk_ticket, page)
+            socks.append(await websockets.connect(
+                f"ws://127.0.0.1:{demo.port}/v1/stream?ticket={ticket}",
+                subprotocols=["ige.v1.json"]))
+        assert [await _next_close(ws, 1.5) for ws in socks] == [None, None]
+        out = await asyncio.to_thread(browsers[0].post, "/desk/logout",
+                                      data={"csrf": browsers[0].headers["X-CSRF-Token"]})
+        assert out.status_code == 303, out.text
+        assert await _next_close(socks[0], 5) == 4401
+        assert await _next_close(socks[1], 1.5) is None  # the other browser's: still live
+        await asyncio.to_thread(_deactivate, demo, data, user["email"])
+        assert await _next_close(socks[1], 5) == 4401
+        again = await asyncio.to_thread(browsers[1].get, "/desk/rounds")
+        assert again.status_code == 303  # to the sign-in
+        for ws in socks:
+            await ws.close()
+    finally:
+        await asyncio.to_thread(demo.stop)

@@ -652,7 +652,7 @@ def test_the_operator_creates_a_banks_desk_users_over_http(world: World) -> None
     assert "activation_code" not in listed[0]
     assert api.http.post("/v1/admin/banks/bnk_nobody/users", json=body,
                          headers=api.admin).status_code == 404
-    bad = api.http.post(path, json={**body, "role": "admin"}, headers=api.admin)
+    bad = api.http.post(path, json={**body, "role": "operator"}, headers=api.admin)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "role"
     assert api.http.post(path, json=body, headers=world.h["HTA"]).status_code == 404
     trail: list[dict[str, Any]] = []

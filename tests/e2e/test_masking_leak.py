@@ -72,6 +72,7 @@ class Scenario:
     exporter_before_close: list[httpx.Response]
     exporter_frames_before_close: list[dict[str, Any]]
     exporter_results: dict[str, Any]
+    preferred_round: str  # the exporter preferred ZEBRAQ and KUMQUAT in it
 
 
 def secret_needles(bank: BankView) -> list[bytes]:
@@ -161,6 +162,19 @@ async def scenario(module_server_factory: Any, new_exporter: Any) -> AsyncIterat
         if book.status_code == 200:
             b.labels.setdefault(round_id, set()).add(book.json()["my_label"])
 
+    # a round whose exporter preferred two of the banks, opened while all of them watch the
+    # pool: each bank may learn that it is preferred, never which other bank is
+    pref = api.open_round(assessment={"band": "B", "preferred_banks": ["ZEBRAQ", "KUMQUAT"]}
+                          )["round_id"]
+    for b in banks.values():
+        look(b, pref)
+
+    def opened_everywhere() -> bool:
+        return all(any(m["type"] == "round_opened" and m["round"]["round_id"] == pref
+                       for m in b.messages(p)) for b in banks.values() for p in (JSON, MSGPACK))
+
+    await wait_until(opened_everywhere, 10, "round_opened did not reach every connection")
+
     # the bidding round: offers, second offers, revisions, looks at the pool/round/book
     zb, kq, vx, pb = (banks[c] for c in BANKS)
     for b in banks.values():
@@ -234,7 +248,7 @@ async def scenario(module_server_factory: Any, new_exporter: Any) -> AsyncIterat
         await ws.close()
     await asyncio.gather(*tasks, return_exceptions=True)
     yield Scenario(banks, [rid, *later], exporter_before,
-                   [json.loads(f) for f in exporter_frames_before], results.json())
+                   [json.loads(f) for f in exporter_frames_before], results.json(), pref)
     http.close()
 
 
@@ -310,3 +324,21 @@ def test_the_exporter_sees_no_offer_data_before_the_close(scenario: Scenario) ->
             assert needle.decode() not in text
     # after the close the exporter does get named results
     assert {o["bank_code"] for o in scenario.exporter_results["offers"]} == set(BANKS)
+
+
+def test_a_bank_sees_whether_it_is_preferred_and_never_which_other_bank_is(
+        scenario: Scenario) -> None:
+    rid = scenario.preferred_round
+    for b in scenario.banks.values():
+        want = [b.code] if b.code in ("ZEBRAQ", "KUMQUAT") else []
+        for proto in (JSON, MSGPACK):
+            opened = [m["round"] for m in b.messages(proto)
+                      if m["type"] == "round_opened" and m["round"]["round_id"] == rid]
+            assert [r["assessment"]["preferred_banks"] for r in opened] == [want], b.code
+            assert opened[0]["assessment"]["band"] == "B"
+        shown = [json.loads(h.split(b"\r\n\r\n", 1)[1]) for h in b.http
+                 if rid.encode() in h and h.startswith(b"200")]
+        rounds = [r for body in shown for r in ([body] if "round_id" in body
+                                                else body.get("rounds", []))
+                  if r.get("round_id") == rid]
+        assert rounds and all(r["assessment"]["preferred_banks"] == want for r in rounds), b.code

@@ -248,7 +248,9 @@ def test_the_decision_wire_form_has_score_band_reasons_and_factors():
     w = rules.decide(inputs(), P).to_wire()
     assert set(w) == {"score", "band", "pass_mark", "reasons", "factors", "package_version"}
     assert w["reasons"] == [{"code": "score_passed", "kind": "note",
-                             "text": w["reasons"][0]["text"]}]
+                             "text": w["reasons"][0]["text"],
+                             "params": {"score": str(w["score"]), "band": w["band"],
+                                        "pass_mark": str(w["pass_mark"])}}]
     assert len(w["factors"]) == len(P.scorecard.weights)
 
 

@@ -268,3 +268,127 @@ async def test_a_rotated_client_secret_replaces_the_old_one_at_once(portal: Port
     assert [(a.actor, a.detail) for a in trail] == [
         ("operator:opr_1", {"bank_id": creds.bank_id, "client_id": creds.client_id})]
     assert new.client_secret not in str([a.detail for a in trail])
+
+
+async def test_a_watching_page_keeps_its_session_until_it_ends_or_reaches_its_limit(
+        portal: Portal, clock: Clock) -> None:
+    from usecases.sessions import session_key
+
+    started = await portal.sessions.start("desk", "dsk_w", "Watcher", "bnk_1", "viewer")
+    assert started is not None
+    sid, _ = started
+    key = session_key(sid)
+    # watching renews it: idle limits pass by without a request
+    for _ in range(3):
+        clock.now += (IDLE_S - 60) * 1000
+        assert await portal.sessions.keep(key) is True
+    assert await portal.sessions.find(sid) is not None
+    clock.now = T0 + MAX_S * 1000  # the absolute limit: no more
+    assert await portal.sessions.keep(key) is False
+    again = await portal.sessions.start("desk", "dsk_w", "Watcher", "bnk_1", "viewer")
+    assert again is not None
+    await portal.sessions.end(again[0])  # signed out
+    assert await portal.sessions.keep(session_key(again[0])) is False
+    assert await portal.sessions.keep("no-such-key") is False
+
+
+# ----------------------------------------------------------------------------- bank admins
+async def test_a_bank_admin_lists_and_creates_only_its_own_banks_desk_users_audited(
+        portal: Portal, clock: Clock) -> None:
+    admin, _ = await _active_user(portal, clock, "admin", "admin@bank-a.example")
+    other_bank = await _bank(portal, "DESKC")
+    theirs = await portal.accounts.create_desk_user(other_bank, "t@bank-c.example", "Them",
+                                                    "trader", "admin")
+    assert isinstance(theirs, NewDeskUser)
+    as_admin = await _session(portal, admin)
+    made = await portal.desk.create_user(as_admin, "new@bank-a.example", "Yeni Kişi", "trader")
+    assert isinstance(made, NewDeskUser) and made.activation_code
+    assert (made.user.bank_id, made.user.role, made.user.active) == (admin.bank_id, "trader",
+                                                                     False)
+    listed = await portal.desk.users(as_admin)
+    assert not isinstance(listed, Refusal)
+    assert sorted(u.email for u in listed) == ["admin@bank-a.example", "new@bank-a.example"]
+    another_admin = await portal.desk.create_user(as_admin, "a2@bank-a.example", "A2", "admin")
+    assert isinstance(another_admin, NewDeskUser) and another_admin.user.role == "admin"
+    bad_role = await portal.desk.create_user(as_admin, "x@bank-a.example", "X", "operator")
+    assert isinstance(bad_role, Refusal) and bad_role.code == "validation_failed"
+    taken = await portal.desk.create_user(as_admin, "T@bank-c.example", "Dup", "viewer")
+    assert isinstance(taken, Refusal) and taken.code == "conflict"
+    trail = [a for a in await portal.operator.audit(None, 0) if a.action == "desk_user_created"
+             and a.actor == f"desk:{admin.id}"]
+    assert [(a.detail["user_id"], a.detail["bank_id"], a.detail["role"]) for a in trail] == [
+        (made.user.id, admin.bank_id, "trader"),
+        (another_admin.user.id, admin.bank_id, "admin")]
+
+
+async def test_another_banks_desk_user_is_not_found_exactly_like_an_unknown_one(
+        portal: Portal, clock: Clock) -> None:
+    admin, _ = await _active_user(portal, clock, "admin", "admin@bank-a.example")
+    theirs = await portal.accounts.create_desk_user(await _bank(portal, "DESKC"),
+                                                    "t@bank-c.example", "Them", "trader",
+                                                    "admin")
+    assert isinstance(theirs, NewDeskUser)
+    as_admin = await _session(portal, admin)
+    foreign = await portal.desk.user(as_admin, theirs.user.id)
+    unknown = await portal.desk.user(as_admin, "dsk_nosuchuser")
+    assert isinstance(foreign, Refusal) and isinstance(unknown, Refusal)
+    assert (foreign.code, foreign.detail) == (unknown.code, unknown.detail) == (
+        "not_found", "no such desk user")
+    f2 = await portal.desk.deactivate_user(as_admin, theirs.user.id)
+    u2 = await portal.desk.deactivate_user(as_admin, "dsk_nosuchuser")
+    assert isinstance(f2, Refusal) and isinstance(u2, Refusal)
+    assert (f2.code, f2.detail) == (u2.code, u2.detail) == ("not_found", "no such desk user")
+    mine = await portal.desk.user(as_admin, admin.id)
+    assert isinstance(mine, DeskUserRecord) and mine.id == admin.id
+
+
+@pytest.mark.parametrize("role", ["viewer", "trader"])
+async def test_only_a_bank_admin_manages_desk_users(portal: Portal, clock: Clock,
+                                                    role: str) -> None:
+    user, _ = await _active_user(portal, clock, role, f"{role}@bank-a.example")
+    s = await _session(portal, user)
+    assert not s.may_manage_users and s.may_offer == (role == "trader")
+    for got in (await portal.desk.users(s),
+                await portal.desk.create_user(s, "z@bank-a.example", "Z", "trader"),
+                await portal.desk.user(s, user.id),
+                await portal.desk.deactivate_user(s, user.id)):
+        assert isinstance(got, Refusal) and got.code == "forbidden"
+    listed = await portal.accounts.desk_users(user.bank_id)
+    assert not isinstance(listed, Refusal) and [u.email for u in listed] == [user.email]
+
+
+async def test_an_admin_does_not_offer_and_does_not_deactivate_itself(
+        portal: Portal, clock: Clock) -> None:
+    admin, _ = await _active_user(portal, clock, "admin", "admin@bank-a.example")
+    s = await _session(portal, admin)
+    assert s.may_manage_users and not s.may_offer
+    rnd = await portal.operator.intake(dict(INTAKE), [], "admin")
+    assert isinstance(rnd, RoundRecord)
+    refused = await portal.desk.offer(s, rnd.id, None, offer(), None)
+    assert isinstance(refused, Refusal) and refused.code == "forbidden"
+    itself = await portal.desk.deactivate_user(s, admin.id)
+    assert isinstance(itself, Refusal) and itself.code == "self"
+    again = await portal.desk.user(s, admin.id)
+    assert isinstance(again, DeskUserRecord) and again.active
+
+
+async def test_a_bank_admin_deactivates_its_own_banks_user_whose_sessions_end(
+        portal: Portal, clock: Clock) -> None:
+    admin, _ = await _active_user(portal, clock, "admin", "admin@bank-a.example")
+    made = await portal.desk.create_user(await _session(portal, admin), "t@bank-a.example",
+                                         "Tüccar", "trader")
+    assert isinstance(made, NewDeskUser)
+    started = await portal.sessions.start("desk", made.user.id, "Tüccar", admin.bank_id,
+                                          "trader")
+    assert started is not None
+    as_admin = await _session(portal, admin)
+    done = await portal.desk.deactivate_user(as_admin, made.user.id)
+    assert isinstance(done, DeskUserRecord) and done.status == "deactivated"
+    assert await portal.sessions.find(started[0]) is None
+    listed = await portal.desk.users(as_admin)
+    assert not isinstance(listed, Refusal)
+    assert {u.email: u.status for u in listed} == {"admin@bank-a.example": "active",
+                                                   "t@bank-a.example": "deactivated"}
+    trail = [(a.actor, a.detail["user_id"]) for a in await portal.operator.audit(None, 0)
+             if a.action == "desk_user_deactivated"]
+    assert trail == [(f"desk:{admin.id}", made.user.id)]
