@@ -300,7 +300,7 @@ def test_each_kind_of_session_stays_in_its_own_part_of_the_site(
     """A desk user's and an exporter's sessions get the console's sign-in from every console
     page (GET and POST alike, nothing made), and an operator's session the desk's and the
     exporter's sign-in from theirs."""
-    from gateway.pages import desk, exporter, operator, operator_banks
+    from gateway.pages import desk, desk_users, exporter, exporter_apply, operator, operator_banks
 
     srv = servers()
     base = srv.base_url
@@ -325,10 +325,11 @@ def test_each_kind_of_session_stays_in_its_own_part_of_the_site(
                              "/operator"),
     }
     ids = {"round_id": rnd["round_id"], "application_id": rnd["application_id"],
-           "bank_id": bank["bank_id"], "desk_user_id": user["user_id"], "offer_id": "off_x"}
+           "bank_id": bank["bank_id"], "desk_user_id": user["user_id"],
+           "user_id": user["user_id"], "offer_id": "off_x"}
     parts = {"operator": (operator.ROUTES + operator_banks.ROUTES, "/operator/login"),
-             "desk": (desk.ROUTES, "/desk/login"),
-             "exporter": (exporter.ROUTES, "/exporter/login")}
+             "desk": (desk.ROUTES + desk_users.ROUTES, "/desk/login"),
+             "exporter": (exporter.ROUTES + exporter_apply.ROUTES, "/exporter/login")}
     public = {"/operator/login", "/operator/activate", "/desk/login", "/desk/activate",
               "/exporter/login", "/exporter/register", "/exporter/activate", "/lang"}
     checked = 0
