@@ -207,6 +207,36 @@ def cmd_unlock_exporter(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _create_operator(email: str, full_name: str) -> dict[str, object] | None:
+    from gateway import bootstrap, views
+    from usecases.outcomes import Refusal
+
+    rt = bootstrap.build(Settings.from_env({**os.environ, "IGE_DEMO": "1"}))
+    try:
+        made = await rt.portal.operators.create(email, full_name, "cli")
+        return None if isinstance(made, Refusal) else dict(views.operator_created(made))
+    finally:
+        await rt.aclose()
+
+
+def cmd_create_operator(args: argparse.Namespace) -> int:
+    from gateway.contract import fields as F
+    from persistence.db import migrate
+
+    try:
+        email, name = F.email_address(args.email), F.plain_text(200)(args.full_name)
+    except ValueError as e:
+        print(f"ige: {e}", file=sys.stderr)
+        return 2
+    migrate(os.environ.get("DATABASE_URL", Settings().database_url))
+    made = asyncio.run(_create_operator(email, name))
+    if made is None:
+        print(f"ige: an operator with the e-mail {args.email} exists", file=sys.stderr)
+        return 1
+    print(json.dumps(made, indent=2, ensure_ascii=False))
+    return 0
+
+
 # ----------------------------------------------------------------------------- demo
 LOCK_FILE = "demo.lock"
 #: what ``--fresh`` removes from the data directory (the demo's own database, Redis, secrets)
@@ -355,6 +385,11 @@ def _run_demo(args: argparse.Namespace, var: Path, base: str) -> int:
         for d in saved.get("desk_users", {}).values():
             print(f"Desk {d['bank']:8s} {d['email']} / {d['password']}  ({d['role']})  "
                   f"TOTP {d['totp_uri']}")
+        if "operator" in saved:
+            o = saved["operator"]
+            print(f"Console    {base}/operator  (the operator's console: rounds, audit, banks, "
+                  "decision records)")
+            print(f"Operator   {o['email']} / {o['password']}  TOTP {o['totp_uri']}")
         print(f"Pages      {base}/exporter  (the exporter's pages: the demo exporter above, "
               "or register a new one there)")
         print(f"(credentials also in {creds_file}; they survive restarts: make reset starts "
@@ -417,6 +452,12 @@ def main(argv: list[str] | None = None) -> int:
                               "again); audited")
     ue.add_argument("who", help="the exporter's e-mail address or user id")
     ue.set_defaults(func=cmd_unlock_exporter)
+    co = asub.add_parser("create-operator",
+                         help="an operator with a console login (/operator): prints the "
+                              "one-time activation code")
+    co.add_argument("email")
+    co.add_argument("full_name")
+    co.set_defaults(func=cmd_create_operator)
     args = p.parse_args(argv)
     return int(args.func(args))
 

@@ -1,6 +1,6 @@
 """The demo's data (``ige demo``, ``make run``): five banks, a demo exporter, a desk trader at
-each of two banks (the pages, ``/desk``), and three rounds open with a few offers, taken in by
-the operator for the demo exporter.
+each of two banks (the pages, ``/desk``), an operator of the console (``/operator``), and three
+rounds open with a few offers, taken in by the operator for the demo exporter.
 
 Every start makes the demo true: a demo round is open *with the rules in force* (the deadline
 ``IGE_ROUND_DURATION`` or the business-day rule gives a round opened when it was), or a fresh
@@ -65,6 +65,9 @@ BANNER_ROUNDS = 12  # open rounds listed at start-up
 DEMO_DESK_USERS = [("ZIRAAT", "desk@ziraat.demo.example", "Deniz Ziraat"),
                    ("HALKB", "desk@halkbank.demo.example", "Hande Halk")]
 DEMO_DESK_PASSWORD = "demo-desk-password-1"
+#: the operator of the console (``/operator``)
+DEMO_OPERATOR = {"email": "operator@demo.example", "full_name": "Olcay Operatör",
+                 "password": "demo-operator-password-1"}
 
 
 @dataclass
@@ -131,6 +134,28 @@ async def _desk_users(portal: Portal, saved: dict[str, Any]) -> None:
                        "role": "trader", "totp_uri": started.totp_uri}
 
 
+async def _operator(portal: Portal, saved: dict[str, Any]) -> None:
+    """The console's operator, activated through the real two steps (as the desk traders);
+    kept when the saved one is still in the database."""
+    known = saved.get("operator")
+    if known is not None:
+        found = await portal.operators.get(known.get("user_id", ""))
+        if found is not None and found.active:
+            return
+    made = await portal.operators.create(DEMO_OPERATOR["email"], DEMO_OPERATOR["full_name"],
+                                         "demo")
+    if isinstance(made, Refusal):
+        return  # an operator made elsewhere with the demo's e-mail: left as it is
+    email, code = DEMO_OPERATOR["email"], made.activation_code
+    started = await portal.operators.start_activation(email, code, DEMO_OPERATOR["password"])
+    assert isinstance(started, Registered), started
+    done = await portal.operators.finish_activation(
+        email, code, pyotp.TOTP(pyotp.parse_uri(started.totp_uri).secret).now())
+    assert not isinstance(done, Refusal), done
+    saved["operator"] = {**DEMO_OPERATOR, "user_id": made.user.id,
+                         "totp_uri": started.totp_uri}
+
+
 async def seed(settings: Settings, saved: dict[str, Any]) -> Seeded:
     """Banks, the demo exporter, and a demo round open with the rules in force for each of
     ``DEMO_ROUNDS`` (a fresh one, with a few offers, where there is none). Idempotent."""
@@ -148,6 +173,7 @@ async def seed(settings: Settings, saved: dict[str, Any]) -> Seeded:
                     banks[code] = views.bank_credentials(created)
         exporter_id = await _exporter(portal, saved)
         await _desk_users(portal, saved)
+        await _operator(portal, saved)
         open_now = await portal.operator.rounds("open", 1000)
         current = {(r.company or {}).get("tax_id") for r in open_now
                    if with_current_rules(r, settings)}

@@ -40,6 +40,8 @@ from usecases.accounts import (
 from usecases.applying import ApplicationState, CompanyState
 from usecases.bidding import Accepted, BankResult, BookSeen, RoundDetail, RoundPage
 from usecases.operator import AUDIT_PAGE, RoundView
+from usecases.operators import ACTIVATION_URL as OPERATOR_ACTIVATION_URL
+from usecases.operators import NewOperator
 from usecases.results import ExporterResults
 
 
@@ -261,6 +263,14 @@ def desk_user_created(n: NewDeskUser) -> rs.DeskUserCreated:
     return {**desk_user(n.user), "activation_code": n.activation_code,
             "activation_url": "/desk/activate",
             "activation_expires_at": at(n.user.activation_until or 0)}
+
+
+def operator_created(n: NewOperator) -> rs.OperatorCreated:
+    u = n.user
+    return {"user_id": u.id, "email": u.email, "full_name": u.full_name, "active": u.active,
+            "created_at": at(u.created_at), "activation_code": n.activation_code,
+            "activation_url": OPERATOR_ACTIVATION_URL,
+            "activation_expires_at": at(u.activation_until or 0)}
 
 
 def desk_users(rows: list[DeskUserRecord]) -> rs.DeskUserList:

@@ -72,6 +72,22 @@ class DeskUserRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class OperatorRecord:
+    """A person of the guarantee institution with a login for the console (issue #8)."""
+
+    id: str
+    email: str
+    full_name: str
+    password_hash: str | None
+    totp_secret: str | None
+    activation_hash: str | None
+    activation_until: int | None
+    active: bool
+    failed_attempts: int
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class RoundRecord:
     id: str
     state: str  # auction.model.RoundState value

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from persistence.accounts import Audit, Banks, DeskUsers, Exporters
 from persistence.applications import Applications, Companies, Ledger
 from persistence.db import create_engine, is_sqlite
+from persistence.operators import Console, Operators
 from persistence.rounds import Offers, Rounds
 
 
@@ -48,6 +49,8 @@ class Tx:
         self.companies = Companies(conn)
         self.applications = Applications(conn)
         self.ledger = Ledger(conn)
+        self.operators = Operators(conn)
+        self.console = Console(conn)
         self.committed = False
 
     async def commit(self) -> None:

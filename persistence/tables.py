@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Index,
     Integer,
     MetaData,
     String,
@@ -53,6 +54,20 @@ desk_users = Table(
     Column("email", String(254), nullable=False, unique=True),
     Column("full_name", String(200), nullable=False),
     Column("role", String(12), nullable=False),  # viewer | trader
+    Column("password_hash", String(200)),  # empty until activated
+    Column("totp_secret", String(64)),  # empty until activated
+    Column("activation_hash", String(200)),  # the one-time activation code's hash
+    Column("activation_until", BigInteger),  # the activation code is good until then
+    Column("active", Boolean, nullable=False, default=False),
+    Column("failed_attempts", Integer, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+operators = Table(
+    "operators", metadata,  # the guarantee institution's people: the console (issue #8, 0005)
+    Column("id", String(40), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("full_name", String(200), nullable=False),
     Column("password_hash", String(200)),  # empty until activated
     Column("totp_secret", String(64)),  # empty until activated
     Column("activation_hash", String(200)),  # the one-time activation code's hash
@@ -145,6 +160,11 @@ audit_log = Table(
     Column("action", String(40), nullable=False),
     Column("round_id", String(40), index=True),
     Column("detail", JSON, nullable=False),
+    # the console's filters, newest first (0005): one actor's or one action's entries, a
+    # time range
+    Index("ix_audit_log_actor_id", "actor", "id"),
+    Index("ix_audit_log_action_id", "action", "id"),
+    Index("ix_audit_log_at", "at"),
 )
 
 # ----------------------------------------------------------------------------- applications
@@ -195,6 +215,7 @@ applications = Table(
     Column("package", JSON, nullable=False),  # every number of the package in force
     Column("round_id", String(40), unique=True),  # the offer round, once approved and opened
     Column("created_at", BigInteger, nullable=False),
+    Index("ix_applications_created_at_id", "created_at", "id"),  # the console's newest (0005)
 )
 
 guarantee_exposures = Table(

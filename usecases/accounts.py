@@ -14,7 +14,8 @@ from typing import Literal
 import pyotp
 
 from persistence.accounts import DeskUsers, Exporters
-from persistence.records import BankRecord, DeskUserRecord, ExporterRecord
+from persistence.operators import Operators
+from persistence.records import BankRecord, DeskUserRecord, ExporterRecord, OperatorRecord
 from persistence.store import Conflict, Tx
 from usecases.context import Deps
 from usecases.outcomes import Refusal
@@ -38,11 +39,15 @@ DEACTIVATED = Refusal("deactivated", "this account was deactivated: ask your ban
 DESK_ACTIVATION_S = 7 * 24 * 3600  # how long a desk user's activation code is good
 
 #: whose login is checked: the kinds of account with a password and an authenticator
-LoginKind = Literal["exporter", "desk"]
-LoginRecord = ExporterRecord | DeskUserRecord
+LoginKind = Literal["exporter", "desk", "operator"]
+LoginRecord = ExporterRecord | DeskUserRecord | OperatorRecord
+#: the kinds of account the operator creates with a one-time activation code
+ActivatedKind = Literal["desk", "operator"]
 
 
-def _users(tx: Tx, kind: LoginKind) -> Exporters | DeskUsers:
+def _users(tx: Tx, kind: LoginKind) -> Exporters | DeskUsers | Operators:
+    if kind == "operator":
+        return tx.operators
     return tx.exporters if kind == "exporter" else tx.desk_users
 
 
@@ -390,14 +395,16 @@ class Accounts:
             user = await q.desk_users.get(user_id)
         return user if user is not None else NO_DESK_USER
 
-    async def _activation(self, email: object, activation_code: object
-                          ) -> DeskUserRecord | Refusal:
-        """The desk user whose unspent, unexpired activation code this is (the same work
-        for an unknown e-mail)."""
-        user = None
+    async def _activation(self, email: object, activation_code: object,
+                          kind: ActivatedKind = "desk"
+                          ) -> DeskUserRecord | OperatorRecord | Refusal:
+        """The desk user (or operator: ``kind``) whose unspent, unexpired activation code this
+        is (the same work for an unknown e-mail)."""
+        user: DeskUserRecord | OperatorRecord | None = None
         if isinstance(email, str) and len(email) <= MAX_EMAIL:
             async with self.d.store.read() as q:
-                user = await q.desk_users.by_email(email.lower())
+                user = await (q.operators if kind == "operator" else q.desk_users
+                              ).by_email(email.lower())
         good = await asyncio.to_thread(
             verify_secret, user.activation_hash if user is not None and user.activation_hash
             else _dummy_hash(), activation_code if isinstance(activation_code, str) else "")
@@ -414,6 +421,7 @@ class Accounts:
         user = await self._activation(email, activation_code)
         if isinstance(user, Refusal):
             return user
+        assert isinstance(user, DeskUserRecord)
         secret = pyotp.random_base32()
         async with self.d.store.unit() as tx:
             await tx.desk_users.set_credentials(
@@ -429,6 +437,7 @@ class Accounts:
         user = await self._activation(email, activation_code)
         if isinstance(user, Refusal):
             return user
+        assert isinstance(user, DeskUserRecord)
         step = self._code_step(user, code)
         if step is None or not await self.d.guards.use_code(user.id, step, CODE_MEMORY_S):
             return Refusal("totp_invalid", "wrong one-time code")

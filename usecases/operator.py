@@ -11,6 +11,7 @@ from applications.intake import DECIDED_BY_OPERATOR, IntakeTerms, operator_appli
 from applications.package import package_in_force
 from auction.model import RoundTerms, ms_to_dt
 from auction.rules import FieldError, validate_round_terms
+from persistence.operators import AuditFilter
 from persistence.records import ApplicationRecord, AuditRecord, ClosingRecord, RoundRecord
 from usecases.context import Deps
 from usecases.opening import Opening, RoundRequest
@@ -99,6 +100,10 @@ class Operator:
         async with self.d.store.read() as q:
             return await q.rounds.page([state], limit, None)
 
-    async def audit(self, round_id: str | None, after_id: int) -> list[AuditRecord]:
+    async def audit(self, round_id: str | None, after_id: int,
+                    f: AuditFilter | None = None) -> list[AuditRecord]:
+        """A page of the trail, oldest first after ``after_id``: one round's, or what ``f``
+        (round, actor, action, time range) selects."""
+        f = f or AuditFilter(round_id=round_id)
         async with self.d.store.read() as q:
-            return await q.audit.page(round_id, AUDIT_PAGE, after_id)
+            return await q.console.audit(f, AUDIT_PAGE, after_id=after_id, newest_first=False)

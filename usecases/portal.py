@@ -6,11 +6,14 @@ from usecases.accounts import Accounts
 from usecases.applying import Applying
 from usecases.bidding import Bidding, Terms
 from usecases.closing import Closing
+from usecases.console import Console
 from usecases.context import Deps
 from usecases.desk import Desk
 from usecases.durability import Durability
+from usecases.once import ShownOnce
 from usecases.opening import Opening
 from usecases.operator import Operator
+from usecases.operators import OperatorAccounts
 from usecases.results import Results
 from usecases.sessions import Sessions
 from usecases.streaming import Streaming
@@ -31,3 +34,6 @@ class Portal:
         self.streaming = Streaming(deps, self.terms, self.results)
         self.sessions = Sessions(deps)
         self.desk = Desk(deps, self.bidding, self.accounts)
+        self.operators = OperatorAccounts(deps, self.accounts)
+        self.console = Console(deps)
+        self.once = ShownOnce(deps)

@@ -41,6 +41,7 @@ COMPONENTS: dict[str, type] = {
     "APPLICATION_FORM": rq.ApplicationForm, "COMPANY": rs.CompanyOut, "TOKEN": rs.Token,
     "EXPORTER_TOKEN": rs.ExporterToken, "BANK": rs.Bank, "BANK_CREDENTIALS": rs.BankCredentials,
     "DESK_USER": rs.DeskUser, "DESK_USER_CREATED": rs.DeskUserCreated,
+    "OPERATOR_CREATED": rs.OperatorCreated,
     "AUDIT_ENTRY": rs.AuditEntry, "EXPORTER_ACCOUNT": rs.ExporterAccount,
     "StreamSubscribe": rs.StreamSubscribe, "StreamUnsubscribe": rs.StreamUnsubscribe,
     "StreamPing": rs.StreamPing, "StreamSnapshot": rs.StreamSnapshot,

@@ -97,6 +97,24 @@ def ident(max_len: int) -> Callable[[Any], str]:
     return conv
 
 
+_ACTOR = re.compile(L.ACTOR_REGEX)
+_ACTION = re.compile(L.ACTION_REGEX)
+
+
+def actor(v: Any) -> str:
+    """Who acted, as the audit trail writes it: ``admin``, ``system``, ``bank:<id>``..."""
+    if not isinstance(v, str) or len(v) > L.ACTOR_MAX or not _ACTOR.fullmatch(v):
+        raise ValueError("an actor: a kind (admin, bank, desk, operator...) and maybe :<id>")
+    return v
+
+
+def action(v: Any) -> str:
+    """An audit action's name: lower-case letters and ``_``."""
+    if not isinstance(v, str) or not _ACTION.fullmatch(v):
+        raise ValueError("an action: lower-case letters and _")
+    return v
+
+
 def one_of(options: tuple[str, ...]) -> Callable[[Any], str]:
     def conv(v: Any) -> str:
         if v not in options:

@@ -83,6 +83,9 @@ START_YEAR_MAX = YEAR_MAX - 2
 START_PATTERN = r"^20(?:[0-8][0-9]|9[0-8])-[0-9]{2}-[0-9]{2}T"
 #: audit entry ids (an SQL INTEGER: 32 bits on PostgreSQL)
 AUDIT_ID_MAX = 2**31 - 1
+ACTOR_MAX = 80  # audit_log.actor
+ACTOR_REGEX = f"[a-z]{{1,16}}(?::[{ID_CHARS}]{{1,{PATH_ID_MAX}}})?"  # admin, bank:<id>
+ACTION_REGEX = "[a-z][a-z_]{0,39}"  # audit_log.action
 ROUND_LIST_STATES = tuple(s.value for s in RoundState)  # open, closed, accepted, lapsed
 #: the page cursor of GET /v1/bank/rounds: ``<closes_at ms>.<round_id>`` (opaque to clients)
 CURSOR_PATTERN = rf"^[0-9]{{1,{MAX_INTEGER_DIGITS}}}\.[A-Za-z0-9_-]{{1,{ID_MAX}}}$"
@@ -113,6 +116,9 @@ GRACE_MAX = max(r.max_grace_months for r in LOAN_TYPE_RULES.values())
 ANNUAL_RATE_MAX_PCT = MAX_ANNUAL_RATE_E4 // RATE_SCALE
 
 __all__ = [
+    "ACTION_REGEX",
+    "ACTOR_MAX",
+    "ACTOR_REGEX",
     "ANNUAL_RATE_MAX_PCT",
     "AUDIT_ID_MAX",
     "AUDIT_PAGE",

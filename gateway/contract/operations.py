@@ -273,6 +273,19 @@ OPERATIONS: tuple[Operation, ...] = (
               "default): they are self-contained. Not idempotent: each call is a new secret.",
               "operator", 200, "The credentials with the new secret (shown once).",
               rs.BankCredentials, problems={404: ("not_found",)}),
+    Operation("post", "/v1/admin/operators", "adminCreateOperator", "operator",
+              "Create an operator (a console login)",
+              "A person of the guarantee institution with a login of their own for the "
+              "operator's console (`/operator`): rounds by state, any round's unmasked "
+              "history, the audit trail, banks and their desk users, decision records. The "
+              "account is inactive until the person activates it at `activation_url` with the "
+              "one-time `activation_code` (shown once, stored as a hash, good for 7 days), "
+              "choosing a password and an authenticator (TOTP); login then has the exporters' "
+              "rules. What they do in the console is audited as `operator:<user_id>`. The "
+              "admin token stays for automation. Also `ige admin create-operator`.",
+              "operator", 201, "The operator and its activation code (shown once).",
+              rs.OperatorCreated, body=rq.OperatorBody, idempotent=True,
+              problems={409: ("conflict",)}),
     Operation("post", "/v1/admin/rounds", "adminCreateRound", "operator",
               "Open a round (manual intake)",
               "An application approved outside the portal or after a manual review; the round "
@@ -309,7 +322,9 @@ OPERATIONS: tuple[Operation, ...] = (
               200, "The account, unlocked.", rs.ExporterAccount,
               path_docs={"user_id": "The exporter's user id."}),
     Operation("get", "/v1/admin/audit", "adminAudit", "operator", "Audit trail",
-              f"The append-only audit trail, oldest first, {L.AUDIT_PAGE} entries a page.",
+              f"The append-only audit trail, oldest first, {L.AUDIT_PAGE} entries a page; "
+              "filtered by round, actor, action and time (`since` inclusive, `until` "
+              "exclusive), each optional.",
               "operator",
               200, "A page of entries.", rs.AuditPage, query=rq.AuditQuery),
 )

@@ -61,6 +61,7 @@ __all__ = [
     "LoginBody",
     "OAuthTokenForm",
     "OfferTermsBody",
+    "OperatorBody",
     "Parsed",
     "RegisterBody",
     "RelatedCompanyIn",
@@ -360,6 +361,15 @@ class DeskUserBody(RequestModel):
         enum=list(DESK_ROLES)))]
 
 
+class OperatorBody(RequestModel):
+    """POST /v1/admin/operators."""
+
+    email: Annotated[str, Wire(F.email_address, string(
+        "E-mail address (the login).", format="email", maxLength=L.EMAIL_MAX))]
+    full_name: Annotated[str, Wire(F.plain_text(L.NAME_MAX), string(
+        "Full name.", maxLength=L.NAME_MAX, pattern=F.PLAIN_TEXT_PATTERN))]
+
+
 class BankBody(RequestModel):
     """POST /v1/admin/banks."""
 
@@ -586,6 +596,11 @@ def _after_id(v: Any) -> int:
     return n
 
 
+def _moment(s: Any) -> datetime:
+    """A filter's time: an RFC 3339 timestamp with an offset, in the calendar's years."""
+    return _start(s)
+
+
 class ExporterQuery(RequestModel):
     """GET /v1/admin/exporters."""
 
@@ -603,4 +618,18 @@ class AuditQuery(RequestModel):
     after_id: Annotated[int, Wire(_after_id, integer(
         "Entries after this id (`next_after_id` of the previous page).", 0, L.AUDIT_ID_MAX,
         default=0))] = 0
+    actor: Annotated[str | None, Wire(F.actor, {
+        "type": "string", "pattern": f"^(?:{L.ACTOR_REGEX})?$", "maxLength": L.ACTOR_MAX,
+        "description": "Only this actor's entries (`admin`, `system`, `bank:<id>`, "
+                       "`desk:<id>`, `operator:<id>`...)."}, empty_is_missing=True)] = None
+    action: Annotated[str | None, Wire(F.action, {
+        "type": "string", "pattern": f"^(?:{L.ACTION_REGEX})?$",
+        "description": "Only this action's entries (`offer_submitted`, `round_closed`...)."},
+        empty_is_missing=True)] = None
+    since: Annotated[datetime | None, Wire(_moment, string(
+        "Entries at or after this time (RFC 3339, with an offset; empty is refused).",
+        format="date-time", pattern=L.START_PATTERN))] = None
+    until: Annotated[datetime | None, Wire(_moment, string(
+        "Entries before this time (RFC 3339, with an offset; empty is refused).",
+        format="date-time", pattern=L.START_PATTERN))] = None
 

@@ -504,6 +504,22 @@ class DeskUserList(TypedDict):
     users: list[DeskUser]
 
 
+class OperatorCreated(TypedDict):
+    """A person of the guarantee institution with a login for the console (``/operator``)."""
+
+    user_id: Id
+    email: Annotated[str, Doc("E-mail address (the login).")]
+    full_name: str
+    active: Annotated[bool, Doc("Activated: a password chosen and a first one-time code "
+                                "given (false here).")]
+    created_at: Timestamp
+    activation_code: Annotated[str, Doc(
+        "One-time activation code, shown once (stored only as a hash): the person enters it "
+        "with their e-mail at `activation_url` to choose a password and an authenticator.")]
+    activation_url: Annotated[str, Doc("The activation page, relative to this server.")]
+    activation_expires_at: Timestamp
+
+
 class ExporterAccount(TypedDict):
     """An exporter account as the operator sees it (to unlock it, say)."""
 

@@ -186,35 +186,48 @@ def _qr_svg(uri: str) -> str:
 
 
 async def activate(request: Request) -> Response:
-    """Two steps: the activation code and a password (then the QR code of a new
-    authenticator), then a first one-time code."""
+    accounts = portal(request).accounts
+    return await activation(request, "desk", "desk_activate", accounts.start_desk_activation,
+                            accounts.finish_desk_activation)
+
+
+Start = Callable[[object, object, str], Awaitable[Registered | Refusal]]
+Finish = Callable[[object, object, object], Awaitable[str | Refusal]]
+
+
+async def activation(request: Request, kind: str, route: str, start: Start,
+                     finish: Finish) -> Response:
+    """A person's activation page (``<kind>/activate.html``), a desk user's or an
+    operator's, in two steps: the activation code and a password (then the QR code of a new
+    authenticator: ``start``), then a first one-time code (``finish``), behind the route's
+    rate limits (``route``); then the sign-in page."""
     page = await page_of(request)
+    template = f"{kind}/activate.html"
     if request.method == "GET":
-        return page.render("desk/activate.html", step="password",
+        return page.render(template, step="password",
                            email=request.query_params.get("email", "")[:320])
     form = await _form(request)
     if not csrf_ok(page, form):
         return refused(page)
     email = str(form.get("email", ""))[:320]
     code = str(form.get("activation_code", ""))[:200]
-    accounts = portal(request).accounts
     try:
-        await throttled(request, "desk_activate", email)
+        await throttled(request, route, email)
     except Problem as p:
         if p.code != "rate_limited":
             raise
-        return page.render("desk/activate.html", 429, step="password", email=email,
+        return page.render(template, 429, step="password", email=email,
                            error=refusal_text(page, p))
     if form.get("step") == "code":
-        done = await accounts.finish_desk_activation(email, code, form.get("code", ""))
+        done = await finish(email, code, form.get("code", ""))
         if isinstance(done, Refusal):
             if done.code == "totp_invalid":
-                return page.render("desk/activate.html", 401, step="code", email=email,
+                return page.render(template, 401, step="code", email=email,
                                    activation_code=code, error=refusal_text(page, done),
                                    **_authenticator(form))
-            return page.render("desk/activate.html", 401, step="password", email=email,
+            return page.render(template, 401, step="password", email=email,
                                error=refusal_text(page, done))
-        return page.redirect("/desk/login?activated=1")
+        return page.redirect(f"/{kind}/login?activated=1")
     password = str(form.get("password", ""))
     errors: dict[str, str] = {}
     if not 12 <= len(password) <= 128:
@@ -222,14 +235,13 @@ async def activate(request: Request) -> Response:
     elif password != form.get("password2", ""):
         errors["password2"] = page._("The two passwords differ.")
     if errors:
-        return page.render("desk/activate.html", 422, step="password", email=email,
+        return page.render(template, 422, step="password", email=email,
                            activation_code=code, errors=errors)
-    started = await accounts.start_desk_activation(email, code, password)
+    started = await start(email, code, password)
     if isinstance(started, Refusal):
-        return page.render("desk/activate.html", 401, step="password", email=email,
+        return page.render(template, 401, step="password", email=email,
                            error=refusal_text(page, started))
-    assert isinstance(started, Registered)
-    return page.render("desk/activate.html", step="code", email=email, activation_code=code,
+    return page.render(template, step="code", email=email, activation_code=code,
                        totp_uri=started.totp_uri, qr=_qr_svg(started.totp_uri),
                        secret=_secret_of(started.totp_uri))
 

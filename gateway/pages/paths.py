@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-PAGE_PREFIXES = ("/desk", "/exporter", "/lang")
+PAGE_PREFIXES = ("/desk", "/exporter", "/operator", "/lang")
 STATIC_PREFIX = "/static/"
 
 

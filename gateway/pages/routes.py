@@ -7,10 +7,10 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from gateway.pages import desk, desk_users, exporter, exporter_apply
+from gateway.pages import desk, desk_users, exporter, exporter_apply, operator, operator_banks
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 PAGES: list[BaseRoute] = [*desk.ROUTES, *desk_users.ROUTES, *exporter.ROUTES,
-                          *exporter_apply.ROUTES,
+                          *exporter_apply.ROUTES, *operator.ROUTES, *operator_banks.ROUTES,
                           Mount("/static", StaticFiles(directory=STATIC), name="static")]

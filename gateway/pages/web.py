@@ -142,8 +142,9 @@ class Page:
 
     def render(self, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         env = ENVIRONMENTS[self.lang]
+        path = self.request.url.path
         html = env.get_template(template).render(
-            page=self, session=self.session, csrf=self.csrf, path=self.request.url.path,
+            page=self, session=self.session, csrf=self.csrf, path=path, home=home_of(path),
             js=i18n.Formats(self.lang).js(), server_now=portal(self.request).deps.clock(),
             **ctx)
         out = HTMLResponse(html, status_code=status)
@@ -164,6 +165,12 @@ class Page:
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
                                secure=secure(self.request))
         return response
+
+
+def home_of(path: str) -> str:
+    """The home page of the part of the site a path is in (the desk's by default)."""
+    part = "/" + path.split("/", 2)[1] if path.startswith("/") else ""
+    return part if part in ("/desk", "/exporter", "/operator") else "/desk"
 
 
 async def page_of(request: Request) -> Page:

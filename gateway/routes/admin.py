@@ -6,12 +6,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from auction.model import dt_to_ms
 from gateway import views
 from gateway.contract.requests import (
     AuditQuery,
     BankBody,
     DeskUserBody,
     ExporterQuery,
+    OperatorBody,
     RoundIntakeBody,
     parse,
     read,
@@ -20,6 +22,7 @@ from gateway.http import idempotent, ok, portal, principal, reply
 from gateway.logs import get_logger
 from gateway.problems import refuse
 from gateway.routes import ids
+from usecases.console import AuditFilter
 from usecases.outcomes import Refusal
 from usecases.results import NO_APPLICATION
 
@@ -94,6 +97,21 @@ async def rotate_client_secret(request: Request) -> Response:
     return reply(done, views.bank_credentials)
 
 
+async def create_operator(request: Request) -> Response:
+    """A person of the guarantee institution with a login for the console (``/operator``)."""
+    p = principal(request, "admin")
+    raw = await request.body()
+    body = parse(OperatorBody, raw)
+
+    async def run() -> JSONResponse:
+        made = await portal(request).operators.create(body.email, body.full_name, p.actor)
+        if not isinstance(made, Refusal):
+            log.info("operator_created", user_id=made.user.id)
+        return reply(made, views.operator_created, 201)
+
+    return await idempotent(request, p.actor, raw, run)
+
+
 async def create_round(request: Request) -> Response:
     p = principal(request, "admin")
     raw = await request.body()
@@ -145,7 +163,9 @@ async def unlock_exporter(request: Request) -> Response:
 async def audit(request: Request) -> Response:
     principal(request, "admin")
     q = parse(AuditQuery, request.query_params)
-    rows = await portal(request).operator.audit(q.round_id, q.after_id)
+    f = AuditFilter(q.round_id, q.actor, q.action,
+                    dt_to_ms(q.since) if q.since else None, dt_to_ms(q.until) if q.until else None)
+    rows = await portal(request).operator.audit(q.round_id, q.after_id, f)
     return ok(views.audit(rows))
 
 
@@ -160,6 +180,7 @@ ROUTES: list[BaseRoute] = [
           new_activation_code, methods=["POST"]),
     Route(ids.path("/v1/admin/banks/{bank_id}/client-secret"), rotate_client_secret,
           methods=["POST"]),
+    Route("/v1/admin/operators", create_operator, methods=["POST"]),
     Route("/v1/admin/rounds", create_round, methods=["POST"]),
     Route(ids.path("/v1/admin/rounds/{round_id}"), one_round),
     Route(ids.path("/v1/admin/applications/{application_id}"), application),

@@ -92,6 +92,7 @@ AUDIENCE: dict[tuple[str, str], str] = {
     ("POST", "/v1/admin/banks/{bank_id}/users/{desk_user_id}/deactivate"): "admin",
     ("POST", "/v1/admin/banks/{bank_id}/client-secret"): "admin",
     ("POST", "/v1/admin/banks/{bank_id}/users/{desk_user_id}/activation-code"): "admin",
+    ("POST", "/v1/admin/operators"): "admin",
 }
 
 #: what the owner sends: bodies that pass authorisation without creating anything (an empty
@@ -101,6 +102,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     # the owner (the operator) creates one desk user; an unknown bank is 404 before anything
     ("POST", "/v1/admin/banks/{bank_id}/users"): {"email": "matrix-desk@example.com",
                                                   "full_name": "Matris Masa", "role": "viewer"},
+    # the owner creates one operator (a console login)
+    ("POST", "/v1/admin/operators"): {"email": "matrix-operator@example.com",
+                                      "full_name": "Matris Operatör"},
 }
 PARAMS: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/v1/admin/exporters"): {"email": "nobody@example.com"},

@@ -240,27 +240,29 @@ def test_fresh_starts_over(data: Path) -> None:
     assert (data / "ige.db").exists()
 
 
-def _desk_login(base: str, user: dict[str, Any], steps: tuple[int, ...] = (1,)
-                ) -> httpx.Client:
+def _desk_login(base: str, user: dict[str, Any], steps: tuple[int, ...] = (1,),
+                part: str = "desk", home: str = "/desk/rounds") -> httpx.Client:
     """Sign in on the page as a person does (the form's CSRF token, password, a TOTP code).
     A code is accepted once: a person signing in again takes another time step's code
-    (``steps``: the first of them not used yet, of -1, 0 and 1)."""
+    (``steps``: the first of them not used yet, of -1, 0 and 1). ``part``: the desk's sign-in,
+    or the console's (``operator``, whose home is ``/operator``)."""
     page = httpx.Client(base_url=base, timeout=30)
     for step in steps:
-        form = page.get("/desk/login")
+        form = page.get(f"/{part}/login")
         csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
         assert form.status_code == 200 and csrf is not None
         code = pyotp.TOTP(pyotp.parse_uri(user["totp_uri"]).secret).at(time.time() + 30 * step)
-        r = page.post("/desk/login", data={"csrf": csrf.group(1), "email": user["email"],
-                                           "password": user["password"], "code": code})
+        r = page.post(f"/{part}/login", data={"csrf": csrf.group(1), "email": user["email"],
+                                             "password": user["password"], "code": code})
         if r.status_code == 401 and step != steps[-1]:
             continue
-        assert r.status_code == 303 and r.headers["location"] == "/desk/rounds", r.text
+        assert r.status_code == 303 and r.headers["location"] == home, r.text
         return page
     raise AssertionError("no step left")
 
 
-def test_the_demo_has_desk_traders_of_two_banks_whose_pages_are_not_empty(data: Path) -> None:
+def test_the_demo_has_desk_traders_of_two_banks_and_an_operator_whose_pages_are_not_empty(
+        data: Path) -> None:
     demo = start(data, free_port())
     try:
         banner = demo.text()
@@ -282,6 +284,27 @@ def test_the_demo_has_desk_traders_of_two_banks_whose_pages_are_not_empty(data: 
                 assert 'class="mine"' in one and "data-ref=" in one
             else:  # ZIRAAT offered in none: "offer to see the book", no book
                 assert 'id="book-locked" class="notice">' in one and "data-ref=" not in one
+        # the operator's console: its URL and login in the banner, every page with data
+        op = credentials(data)["operator"]
+        assert f"Console    {demo.base}/operator" in banner
+        assert f"Operator   {op['email']} / {op['password']}  TOTP {op['totp_uri']}" in banner
+        console = _desk_login(demo.base, op, part="operator", home="/operator")
+        dash = console.get("/operator").text
+        assert '<li class="count-card" data-state="open">' in dash
+        assert f'<span class="count-n">{len(rounds)}</span>' in dash
+        listed = console.get("/operator/rounds?state=open").text
+        assert all(f"/operator/rounds/{rid}" in listed for rid in rounds)
+        one = console.get(f"/operator/rounds/{rounds[0]}").text
+        assert 'class="bank-name"' in one and "round_opened" in one
+        audit = console.get("/operator/audit").text
+        assert 'id="audit-rows"' in audit and "bank_created" in audit
+        banks = console.get("/operator/banks").text
+        assert banks.count('class="card bank"') == 5 and "desk@ziraat.demo.example" in banks
+        apps = console.get("/operator/applications").text
+        app_id = re.search(r'href="/operator/applications/(app_[A-Za-z0-9_-]+)"', apps)
+        assert app_id is not None
+        record = console.get(f"/operator/applications/{app_id.group(1)}")
+        assert record.status_code == 200 and 'id="package-version"' in record.text
     finally:
         demo.stop()
 

@@ -938,3 +938,39 @@ def test_accepting_after_the_binding_window_is_409_binding_expired(world: World)
     r = api.http.post(f"/v1/exporter/applications/{app}/accept",
                       json={"offer_id": lap["offer"]["offer_id"]}, headers=headers)
     problem(r, 409, "binding_expired")
+
+
+def test_the_admin_token_creates_operators_and_the_audit_is_filtered_over_http(
+        world: World) -> None:
+    """An operator (a console login): created inactive with a one-time activation code, an
+    e-mail once, a bank token none of it; the audit trail by actor, action and time, a bad
+    filter 422 naming it."""
+    api = world.api
+    body = {"email": "Olcay.Op@kgf.example", "full_name": "Olcay Operatör"}
+    made = api.http.post("/v1/admin/operators", json=body, headers=api.admin)
+    assert made.status_code == 201, made.text
+    m = made.json()
+    assert (m["email"], m["active"], m["activation_url"]) == \
+        ("olcay.op@kgf.example", False, "/operator/activate")
+    assert len(m["activation_code"]) >= 24
+    assert api.http.post("/v1/admin/operators", json=body,
+                         headers=api.admin).status_code == 409
+    bad = api.http.post("/v1/admin/operators", json={**body, "email": "not an address"},
+                        headers=api.admin)
+    assert bad.status_code == 422 and set(field_errors(bad)) == {"email"}
+    problem(api.http.post("/v1/admin/operators", json={**body, "email": "x@kgf.example"},
+                          headers=world.h["HTA"]), 404, "not_found")
+    got = api.http.get("/v1/admin/audit", params={"action": "operator_created"},
+                       headers=api.admin).json()["entries"]
+    assert [(e["actor"], e["detail"]["user_id"]) for e in got] == [("admin", m["user_id"])]
+    at = got[0]["at"]
+    assert api.http.get("/v1/admin/audit", params={
+        "action": "operator_created", "actor": "admin", "since": at},
+        headers=api.admin).json()["entries"] == got
+    assert api.http.get("/v1/admin/audit", params={"action": "operator_created",
+                                                   "until": at},
+                        headers=api.admin).json()["entries"] == []
+    for params, name in (({"since": "yesterday"}, "since"), ({"actor": "BANK:x"}, "actor"),
+                         ({"action": "Round Opened"}, "action")):
+        r = api.http.get("/v1/admin/audit", params=params, headers=api.admin)
+        assert r.status_code == 422 and set(field_errors(r)) == {name}, r.text

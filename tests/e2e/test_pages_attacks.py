@@ -87,8 +87,26 @@ PAGE_AUDIENCE: dict[tuple[str, str], str] = {
 }
 #: the operator console's page routes (gateway/pages/operator*.py), audience "operator": every
 #: caller of this module is an outsider there and must get no page of it (the sign-in page,
-#: 401, 403 or 404, never a 2xx with the console, never a 5xx)
-OPERATOR_PAGES: dict[tuple[str, str], str] = {}
+#: 401, 403 or 404, never a 2xx with the console, never a 5xx); its sign-in and activation are
+#: "public" (tests/browser/test_operator.py signs an operator in)
+OPERATOR_PAGES: dict[tuple[str, str], str] = {
+    ("GET", "/operator/login"): "public",
+    ("POST", "/operator/login"): "public",
+    ("GET", "/operator/activate"): "public",
+    ("POST", "/operator/activate"): "public",
+    ("GET", "/operator"): "operator",
+    ("POST", "/operator/logout"): "operator",
+    ("GET", "/operator/rounds"): "operator",
+    ("GET", "/operator/rounds/{round_id}"): "operator",
+    ("GET", "/operator/audit"): "operator",
+    ("GET", "/operator/applications"): "operator",
+    ("GET", "/operator/applications/{application_id}"): "operator",
+    ("GET", "/operator/banks"): "operator",
+    ("POST", "/operator/banks"): "operator",
+    ("POST", "/operator/banks/{bank_id}/users"): "operator",
+    ("POST", "/operator/banks/{bank_id}/secret"): "operator",
+    ("POST", "/operator/banks/{bank_id}/users/{desk_user_id}/deactivate"): "operator",
+}
 AUDIENCE = {**PAGE_AUDIENCE, **OPERATOR_PAGES}
 #: the kind of session an audience wants, and where an outsider is sent
 KIND = {"desk": "desk", "desk_admin": "desk", "desk_ticket": "desk", "desk_logout": "desk",
@@ -117,6 +135,10 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
                                   "code": "000000"},
     ("POST", "/desk/activate"): {"email": "{email}", "activation_code": "nope",
                                  "password": DESK_PASSWORD, "password2": DESK_PASSWORD},
+    ("POST", "/operator/login"): {"email": "{email}", "password": "wrong password, long one",
+                                  "code": "000000"},
+    ("POST", "/operator/activate"): {"email": "{email}", "activation_code": "nope",
+                                     "password": DESK_PASSWORD, "password2": DESK_PASSWORD},
     ("POST", "/exporter/activate"): {"email": "{email}", "code": "000000"},
     ("POST", "/exporter/register"): {"full_name": "Kayıt Olmaz", "national_id": "123",
                                      "email": "nobody", "mobile": "1", "password": "x"},
@@ -399,7 +421,9 @@ def test_operator_pages_give_nothing_to_anyone_here(world: World) -> None:
         for b in (Browser(world.base, "nobody"), *world.people.values()):
             for path in ("/operator", "/operator/login"):
                 assert b.call("GET", path).status_code == 404, (b.name, path)
-    for (method, template), _ in sorted(OPERATOR_PAGES.items()):
+    for (method, template), audience in sorted(OPERATOR_PAGES.items()):
+        if audience == "public":  # the console's sign-in and activation: the CSRF and body
+            continue              # attacks below take them as every public page
         path = re.sub(r"{[a-z_]+}", "x_1", template)
         for b in (Browser(world.base, "nobody"), *world.people.values()):
             r = b.call(method, path, data={"csrf": b.token} if method == "POST" else None)

@@ -10,13 +10,15 @@ FORM = "application/x-www-form-urlencoded"
 
 
 def test_pages_take_forms_only_and_the_api_keeps_json() -> None:
-    for path in ("/desk/login", "/desk/rounds/rnd_1/offers", "/lang", "/desk"):
+    for path in ("/desk/login", "/desk/rounds/rnd_1/offers", "/lang", "/desk", "/operator",
+                 "/operator/banks/bnk_1/users"):
         assert is_page(path)
         assert media_type_ok(path, FORM + "; charset=utf-8")
         assert not media_type_ok(path, "application/json")
         assert not media_type_ok(path, "text/plain")  # a cross-site form's type
         assert not media_type_ok(path, "multipart/form-data; boundary=x")
-    for path in ("/v1/bank/rounds/rnd_1/offers", "/v1/exporter/login", "/desktop", "/language"):
+    for path in ("/v1/bank/rounds/rnd_1/offers", "/v1/exporter/login", "/desktop", "/language",
+                 "/operators", "/v1/admin/operators"):
         assert not is_page(path)
         assert media_type_ok(path, "application/json")
         assert not media_type_ok(path, FORM)

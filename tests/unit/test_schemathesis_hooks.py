@@ -9,18 +9,20 @@ from hypothesis import given, settings
 
 from gateway.contract import fields as F
 from gateway.contract.openapi import spec
-from tests.e2e.schemathesis_hooks import mobiles, national_ids, tax_ids
+from tests.e2e.schemathesis_hooks import emails, mobiles, national_ids, tax_ids
 
 
 @settings(max_examples=200, deadline=None)
-@given(tax_ids(), national_ids(), mobiles())
-def test_the_generated_formats_are_accepted(tax_id: str, national_id: str, mobile: str) -> None:
+@given(tax_ids(), national_ids(), mobiles(), emails())
+def test_the_generated_formats_are_accepted(tax_id: str, national_id: str, mobile: str,
+                                            email: str) -> None:
     schemas = spec()["components"]["schemas"]
     assert F.tax_id(tax_id) == tax_id == F.tax_id_round(tax_id)
     assert re.fullmatch(schemas["TaxId"]["pattern"], tax_id)
     assert F.national_id(national_id) == national_id
     assert re.fullmatch(schemas["NationalId"]["pattern"], national_id)
     assert F.turkish_mobile(mobile) == mobile
+    assert F.email_address(email) == email
 
 
 def test_every_custom_format_of_the_document_has_a_generator() -> None:
