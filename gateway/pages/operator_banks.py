@@ -21,6 +21,7 @@ from gateway import views
 from gateway.contract.requests import BankBody, DeskUserBody, read
 from gateway.http import portal
 from gateway.pages.desk import N_, OTHER_FIELD_ERROR, OTHER_REFUSAL, _form
+from gateway.pages.desk_users import NOT_PENDING
 from gateway.pages.operator import is_operator, to_login
 from gateway.pages.web import Page, csrf_ok, page_of, refused
 from gateway.routes import ids
@@ -34,7 +35,7 @@ FORM_MESSAGES = {
     "name": N_("Enter a name (letters, no control characters)."),
     "email": N_("Not a valid e-mail address."),
     "full_name": N_("Enter a full name (letters, no control characters)."),
-    "role": N_("Choose viewer or trader."),
+    "role": N_("Choose viewer, trader or user administrator."),
 }
 #: what a refusal of these forms says (the API's codes)
 BANK_REFUSALS = {
@@ -149,6 +150,25 @@ async def rotate_secret(request: Request) -> Response:
                             f"bank-{bank_id}")
 
 
+async def new_activation_code(request: Request) -> Response:
+    """A new activation code, shown once, for a desk user still waiting for activation (the
+    first was lost or ran out; ``Accounts.new_activation_code``, the API's)."""
+    page, form = await _operator_form(request)
+    if isinstance(form, Response):
+        return form
+    assert page.session is not None
+    bank_id = request.path_params["bank_id"]
+    made = await portal(request).accounts.new_activation_code(
+        bank_id, request.path_params["desk_user_id"], page.session.actor)
+    if isinstance(made, Refusal):
+        if made.code == "not_found":
+            return page.render("error.html", 404, title=page._("No such desk user"),
+                               message=page._(BANK_REFUSALS["not_found"]))
+        return await _render(page, 409, error=page._(NOT_PENDING))
+    return await _show_once(page, {"kind": "activation_renewed",
+                                   **views.desk_user_created(made)}, f"bank-{bank_id}")
+
+
 async def deactivate_user(request: Request) -> Response:
     """The desk user can no longer sign in or activate, and every session of theirs ends
     (``Accounts.deactivate_desk_user``, the API's)."""
@@ -172,4 +192,6 @@ ROUTES: list[BaseRoute] = [
     Route(ids.path(BANKS + "/{bank_id}/secret"), rotate_secret, methods=["POST"]),
     Route(ids.path(BANKS + "/{bank_id}/users/{desk_user_id}/deactivate"), deactivate_user,
           methods=["POST"]),
+    Route(ids.path(BANKS + "/{bank_id}/users/{desk_user_id}/activation-code"),
+          new_activation_code, methods=["POST"]),
 ]

@@ -214,6 +214,16 @@ def test_an_operator_runs_the_console(servers: Callable[..., ServerProcess], bro
     check_page(page, watch, "operator-banks", screenshots)
     page.reload()
     assert page.locator("#shown-activation-code").count() == 0 and code not in page.content()
+    # the code was lost before use: a new one, shown once; the first one is void
+    first = code
+    page.locator(f"#bank-{gamma['bank_id']} tr[data-user='trader@gama.example'] "
+                 "form[action$='/activation-code'] button").click()
+    page.wait_for_selector("#shown-activation-code")
+    code = page.locator("#shown-activation-code").inner_text().strip()
+    assert code != first and "trader@gama.example" in page.locator("#once-h").inner_text()
+    check_page(page, watch, "operator-activation-renewed", screenshots)
+    page.reload()
+    assert page.locator("#shown-activation-code").count() == 0 and code not in page.content()
     desk_ctx = browser.new_context()
     desk = desk_ctx.new_page()
     desk_watch = Watch("desk")

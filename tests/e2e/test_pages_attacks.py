@@ -106,6 +106,7 @@ OPERATOR_PAGES: dict[tuple[str, str], str] = {
     ("POST", "/operator/banks/{bank_id}/users"): "operator",
     ("POST", "/operator/banks/{bank_id}/secret"): "operator",
     ("POST", "/operator/banks/{bank_id}/users/{desk_user_id}/deactivate"): "operator",
+    ("POST", "/operator/banks/{bank_id}/users/{desk_user_id}/activation-code"): "operator",
 }
 AUDIENCE = {**PAGE_AUDIENCE, **OPERATOR_PAGES}
 #: the kind of session an audience wants, and where an outsider is sent
