@@ -11,6 +11,7 @@ same contract suite (``tests/contract``), with an invariant check after every st
 from __future__ import annotations
 
 import bisect
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,6 +49,22 @@ class Event:
     size: int = 0
 
 
+@dataclass(frozen=True)
+class BookHead:
+    """A round's book without its offers: the header of a snapshot, and what names the
+    book's content. Within one ``epoch`` (a round's live state from its open or rebuild to its
+    end: a rebuilt round has a new one) the offers change only with ``seq``, so
+    ``(round_id, epoch, seq)`` names one content of the book."""
+
+    round_id: str
+    state: RoundState
+    seq: int
+    closes_at_ms: int
+    closed_at_ms: int
+    viewer_label: str | None
+    epoch: str = ""
+
+
 @dataclass
 class BookView:
     round_id: str
@@ -57,6 +74,12 @@ class BookView:
     closed_at_ms: int
     viewer_label: str | None
     offers: list[OfferVersion] = field(default_factory=list)  # best first
+    epoch: str = ""  # as BookHead.epoch
+
+    @property
+    def head(self) -> BookHead:
+        return BookHead(self.round_id, self.state, self.seq, self.closes_at_ms,
+                        self.closed_at_ms, self.viewer_label, self.epoch)
 
 
 @dataclass(frozen=True)
@@ -135,6 +158,11 @@ class Book(Protocol):
 
     # -- reading
     async def view(self, round_id: str, viewer_bank_id: str = "") -> BookView | None: ...
+
+    async def head(self, round_id: str, viewer_bank_id: str = "") -> BookHead | None:
+        """``view`` without the offers (its ``head``): a read whose cost does not grow with
+        the book."""
+        ...
 
     async def events(self, round_id: str, after_seq: int = 0) -> list[Event]: ...
 
@@ -222,6 +250,7 @@ class _MemRound:
     offers: dict[str, OfferVersion] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     idem: dict[str, tuple[str, OfferVersion]] = field(default_factory=dict)
+    epoch: str = field(default_factory=lambda: secrets.token_hex(8))
 
 
 class MemoryBook:
@@ -334,7 +363,14 @@ class MemoryBook:
             return None
         return BookView(round_id, r.state, r.seq, r.terms.closes_at_ms, r.closed_at_ms,
                         r.labels.get(viewer_bank_id) if viewer_bank_id else None,
-                        ranked(r.offers.values()))
+                        ranked(r.offers.values()), r.epoch)
+
+    async def head(self, round_id: str, viewer_bank_id: str = "") -> BookHead | None:
+        r = self._rounds.get(round_id)
+        if r is None:
+            return None
+        return BookHead(round_id, r.state, r.seq, r.terms.closes_at_ms, r.closed_at_ms,
+                        r.labels.get(viewer_bank_id) if viewer_bank_id else None, r.epoch)
 
     async def events(self, round_id: str, after_seq: int = 0) -> list[Event]:
         r = self._rounds.get(round_id)

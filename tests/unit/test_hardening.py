@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from auction.book import BookView, Event, History
+from auction.book import BookHead, BookView, Event, History
 from auction.bus import BookChanged, RoundFinalized
 from auction.feed import MAX_CATCH_UP, Subscription
 from gateway.bounds import media_type_ok
@@ -119,6 +119,9 @@ class SpyBook:
 
     async def view(self, round_id: str, viewer_bank_id: str = "") -> BookView | None:
         return view_at(self.live, "bank_alpha")
+
+    async def head(self, round_id: str, viewer_bank_id: str = "") -> BookHead | None:
+        return view_at(self.live, "bank_alpha").head
 
     async def has_bid(self, round_id: str, bank_id: str) -> bool:
         return True
@@ -272,7 +275,7 @@ def test_a_principal_asking_for_snapshots_again_and_again_waits_for_its_budget()
     thirds of the process's CPU went to it and the other banks' offers waited seconds) gets
     them at the budget's bytes per second once its burst is spent; another principal does not
     wait."""
-    from gateway.stream import ReadBudget
+    from gateway.readbudget import ReadBudget
 
     now = [0.0]
     b = ReadBudget(rate=1000, burst=3000, clock=lambda: now[0])
