@@ -249,7 +249,7 @@ class _MemRound:
     labels: dict[str, str] = field(default_factory=dict)
     offers: dict[str, OfferVersion] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
-    idem: dict[str, tuple[str, OfferVersion]] = field(default_factory=dict)
+    idem: dict[str, tuple[str, OfferVersion, int]] = field(default_factory=dict)
     epoch: str = field(default_factory=lambda: secrets.token_hex(8))
 
 
@@ -303,11 +303,10 @@ class MemoryBook:
             return SubmitResult(Outcome.ROUND_UNKNOWN)
         if idem is None or idem[0] not in r.idem:
             return r
-        body_hash, first = r.idem[idem[0]]
+        body_hash, first, rank = r.idem[idem[0]]
         if body_hash != idem[1]:
             return SubmitResult(Outcome.IDEMPOTENCY_MISMATCH)
-        cur = r.offers[first.offer_id]
-        return SubmitResult(Outcome.IDEMPOTENCY_REPLAY, first, self._rank(r, cur.ref))
+        return SubmitResult(Outcome.IDEMPOTENCY_REPLAY, first, rank)  # the first answer
 
     def _accept(self, r: _MemRound, v: OfferVersion, idem: Idem | None) -> SubmitResult:
         r.offers[v.offer_id] = v
@@ -316,7 +315,7 @@ class MemoryBook:
                               size=len(r.offers)))
         self._dirty.add(r.terms.round_id)
         if idem is not None:
-            r.idem[idem[0]] = (idem[1], v)
+            r.idem[idem[0]] = (idem[1], v, rank)
         return SubmitResult(Outcome.OK, v, rank)
 
     async def submit(self, round_id: str, bank_id: str, offer_id: str, ref: str,
