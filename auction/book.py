@@ -11,6 +11,7 @@ same contract suite (``tests/contract``), with an invariant check after every st
 from __future__ import annotations
 
 import bisect
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,6 +49,22 @@ class Event:
     size: int = 0
 
 
+@dataclass(frozen=True)
+class BookHead:
+    """A round's book without its offers: the header of a snapshot, and what names the
+    book's content. Within one ``epoch`` (a round's live state from its open or rebuild to its
+    end: a rebuilt round has a new one) the offers change only with ``seq``, so
+    ``(round_id, epoch, seq)`` names one content of the book."""
+
+    round_id: str
+    state: RoundState
+    seq: int
+    closes_at_ms: int
+    closed_at_ms: int
+    viewer_label: str | None
+    epoch: str = ""
+
+
 @dataclass
 class BookView:
     round_id: str
@@ -57,6 +74,12 @@ class BookView:
     closed_at_ms: int
     viewer_label: str | None
     offers: list[OfferVersion] = field(default_factory=list)  # best first
+    epoch: str = ""  # as BookHead.epoch
+
+    @property
+    def head(self) -> BookHead:
+        return BookHead(self.round_id, self.state, self.seq, self.closes_at_ms,
+                        self.closed_at_ms, self.viewer_label, self.epoch)
 
 
 @dataclass(frozen=True)
@@ -135,6 +158,11 @@ class Book(Protocol):
 
     # -- reading
     async def view(self, round_id: str, viewer_bank_id: str = "") -> BookView | None: ...
+
+    async def head(self, round_id: str, viewer_bank_id: str = "") -> BookHead | None:
+        """``view`` without the offers (its ``head``): a read whose cost does not grow with
+        the book."""
+        ...
 
     async def events(self, round_id: str, after_seq: int = 0) -> list[Event]: ...
 
@@ -221,7 +249,8 @@ class _MemRound:
     labels: dict[str, str] = field(default_factory=dict)
     offers: dict[str, OfferVersion] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
-    idem: dict[str, tuple[str, OfferVersion]] = field(default_factory=dict)
+    idem: dict[str, tuple[str, OfferVersion, int]] = field(default_factory=dict)
+    epoch: str = field(default_factory=lambda: secrets.token_hex(8))
 
 
 class MemoryBook:
@@ -274,11 +303,10 @@ class MemoryBook:
             return SubmitResult(Outcome.ROUND_UNKNOWN)
         if idem is None or idem[0] not in r.idem:
             return r
-        body_hash, first = r.idem[idem[0]]
+        body_hash, first, rank = r.idem[idem[0]]
         if body_hash != idem[1]:
             return SubmitResult(Outcome.IDEMPOTENCY_MISMATCH)
-        cur = r.offers[first.offer_id]
-        return SubmitResult(Outcome.IDEMPOTENCY_REPLAY, first, self._rank(r, cur.ref))
+        return SubmitResult(Outcome.IDEMPOTENCY_REPLAY, first, rank)  # the first answer
 
     def _accept(self, r: _MemRound, v: OfferVersion, idem: Idem | None) -> SubmitResult:
         r.offers[v.offer_id] = v
@@ -287,7 +315,7 @@ class MemoryBook:
                               size=len(r.offers)))
         self._dirty.add(r.terms.round_id)
         if idem is not None:
-            r.idem[idem[0]] = (idem[1], v)
+            r.idem[idem[0]] = (idem[1], v, rank)
         return SubmitResult(Outcome.OK, v, rank)
 
     async def submit(self, round_id: str, bank_id: str, offer_id: str, ref: str,
@@ -334,7 +362,14 @@ class MemoryBook:
             return None
         return BookView(round_id, r.state, r.seq, r.terms.closes_at_ms, r.closed_at_ms,
                         r.labels.get(viewer_bank_id) if viewer_bank_id else None,
-                        ranked(r.offers.values()))
+                        ranked(r.offers.values()), r.epoch)
+
+    async def head(self, round_id: str, viewer_bank_id: str = "") -> BookHead | None:
+        r = self._rounds.get(round_id)
+        if r is None:
+            return None
+        return BookHead(round_id, r.state, r.seq, r.terms.closes_at_ms, r.closed_at_ms,
+                        r.labels.get(viewer_bank_id) if viewer_bank_id else None, r.epoch)
 
     async def events(self, round_id: str, after_seq: int = 0) -> list[Event]:
         r = self._rounds.get(round_id)

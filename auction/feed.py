@@ -18,7 +18,8 @@ Inputs (methods of ``Subscription``, each returning a list of actions):
   exist for that bank.
 - ``on_offer_seen()``: the hub found (by reading) that the pending bank has bid after all.
 - ``on_live(event)``: a book event arrived on the pub/sub link.
-- ``on_snapshot(view, now_ms)``: the answer to ``FetchSnapshot`` (``None``: round unknown).
+- ``on_snapshot(view, now_ms)``: the answer to ``FetchSnapshot`` (``None``: round unknown);
+  or ``snapshot_sent(seq)`` when the hub sent the same snapshot itself (from its cache).
 - ``on_history(history, room)``: the answer to ``FetchHistory``: the round's last seq and the
   events after the asked seq (at most ``catch_up_limit(room)`` of them: the work of a catch-up
   grows with how far behind the subscriber is, never with the round's history), and the free
@@ -236,8 +237,14 @@ class Subscription:
         if view is None:
             return [SendError("not_found", "round not found")]  # stays SYNCING
         book = book_for(view, self.viewer, iso(ms_to_dt(now_ms)))
-        self.next_seq = view.seq + 1
-        return [Send({"type": "snapshot", "topic": self.topic, **book}), *self._drain()]
+        return [Send({"type": "snapshot", "topic": self.topic, **book}),
+                *self.snapshot_sent(view.seq)]
+
+    def snapshot_sent(self, seq: int) -> list[Action]:
+        """The hub sent this viewer, itself, the snapshot of ``seq`` that ``on_snapshot`` would
+        have built (the same bytes: gateway/snapshots.py): what follows it."""
+        self.next_seq = seq + 1
+        return self._drain()
 
     def on_history(self, history: History, room: int | None) -> list[Action]:
         """The round's last seq and the events after the asked seq, and the free room of the

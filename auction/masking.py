@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from auction.book import BookView, Event
+from auction.book import BookHead, BookView, Event
 from auction.model import OfferVersion, e4_to_rate, iso, iso_ms, ms_to_dt
 
 
@@ -58,20 +58,30 @@ def own_offer(v: OfferVersion, rank: int | None) -> dict[str, Any]:
     return out
 
 
+def book_header(head: BookHead | BookView, server_time: str) -> dict[str, Any]:
+    """BOOK without its offers, in the order ``book_for`` puts them (``offers`` comes last)."""
+    book: dict[str, Any] = {
+        "round_id": head.round_id,
+        "seq": head.seq,
+        "server_time": server_time,
+        "closes_at": iso(ms_to_dt(head.closes_at_ms)),
+        "state": head.state.value,
+    }
+    if head.viewer_label is not None:  # a viewer with no label in the round (an operator)
+        book["my_label"] = head.viewer_label  # has none: the field is left out, never null
+    return book
+
+
+def book_entries(view: BookView, viewer_bank_id: str, start: int = 0,
+                 stop: int | None = None) -> list[dict[str, Any]]:
+    """The masked offers of BOOK for one bank (``start``..``stop``: a slice of them)."""
+    return [masked_entry(o, i + 1, o.bank_id == viewer_bank_id)
+            for i, o in enumerate(view.offers[start:stop], start=start)]
+
+
 def book_for(view: BookView, viewer_bank_id: str, server_time: str) -> dict[str, Any]:
     """BOOK for one bank (the caller must already have checked that the bank has bid)."""
-    book: dict[str, Any] = {
-        "round_id": view.round_id,
-        "seq": view.seq,
-        "server_time": server_time,
-        "closes_at": iso(ms_to_dt(view.closes_at_ms)),
-        "state": view.state.value,
-    }
-    if view.viewer_label is not None:  # a viewer with no label in the round (an operator)
-        book["my_label"] = view.viewer_label  # has none: the field is left out, never null
-    book["offers"] = [masked_entry(o, i + 1, o.bank_id == viewer_bank_id)
-                      for i, o in enumerate(view.offers)]
-    return book
+    return {**book_header(view, server_time), "offers": book_entries(view, viewer_bank_id)}
 
 
 def quote_messages(ev: Event, topic: str) -> tuple[dict[str, Any], dict[str, Any]]:

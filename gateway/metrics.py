@@ -63,6 +63,9 @@ REFUSED_CONNECTIONS = Counter(
 SNAPSHOTS_DELAYED = Counter(
     "ige_stream_reads_delayed", "Snapshots and catch-ups that waited because their principal "
     "had used up its bytes per second (IGE_WS_SNAPSHOT_BYTES_PER_S).")
+SNAPSHOTS = Counter(
+    "ige_stream_snapshots", "Snapshots sent, by cache: hit (the offers' bytes were kept for "
+    "that round, book content, viewer and encoding) or miss (read and built).", ["cache"])
 SLOW_CLIENTS = Counter(
     "ige_slow_clients_dropped", "Stream connections dropped because their send queue was full.")
 PERSISTER_LAG_EVENTS = Gauge(

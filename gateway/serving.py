@@ -19,7 +19,10 @@ WebSocket protocols with
   buffer to flush, which a non-reader never lets happen; ``abort()`` does not wait.
 
 Each refusal is counted in ``ige_refused_connections{reason}`` and logged (``connection_refused``,
-the reason, never the address's traffic). ``ige serve`` passes these classes to uvicorn.
+the reason and a ``count``, never the address's traffic): at once while refusals are rare, one
+line per reason and second while they are not (``_Tally``). A connection is counted against the
+caps before uvicorn sets it up, so a refused one costs its accept and its abort only.
+``ige serve`` passes these classes to uvicorn.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import resource
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import get_remote_addr
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from gateway import metrics
@@ -52,9 +56,48 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
+class _Tally:
+    """Refusals logged as they come while they are rare, as a count per second when they are
+    not: a reason's first refusal after a quiet second is logged at once (``count`` 1); those
+    that follow within the second are logged together when it ends, one line per reason with
+    their ``count``, and so on each second while they go on. A flood of thousands of
+    connections a second costs a line per second, not one each (and its metric stays exact)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}  # refusals not logged yet, by reason
+        self.timer: asyncio.TimerHandle | None = None
+        self.counters: dict[str, Any] = {}  # the metric's child per reason
+
+    def add(self, reason: str) -> None:
+        c = self.counters.get(reason)
+        if c is None:
+            c = self.counters[reason] = metrics.REFUSED_CONNECTIONS.labels(reason)
+        c.inc()
+        if reason in self.counts:
+            self.counts[reason] += 1
+            return
+        self.counts[reason] = 0  # this one is logged now; the second's others when it ends
+        log.info("connection_refused", reason=reason, count=1)
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(TALLY_S, self.flush)
+
+    def flush(self) -> None:
+        self.timer = None
+        waiting = {r: n for r, n in self.counts.items() if n}
+        self.counts = {}
+        for reason, n in waiting.items():
+            log.info("connection_refused", reason=reason, count=n)
+            self.counts[reason] = 0  # still refusing: the next second is counted too
+        if self.counts:
+            self.timer = asyncio.get_running_loop().call_later(TALLY_S, self.flush)
+
+
+TALLY_S = 1.0  # refusals beyond a reason's first are logged once per this many seconds
+_tally = _Tally()
+
+
 def _refuse(reason: str) -> None:
-    metrics.REFUSED_CONNECTIONS.labels(reason).inc()
-    log.info("connection_refused", reason=reason)
+    _tally.add(reason)
 
 
 @functools.cache
@@ -144,14 +187,16 @@ class _WatchesWrites(asyncio.Protocol):
 
 class BoundedHttp(_WatchesWrites, HttpToolsProtocol):
     _head: asyncio.TimerHandle | None = None
+    _refused = False  # closed at once by the caps: uvicorn never set it up
 
     def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        refused = admit(transport, self.client)
+        refused = admit(transport, get_remote_addr(transport))
         if refused is not None:
+            self._refused = True
             _refuse(refused)
             transport.abort()
             return
+        super().connection_made(transport)
         self._stall = _Stall(self.loop, transport)
         self._start_head()
 
@@ -195,6 +240,8 @@ class BoundedHttp(_WatchesWrites, HttpToolsProtocol):
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._refused:
+            return
         self._stop_head()
         if self._stall is not None:
             self._stall.resumed()

@@ -58,6 +58,9 @@ class Settings:
     #: waits (a client asking for snapshots again and again cannot take the process's CPU)
     ws_snapshot_rate: int = 2 * 1024 * 1024
     ws_snapshot_burst: int = 16 * 1024 * 1024
+    #: bytes of encoded snapshot offers a process keeps (gateway/snapshots.py: per round, book
+    #: content, viewer and encoding; 0: none): an unchanged book's snapshot is built once
+    ws_snapshot_cache_bytes: int = 32 * 1024 * 1024
     #: commands (frames) one WebSocket may send: (burst, per seconds), refilled evenly; past it
     #: the connection is closed with 4029 (IGE_WS_COMMAND_RATE, ``limits`` syntax; 0: no limit)
     ws_command_rate: tuple[int, float] = (300, 10.0)
@@ -148,6 +151,8 @@ class Settings:
             ws_send_timeout_s=float(env.get("IGE_WS_SEND_TIMEOUT", "15")),
             ws_snapshot_rate=_count(env, "IGE_WS_SNAPSHOT_BYTES_PER_S", 2 * 1024 * 1024),
             ws_snapshot_burst=_count(env, "IGE_WS_SNAPSHOT_BURST", 16 * 1024 * 1024),
+            ws_snapshot_cache_bytes=_count(env, "IGE_WS_SNAPSHOT_CACHE_BYTES",
+                                           32 * 1024 * 1024),
             ws_command_rate=_rate(env, "IGE_WS_COMMAND_RATE", "300/10 seconds"),
             rate_per_address=env.get("IGE_RATE_PER_ADDRESS", "60/minute"),
             rate_per_account=env.get("IGE_RATE_PER_ACCOUNT", "20/minute"),

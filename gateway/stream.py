@@ -17,7 +17,7 @@ import asyncio
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -55,6 +55,8 @@ from gateway.connection import (
 from gateway.contract.limits import PATH_ID_REGEX
 from gateway.contract.responses import SEQ_MAX
 from gateway.logs import get_logger
+from gateway.readbudget import ReadBudget
+from gateway.snapshots import Snapshots
 from gateway.tasks import stop_all
 from usecases.security import Principal
 
@@ -74,64 +76,6 @@ WATCH_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *INFRASTRUCTURE_ERROR
 Shared = tuple[Encoded, Encoded]  # a live event's frames: for the offer's owner, for others
 
 
-class _NoTurn(asyncio.Lock):
-    """No budget, no turns: every read goes at once."""
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_TURN = _NoTurn()
-
-
-class ReadBudget:
-    """Bytes of book reads (snapshots, catch-ups) one principal's connections may be sent per
-    second in this process: a token bucket per principal, filled at ``rate`` up to ``burst``,
-    charged with what each read put on the connection (after the read: its size is known only
-    then). While a principal is in debt its next read waits, so asking for snapshots again and
-    again, from any number of its connections, costs the process at most ``rate`` bytes of
-    snapshots per second. 0: no limit."""
-
-    def __init__(self, rate: float, burst: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate, self.burst, self.clock = rate, burst, clock
-        self._level: dict[str, tuple[float, float]] = {}  # principal -> (bytes, when)
-        self._turns: dict[str, asyncio.Lock] = {}
-
-    def turn(self, key: str) -> asyncio.Lock:
-        """The principal's reads take turns (held from the budget's check to its charge)."""
-        if not self.rate:
-            return _NO_TURN
-        lock = self._turns.get(key)
-        if lock is None:
-            if len(self._turns) > 10_000:
-                self._turns = {k: v for k, v in self._turns.items() if v.locked()}
-            lock = self._turns[key] = asyncio.Lock()
-        return lock
-
-    def _now(self, key: str) -> float:
-        t = self.clock()
-        level, at = self._level.get(key, (self.burst, t))
-        return min(self.burst, level + (t - at) * self.rate)
-
-    def wait_s(self, key: str) -> float:
-        """How long the principal's next read must wait (0: none)."""
-        if not self.rate:
-            return 0.0
-        level = self._now(key)
-        return 0.0 if level >= 0 else -level / self.rate
-
-    def charge(self, key: str, n: int) -> None:
-        if not self.rate or n <= 0:
-            return
-        if len(self._level) > 10_000:  # forget the principals whose bucket is full again
-            self._level = {k: v for k, v in self._level.items() if self._now(k) < self.burst}
-        self._level[key] = (self._now(key) - n, self.clock())
-
-
 class Hub:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
@@ -146,6 +90,7 @@ class Hub:
         self.connections: set[Connection] = set()
         self._per_principal: dict[str, int] = {}  # open WebSockets per principal, here
         self.budget = ReadBudget(self.settings.ws_snapshot_rate, self.settings.ws_snapshot_burst)
+        self.snapshots = Snapshots(self.book, self.settings.ws_snapshot_cache_bytes)
         self._tasks: list[asyncio.Task[None]] = []
         self._reconnects = 0  # the bus's count of lost links, as far as reported
 
@@ -257,9 +202,9 @@ class Hub:
                         await asyncio.sleep(wait)
                         if conn.dropped:
                             return
+                    offered = conn.offered_bytes
                     if isinstance(fetch, FetchSnapshot):
-                        view = await self.book.view(sub.round_id, sub.conn.principal.id)
-                        actions = sub.feed.on_snapshot(view, self.clock())
+                        actions = await self._snapshot(sub, sub.feed)
                     else:
                         q = sub.conn.queue
                         room = q.maxsize - q.qsize() if q.maxsize > 0 else None
@@ -271,12 +216,24 @@ class Hub:
                                 and await self.streaming.results_ready(sub.round_id):
                             self._apply(sub, feed.on_finalized())  # RoundFinalized missed
                         actions = feed.on_history(history, room)
-                    offered = conn.offered_bytes
                     fetch = self._apply(sub, actions)
                     self.budget.charge(key, conn.offered_bytes - offered)
         except INFRASTRUCTURE_ERRORS as e:
             metrics.BACKEND_ERRORS.labels(service_of(e)).inc()
             sub.conn.dropped = True
+
+    async def _snapshot(self, sub: Sub, feed: Subscription) -> list[Action]:
+        """Send the subscriber the round's snapshot (gateway/snapshots.py: its offers built
+        once per content of the book and viewer); what the feed does next."""
+        conn = sub.conn
+        got = await self.snapshots.frame(sub.round_id, conn.principal.id, sub.topic,
+                                         conn.binary, iso(ms_to_dt(self.clock())))
+        if got is None:
+            return feed.on_snapshot(None, self.clock())
+        frame, seq, hit = got
+        metrics.SNAPSHOTS.labels("hit" if hit else "miss").inc()
+        conn.send(frame)
+        return feed.snapshot_sent(seq)
 
     async def _round_opened(self, rid: str) -> None:
         subs = self.topics.get("pool")

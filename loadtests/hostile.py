@@ -502,6 +502,8 @@ def server_view(d: Samples, now: Samples) -> dict[str, Any]:
                                                         "rule").items() if v},
         "statuses": {k: int(v) for k, v in sorted(statuses.items()) if v},
         "backend_errors": int(total(d, "ige_backend_errors_total")),
+        "snapshots": {k: int(v) for k, v in by_label(d, "ige_stream_snapshots_total",
+                                                     "cache").items() if v},
         "websockets_open": int(total(now, "ige_websockets_open")),
     }
 

@@ -8,6 +8,7 @@ its bucket's indexes atomically. Reads across buckets are pipelined, one command
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from auction.book import BookView, Event, History, Idem, RoundSnapshot
+from auction.book import BookHead, BookView, Event, History, Idem, RoundSnapshot
 from auction.buckets import all_buckets, bucket_of
 from auction.model import (
     CloseResult,
@@ -74,14 +75,14 @@ class RedisBook:
     # -- a round's live state --------------------------------------------------------------
     async def open_round(self, terms: RoundTerms, labels: Sequence[str] | None = None) -> bool:
         meta = {"state": "open", "seq": "0", "closes_at": str(terms.closes_at_ms),
-                "opened_at": str(terms.opened_at_ms)}
+                "opened_at": str(terms.opened_at_ms), "epoch": secrets.token_hex(8)}
         return await self._run_open(terms.round_id, meta, labels or label_pool(), {}, [], [])
 
     async def restore(self, snap: RoundSnapshot) -> bool:
         seq = max((e.seq for e in snap.events), default=0)
         state = "open" if snap.state is RoundState.OPEN else "closed"
         meta = {"state": state, "seq": str(seq), "closes_at": str(snap.closes_at_ms),
-                "opened_at": str(snap.opened_at_ms)}
+                "opened_at": str(snap.opened_at_ms), "epoch": secrets.token_hex(8)}
         if snap.closed_at_ms:
             meta["closed_at"] = str(snap.closed_at_ms)
         for bank_id, n in Counter(o.bank_id for o in snap.offers).items():
@@ -147,12 +148,21 @@ class RedisBook:
     async def view(self, round_id: str, viewer_bank_id: str = "") -> BookView | None:
         k = keys.round_keys(round_id)
         res = await self.scripts.book(keys=[k.meta, k.book, k.offers, k.labels],
-                                      args=[viewer_bank_id])
+                                      args=[viewer_bank_id, ""])
         if int(res[0]) != 0:
             return None
-        offers = [parse_record(round_id, r) for r in res[6:]]
+        offers = [parse_record(round_id, r) for r in res[7:]]
         return BookView(round_id, RoundState(_s(res[1])), int(res[2]), int(res[3]),
-                        int(res[4] or 0), _s(res[5]) or None, offers)
+                        int(res[4] or 0), _s(res[5]) or None, offers, _s(res[6]))
+
+    async def head(self, round_id: str, viewer_bank_id: str = "") -> BookHead | None:
+        k = keys.round_keys(round_id)
+        res = await self.scripts.book(keys=[k.meta, k.book, k.offers, k.labels],
+                                      args=[viewer_bank_id, "head"])
+        if int(res[0]) != 0:
+            return None
+        return BookHead(round_id, RoundState(_s(res[1])), int(res[2]), int(res[3]),
+                        int(res[4] or 0), _s(res[5]) or None, _s(res[6]))
 
     async def events(self, round_id: str, after_seq: int = 0) -> list[Event]:
         got = await self.redis.xrange(keys.round_keys(round_id).events, f"{after_seq + 1}-0", "+")

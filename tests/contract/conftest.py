@@ -269,14 +269,14 @@ class CheckedBook:
             await self.check(rid)
 
     def __getattr__(self, name: str) -> Any:
-        """The reading commands (event, history, has_bid, have_bid, seqs, labels, unused_labels,
-        exists, due, intact, mark_intact) go straight to the implementation."""
+        """The reading commands (head, event, history, has_bid, have_bid, seqs, labels,
+        unused_labels, exists, due, intact, mark_intact) go straight to the implementation."""
         if name not in READS:
             raise AttributeError(name)
         return getattr(self.inner, name)
 
 
-READS = frozenset({"event", "history", "has_bid", "have_bid", "seqs", "labels",
+READS = frozenset({"head", "event", "history", "has_bid", "have_bid", "seqs", "labels",
                    "unused_labels", "exists", "due", "intact", "mark_intact", "take_dirty",
                    "mark_dirty", "events_after", "events_at"})
 

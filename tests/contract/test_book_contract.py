@@ -18,7 +18,7 @@ from auction.buckets import bucket_of
 from auction.model import CloseResult, OfferTerms, Outcome, RoundState, RoundTerms, SubmitResult
 from auction.ranking import KEY_WIDTH, rank_member
 from auction.redis import scripts
-from auction.redis.keys import round_deadlines, round_dirty, round_keys
+from auction.redis.keys import offer_idempotency, round_deadlines, round_dirty, round_keys
 from auction.rules import is_due, may_bid, new_ref
 from tests.contract.conftest import (
     CheckedBook,
@@ -369,9 +369,29 @@ async def test_submit_replay_returns_the_original_offer_and_adds_no_event(
                               ("bank_a:k1", "hash-1"))
     assert again.outcome is Outcome.IDEMPOTENCY_REPLAY
     assert again.offer == first.offer
-    assert again.rank == 2  # the offer's current rank, not the rank it had then
+    assert again.rank == 1  # the first answer's rank (API.md), not the offer's current one
     assert len(await book.events(rnd.round_id)) == 2
     assert await order(book, rnd) == ["off_b", "off_1"]
+
+
+async def test_a_replay_record_written_before_ranks_were_kept_answers_the_current_rank(
+        redis_book: CheckedBook) -> None:
+    """Records written before the rank was kept in them (within their 24 h) still replay:
+    with the offer's current rank, as all replays did then."""
+    book = redis_book
+    assert book.redis is not None
+    rnd = await opened(book)
+    first = await bid(book, rnd, "bank_a", "off_1", 330_000, idem=("bank_a:k1", "hash-1"))
+    await bid(book, rnd, "bank_b", "off_b", 320_000)
+    assert first.offer is not None and first.rank == 1
+    key = offer_idempotency(rnd.round_id, "bank_a:k1")
+    record = (await book.redis.get(key)).decode()
+    assert record.endswith("|off_1|1")  # the first answer's rank is kept
+    await book.redis.set(key, record.removesuffix("|1"))  # as an older version wrote it
+    again = await book.submit(rnd.round_id, "bank_a", "off_2", new_ref(), terms(), 330_000,
+                              ("bank_a:k1", "hash-1"))
+    assert (again.outcome, again.offer, again.rank) == (
+        Outcome.IDEMPOTENCY_REPLAY, first.offer, 2)
 
 
 async def test_submit_with_a_used_key_and_another_body_is_a_mismatch(book: CheckedBook) -> None:
@@ -396,7 +416,7 @@ async def test_revise_replay_returns_that_version_even_after_later_revisions(
                                ("bank_a:k2", "hash-2"))
     assert replay.outcome is Outcome.IDEMPOTENCY_REPLAY
     assert replay.offer == v2.offer
-    assert replay.rank == 2  # current rank of version 3
+    assert replay.rank == 1  # the first answer's rank, not the offer's current rank (2)
     mismatch = await book.revise(rnd.round_id, "bank_a", "off_1", terms(1), 1,
                                  ("bank_a:k2", "hash-other"))
     assert mismatch.outcome is Outcome.IDEMPOTENCY_MISMATCH

@@ -341,7 +341,8 @@ def test_a_flood_from_many_addresses_evicts_connections_owing_their_head_not_goo
     descriptors (where the event loop would reset every new connection, good ones too) and a
     client that sends its request at once is served."""
     cap = 60
-    srv = module_server_factory(IGE_MAX_CONNECTIONS=str(cap), IGE_MAX_CONNS_PER_ADDRESS="40",
+    srv = module_server_factory(IGE_MAX_CONNECTIONS=str(cap),
+                                IGE_MAX_CONNS_PER_ADDRESS=str(40 * SCALE),  # above 30 each
                                 IGE_HEADER_TIMEOUT="60", IGE_LOG_LEVEL="INFO")
     api = Api(srv.base_url)
     flood: list[socket.socket] = []

@@ -313,16 +313,29 @@ def test_same_idempotency_key_and_body_returns_the_first_response_and_creates_no
     key = {"Idempotency-Key": "offer-key-1"}
     first = api.http.post(url, json=OFFER_BODY, headers={**hA, **key})
     assert first.status_code == 201, first.text
+    assert first.json()["rank"] == 1
+    # another bank's better offer: the first one is now second, yet the answer stays the first
+    assert api.offer(world.h["HTB"], rid, annual_rate="20.00").status_code == 201
     again = api.http.post(url, json=OFFER_BODY, headers={**hA, **key})
     assert again.status_code == 201, again.text
-    same = ("offer_id", "seq", "version", "accepted_at", "label", "annual_rate", "apr")
-    assert {k: again.json()[k] for k in same} == {k: first.json()[k] for k in same}
+    assert again.content == first.content  # the first response again, rank 1 included
     book = world.book("HTA", rid).json()
-    assert book["seq"] == 1 and len(book["offers"]) == 1
+    assert book["seq"] == 2 and len(book["offers"]) == 2
+    assert [o["mine"] for o in book["offers"]] == [False, True]  # it ranks second now
     # the same key with another body
     other = api.http.post(url, json={**OFFER_BODY, "annual_rate": "30.00"}, headers={**hA, **key})
     problem(other, 422, "idempotency_mismatch")
-    assert world.book("HTA", rid).json()["seq"] == 1
+    assert world.book("HTA", rid).json()["seq"] == 2
+    # a revision's replay: the first answer too, after the offer's rank changed again
+    oid = first.json()["offer_id"]
+    rkey = {"Idempotency-Key": "revise-key-1"}
+    revised = api.http.put(f"{url}/{oid}", json={**OFFER_BODY, "annual_rate": "10.00"},
+                           headers={**hA, **rkey})
+    assert revised.status_code == 200 and revised.json()["rank"] == 1, revised.text
+    assert world.put("HTA", rid, oid, annual_rate="45.00").status_code == 200  # now second
+    replayed = api.http.put(f"{url}/{oid}", json={**OFFER_BODY, "annual_rate": "10.00"},
+                            headers={**hA, **rkey})
+    assert (replayed.status_code, replayed.content) == (200, revised.content)
 
 
 def test_idempotency_keys_are_per_bank(world: World) -> None:

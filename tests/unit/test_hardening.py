@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from auction.book import BookView, Event, History
+from auction.book import BookHead, BookView, Event, History
 from auction.bus import BookChanged, RoundFinalized
 from auction.feed import MAX_CATCH_UP, Subscription
+from gateway import serving
 from gateway.bounds import media_type_ok
 from gateway.connection import Connection
 from gateway.contract.errors import InvalidRequest
@@ -119,6 +121,9 @@ class SpyBook:
 
     async def view(self, round_id: str, viewer_bank_id: str = "") -> BookView | None:
         return view_at(self.live, "bank_alpha")
+
+    async def head(self, round_id: str, viewer_bank_id: str = "") -> BookHead | None:
+        return view_at(self.live, "bank_alpha").head
 
     async def has_bid(self, round_id: str, bank_id: str) -> bool:
         return True
@@ -272,7 +277,7 @@ def test_a_principal_asking_for_snapshots_again_and_again_waits_for_its_budget()
     thirds of the process's CPU went to it and the other banks' offers waited seconds) gets
     them at the budget's bytes per second once its burst is spent; another principal does not
     wait."""
-    from gateway.stream import ReadBudget
+    from gateway.readbudget import ReadBudget
 
     now = [0.0]
     b = ReadBudget(rate=1000, burst=3000, clock=lambda: now[0])
@@ -318,3 +323,31 @@ def test_the_command_rate_is_read_in_limits_syntax() -> None:
     assert off.ws_command_rate == (0, 0.0)
     with pytest.raises(ConfigError):
         Settings.from_env({"IGE_DEMO": "1", "IGE_WS_COMMAND_RATE": "lots"})
+
+
+# ----------------------------------------------------------------------------- TCP refusals
+async def test_refusals_are_logged_once_then_counted_per_second(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    tally = serving._Tally()
+    monkeypatch.setattr(serving, "TALLY_S", 3600.0)  # flushed by hand below
+    with caplog.at_level(logging.INFO):
+        for _ in range(500):
+            tally.add("evicted")
+        tally.add("per_address")
+        lines = [r.getMessage() for r in caplog.records if "connection_refused" in
+                 r.getMessage()]
+        assert len(lines) == 2  # the first of each reason at once
+        tally.flush()  # the second ends: the other 499 evictions on one line
+        lines = [r.getMessage() for r in caplog.records if "connection_refused" in
+                 r.getMessage()]
+        assert len(lines) == 3 and "499" in lines[-1] and "evicted" in lines[-1]
+        assert tally.timer is not None  # still refusing: the next second is counted
+        tally.flush()  # a quiet second: nothing logged, the window closes
+        assert tally.timer is None and len([r for r in caplog.records if
+                                            "connection_refused" in r.getMessage()]) == 3
+        tally.add("evicted")  # the next one after a quiet second: logged at once again
+        assert len([r for r in caplog.records if "connection_refused" in
+                    r.getMessage()]) == 4
+        assert tally.timer is not None
+        tally.timer.cancel()
+    await asyncio.sleep(0)

@@ -57,16 +57,25 @@ local function book_records(book, offers)
 end
 
 -- an earlier answer to the same Idempotency-Key: {4, seq, t, version, rank, label, offer_id, ref}
--- or {5} when the key came with another request; nil when the key is new.
--- The record is "<hash>|<seq>|<t>|<version>|<label>|<ref>|<offer_id>".
+-- or {5} when the key came with another request; nil when the key is new. The first answer
+-- again, rank included (API.md: "returns the first response again"), never the current rank.
+-- The record is "<hash>|<seq>|<t>|<version>|<label>|<ref>|<offer_id>|<rank>"; one written
+-- before the rank was kept in it (no "|<rank>") answers with the offer's current rank.
 local function replay(idem_key, body_hash, offers, book)
   local prev = redis.call('GET', idem_key)
   if not prev then return nil end
   local h, rest = string.match(prev, '^([^|]*)|(.*)$')
   if h ~= body_hash then return {5} end
-  local s, t, v, l, f, o = string.match(rest, '^(%d+)|(%d+)|(%d+)|([^|]*)|([^|]*)|(.*)$')
-  local cur = redis.call('HGET', offers, o)
-  local rank = 0
-  if cur then rank = rank_of(book, cjson.decode(cur)) end
+  local s, t, v, l, f, o, n = string.match(rest,
+    '^(%d+)|(%d+)|(%d+)|([^|]*)|([^|]*)|([^|]*)|(%d+)$')
+  local rank
+  if s then
+    rank = tonumber(n)
+  else
+    s, t, v, l, f, o = string.match(rest, '^(%d+)|(%d+)|(%d+)|([^|]*)|([^|]*)|(.*)$')
+    local cur = redis.call('HGET', offers, o)
+    rank = 0
+    if cur then rank = rank_of(book, cjson.decode(cur)) end
+  end
   return {4, tonumber(s), tonumber(t), tonumber(v), rank, l, o, f}
 end

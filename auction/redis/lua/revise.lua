@@ -37,6 +37,6 @@ redis.call('SADD', KEYS[6], ARGV[1])
 redis.call('PUBLISH', ARGV[9], ev)
 if ARGV[7] ~= '' then
   redis.call('SET', KEYS[5], ARGV[7] .. '|' .. seq .. '|' .. now .. '|' .. version .. '|' .. old.l ..
-    '|' .. old.f .. '|' .. ARGV[3], 'EX', tonumber(ARGV[8]))
+    '|' .. old.f .. '|' .. ARGV[3] .. '|' .. rank, 'EX', tonumber(ARGV[8]))
 end
 return {0, seq, now, version, rank, old.l, ARGV[3], old.f}

@@ -51,7 +51,7 @@ redis.call('XADD', KEYS[6], seq .. '-0', 'd', ev)
 redis.call('SADD', KEYS[8], ARGV[1])
 redis.call('PUBLISH', ARGV[10], ev)
 if ARGV[8] ~= '' then
-  redis.call('SET', KEYS[7], ARGV[8] .. '|' .. seq .. '|' .. now .. '|1|' .. label .. '|' .. ARGV[4] .. '|' .. ARGV[3],
-    'EX', tonumber(ARGV[9]))
+  redis.call('SET', KEYS[7], ARGV[8] .. '|' .. seq .. '|' .. now .. '|1|' .. label .. '|' .. ARGV[4] .. '|' .. ARGV[3] ..
+    '|' .. rank, 'EX', tonumber(ARGV[9]))
 end
 return {0, seq, now, 1, rank, label, ARGV[3], ARGV[4]}
