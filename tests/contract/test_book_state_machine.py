@@ -409,7 +409,10 @@ class BookMachine(RuleBasedStateMachine):
         for rid in late:
             self.h.run(self.model.portal.closing.finalize(rid))
 
-    @precondition(lambda self: self.closed)
+    # no precondition on ``self.closed``: which rounds have closed depends on real time, and a
+    # precondition that does makes Hypothesis see one sequence of choices enable other rules
+    # from one run to the next (FlakyStrategyDefinition, seen under load); with nothing
+    # closed yet, the exporter names an offer of no closed round and both answer not_found
     @rule(i=st.integers(0, 99), elsewhere=st.one_of(st.none(), rounds))
     def accept(self, i: int, elsewhere: str | None) -> None:
         """The exporter accepts an offer of a closed round (or names another round)."""
