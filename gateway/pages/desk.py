@@ -130,16 +130,16 @@ Started = tuple[str, BrowserSession] | None
 
 async def sign_in(request: Request, kind: str, route: str, home: str, check: Check,
                   start: Callable[[Any], Awaitable[Started]]) -> Response:
-    """A person's sign-in page (``<kind>/login.html``), the desk's or the exporter's: the
+    """A person's sign-in page (``login.html``), a desk user's, an exporter's or an operator's: the
     API's login use case (``check``: the user, or a Refusal) behind the route's rate limits
     (``route``), a new session (``start``) replacing any older one, then ``next`` or
     ``home``."""
     page = await page_of(request)
-    template = f"{kind}/login.html"
+    template = "login.html"
     if request.method == "GET":
         if page.session is not None and page.session.kind == kind:
             return page.redirect(home)
-        return page.render(template, next=request.query_params.get("next", ""))
+        return page.render(template, kind=kind, next=request.query_params.get("next", ""))
     form = await _form(request)
     if not csrf_ok(page, form):
         return refused(page)
@@ -164,7 +164,7 @@ async def sign_in(request: Request, kind: str, route: str, home: str, check: Che
         if started is None:  # deactivated while signing in
             error = refusal_text(page, Refusal("unauthorized", ""))
     if error is not None or started is None:
-        return page.render(template, 401, error=error, email=email,
+        return page.render(template, 401, kind=kind, error=error, email=email,
                            next=form.get("next", ""))
     sid = started[0]
     return page.start_session(page.redirect(safe_next(str(form.get("next", "")), home)), sid)
@@ -197,14 +197,14 @@ Finish = Callable[[object, object, object], Awaitable[str | Refusal]]
 
 async def activation(request: Request, kind: str, route: str, start: Start,
                      finish: Finish) -> Response:
-    """A person's activation page (``<kind>/activate.html``), a desk user's or an
+    """A person's activation page (``activate.html``), a desk user's or an
     operator's, in two steps: the activation code and a password (then the QR code of a new
     authenticator: ``start``), then a first one-time code (``finish``), behind the route's
     rate limits (``route``); then the sign-in page."""
     page = await page_of(request)
-    template = f"{kind}/activate.html"
+    template = "activate.html"
     if request.method == "GET":
-        return page.render(template, step="password",
+        return page.render(template, kind=kind, step="password",
                            email=request.query_params.get("email", "")[:320])
     form = await _form(request)
     if not csrf_ok(page, form):
@@ -216,16 +216,16 @@ async def activation(request: Request, kind: str, route: str, start: Start,
     except Problem as p:
         if p.code != "rate_limited":
             raise
-        return page.render(template, 429, step="password", email=email,
+        return page.render(template, 429, kind=kind, step="password", email=email,
                            error=refusal_text(page, p))
     if form.get("step") == "code":
         done = await finish(email, code, form.get("code", ""))
         if isinstance(done, Refusal):
             if done.code == "totp_invalid":
-                return page.render(template, 401, step="code", email=email,
+                return page.render(template, 401, kind=kind, step="code", email=email,
                                    activation_code=code, error=refusal_text(page, done),
                                    **_authenticator(form))
-            return page.render(template, 401, step="password", email=email,
+            return page.render(template, 401, kind=kind, step="password", email=email,
                                error=refusal_text(page, done))
         return page.redirect(f"/{kind}/login?activated=1")
     password = str(form.get("password", ""))
@@ -235,13 +235,13 @@ async def activation(request: Request, kind: str, route: str, start: Start,
     elif password != form.get("password2", ""):
         errors["password2"] = page._("The two passwords differ.")
     if errors:
-        return page.render(template, 422, step="password", email=email,
+        return page.render(template, 422, kind=kind, step="password", email=email,
                            activation_code=code, errors=errors)
     started = await start(email, code, password)
     if isinstance(started, Refusal):
-        return page.render(template, 401, step="password", email=email,
+        return page.render(template, 401, kind=kind, step="password", email=email,
                            error=refusal_text(page, started))
-    return page.render(template, step="code", email=email, activation_code=code,
+    return page.render(template, kind=kind, step="code", email=email, activation_code=code,
                        totp_uri=started.totp_uri, qr=_qr_svg(started.totp_uri),
                        secret=_secret_of(started.totp_uri))
 
