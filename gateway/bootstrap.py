@@ -126,5 +126,6 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
     throttle = Throttle("async+redis+unix://" + url.removeprefix("unix://")
                         if url.startswith("unix://") else url,
                         settings.channel or keys.PREFIX, settings.rate_per_address,
-                        settings.rate_per_account, settings.rate_failures)
+                        settings.rate_per_account, settings.rate_failures,
+                        settings.rate_limit_delay_s, settings.rate_limit_delayed_max)
     return Runtime(settings, redis, listener, fast, store, bus, deps, Portal(deps), throttle)

@@ -20,8 +20,9 @@ WebSocket protocols with
 
 Each refusal is counted in ``ige_refused_connections{reason}`` and logged (``connection_refused``,
 the reason and a ``count``, never the address's traffic): at once while refusals are rare, one
-line per reason and second while they are not (``_Tally``). A connection is counted against the
-caps before uvicorn sets it up, so a refused one costs its accept and its abort only.
+line per reason and second while they are not (gateway/tally.py). A connection is counted
+against the caps before uvicorn sets it up, so a refused one costs its accept and its abort
+only.
 ``ige serve`` passes these classes to uvicorn.
 """
 
@@ -38,10 +39,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from gateway import metrics
 from gateway.bounds import BODY_COMPLETE
-from gateway.logs import get_logger
 from gateway.settings import Settings
-
-log = get_logger("ige.serving")
+from gateway.tally import Tally
 
 _open: dict[str, int] = {}  # open connections per client address, this process
 _counted: dict[int, str] = {}  # id(transport) -> its address, while counted
@@ -56,44 +55,8 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
-class _Tally:
-    """Refusals logged as they come while they are rare, as a count per second when they are
-    not: a reason's first refusal after a quiet second is logged at once (``count`` 1); those
-    that follow within the second are logged together when it ends, one line per reason with
-    their ``count``, and so on each second while they go on. A flood of thousands of
-    connections a second costs a line per second, not one each (and its metric stays exact)."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}  # refusals not logged yet, by reason
-        self.timer: asyncio.TimerHandle | None = None
-        self.counters: dict[str, Any] = {}  # the metric's child per reason
-
-    def add(self, reason: str) -> None:
-        c = self.counters.get(reason)
-        if c is None:
-            c = self.counters[reason] = metrics.REFUSED_CONNECTIONS.labels(reason)
-        c.inc()
-        if reason in self.counts:
-            self.counts[reason] += 1
-            return
-        self.counts[reason] = 0  # this one is logged now; the second's others when it ends
-        log.info("connection_refused", reason=reason, count=1)
-        if self.timer is None:
-            self.timer = asyncio.get_running_loop().call_later(TALLY_S, self.flush)
-
-    def flush(self) -> None:
-        self.timer = None
-        waiting = {r: n for r, n in self.counts.items() if n}
-        self.counts = {}
-        for reason, n in waiting.items():
-            log.info("connection_refused", reason=reason, count=n)
-            self.counts[reason] = 0  # still refusing: the next second is counted too
-        if self.counts:
-            self.timer = asyncio.get_running_loop().call_later(TALLY_S, self.flush)
-
-
-TALLY_S = 1.0  # refusals beyond a reason's first are logged once per this many seconds
-_tally = _Tally()
+#: refusals beyond a reason's first are logged once per second (gateway/tally.py)
+_tally = Tally("connection_refused", metrics.REFUSED_CONNECTIONS, "reason")
 
 
 def _refuse(reason: str) -> None:

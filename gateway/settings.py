@@ -68,6 +68,10 @@ class Settings:
     rate_per_address: str = "60/minute"  # token, register, activate, login from one address
     rate_per_account: str = "20/minute"  # attempts on one client id or e-mail, any address
     rate_failures: str = "5/15 minutes"  # failed attempts on one account from one address
+    #: a refusal repeated within the refused window waits this long (at most its Retry-After)
+    #: before it is answered (gateway/ratelimit.py; 0: answered at once)
+    rate_limit_delay_s: float = 1.0
+    rate_limit_delayed_max: int = 1000  # answers waiting their delay at once, per process
     allowed_origins: tuple[str, ...] = ()  # browser Origins accepted on /v1/stream ("" = same host)
     # -- backing services: how long a command may go unanswered before the request answers
     # 503 (+ Retry-After) instead of hanging on a hung (not dead) Redis or database
@@ -157,6 +161,8 @@ class Settings:
             rate_per_address=env.get("IGE_RATE_PER_ADDRESS", "60/minute"),
             rate_per_account=env.get("IGE_RATE_PER_ACCOUNT", "20/minute"),
             rate_failures=env.get("IGE_RATE_FAILURES", "5/15 minutes"),
+            rate_limit_delay_s=_seconds(env, "IGE_RATE_LIMIT_DELAY", 1.0, zero=True),
+            rate_limit_delayed_max=_count(env, "IGE_RATE_LIMIT_DELAYED_MAX", 1000),
             roles=parse_roles(env.get("IGE_ROLES", "")),
             redis_timeout_s=_seconds(env, "IGE_REDIS_TIMEOUT", 5.0),
             db_timeout_s=_seconds(env, "IGE_DB_TIMEOUT", 10.0),
@@ -179,7 +185,8 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     return n
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, zero: bool = False) -> float:
+    """Seconds, more than 0 (``zero``: or 0, which turns the thing off) and less than 3600."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -187,8 +194,9 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         n = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not 0 < n < 3600:
-        raise ConfigError(f"{name} must be more than 0 and less than 3600 seconds")
+    if not (n >= 0 if zero else n > 0) or n >= 3600:
+        least = "0 or more" if zero else "more than 0"
+        raise ConfigError(f"{name} must be {least} and less than 3600 seconds")
     return n
 
 

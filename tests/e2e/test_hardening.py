@@ -7,6 +7,7 @@ Assertions are on states, counts and bounds, never on speed."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis as redis_sync
 import websockets
 from websockets.exceptions import InvalidStatus
 
@@ -29,6 +31,7 @@ HEADER_TIMEOUT = 1.5
 CONNS_PER_ADDRESS = 40
 WS_PER_PRINCIPAL = 3
 TOPICS = 4
+RATE_LIMIT_DELAY = 0.25
 
 
 @dataclass
@@ -47,7 +50,8 @@ def world(module_server_factory: Any) -> Iterator[World]:
         IGE_WS_PER_PRINCIPAL=str(WS_PER_PRINCIPAL), IGE_TOPICS_PER_CONNECTION=str(TOPICS),
         IGE_WS_QUEUE_BYTES="65536", IGE_WS_SEND_TIMEOUT="2",
         IGE_RATE_PER_ADDRESS="100000/minute", IGE_RATE_PER_ACCOUNT="8/minute",
-        IGE_RATE_FAILURES="4/minute", IGE_LOG_LEVEL="INFO")
+        IGE_RATE_FAILURES="4/minute", IGE_RATE_LIMIT_DELAY=str(RATE_LIMIT_DELAY),
+        IGE_LOG_LEVEL="INFO")
     api = Api(srv.base_url)
     banks = {c: api.create_bank(c, f"{c} Sertleştirme Bankası") for c in ("HDA", "HDB")}
     yield World(srv, api, banks, {c: api.bank_token(b) for c, b in banks.items()})
@@ -204,6 +208,35 @@ def test_guessers_elsewhere_cannot_keep_a_bank_from_its_tokens(world: World) -> 
             local_address="127.0.0.50")) as stranger:  # a new address still counts
         problem(stranger.post("/v1/oauth/token", data={
             **form, "client_secret": creds["client_secret"]}), 429, "rate_limited")
+
+
+def test_a_guesser_that_ignores_retry_after_gets_slow_answers_and_costs_no_redis_work(
+        world: World, redis_url: str) -> None:
+    """The hostile run's brute force: 16 connections asking as fast as the answers came made
+    20,000 refusals in 27 s, a whole core of the server. A refusal repeated in the refused
+    window is answered from the process's memory (Redis's counter no longer moves) after
+    ``IGE_RATE_LIMIT_DELAY``: one connection gets at most one answer per delay."""
+    creds = world.api.create_bank()
+    form = {"grant_type": "client_credentials", "client_id": creds["client_id"],
+            "client_secret": "wrong"}
+    with httpx.Client(base_url=world.srv.base_url, timeout=15, transport=httpx.HTTPTransport(
+            local_address="127.0.0.61")) as guesser:
+        first = [guesser.post("/v1/oauth/token", data=form) for _ in range(5)]
+        assert [r.status_code for r in first] == [401] * 4 + [429]  # 4 failures per minute
+        assert int(first[-1].headers["retry-after"]) >= 1
+        r = redis_sync.Redis.from_url(redis_url)
+        address = hashlib.sha256(b"127.0.0.61").hexdigest()[:32]  # as gateway/ratelimit.py
+        counters = {k: r.get(k) for k in r.scan_iter(match=f"*:rl*token:fail*{address}*")}
+        assert len(counters) == 1, counters  # the failure counter of this account, address
+        started = time.monotonic()
+        answers = 0
+        while time.monotonic() - started < 4 * RATE_LIMIT_DELAY:
+            problem(guesser.post("/v1/oauth/token", data=form), 429, "rate_limited")
+            answers += 1
+        # each answer waited its delay: at most one per delay (and the one in flight)
+        assert 1 <= answers <= 5, answers
+        assert {k: r.get(k) for k in counters} == counters  # refused without Redis
+    assert _metric(world.api, "ige_rate_limited_total", rule="token:fail") >= answers + 1
 
 
 # ----------------------------------------------------------------------------- finding 5

@@ -17,7 +17,7 @@ import pytest
 from auction.book import BookHead, BookView, Event, History
 from auction.bus import BookChanged, RoundFinalized
 from auction.feed import MAX_CATCH_UP, Subscription
-from gateway import serving
+from gateway import metrics, serving
 from gateway.bounds import media_type_ok
 from gateway.connection import Connection
 from gateway.contract.errors import InvalidRequest
@@ -25,6 +25,7 @@ from gateway.contract.reading import MAX_JSON_DEPTH, decode_json, read
 from gateway.contract.requests import LoginBody, OfferTermsBody, RegisterBody
 from gateway.settings import Settings
 from gateway.stream import Hub
+from gateway.tally import Tally
 from tests.unit.test_feed import ROUND, TOPIC, history, make_round, view_at
 from usecases.security import Principal
 from usecases.streaming import RoundSeen
@@ -248,7 +249,6 @@ def test_serve_raises_the_descriptor_limit_and_the_connection_cap_follows_it(
     overrides the cap, 0 lifts it."""
     import resource
 
-    from gateway import serving
     from gateway.cli import raise_fd_limit
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -327,9 +327,9 @@ def test_the_command_rate_is_read_in_limits_syntax() -> None:
 
 # ----------------------------------------------------------------------------- TCP refusals
 async def test_refusals_are_logged_once_then_counted_per_second(
-        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    tally = serving._Tally()
-    monkeypatch.setattr(serving, "TALLY_S", 3600.0)  # flushed by hand below
+        caplog: pytest.LogCaptureFixture) -> None:
+    tally = Tally("connection_refused", metrics.REFUSED_CONNECTIONS, "reason",
+                  interval_s=3600.0)  # flushed by hand below
     with caplog.at_level(logging.INFO):
         for _ in range(500):
             tally.add("evicted")
