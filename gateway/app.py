@@ -4,6 +4,7 @@ role), and errors mapped to RFC 9457 problems in one place."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
@@ -106,9 +107,11 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Star
         if workers is not None:
             await workers.start()
         tune_gc()
+        lag = asyncio.ensure_future(metrics.watch_loop_lag())
         try:
             yield
         finally:
+            lag.cancel()
             if workers is not None:
                 await workers.stop()
             if hub is not None:

@@ -16,6 +16,7 @@ Use cases never import this module: the gateway measures around them, or reads w
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import os
@@ -74,6 +75,13 @@ PERSISTER_LAG_EVENTS = Gauge(
 PERSISTER_LAG_SECONDS = Gauge(
     "ige_persister_lag_seconds", "Age of the oldest book event not yet in SQL at the last "
     "catch-up pass (0: none).", multiprocess_mode="livemax")
+#: how late the event loop's timers fire: every request, frame and background task waits that
+#: long behind other work (a flood's accepts, a big snapshot, a full garbage collection)
+LOOP_LAG = Histogram(
+    "ige_event_loop_lag_seconds", "How late a timer of the process's event loop fired, sampled "
+    "every 0.1 s: what every request, frame and background task waited behind other work.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
+LOOP_LAG_EVERY_S = 0.1
 CLOSE_LAG = Histogram(
     "ige_close_lag_seconds", "Rounds closed: from the round's deadline to its closing record "
     "written.", buckets=CLOSE_BUCKETS)
@@ -138,6 +146,15 @@ def process_started() -> None:
         pid = os.path.basename(f).removesuffix(".db").rsplit("_", 1)[-1]
         if pid.isdigit() and not _alive(int(pid)):
             multiprocess.mark_process_dead(int(pid), path)  # type: ignore[no-untyped-call]
+
+
+async def watch_loop_lag() -> None:
+    """Until cancelled: sleep ``LOOP_LAG_EVERY_S`` and record how late the wake-up came."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(LOOP_LAG_EVERY_S)
+        LOOP_LAG.observe(max(0.0, loop.time() - t - LOOP_LAG_EVERY_S))
 
 
 def process_stopping() -> None:

@@ -69,6 +69,7 @@ from loadtests.bench.tools import (
     diff,
     log,
     push_summary,
+    quantile,
     rate_gen,
     scrape,
     total,
@@ -505,7 +506,14 @@ def server_view(d: Samples, now: Samples) -> dict[str, Any]:
         "snapshots": {k: int(v) for k, v in by_label(d, "ige_stream_snapshots_total",
                                                      "cache").items() if v},
         "websockets_open": int(total(now, "ige_websockets_open")),
+        # the server's own event loop: how late its timers fired (the clients' machine left out)
+        "loop_lag_p99_ms": _ms(quantile(d, "ige_event_loop_lag_seconds", 0.99)),
+        "loop_lag_p50_ms": _ms(quantile(d, "ige_event_loop_lag_seconds", 0.5)),
     }
+
+
+def _ms(s: float | None) -> float | None:
+    return None if s is None else round(s * 1000, 2)
 
 
 def log_counts(path: Path, start: int) -> dict[str, int]:
@@ -567,8 +575,9 @@ def _rel(x: float, key: str, r: dict[str, Any], b: dict[str, Any] | None,
 def table(results: dict[str, Any]) -> str:
     head = ("| scenario | ack p50 | ack p99 | × quiet before (× first) | push p99 | × quiet before "
             "(× first) | new conn p99 | good clients' errors | server: refused/closed | "
-            "slow dropped | 429 by rule | peak fds | server CPU | load avg |")
-    rows = [head, "|" + " --- |" * 14]
+            "slow dropped | 429 by rule | server loop lag p50 / p99 | peak fds | server CPU | "
+            "load avg |")
+    rows = [head, "|" + " --- |" * 15]
     for label, r in results.items():
         b = results.get(r.get("baseline") or "")
         f = results.get(r.get("first") or "")
@@ -584,6 +593,7 @@ def table(results: dict[str, Any]) -> str:
             f"{', '.join(f'{k} {v:,}' for k, v in m['refused'].items()) or '0'} | "
             f"{m['slow_dropped']} | "
             f"{', '.join(f'{k} {v:,}' for k, v in m['rate_limited'].items()) or '0'} | "
+            f"{_x(m.get('loop_lag_p50_ms'))} / {_x(m.get('loop_lag_p99_ms'))} ms | "
             f"{r['server']['peak_fds']:,} | {r['server']['cpu'] * 100:.0f} % | "
             f"{r['loadavg'][3]:.2f} |")
     return "\n".join(rows)

@@ -271,6 +271,9 @@ async def test_metrics_report_offers_latencies_sockets_pushes_and_closes(
         assert delta("ige_offers_total", op="submit", outcome="round_closed") == 1
         assert wait_for(lambda: delta("ige_close_lag_seconds_count") == 1)
         assert delta("ige_close_lag_seconds_sum") >= 0
+        # the event loop's lateness is sampled all along (10 a second; 3 s went by)
+        assert delta("ige_event_loop_lag_seconds_count") >= 10
+        assert delta("ige_event_loop_lag_seconds_sum") >= 0
     assert wait_for(lambda: delta("ige_websockets_open") == 0, timeout=5)
     assert delta("ige_backend_errors_total", service="redis") == 0
     assert delta("ige_slow_clients_dropped_total") == 0
