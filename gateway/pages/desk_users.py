@@ -7,6 +7,7 @@ exactly as an unknown one. Everything is audited with the person (``desk:<user i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -65,6 +66,29 @@ def _to_login(page: Page) -> Response:
     return page.redirect("/desk/login?next=/desk/users")
 
 
+async def _posted(request: Request) -> tuple[Page, Mapping[str, Any]] | Response:
+    """A POST of these pages: the desk user's page and form, or the answer that ends it there
+    (to the login when not signed in, refused when the CSRF token does not match)."""
+    page = await page_of(request)
+    if not _desk(page):
+        return _to_login(page)
+    form = await _form(request)
+    if not csrf_ok(page, form):
+        return refused(page)
+    return page, form
+
+
+async def _refused_user(request: Request, page: Page, r: Refusal,
+                        conflict: str | None = None) -> Response:
+    """An action on one desk user refused: 404 when there is no such user (of this bank),
+    else the list with the reason (403 not an administrator, 409 otherwise)."""
+    if r.code == "not_found":
+        return page.render("error.html", 404, title=page._("No such desk user"),
+                           message=_text(page, r))
+    text = page._(conflict) if conflict and r.code == "conflict" else _text(page, r)
+    return await _users_page(request, page, 403 if r.code == "forbidden" else 409, error=text)
+
+
 async def users(request: Request) -> Response:
     page = await page_of(request)
     if not _desk(page):
@@ -75,12 +99,10 @@ async def users(request: Request) -> Response:
 async def create_user(request: Request) -> Response:
     """A new desk user of the administrator's bank: the API's parser (its field errors next to
     the fields), then the activation code, shown on this answer only."""
-    page = await page_of(request)
-    if not _desk(page):
-        return _to_login(page)
-    form = await _form(request)
-    if not csrf_ok(page, form):
-        return refused(page)
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    page, form = posted
     assert page.session is not None
     values = {k: str(form.get(k, "")).strip() for k in USER_FIELDS}
     got = read(DeskUserBody, values)
@@ -102,42 +124,29 @@ async def create_user(request: Request) -> Response:
 async def new_activation_code(request: Request) -> Response:
     """A new activation code for a user still waiting for activation (the first was lost or
     ran out), shown on this answer only."""
-    page = await page_of(request)
-    if not _desk(page):
-        return _to_login(page)
-    form = await _form(request)
-    if not csrf_ok(page, form):
-        return refused(page)
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    page = posted[0]
     assert page.session is not None
     made = await portal(request).desk.new_activation_code(page.session,
                                                           request.path_params["user_id"])
     if isinstance(made, Refusal):
-        if made.code == "not_found":
-            return page.render("error.html", 404, title=page._("No such desk user"),
-                               message=_text(page, made))
-        return await _users_page(request, page, 403 if made.code == "forbidden" else 409,
-                                 error=page._(NOT_PENDING) if made.code == "conflict"
-                                 else _text(page, made))
+        return await _refused_user(request, page, made, conflict=NOT_PENDING)
     return await _users_page(request, page, 201, created=made.user, renewed=True,
                              activation_code=made.activation_code)
 
 
 async def deactivate_user(request: Request) -> Response:
-    page = await page_of(request)
-    if not _desk(page):
-        return _to_login(page)
-    form = await _form(request)
-    if not csrf_ok(page, form):
-        return refused(page)
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    page = posted[0]
     assert page.session is not None
     done = await portal(request).desk.deactivate_user(page.session,
                                                       request.path_params["user_id"])
     if isinstance(done, Refusal):
-        if done.code == "not_found":
-            return page.render("error.html", 404, title=page._("No such desk user"),
-                               message=_text(page, done))
-        return await _users_page(request, page, 403 if done.code == "forbidden" else 409,
-                                 error=_text(page, done))
+        return await _refused_user(request, page, done)
     return page.redirect("/desk/users?deactivated=1")
 
 
