@@ -45,6 +45,7 @@ class RedisServer:
     data_dir: Path
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    extra_args: tuple[str, ...] = ()  # more redis-server options (e.g. --replicaof host port)
 
     @property
     def url(self) -> str:
@@ -56,7 +57,7 @@ class RedisServer:
         args = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always",
                 "--appendfilename", "ige.aof", "--save", "", "--daemonize", "no",
-                "--logfile", str(self.data_dir / "redis.log")]
+                "--logfile", str(self.data_dir / "redis.log"), *self.extra_args]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         deadline = time.monotonic() + timeout

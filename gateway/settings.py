@@ -73,6 +73,10 @@ class Settings:
     # 503 (+ Retry-After) instead of hanging on a hung (not dead) Redis or database
     redis_timeout_s: float = 5.0  # a Redis connect or command (also the pool's wait)
     db_timeout_s: float = 10.0  # a PostgreSQL connect, statement, or wait for a pooled one
+    #: replicas that must have an offer before it is acknowledged (WAIT; 0: off), and how long
+    #: to wait for them before answering 503 ``replication_pending`` (auction/redis/acks.py)
+    redis_replica_acks: int = 0
+    redis_replica_timeout_s: float = 0.2
     scheduler_interval_s: float = 0.2
     live_key_ttl_s: int = 7 * 24 * 3600  # how long a finished round's Redis keys are kept
     max_offers_per_bank: int = 5  # live offers one bank may keep in one round (0: no limit)
@@ -160,6 +164,8 @@ class Settings:
             roles=parse_roles(env.get("IGE_ROLES", "")),
             redis_timeout_s=_seconds(env, "IGE_REDIS_TIMEOUT", 5.0),
             db_timeout_s=_seconds(env, "IGE_DB_TIMEOUT", 10.0),
+            redis_replica_acks=_count(env, "IGE_REDIS_REPLICA_ACKS", 0),
+            redis_replica_timeout_s=_seconds(env, "IGE_REDIS_REPLICA_TIMEOUT", 0.2),
             session_idle_s=_duration(env, "IGE_SESSION_IDLE", 30 * 60),
             session_max_s=_duration(env, "IGE_SESSION_MAX", 12 * 3600),
             max_body_page=_count(env, "IGE_MAX_BODY_PAGE", 8 * 1024),
