@@ -60,7 +60,7 @@ class MasterReplica:
                 try:
                     up = r.info("replication").get("master_link_status") == "up"
                     online = m.info("replication").get("connected_slaves", 0) >= 1
-                    if up and online and int(m.execute_command("WAIT", 1, 1000)) >= 1:
+                    if up and online and int(m.wait(1, 1000)) >= 1:
                         return
                 except redis_sync.RedisError:
                     pass
