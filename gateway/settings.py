@@ -127,6 +127,11 @@ class Settings:
         )
         origins = tuple(o.strip() for o in env.get("IGE_ALLOWED_ORIGINS", "").split(",")
                         if o.strip())
+        redis_timeout = _seconds(env, "IGE_REDIS_TIMEOUT", 5.0)
+        replica_timeout = _seconds(env, "IGE_REDIS_REPLICA_TIMEOUT", 0.2)
+        if replica_timeout >= redis_timeout:
+            # a WAIT unanswered for IGE_REDIS_TIMEOUT closes its connection (mux.py's watchdog)
+            raise ConfigError("IGE_REDIS_REPLICA_TIMEOUT must be less than IGE_REDIS_TIMEOUT")
         return cls(
             redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
             database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -162,10 +167,10 @@ class Settings:
             rate_per_account=env.get("IGE_RATE_PER_ACCOUNT", "20/minute"),
             rate_failures=env.get("IGE_RATE_FAILURES", "5/15 minutes"),
             roles=parse_roles(env.get("IGE_ROLES", "")),
-            redis_timeout_s=_seconds(env, "IGE_REDIS_TIMEOUT", 5.0),
+            redis_timeout_s=redis_timeout,
             db_timeout_s=_seconds(env, "IGE_DB_TIMEOUT", 10.0),
             redis_replica_acks=_count(env, "IGE_REDIS_REPLICA_ACKS", 0),
-            redis_replica_timeout_s=_seconds(env, "IGE_REDIS_REPLICA_TIMEOUT", 0.2),
+            redis_replica_timeout_s=replica_timeout,
             session_idle_s=_duration(env, "IGE_SESSION_IDLE", 30 * 60),
             session_max_s=_duration(env, "IGE_SESSION_MAX", 12 * 3600),
             max_body_page=_count(env, "IGE_MAX_BODY_PAGE", 8 * 1024),

@@ -77,9 +77,11 @@ def test_replica_acks_are_off_by_default_and_read_from_the_environment() -> None
     for bad in ("-1", "one", "1.5"):
         with pytest.raises(ConfigError, match="IGE_REDIS_REPLICA_ACKS"):
             Settings.from_env({**BASE, "IGE_REDIS_REPLICA_ACKS": bad})
-    for bad in ("0", "-1", "soon"):
+    for bad in ("0", "-1", "soon", "5"):  # 5: not less than IGE_REDIS_TIMEOUT
         with pytest.raises(ConfigError, match="IGE_REDIS_REPLICA_TIMEOUT"):
             Settings.from_env({**BASE, "IGE_REDIS_REPLICA_TIMEOUT": bad})
+    s = Settings.from_env({**BASE, "IGE_REDIS_TIMEOUT": "10", "IGE_REDIS_REPLICA_TIMEOUT": "5"})
+    assert (s.redis_timeout_s, s.redis_replica_timeout_s) == (10.0, 5.0)
 
 
 def test_replica_acks_need_a_replica_and_a_timeout_and_fail_short_of_them() -> None:
