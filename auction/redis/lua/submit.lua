@@ -16,6 +16,7 @@
 -- ARGV[11] live offers one bank may keep in the round (0: no limit); counted in meta "n:<bank>"
 -- ARGV[12] "1": replica acks are on (auction/redis/acks.py): a replay refreshes the
 --          Idempotency-Key record's expiry, a write, so the WAIT after it covers the first one
+--          even where WAIT counts only the connection's own writes
 -- Returns {code, seq, accepted_at_ms, version, rank, label, offer_id, ref}
 --   code (auction.model.Outcome): 0 OK, 1 ROUND_CLOSED, 2 ROUND_UNKNOWN,
 --   4 IDEMPOTENCY_REPLAY, 5 IDEMPOTENCY_MISMATCH, 8 OFFER_LIMIT
