@@ -73,7 +73,13 @@ async def server_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, bootstrap.INFRASTRUCTURE_ERRORS):
         service = bootstrap.service_of(exc)
         metrics.BACKEND_ERRORS.labels(service).inc()
-        note(request.scope).code = "unavailable"
+        code = bootstrap.problem_code_of(exc)
+        note(request.scope).code = code
+        if code == "replication_pending":
+            log.warning("replication_pending", error=str(exc), route=route)
+            return response(refuse(code, "the offer is not yet confirmed by enough Redis "
+                                   "replicas; retry with the same Idempotency-Key",
+                                   retry_after=UNAVAILABLE_RETRY_AFTER_S), instance_of(request))
         # the exception's class, not its text: a database error's text may quote the
         # statement's parameters
         log.error("backend_error", service=service, error=type(exc).__name__, route=route)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from applications import simulated
 from applications.ports import Providers
 from auction.redis import keys
+from auction.redis.acks import ReplicaAcks, ReplicationPending
 from auction.redis.book import RedisBook
 from auction.redis.bus import RedisBus
 from auction.redis.conn import make_reset_aware
@@ -42,6 +43,13 @@ REDIS_POOL_SIZE = 256
 HEALTH_TIMEOUT_S = 2
 #: failures of a backing service (not bugs): 503 to a request, a warning in a loop
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (RedisError, SQLAlchemyError, OSError)
+
+
+def problem_code_of(exc: BaseException) -> str:
+    """The problem code of an infrastructure error: ``replication_pending`` when the write ran
+    on the master but too few replicas confirmed it in time (``IGE_REDIS_REPLICA_ACKS``),
+    else ``unavailable``. Both are 503 with Retry-After."""
+    return "replication_pending" if isinstance(exc, ReplicationPending) else "unavailable"
 
 
 def service_of(exc: BaseException) -> str:
@@ -119,7 +127,10 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
     bus = RedisBus(redis, listener, channels)
     fast = (MuxRedis(settings.redis_url, timeout_s=timeout)
             if settings.redis_url.startswith(("redis://", "unix://")) else None)
-    deps = Deps(book=RedisBook(redis, channels, fast), store=store, bus=bus,
+    acks = (ReplicaAcks(settings.redis_replica_acks,
+                        max(1, round(settings.redis_replica_timeout_s * 1000)))
+            if settings.redis_replica_acks else None)
+    deps = Deps(book=RedisBook(redis, channels, fast, acks), store=store, bus=bus,
                 guards=RedisGuards(redis), providers=providers or simulated.providers(),
                 tokens=TokenSigner(settings.secret_key), policy=settings.policy)
     url = settings.redis_url

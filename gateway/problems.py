@@ -56,6 +56,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "request_timeout": (408, "The request was not sent in time"),
     "internal_error": (500, "Internal error"),
     "unavailable": (503, "A backing service is unavailable"),
+    "replication_pending": (503, "Not yet confirmed by enough Redis replicas; retry with the "
+                                 "same Idempotency-Key"),
 }
 #: codes whose title is the code itself (no entry of their own in the titles the docs list)
 _UNTITLED = frozenset({"unsupported_grant_type", "bad_request"})

@@ -45,6 +45,8 @@ class RedisServer:
     data_dir: Path
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    extra_args: tuple[str, ...] = ()  # more redis-server options (e.g. --replicaof host port)
+    binary: str | None = None  # the redis-server to run; None: ``redis_binary()``
 
     @property
     def url(self) -> str:
@@ -53,10 +55,10 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        args = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+        args = [self.binary or redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always",
                 "--appendfilename", "ige.aof", "--save", "", "--daemonize", "no",
-                "--logfile", str(self.data_dir / "redis.log")]
+                "--logfile", str(self.data_dir / "redis.log"), *self.extra_args]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -77,6 +77,10 @@ class Settings:
     # 503 (+ Retry-After) instead of hanging on a hung (not dead) Redis or database
     redis_timeout_s: float = 5.0  # a Redis connect or command (also the pool's wait)
     db_timeout_s: float = 10.0  # a PostgreSQL connect, statement, or wait for a pooled one
+    #: replicas that must have an offer before it is acknowledged (WAIT; 0: off), and how long
+    #: to wait for them before answering 503 ``replication_pending`` (auction/redis/acks.py)
+    redis_replica_acks: int = 0
+    redis_replica_timeout_s: float = 0.2
     scheduler_interval_s: float = 0.2
     live_key_ttl_s: int = 7 * 24 * 3600  # how long a finished round's Redis keys are kept
     max_offers_per_bank: int = 5  # live offers one bank may keep in one round (0: no limit)
@@ -127,6 +131,11 @@ class Settings:
         )
         origins = tuple(o.strip() for o in env.get("IGE_ALLOWED_ORIGINS", "").split(",")
                         if o.strip())
+        redis_timeout = _seconds(env, "IGE_REDIS_TIMEOUT", 5.0)
+        replica_timeout = _seconds(env, "IGE_REDIS_REPLICA_TIMEOUT", 0.2)
+        if replica_timeout >= redis_timeout:
+            # a WAIT unanswered for IGE_REDIS_TIMEOUT closes its connection (mux.py's watchdog)
+            raise ConfigError("IGE_REDIS_REPLICA_TIMEOUT must be less than IGE_REDIS_TIMEOUT")
         return cls(
             redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
             database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -164,8 +173,10 @@ class Settings:
             rate_limit_delay_s=_seconds(env, "IGE_RATE_LIMIT_DELAY", 1.0, zero=True),
             rate_limit_delayed_max=_count(env, "IGE_RATE_LIMIT_DELAYED_MAX", 1000),
             roles=parse_roles(env.get("IGE_ROLES", "")),
-            redis_timeout_s=_seconds(env, "IGE_REDIS_TIMEOUT", 5.0),
+            redis_timeout_s=redis_timeout,
             db_timeout_s=_seconds(env, "IGE_DB_TIMEOUT", 10.0),
+            redis_replica_acks=_count(env, "IGE_REDIS_REPLICA_ACKS", 0),
+            redis_replica_timeout_s=replica_timeout,
             session_idle_s=_duration(env, "IGE_SESSION_IDLE", 30 * 60),
             session_max_s=_duration(env, "IGE_SESSION_MAX", 12 * 3600),
             max_body_page=_count(env, "IGE_MAX_BODY_PAGE", 8 * 1024),

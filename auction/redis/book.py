@@ -29,6 +29,7 @@ from auction.model import (
     SubmitResult,
 )
 from auction.redis import keys
+from auction.redis.acks import ReplicaAcks, script_then_wait
 from auction.redis.envelope import event_json, parse_event, parse_record, record_json, record_tail
 from auction.redis.mux import MuxRedis
 from auction.redis.scripts import Scripts, source
@@ -44,16 +45,26 @@ def _s(v: Any) -> str:
 
 class RedisBook:
     def __init__(self, redis: Redis, channels: keys.Channels | None = None,
-                 fast: MuxRedis | None = None) -> None:
+                 fast: MuxRedis | None = None, acks: ReplicaAcks | None = None) -> None:
         """``fast``: the multiplexed connection the bid path's scripts take (submit, revise);
-        None: redis-py's, like every other command."""
+        None: redis-py's, like every other command. ``acks``: an offer is answered only once
+        that many replicas have it (``auction.redis.acks``); None: once the master has it."""
         self.redis = redis
         self.channels = channels or keys.Channels()
         self.scripts = Scripts(redis)
         self.fast = fast
+        self.acks = acks
 
     async def _bid_script(self, name: str, script: AsyncScript, keys: list[str],
                           args: list[str | int]) -> Any:
+        """Run a bid script; with replica acks, answer only once it is replicated (a new
+        version or a replay: a refusal wrote nothing a bank relies on)."""
+        if self.acks is not None:
+            if self.fast is not None:
+                return await self.fast.evalsha_replicated(script.sha, source(name), keys, args,
+                                                          self.acks, _binding)
+            return await script_then_wait(self.redis, script.sha, source(name), keys, args,
+                                          self.acks, _binding)
         if self.fast is not None:
             return await self.fast.evalsha(script.sha, source(name), keys, args)
         return await script(keys=keys, args=args)
@@ -117,7 +128,7 @@ class RedisBook:
              keys.round_dirty(round_id)],
             [round_id, bank_id, offer_id, ref, apr_e4, terms.annual_rate_e4,
              record_tail(terms, apr_e4), idem[1] if idem else "", IDEMPOTENCY_TTL_S,
-             self.channels.round(round_id), max_offers])
+             self.channels.round(round_id), max_offers, self._touch])
         return self._result(round_id, res, terms, apr_e4, bank_id)
 
     async def revise(self, round_id: str, bank_id: str, offer_id: str, terms: OfferTerms,
@@ -130,8 +141,14 @@ class RedisBook:
              keys.round_dirty(round_id)],
             [round_id, bank_id, offer_id, apr_e4, terms.annual_rate_e4,
              record_tail(terms, apr_e4), idem[1] if idem else "", IDEMPOTENCY_TTL_S,
-             self.channels.round(round_id)])
+             self.channels.round(round_id), self._touch])
         return self._result(round_id, res, terms, apr_e4, bank_id)
+
+    @property
+    def _touch(self) -> str:
+        """The scripts' flag: a replay writes (refreshes its record's expiry) so that the WAIT
+        after it covers the first answer's write (``auction.redis.acks``)."""
+        return "1" if self.acks is not None else ""
 
     @staticmethod
     def _result(round_id: str, res: list[Any], terms: OfferTerms, apr_e4: int,
@@ -292,6 +309,11 @@ class RedisBook:
 
     async def mark_intact(self) -> None:
         await self.redis.set(keys.ALIVE, str(int(time.time() * 1000)))
+
+
+def _binding(reply: Any) -> bool:
+    """Whether a bid script's answer is one a bank may rely on: a new version or a replay."""
+    return Outcome(int(reply[0])) in (Outcome.OK, Outcome.IDEMPOTENCY_REPLAY)
 
 
 def _close_result(round_id: str, res: Any) -> CloseResult:

@@ -15,6 +15,10 @@ as with redis-py; offers carry an Idempotency-Key for a safe retry); a command u
 ``ResponseError``. A server that lost its script cache (restarted without it) answers NOSCRIPT:
 the command is sent once more as EVAL with the script's source, which caches it again.
 
+With replica acks (``IGE_REDIS_REPLICA_ACKS``, ``auction.redis.acks``) a bid script's answer
+waits for a WAIT on its connection; one WAIT in flight per connection covers every script
+written before it (``_Conn.replicated``).
+
 Single node: ``redis://[user:password@]host:port/db`` or ``unix:///path?db=n``. (A Redis Cluster
 needs a connection per node and routing by slot: not here yet.)
 """
@@ -25,7 +29,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -33,6 +37,8 @@ import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from auction.redis.acks import ReplicaAcks
 
 Arg = str | bytes | int
 
@@ -54,6 +60,12 @@ class _Conn(asyncio.Protocol):
         self.lost = False
         # commands of one turn of the event loop go out in one write (one system call)
         self._out: list[bytes] = []
+        self.sent = 0  # commands written so far: a command's position is the count after it
+        # replica acks (group commit): the WAIT in flight (its position and the future its
+        # waiters share), and the future of those that need the next WAIT
+        self._wait_at = 0
+        self._wait_batch: asyncio.Future[int] | None = None
+        self._next_batch: asyncio.Future[int] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, yet have write()
@@ -85,10 +97,51 @@ class _Conn(asyncio.Protocol):
             fut.set_exception(RedisConnectionError("connection to Redis lost"))
             return fut
         self.pending.append((fut, time.monotonic()))
+        self.sent += 1
         if not self._out:
             loop.call_soon(self._flush)
         self._out.append(data)
         return fut
+
+    def replicated(self, after: int, replicas: int, timeout_ms: int) -> asyncio.Future[int]:
+        """How many replicas confirmed every write up to the command at position ``after``
+        on this connection: the answer of the first WAIT written after that command.
+
+        Group commit: one WAIT in flight at a time. Redis blocks the connection while a WAIT
+        waits (the commands behind it run after it), so a WAIT per script would stall every
+        other request for a replica's round trip each; instead the requests that come while
+        one is in flight share the next, sent when it returns."""
+        if self._wait_batch is not None and self._wait_at > after:
+            return self._wait_batch
+        batch = self._next_batch
+        if batch is None:
+            batch = self._next_batch = asyncio.get_running_loop().create_future()
+            # a batch whose every waiter was cancelled: its failure is nobody's to read
+            batch.add_done_callback(_consume)
+            if self._wait_batch is None:
+                self._send_wait(replicas, timeout_ms)
+        return batch
+
+    def _send_wait(self, replicas: int, timeout_ms: int) -> None:
+        batch, self._next_batch = self._next_batch, None
+        assert batch is not None
+        fut = self.send(pack(["WAIT", replicas, timeout_ms]))
+        self._wait_at, self._wait_batch = self.sent, batch
+
+        def answered(f: asyncio.Future[Any]) -> None:
+            self._wait_batch = None
+            if f.cancelled():
+                batch.set_exception(RedisConnectionError("connection to Redis lost"))
+            elif (e := f.exception()) is not None:
+                batch.set_exception(e)
+            elif isinstance(reply := f.result(), hiredis.ReplyError):
+                batch.set_exception(ResponseError(str(reply)))
+            else:
+                batch.set_result(int(reply))
+            if self._next_batch is not None:
+                self._send_wait(replicas, timeout_ms)
+
+        fut.add_done_callback(answered)
 
     def _flush(self) -> None:
         out, self._out = self._out, []
@@ -98,6 +151,11 @@ class _Conn(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def _consume(f: asyncio.Future[Any]) -> None:
+    if not f.cancelled():
+        f.exception()
 
 
 class MuxRedis:
@@ -197,11 +255,33 @@ class MuxRedis:
     async def evalsha(self, sha: str, source: str, keys: Sequence[Arg],
                       args: Sequence[Arg]) -> Any:
         """EVALSHA; once more as EVAL with ``source`` if the server does not know the script."""
+        return self._check((await self._evalsha(sha, source, keys, args))[2])
+
+    async def evalsha_replicated(self, sha: str, source: str, keys: Sequence[Arg],
+                                 args: Sequence[Arg], acks: ReplicaAcks,
+                                 needs_ack: Callable[[Any], bool]) -> Any:
+        """``evalsha``, then, when ``needs_ack(reply)``, the answer of the first WAIT sent on
+        the same connection after the script (shared with the other scripts it covers);
+        ``ReplicationPending`` when fewer than ``acks.replicas`` confirmed in time."""
+        conn, at, reply = await self._evalsha(sha, source, keys, args)
+        reply = self._check(reply)
+        if needs_ack(reply):
+            acks.check(await asyncio.shield(
+                conn.replicated(at, acks.replicas, acks.timeout_ms)))
+        return reply
+
+    async def _evalsha(self, sha: str, source: str, keys: Sequence[Arg],
+                       args: Sequence[Arg]) -> tuple[_Conn, int, Any]:
+        """The connection, the script's position on it, its reply."""
         conn = await self._conn()
-        reply = await conn.send(pack(["EVALSHA", sha, len(keys), *keys, *args]))
+        fut = conn.send(pack(["EVALSHA", sha, len(keys), *keys, *args]))
+        at = conn.sent
+        reply = await fut
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
-            reply = await conn.send(pack(["EVAL", source, len(keys), *keys, *args]))
-        return self._check(reply)
+            fut = conn.send(pack(["EVAL", source, len(keys), *keys, *args]))
+            at = conn.sent
+            reply = await fut
+        return conn, at, reply
 
     async def evalsha_many(self, sha: str, source: str,
                            calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]]) -> list[Any]:

@@ -81,6 +81,8 @@ def problem_codes(o: Operation) -> dict[int, list[str]]:
     if o.path in RATE_LIMITED_PATHS:  # gateway/ratelimit.py
         add(429, "rate_limited")
     add(503, "unavailable")
+    if o.path in REPLICATED_PATHS:  # IGE_REDIS_REPLICA_ACKS (auction/redis/acks.py)
+        add(503, "replication_pending")
     return {k: codes[k] for k in sorted(codes)}
 
 
@@ -89,6 +91,11 @@ BODY_METHODS = frozenset({"post", "put", "patch", "delete"})
 #: the routes anyone may call, rate limited per address and account
 RATE_LIMITED_PATHS = frozenset({"/v1/oauth/token", "/v1/exporter/register",
                                 "/v1/exporter/activate", "/v1/exporter/login"})
+
+
+#: the routes whose answer waits for Redis replicas when IGE_REDIS_REPLICA_ACKS is set
+REPLICATED_PATHS = frozenset({"/v1/bank/rounds/{round_id}/offers",
+                              "/v1/bank/rounds/{round_id}/offers/{offer_id}"})
 
 
 def _example(code: str, status: int) -> dict[str, Any]:

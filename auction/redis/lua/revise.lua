@@ -6,13 +6,17 @@
 -- ARGV[4] apr_e4     ARGV[5] annual_rate_e4   ARGV[6] record tail (terms JSON members)
 -- ARGV[7] idempotency body hash ("" = none)   ARGV[8] idempotency ttl
 -- ARGV[9] the round's pub/sub channel
+-- ARGV[10] "1": replica acks are on: a replay refreshes the record's expiry (as in submit.lua)
 -- Returns {code, seq, accepted_at_ms, version, rank, label, offer_id, ref}
 --   code: 0 OK, 1 ROUND_CLOSED, 2 ROUND_UNKNOWN, 3 OFFER_UNKNOWN (absent or another bank's),
 --         4 IDEMPOTENCY_REPLAY, 5 IDEMPOTENCY_MISMATCH
 -- The revised offer takes the new version's seq as its tie-breaker: a revision loses time priority.
 if ARGV[7] ~= '' then
   local earlier = replay(KEYS[5], ARGV[7], KEYS[3], KEYS[2])
-  if earlier then return earlier end
+  if earlier then
+    if earlier[1] == 4 and ARGV[10] == '1' then redis.call('EXPIRE', KEYS[5], tonumber(ARGV[8])) end
+    return earlier
+  end
 end
 local meta = redis.call('HMGET', KEYS[1], 'state', 'closes_at')
 if not meta[1] then return {2} end

@@ -14,6 +14,9 @@
 -- ARGV[8] idempotency body hash ("" = no Idempotency-Key)   ARGV[9] idempotency ttl seconds
 -- ARGV[10] the round's pub/sub channel
 -- ARGV[11] live offers one bank may keep in the round (0: no limit); counted in meta "n:<bank>"
+-- ARGV[12] "1": replica acks are on (auction/redis/acks.py): a replay refreshes the
+--          Idempotency-Key record's expiry, a write, so the WAIT after it covers the first one
+--          even where WAIT counts only the connection's own writes
 -- Returns {code, seq, accepted_at_ms, version, rank, label, offer_id, ref}
 --   code (auction.model.Outcome): 0 OK, 1 ROUND_CLOSED, 2 ROUND_UNKNOWN,
 --   4 IDEMPOTENCY_REPLAY, 5 IDEMPOTENCY_MISMATCH, 8 OFFER_LIMIT
@@ -21,7 +24,10 @@
 -- the other offers' ranks (clients keep the order themselves from the ranking key).
 if ARGV[8] ~= '' then
   local earlier = replay(KEYS[7], ARGV[8], KEYS[3], KEYS[2])
-  if earlier then return earlier end
+  if earlier then
+    if earlier[1] == 4 and ARGV[12] == '1' then redis.call('EXPIRE', KEYS[7], tonumber(ARGV[9])) end
+    return earlier
+  end
 end
 local meta = redis.call('HMGET', KEYS[1], 'state', 'closes_at')
 if not meta[1] then return {2} end
