@@ -163,7 +163,7 @@ async def redis_keys(redis: Redis) -> list[str]:
     return sorted([raw.decode() async for raw in redis.scan_iter(count=1000)])
 
 
-BUCKET_KEY = re.compile(r"ige:\{b(\d\d)\}:(deadlines|dirty)")
+BUCKET_KEY = re.compile(r"ige:\{b(\d\d)\}:(deadlines|dirty|alive:v2)")
 ROUND_KEY = re.compile(r"ige:\{b(\d\d)\}:(rnd_[^:]+):(m|b|o|l|p|e|closing|i:.+)")
 
 
