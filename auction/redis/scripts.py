@@ -80,8 +80,12 @@ async def run_many(redis: AnyRedis, calls: Sequence[Call]) -> list[Any]:
     if not calls:
         return []
     pipe = redis.pipeline(transaction=False)
+    cluster = is_cluster(redis)
     for script, k, a in calls:
-        await script(keys=k, args=a, client=pipe)  # type: ignore[arg-type]
+        if cluster:  # its pipeline refuses evalsha() by name; the command itself goes
+            pipe.execute_command("EVALSHA", script.sha, len(k), *k, *a)
+        else:
+            await script(keys=k, args=a, client=pipe)  # type: ignore[arg-type]
     got = list(await pipe.execute(raise_on_error=False))
     for res in got:
         if isinstance(res, Exception) and not isinstance(res, NoScriptError):
