@@ -6,14 +6,13 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis as redis_sync
 from redis.asyncio import Redis
 
 from gateway.redis_server import RedisServer
-from tests.rediscluster import LoopbackCluster, cluster_url, redis_cluster  # noqa: F401
+from tests.rediscluster import cluster_redis, cluster_url, redis_cluster  # noqa: F401
 from tests.support import (
     ServerProcess,
     claim_redis_db,
@@ -53,20 +52,6 @@ def channel() -> str:
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
     r = Redis.from_url(redis_url)
     await r.flushdb()
-    yield r
-    await r.aclose()
-
-
-@pytest.fixture
-async def cluster_redis(redis_cluster: LoopbackCluster) -> AsyncIterator[Any]:
-    """A client of the session's Redis Cluster (as the server builds it), every master
-    flushed first."""
-    from gateway.bootstrap import cluster_client
-    from gateway.settings import parse_redis_url
-
-    redis_cluster.flushall()
-    r = cluster_client(parse_redis_url(redis_cluster.url), 5.0)
-    await r.initialize()
     yield r
     await r.aclose()
 

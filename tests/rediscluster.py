@@ -17,9 +17,10 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis as redis_sync
@@ -192,3 +193,17 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loopback
 def cluster_url(redis_cluster: LoopbackCluster) -> str:
     """``REDIS_URL`` of the session's cluster: ``redis+cluster://127.0.0.1:p1,...``."""
     return redis_cluster.url
+
+
+@pytest.fixture
+async def cluster_redis(redis_cluster: LoopbackCluster) -> AsyncIterator[Any]:
+    """A client of the session's Redis Cluster (as the server builds it), every master
+    flushed first."""
+    from gateway.bootstrap import cluster_client
+    from gateway.settings import parse_redis_url
+
+    redis_cluster.flushall()
+    r = cluster_client(parse_redis_url(redis_cluster.url), 5.0)
+    await r.initialize()
+    yield r
+    await r.aclose()

@@ -10,7 +10,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-
 from auction.redis import keys
 from auction.redis.scripts import AnyRedis, Scripts, run_many
 

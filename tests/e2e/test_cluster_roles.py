@@ -132,8 +132,9 @@ async def test_two_of_each_role_on_one_cluster_agree(
     results = []
     for rid in rids:
         deadline = time.monotonic() + CLOSE_WAIT_S
-        while (res := httpx.get(f"{procs['api'][0].base_url}/v1/bank/rounds/{rid}/result",
-                                headers=ha)).status_code != 200:
+        while (res := await asyncio.to_thread(
+                httpx.get, f"{procs['api'][0].base_url}/v1/bank/rounds/{rid}/result",
+                headers=ha)).status_code != 200:
             assert time.monotonic() < deadline, res.text
             await asyncio.sleep(0.2)
         results.append(res.json())

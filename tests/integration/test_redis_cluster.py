@@ -66,10 +66,10 @@ class Listener:
         return await asyncio.wait_for(self.heard.get(), WAIT_S)
 
     async def relinked(self, before: int) -> None:
-        async def wait() -> None:
-            while self.connects <= before:
-                await asyncio.sleep(0.02)
-        await asyncio.wait_for(wait(), WAIT_S)
+        """Until ``on_connect`` ran again since it had run ``before`` times."""
+        while self.connects <= before:
+            self.linked.clear()
+            await asyncio.wait_for(self.linked.wait(), WAIT_S)
 
     async def stop(self) -> None:
         assert self.task is not None
