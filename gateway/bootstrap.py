@@ -78,7 +78,11 @@ class Runtime:
         bucket 0 of whichever process)."""
         checks: dict[str, str] = {}
         try:
-            await asyncio.wait_for(self.redis.ping(), HEALTH_TIMEOUT_S)
+            # on a cluster, its masters: a replica down does not stop the service
+            await asyncio.wait_for(
+                self.redis.ping(target_nodes=RedisCluster.PRIMARIES)
+                if isinstance(self.redis, RedisCluster) else self.redis.ping(),
+                HEALTH_TIMEOUT_S)
             checks["redis"] = "ok"
         except Exception as e:  # noqa: BLE001 - report any failure
             checks["redis"] = f"error: {type(e).__name__}"
@@ -110,8 +114,8 @@ def cluster_client(target: RedisTarget, timeout: float) -> RedisCluster:
     """A Redis Cluster client (``REDIS_URL=redis+cluster://...``): commands go to the master of
     their key's slot; MOVED/ASK redirections and a failover's CLUSTERDOWN are followed and
     retried by redis-py (its Retry, as on a single Redis). At most ``REDIS_POOL_SIZE``
-    connections per node, waited for (up to ``timeout``) like the single Redis's blocking
-    pool."""
+    connections per node; unlike the single Redis's blocking pool, a command past them is
+    not held but fails (``MaxConnectionsError``: 503 ``unavailable``)."""
     return RedisCluster(
         startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
         username=target.username, password=target.password, ssl=target.tls,
