@@ -141,6 +141,8 @@ class LoopbackCluster:
                 if n.port in self.master_ports() and not c.info("replication").get(
                         "connected_slaves"):
                     return False
+                if c.info("replication").get("master_link_status") == "down":
+                    return False  # a replica still syncing
             return True
 
         self._wait(deadline, ok)
@@ -169,6 +171,21 @@ class LoopbackCluster:
 
     def node(self, port: int) -> ClusterNode:
         return next(n for n in self.nodes if n.port == port)
+
+    def fail_over(self, port: int) -> int:
+        """kill -9 the master on ``port``; once its replica has taken its slots over, start
+        the killed node again (it rejoins as the new master's replica) and wait until the
+        cluster is whole. Returns the new master's port."""
+        node = self.node(port)
+        slots = [s for s, p in self.slot_owners().items() if p == port]
+        node.kill()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        self._wait(deadline, lambda: self.slot_owners()[slots[0]] != port)
+        new = self.slot_owners()[slots[0]]
+        node.start()
+        self._wait(deadline, lambda: node.client().ping())
+        self.wait_ok(deadline)
+        return new
 
     def flushall(self) -> None:
         for port in self.master_ports():

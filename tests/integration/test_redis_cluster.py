@@ -78,6 +78,17 @@ class Listener:
             await self.task
 
 
+async def subscribed_on_owners(cluster: LoopbackCluster, channels: list[str]) -> None:
+    """Until each shard channel has a subscriber on the master that owns its slot now (after
+    a relink that read a slot map not yet updated everywhere, the listener relinks again)."""
+    for _ in range(int(WAIT_S / 0.05)):
+        if all(cluster.node(cluster.master_of(ch)).client().execute_command(
+                "PUBSUB SHARDNUMSUB", ch)[0][1] for ch in channels):
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"not subscribed on the owners of {channels}")
+
+
 @pytest.fixture
 async def listener(cluster_redis: Any, redis_cluster: LoopbackCluster, channel: str
                    ) -> AsyncIterator[Listener]:
@@ -163,6 +174,7 @@ async def test_a_link_cut_leads_to_a_resubscription_and_a_resync(
     victim.client().client_kill_filter(_type="pubsub")  # the master drops the subscriber
     await listener.relinked(before)
     assert listener.bus.reconnects >= 1
+    await subscribed_on_owners(redis_cluster, [keys.Channels(channel).round(r) for r in rids])
     for rid in rids:  # every watched round is heard again, on every master
         await quote(book, rid, "bank_a")
     heard = {(await listener.next()) for _ in rids}
@@ -192,6 +204,7 @@ async def test_a_slot_moved_to_another_master_is_followed(
     redis_cluster.wait_ok()
     await listener.relinked(before)
     assert redis_cluster.master_of(ch) == target
+    await subscribed_on_owners(redis_cluster, [ch])
     book = RedisBook(cluster_redis, keys.Channels(channel))
     assert await book.open_round(a_round(round_id=rid))
     await quote(book, rid, "bank_a")
@@ -240,3 +253,24 @@ async def test_script_pipelines_load_what_a_master_lacks(
     assert not any(await guards.hold_many("bucket", buckets, "w2", 5000))  # w1 holds them
     await guards.release_many("bucket", buckets, "w1")
     assert all(await guards.hold_many("bucket", buckets, "w2", 5000))
+
+
+@pytest.mark.slow
+async def test_a_master_failing_over_leads_to_a_resubscription_on_its_replica(
+        cluster_redis: Any, redis_cluster: LoopbackCluster, listener: Listener,
+        channel: str) -> None:
+    book = RedisBook(cluster_redis, keys.Channels(channel))
+    rids = rounds_on_every_master(redis_cluster)
+    for rid in rids:
+        assert await book.open_round(a_round(round_id=rid))
+        await listener.bus.watch(rid)
+    old = redis_cluster.master_of(keys.round_keys(rids[0]).meta)
+    before = listener.connects
+    new = await asyncio.to_thread(redis_cluster.fail_over, old)
+    assert new != old and redis_cluster.master_of(keys.round_keys(rids[0]).meta) == new
+    await listener.relinked(before)
+    await subscribed_on_owners(redis_cluster, [keys.Channels(channel).round(r) for r in rids])
+    for rid in rids:  # heard again, the failed-over round included (on its new master)
+        await quote(book, rid, "bank_a")
+    heard = {(await listener.next()) for _ in rids}
+    assert {a.event.round_id for a in heard if isinstance(a, BookChanged)} == set(rids)
