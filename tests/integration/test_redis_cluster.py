@@ -115,13 +115,18 @@ def test_a_cluster_url_names_its_nodes_and_a_plain_url_one_redis() -> None:
     assert parse_redis_url("unix:///tmp/r.sock").limits_uri() == "async+redis+unix:///tmp/r.sock"
 
 
+ENV = {"IGE_ADMIN_TOKEN": "a-strong-admin-token-1", "IGE_SECRET_KEY": "k" * 40}
+
+
 @pytest.mark.parametrize("bad", ["redis+cluster://", "redis+cluster://h1", "redis+cluster://h:1/0",
                                  "redis+cluster://h:1,h2:x", "redis+cluster://h:99999"])
 def test_a_malformed_cluster_url_stops_the_start(bad: str) -> None:
     from gateway.settings import ConfigError, Settings
 
-    with pytest.raises(ConfigError):
-        Settings.from_env({"REDIS_URL": bad, "IGE_ADMIN_TOKEN": "a-strong-admin-token-1"})
+    good = Settings.from_env({**ENV, "REDIS_URL": "redis+cluster://h:1,h2:2"})
+    assert good.redis_target.nodes == (("h", 1), ("h2", 2))
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        Settings.from_env({**ENV, "REDIS_URL": bad})
 
 
 async def test_round_channels_are_sharded_and_heard_only_while_watched(
