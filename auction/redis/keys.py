@@ -9,7 +9,8 @@ script can change a round and its bucket's deadline index and dirty set atomical
     ige:{b07}:<round_id>:closing        the close claim
     ige:{b07}:deadlines                 the bucket's open rounds, scored by closes_at_ms
     ige:{b07}:dirty                     the bucket's rounds with events not yet in SQL
-    <prefix>:{b07}:ch:<round_id>        the round's channel (book events, close finalized)
+    <prefix>:{b07}:ch:<round_id>        the round's channel (book events, close finalized;
+                                        a shard channel on a Redis Cluster, in the round's slot)
     <prefix>:pool                       the pool channel (rounds opened)
 
     ige:{b07}:alive:v2                  the data-set marker of the bucket (see ALIVE)
