@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import dataclass
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisError
 from sqlalchemy import text as sql_text
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,7 +23,7 @@ from auction.redis.conn import make_reset_aware
 from auction.redis.guards import RedisGuards
 from auction.redis.mux import MuxRedis
 from gateway.ratelimit import Throttle
-from gateway.settings import Settings
+from gateway.settings import RedisTarget, Settings
 from persistence.store import Store
 from usecases.context import Deps
 from usecases.portal import Portal
@@ -67,8 +68,10 @@ class Runtime:
     """One process's adapters and use cases."""
 
     settings: Settings
-    redis: Redis
-    listener: Redis  # the pub/sub subscriber blocks on reads by design: a client of its own
+    redis: Redis | RedisCluster
+    #: the pub/sub subscriber blocks on reads by design: a client of its own (on a cluster, the
+    #: bus opens one subscribed connection per master from it)
+    listener: Redis | RedisCluster
     fast: MuxRedis | None  # the bid path's multiplexed connection (auction/redis/mux.py)
     store: Store
     bus: RedisBus
@@ -83,7 +86,11 @@ class Runtime:
         bucket 0 of whichever process)."""
         checks: dict[str, str] = {}
         try:
-            await asyncio.wait_for(self.redis.ping(), HEALTH_TIMEOUT_S)
+            # on a cluster, its masters: a replica down does not stop the service
+            await asyncio.wait_for(
+                self.redis.ping(target_nodes=RedisCluster.PRIMARIES)
+                if isinstance(self.redis, RedisCluster) else self.redis.ping(),
+                HEALTH_TIMEOUT_S)
             checks["redis"] = "ok"
         except Exception as e:  # noqa: BLE001 - report any failure
             checks["redis"] = f"error: {type(e).__name__}"
@@ -111,32 +118,52 @@ class Runtime:
         await self.store.aclose()
 
 
+def cluster_client(target: RedisTarget, timeout: float) -> RedisCluster:
+    """A Redis Cluster client (``REDIS_URL=redis+cluster://...``): commands go to the master of
+    their key's slot; MOVED/ASK redirections and a failover's CLUSTERDOWN are followed and
+    retried by redis-py (its Retry, as on a single Redis). At most ``REDIS_POOL_SIZE``
+    connections per node; unlike the single Redis's blocking pool, a command past them is
+    not held but fails (``MaxConnectionsError``: 503 ``unavailable``)."""
+    return RedisCluster(
+        startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
+        username=target.username, password=target.password, ssl=target.tls,
+        max_connections=REDIS_POOL_SIZE, socket_keepalive=True, socket_timeout=timeout,
+        socket_connect_timeout=timeout, health_check_interval=5)
+
+
 def build(settings: Settings, providers: Providers | None = None) -> Runtime:
     timeout = settings.redis_timeout_s
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=REDIS_POOL_SIZE, timeout=timeout,
-        health_check_interval=5, socket_keepalive=True, socket_timeout=timeout,
-        socket_connect_timeout=timeout)
-    make_reset_aware(pool)  # a connection the peer reset is lost, not a 500 (uvloop)
-    redis = Redis.from_pool(pool)
-    listener = Redis.from_url(settings.redis_url, health_check_interval=5,
-                              socket_keepalive=True, socket_connect_timeout=timeout)
-    make_reset_aware(listener.connection_pool)
+    target = settings.redis_target
+    redis: Redis | RedisCluster
+    listener: Redis | RedisCluster
+    if target.cluster:
+        redis = cluster_client(target, timeout)
+        listener = cluster_client(target, timeout)  # its topology; the bus links per master
+    else:
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=REDIS_POOL_SIZE, timeout=timeout,
+            health_check_interval=5, socket_keepalive=True, socket_timeout=timeout,
+            socket_connect_timeout=timeout)
+        make_reset_aware(pool)  # a connection the peer reset is lost, not a 500 (uvloop)
+        redis = Redis.from_pool(pool)
+        listener = Redis.from_url(settings.redis_url, health_check_interval=5,
+                                  socket_keepalive=True, socket_connect_timeout=timeout)
+        make_reset_aware(listener.connection_pool)
     store = Store.from_url(settings.database_url, settings.db_timeout_s)
     channels = keys.Channels(settings.channel or keys.PREFIX)
     bus = RedisBus(redis, listener, channels)
+    # the multiplexed connection speaks to one server: none on a cluster
     fast = (MuxRedis(settings.redis_url, timeout_s=timeout)
-            if settings.redis_url.startswith(("redis://", "unix://")) else None)
+            if not target.cluster and settings.redis_url.startswith(("redis://", "unix://"))
+            else None)
     acks = (ReplicaAcks(settings.redis_replica_acks,
                         max(1, round(settings.redis_replica_timeout_s * 1000)))
             if settings.redis_replica_acks else None)
     deps = Deps(book=RedisBook(redis, channels, fast, acks), store=store, bus=bus,
                 guards=RedisGuards(redis), providers=providers or simulated.providers(),
                 tokens=TokenSigner(settings.secret_key), policy=settings.policy)
-    url = settings.redis_url
-    throttle = Throttle("async+redis+unix://" + url.removeprefix("unix://")
-                        if url.startswith("unix://") else url,
-                        settings.channel or keys.PREFIX, settings.rate_per_address,
-                        settings.rate_per_account, settings.rate_failures,
-                        settings.rate_limit_delay_s, settings.rate_limit_delayed_max)
+    throttle = Throttle(target.limits_uri(), settings.channel or keys.PREFIX,
+                        settings.rate_per_address, settings.rate_per_account,
+                        settings.rate_failures, settings.rate_limit_delay_s,
+                        settings.rate_limit_delayed_max)
     return Runtime(settings, redis, listener, fast, store, bus, deps, Portal(deps), throttle)

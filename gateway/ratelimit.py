@@ -38,7 +38,7 @@ import math
 import time
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter
 
 from gateway import metrics
@@ -62,8 +62,10 @@ class Throttle:
     def __init__(self, redis_url: str, prefix: str, per_address: str, per_account: str,
                  failures: str, delay_s: float = 1.0, max_delayed: int = 1000) -> None:
         uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
-        self.storage = RedisStorage(uri, implementation="redispy",
-                                    key_prefix=f"{prefix}:rl", socket_timeout=2.0)
+        storage = (RedisClusterStorage if uri.startswith("async+redis+cluster://")
+                   else RedisStorage)
+        self.storage = storage(uri, implementation="redispy",
+                               key_prefix=f"{prefix}:rl", socket_timeout=2.0)
         self.limiter = FixedWindowRateLimiter(self.storage)
         self.per_address = parse(per_address)
         self.per_account = parse(per_account)

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
+from urllib.parse import unquote, urlsplit
 
 from limits import parse as parse_rate
 
@@ -24,9 +25,64 @@ class ConfigError(Exception):
     """The environment does not describe a server that may start."""
 
 
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """What ``REDIS_URL`` names: one Redis (``redis://``, ``rediss://``, ``unix://``: the URL
+    as redis-py reads it) or a Redis Cluster (``redis+cluster://[user:password@]h1:p1,h2:p2``:
+    its startup nodes; any one reachable master or replica is enough, the client learns the
+    rest from ``CLUSTER SLOTS``)."""
+
+    url: str
+    cluster: bool = False
+    nodes: tuple[tuple[str, int], ...] = ()
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    def limits_uri(self) -> str:
+        """The same Redis as a storage URI of the ``limits`` library (the rate limits)."""
+        if not self.cluster:
+            if self.url.startswith("unix://"):
+                return "async+redis+unix://" + self.url.removeprefix("unix://")
+            return "async+" + self.url
+        auth = ""
+        if self.password is not None:
+            auth = f"{self.username or ''}:{self.password}@"
+        hosts = ",".join(f"{h}:{p}" for h, p in self.nodes)
+        return f"async+redis+cluster://{auth}{hosts}"
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """The one place that decides between a single Redis and a cluster (ConfigError if the
+    cluster form is malformed: no node, a node without a port, a database number)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in CLUSTER_SCHEMES:
+        return RedisTarget(url)
+    parts = urlsplit("redis://" + rest)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError("REDIS_URL: a cluster URL names nodes only (no /db, no options): "
+                          f"redis+cluster://host:port,host:port, got {url!r}")
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    nodes: list[tuple[str, int]] = []
+    for node in hostlist.split(","):
+        host, _, port = node.strip().rpartition(":")
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"REDIS_URL: cluster node {node!r} is not host:port ({url!r})")
+        nodes.append((host, int(port)))
+    return RedisTarget(url, cluster=True, nodes=tuple(nodes),
+                       username=unquote(user) or None,
+                       password=unquote(password) if colon else None,
+                       tls=scheme == "rediss+cluster")
+
+
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str = DEFAULT_REDIS_URL
+    redis_url: str = DEFAULT_REDIS_URL  # or a cluster's: see RedisTarget
     database_url: str = DEFAULT_DATABASE_URL
     admin_token: str = ""
     secret_key: str = ""  # signs bearer tokens; all gateway processes must share it
@@ -94,6 +150,10 @@ class Settings:
     channel: str | None = None
 
     @property
+    def redis_target(self) -> RedisTarget:
+        return parse_redis_url(self.redis_url)
+
+    @property
     def policy(self) -> Policy:
         return Policy(calendar=self.calendar, bank_token_ttl_s=self.token_ttl_s,
                       exporter_token_ttl_s=self.exporter_token_ttl_s,
@@ -136,8 +196,12 @@ class Settings:
         if replica_timeout >= redis_timeout:
             # a WAIT unanswered for IGE_REDIS_TIMEOUT closes its connection (mux.py's watchdog)
             raise ConfigError("IGE_REDIS_REPLICA_TIMEOUT must be less than IGE_REDIS_TIMEOUT")
+        redis_url = env.get("REDIS_URL", DEFAULT_REDIS_URL)
+        target = parse_redis_url(redis_url)  # a malformed cluster URL stops the start
+        if target.cluster and _count(env, "IGE_REDIS_REPLICA_ACKS", 0):
+            raise ConfigError("IGE_REDIS_REPLICA_ACKS is not supported on a Redis Cluster yet")
         return cls(
-            redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
+            redis_url=redis_url,
             database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
             admin_token=admin,
             secret_key=secret or admin or "demo-secret-key",

@@ -12,6 +12,7 @@ import redis as redis_sync
 from redis.asyncio import Redis
 
 from gateway.redis_server import RedisServer
+from tests.rediscluster import cluster_redis, cluster_url, redis_cluster  # noqa: F401
 from tests.support import (
     ServerProcess,
     claim_redis_db,

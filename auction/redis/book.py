@@ -32,7 +32,7 @@ from auction.redis import keys
 from auction.redis.acks import ReplicaAcks, script_then_wait
 from auction.redis.envelope import event_json, parse_event, parse_record, record_json, record_tail
 from auction.redis.mux import MuxRedis
-from auction.redis.scripts import Scripts, source
+from auction.redis.scripts import AnyRedis, Scripts, run_many, source
 from auction.rules import label_pool
 
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -44,7 +44,7 @@ def _s(v: Any) -> str:
 
 
 class RedisBook:
-    def __init__(self, redis: Redis, channels: keys.Channels | None = None,
+    def __init__(self, redis: AnyRedis, channels: keys.Channels | None = None,
                  fast: MuxRedis | None = None, acks: ReplicaAcks | None = None) -> None:
         """``fast``: the multiplexed connection the bid path's scripts take (submit, revise);
         None: redis-py's, like every other command. ``acks``: an offer is answered only once
@@ -63,6 +63,8 @@ class RedisBook:
             if self.fast is not None:
                 return await self.fast.evalsha_replicated(script.sha, source(name), keys, args,
                                                           self.acks, _binding)
+            # a single Redis (settings refuse replica acks on a cluster, for now)
+            assert isinstance(self.redis, Redis)
             return await script_then_wait(self.redis, script.sha, source(name), keys, args,
                                           self.acks, _binding)
         if self.fast is not None:
@@ -78,10 +80,7 @@ class RedisBook:
             return []
         if self.fast is not None:
             return await self.fast.evalsha_many(script.sha, source(name), calls)
-        pipe = self.redis.pipeline(transaction=False)
-        for k, a in calls:
-            await script(keys=k, args=a, client=pipe)
-        return list(await pipe.execute())
+        return await run_many(self.redis, [(script, k, a) for k, a in calls])
 
     # -- a round's live state --------------------------------------------------------------
     async def open_round(self, terms: RoundTerms, labels: Sequence[str] | None = None) -> bool:
@@ -245,11 +244,10 @@ class RedisBook:
 
     # -- closing ---------------------------------------------------------------------------
     async def due(self, limit: int, buckets: Sequence[int] | None = None) -> list[str]:
-        pipe = self.redis.pipeline(transaction=False)
-        for b in all_buckets() if buckets is None else buckets:
-            await self.scripts.due(keys=[keys.deadlines(b)], args=[limit], client=pipe)
         found: list[tuple[float, str]] = []
-        for res in await pipe.execute():
+        for res in await run_many(self.redis, [
+                (self.scripts.due, [keys.deadlines(b)], [limit])
+                for b in (all_buckets() if buckets is None else buckets)]):
             found += [(float(res[i + 1]), _s(res[i])) for i in range(0, len(res), 2)]
         return [rid for _, rid in sorted(found)[:limit]]
 
@@ -305,10 +303,15 @@ class RedisBook:
 
     # -- the data set ----------------------------------------------------------------------
     async def intact(self) -> bool:
-        return bool(await self.redis.exists(keys.ALIVE))
+        # one EXISTS on a single Redis; a cluster client splits it by slot and adds up
+        return int(await self.redis.exists(*keys.ALIVE)) == len(keys.ALIVE)
 
     async def mark_intact(self) -> None:
-        await self.redis.set(keys.ALIVE, str(int(time.time() * 1000)))
+        now = str(int(time.time() * 1000))
+        pipe = self.redis.pipeline(transaction=False)
+        for k in keys.ALIVE:
+            pipe.set(k, now)
+        await pipe.execute()
 
 
 def _binding(reply: Any) -> bool:

@@ -10,10 +10,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-
 from auction.redis import keys
-from auction.redis.scripts import Scripts
+from auction.redis.scripts import AnyRedis, Scripts, run_many
 
 
 def _lock_key(kind: str, ident: str) -> str:
@@ -33,7 +31,7 @@ def _roll_key(group: str) -> str:
 
 
 class RedisGuards:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: AnyRedis) -> None:
         self.redis = redis
         self.scripts = Scripts(redis)
 
@@ -119,11 +117,9 @@ class RedisGuards:
                         ) -> list[bool]:
         if not idents:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for ident in idents:
-            await self.scripts.lease(keys=[_lock_key(kind, ident)], args=[token, ttl_ms],
-                                     client=pipe)
-        return [bool(int(x)) for x in await pipe.execute()]
+        return [bool(int(x)) for x in await run_many(self.redis, [
+            (self.scripts.lease, [_lock_key(kind, ident)], [token, ttl_ms])
+            for ident in idents])]
 
     async def acquire_many(self, kind: str, idents: Sequence[str], token: str, ttl_ms: int
                            ) -> list[bool]:
@@ -137,10 +133,8 @@ class RedisGuards:
     async def release_many(self, kind: str, idents: Sequence[str], token: str) -> None:
         if not idents:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for ident in idents:
-            await self.scripts.release(keys=[_lock_key(kind, ident)], args=[token], client=pipe)
-        await pipe.execute()
+        await run_many(self.redis, [(self.scripts.release, [_lock_key(kind, ident)], [token])
+                                    for ident in idents])
 
     # -- the roll of a group of processes --------------------------------------------------
     async def heartbeat(self, group: str, token: str, ttl_ms: int) -> int:

@@ -9,11 +9,17 @@ script can change a round and its bucket's deadline index and dirty set atomical
     ige:{b07}:<round_id>:closing        the close claim
     ige:{b07}:deadlines                 the bucket's open rounds, scored by closes_at_ms
     ige:{b07}:dirty                     the bucket's rounds with events not yet in SQL
-    <prefix>:{b07}:ch:<round_id>        the round's channel (book events, close finalized)
+    <prefix>:{b07}:ch:<round_id>        the round's channel (book events, close finalized;
+                                        a shard channel on a Redis Cluster, in the round's slot)
     <prefix>:pool                       the pool channel (rounds opened)
 
-Global keys: the data-set marker, the worker registry and bucket leases, stream tickets, used
-one-time codes, idempotency records of non-offer requests and the application group locks.
+    ige:{b07}:alive:v2                  the data-set marker of the bucket (see ALIVE)
+
+Global keys: the worker registry and bucket leases, stream tickets, used one-time codes,
+idempotency records of non-offer requests and the application group locks. Each of them is a
+key of its own (a lease per bucket, a record per ticket, code or request), so on a Redis
+Cluster they spread over the slots by their names; only the worker registry is one key (a
+heartbeat per worker every few seconds: no hot slot).
 The channel ``prefix`` (``IGE_REDIS_CHANNEL``, default ``ige``) keeps deployments that share
 one Redis apart: pub/sub ignores database numbers.
 """
@@ -24,18 +30,28 @@ import hashlib
 from functools import lru_cache
 from typing import NamedTuple
 
-from auction.buckets import bucket_of
+from auction.buckets import all_buckets, bucket_of
 
 PREFIX = "ige"
-#: present while Redis keeps its data set; absent => rebuild the live rounds from SQL. Its
-#: name carries the key layout's version: a Redis holding an older layout is rebuilt too.
-ALIVE = f"{PREFIX}:alive:v2"
 #: sorted set: the live worker processes (token scored by their last heartbeat)
 WORKERS = f"{PREFIX}:workers"
 
 
 def tag(bucket: int) -> str:
     return f"{{b{bucket:02d}}}"
+
+
+def alive(bucket: int) -> str:
+    """Present while Redis keeps the bucket's data; absent => rebuild the live rounds from SQL.
+    One per bucket, in the bucket's slot: each master of a Redis Cluster may lose its data set
+    on its own (restarted empty, no replica to take over), and that loss is seen by the
+    markers of the buckets it held. Its name carries the key layout's version: a Redis
+    holding an older layout is rebuilt too."""
+    return f"{PREFIX}:{tag(bucket)}:alive:v2"
+
+
+#: every bucket's data-set marker: the book is intact while all of them are present
+ALIVE: tuple[str, ...] = tuple(alive(b) for b in all_buckets())
 
 
 class RoundKeys(NamedTuple):

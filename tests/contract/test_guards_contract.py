@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from auction.redis import keys
 from auction.redis.guards import RedisGuards
-from tests.contract.conftest import IMPLEMENTATIONS, check_redis_keys
+from tests.contract.conftest import CLIENT_FIXTURE, IMPLEMENTATIONS, check_redis_keys
 from usecases.testing import MemoryGuards
 
 GLOBAL = {keys.bucket_lease(3), keys.WORKERS}
@@ -23,7 +23,7 @@ GLOBAL = {keys.bucket_lease(3), keys.WORKERS}
 def guards(request: pytest.FixtureRequest) -> Any:
     if request.param == "memory":
         return MemoryGuards()
-    client: Redis = request.getfixturevalue("redis" if request.param == "redis-7" else "redis62")
+    client: Redis = request.getfixturevalue(CLIENT_FIXTURE[request.param])
     return RedisGuards(client)
 
 

@@ -7,6 +7,7 @@ import json
 import time
 
 import pyotp
+import pytest
 import websockets
 
 from tests.conformance import check_message
@@ -22,8 +23,15 @@ async def recv_until(ws, pred, timeout=5.0):
             return msg
 
 
-async def test_two_banks_bid_masked_quote_arrives_round_closes_and_exporter_accepts(server_factory):
-    srv = server_factory(IGE_ROUND_DURATION="PT4S", IGE_BINDING_DURATION="PT6S")
+@pytest.mark.parametrize("redis", ["single", "cluster"])
+async def test_two_banks_bid_masked_quote_arrives_round_closes_and_exporter_accepts(
+        server_factory, redis, request):
+    """On one Redis and on a Redis Cluster (the session's 3 masters + 3 replicas: sharded
+    pub/sub, no multiplexed bid connection, rate limits on the cluster)."""
+    if redis == "cluster":
+        request.getfixturevalue("redis_cluster").flushall()
+    url = request.getfixturevalue("cluster_url") if redis == "cluster" else None
+    srv = server_factory(redis=url, IGE_ROUND_DURATION="PT4S", IGE_BINDING_DURATION="PT6S")
     api = Api(srv.base_url)
     a, b, c = api.create_bank("AAA"), api.create_bank("BBB"), api.create_bank("CCC")
     ha, hb, hc = api.bank_token(a), api.bank_token(b), api.bank_token(c)

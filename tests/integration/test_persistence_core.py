@@ -20,7 +20,6 @@ from usecases.bidding import Accepted
 from usecases.outcomes import Refusal
 
 Core = Proc
-ALIVE_KEY = ALIVE
 
 
 async def bid(core: Core, rnd: RoundTerms, bank: str, rate_e4: int) -> str:
@@ -130,10 +129,10 @@ async def test_flushed_redis_is_rebuilt_from_sql_with_an_identical_book(
               for rid in (busy.round_id, empty.round_id, done.round_id)}
 
     await redis.flushdb()
-    assert not await redis.exists(ALIVE_KEY)
+    assert not await redis.exists(*ALIVE)
     fresh = await core_factory()  # e.g. the worker that holds bucket 0
     assert await fresh.ensure_book() == 3
-    assert await redis.exists(ALIVE_KEY)
+    assert await redis.exists(*ALIVE) == len(ALIVE)
     assert await fresh.ensure_book() == 0
 
     for rid, snap in before.items():

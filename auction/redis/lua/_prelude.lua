@@ -1,6 +1,9 @@
 -- _prelude.lua: helpers every script shares. auction/redis/scripts.py puts it in front of each
--- script when it loads them, after one line it writes itself: `local KEY_WIDTH = <n>`, with n
--- taken from auction/ranking.py (the only place that number is written).
+-- script when it loads them, after two lines it writes itself: `local KEY_WIDTH = <n>`, with n
+-- taken from auction/ranking.py (the only place that number is written), and
+-- `local PUBLISH = 'PUBLISH'` (a single Redis: classic pub/sub, Redis 6.2 has no other) or
+-- `'SPUBLISH'` (a Redis Cluster: sharded pub/sub; a round's channel carries its keys' hash tag,
+-- so the script still touches one slot). Scripts publish with redis.call(PUBLISH, ...).
 --
 -- rank_member and member_ref mirror auction.ranking.rank_member / member_ref: the book's
 -- sorted-set members order byte-wise exactly by (apr, annual_rate, seq). may_bid and is_due

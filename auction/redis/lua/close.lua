@@ -20,7 +20,7 @@ else
   redis.call('HSET', KEYS[1], 'state', 'closed', 'closed_at', now)
   local ev = '{"r":"' .. ARGV[1] .. '","s":' .. seq .. ',"k":"c","t":' .. now .. '}'
   redis.call('XADD', KEYS[2], seq .. '-0', 'd', ev)
-  redis.call('PUBLISH', ARGV[2], ev)
+  redis.call(PUBLISH, ARGV[2], ev)
   out = {0, seq, now}
 end
 for _, r in ipairs(book_records(KEYS[3], KEYS[4])) do out[#out + 1] = r end

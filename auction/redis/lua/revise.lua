@@ -38,7 +38,7 @@ local rank = redis.call('ZRANK', KEYS[2], member) + 1
 local ev = quote_event(ARGV[1], seq, rec, rank, redis.call('ZCARD', KEYS[2]))
 redis.call('XADD', KEYS[4], seq .. '-0', 'd', ev)
 redis.call('SADD', KEYS[6], ARGV[1])
-redis.call('PUBLISH', ARGV[9], ev)
+redis.call(PUBLISH, ARGV[9], ev)
 if ARGV[7] ~= '' then
   redis.call('SET', KEYS[5], ARGV[7] .. '|' .. seq .. '|' .. now .. '|' .. version .. '|' .. old.l ..
     '|' .. old.f .. '|' .. ARGV[3] .. '|' .. rank, 'EX', tonumber(ARGV[8]))

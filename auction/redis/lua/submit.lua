@@ -55,7 +55,7 @@ local rank = redis.call('ZRANK', KEYS[2], member) + 1
 local ev = quote_event(ARGV[1], seq, rec, rank, redis.call('ZCARD', KEYS[2]))
 redis.call('XADD', KEYS[6], seq .. '-0', 'd', ev)
 redis.call('SADD', KEYS[8], ARGV[1])
-redis.call('PUBLISH', ARGV[10], ev)
+redis.call(PUBLISH, ARGV[10], ev)
 if ARGV[8] ~= '' then
   redis.call('SET', KEYS[7], ARGV[8] .. '|' .. seq .. '|' .. now .. '|1|' .. label .. '|' .. ARGV[4] .. '|' .. ARGV[3] ..
     '|' .. rank, 'EX', tonumber(ARGV[9]))
