@@ -19,6 +19,7 @@ from auction.redis import keys
 from auction.redis.acks import ReplicaAcks, ReplicationPending
 from auction.redis.book import RedisBook
 from auction.redis.bus import RedisBus
+from auction.redis.cluster import WaitingCluster
 from auction.redis.conn import make_reset_aware
 from auction.redis.guards import RedisGuards
 from auction.redis.mux import MuxRedis
@@ -122,13 +123,14 @@ def cluster_client(target: RedisTarget, timeout: float) -> RedisCluster:
     """A Redis Cluster client (``REDIS_URL=redis+cluster://...``): commands go to the master of
     their key's slot; MOVED/ASK redirections and a failover's CLUSTERDOWN are followed and
     retried by redis-py (its Retry, as on a single Redis). At most ``REDIS_POOL_SIZE``
-    connections per node; unlike the single Redis's blocking pool, a command past them is
-    not held but fails (``MaxConnectionsError``: 503 ``unavailable``)."""
-    return RedisCluster(
+    commands in flight (so as many connections per node at most); as with the single Redis's
+    blocking pool, the others wait their turn for the timeout, then fail
+    (``MaxConnectionsError``: 503 ``unavailable``; ``auction/redis/cluster.py``)."""
+    return WaitingCluster(
         startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
         username=target.username, password=target.password, ssl=target.tls,
-        max_connections=REDIS_POOL_SIZE, socket_keepalive=True, socket_timeout=timeout,
-        socket_connect_timeout=timeout, health_check_interval=5)
+        max_in_flight=REDIS_POOL_SIZE, wait_s=timeout, socket_keepalive=True,
+        socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=5)
 
 
 def build(settings: Settings, providers: Providers | None = None) -> Runtime:

@@ -144,6 +144,10 @@ class RedisBus:
         # answer to its own SUBSCRIBE, never by an earlier one still in flight (after which an
         # UNSUBSCRIBE may yet be processed)
         self._unconfirmed: dict[str, int] = {}
+        # SUNSUBSCRIBEs this process sent and Redis has not confirmed yet, per channel: their
+        # confirmations are ours even when the round is watched again meanwhile (an unwatch
+        # then a watch before the answer), never Redis ending the slot's subscriptions
+        self._leaving: dict[str, int] = {}
         self._pubsub: PubSub | None = None
         self.reconnects = 0
 
@@ -207,11 +211,23 @@ class RedisBus:
         if not self._forget(ch):
             return
         if self._shards is not None:
+            self._leaving[ch] = self._leaving.get(ch, 0) + 1
             with contextlib.suppress(RedisError, OSError):
                 await self._shards.sunsubscribe(ch)
         elif self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.unsubscribe(ch)
+
+    def _leave(self, ch: str) -> bool:
+        """A SUNSUBSCRIBE of ``ch`` confirmed: True if this process had sent it."""
+        n = self._leaving.get(ch, 0)
+        if not n:
+            return False
+        if n > 1:
+            self._leaving[ch] = n - 1
+        else:
+            del self._leaving[ch]
+        return True
 
     def _forget(self, ch: str) -> bool:
         """One watcher less; True when it was the last."""
@@ -278,6 +294,7 @@ class RedisBus:
                 # as on a single Redis: from here a watch() subscribes by itself, the channels
                 # watched so far are subscribed with no await in between that could miss one
                 self._shards = shards
+                self._leaving = {}  # new links: nothing of theirs is leaving
                 watched = list(self._watching)
                 self._unconfirmed = dict.fromkeys([self.channels.pool, *watched], 1)
                 await shards.subscribe_pool(self.channels.pool)
@@ -291,9 +308,12 @@ class RedisBus:
                     if kind in ("subscribe", "ssubscribe"):
                         self._confirm(msg)
                         continue
-                    if kind == "sunsubscribe" and _name(msg["channel"]) in self._watching:
-                        # not ours (unwatch forgets first): the slot moved to another master
-                        raise _Relink(f"{_name(msg['channel'])} unsubscribed by Redis")
+                    if kind == "sunsubscribe":
+                        ch = _name(msg["channel"])
+                        if self._leave(ch):
+                            continue  # the answer to our own SUNSUBSCRIBE
+                        if ch in self._watching:  # not ours: the slot moved to another master
+                            raise _Relink(f"{ch} unsubscribed by Redis")
                     if kind not in ("message", "smessage"):
                         continue
                     try:

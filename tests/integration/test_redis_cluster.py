@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from redis.asyncio.cluster import ClusterNode
 from redis.crc import key_slot
 
 from auction.bus import Announcement, BookChanged, RoundFinalized, RoundOpened
@@ -19,6 +20,7 @@ from auction.model import Outcome
 from auction.redis import keys
 from auction.redis.book import RedisBook
 from auction.redis.bus import RedisBus
+from auction.redis.cluster import WaitingCluster
 from gateway.bootstrap import cluster_client
 from gateway.settings import parse_redis_url
 from tests.contract.test_book_contract import a_round, terms
@@ -164,6 +166,55 @@ async def test_round_channels_are_sharded_and_heard_only_while_watched(
     got = await listener.next()
     assert isinstance(got, BookChanged) and got.event.round_id == watched[1]
     assert listener.connects == 1 and listener.bus.reconnects == 0
+
+
+async def test_a_round_unwatched_then_watched_again_at_once_is_no_relink(
+        cluster_redis: Any, redis_cluster: LoopbackCluster, listener: Listener,
+        channel: str) -> None:
+    """``make bench`` on the cluster: 2,000 WebSockets leaving and coming back made the answer
+    to the bus's own SUNSUBSCRIBE arrive while the round was watched again, read as Redis
+    ending the slot's subscriptions: every stream process relinked and resynchronised all its
+    clients. Our own SUNSUBSCRIBEs are counted; only Redis's lead to a relink."""
+    book = RedisBook(cluster_redis, keys.Channels(channel))
+    rids = rounds_on_every_master(redis_cluster)
+    for rid in rids:
+        assert await book.open_round(a_round(round_id=rid))
+        await listener.bus.watch(rid)
+    for _ in range(20):
+        for rid in rids:
+            await listener.bus.unwatch(rid)
+            await listener.bus.watch(rid)  # before the SUNSUBSCRIBE's answer came back
+    for rid in rids:
+        await quote(book, rid, "bank_a")
+    heard = {(await listener.next()) for _ in rids}
+    assert {a.event.round_id for a in heard if isinstance(a, BookChanged)} == set(rids)
+    assert listener.connects == 1 and listener.bus.reconnects == 0
+
+
+async def test_commands_past_the_connections_wait_their_turn(
+        redis_cluster: LoopbackCluster) -> None:
+    """redis-py's cluster client fails a command past ``max_connections`` on a node at once
+    (MaxConnectionsError: 503); ours waits its turn as the single Redis's blocking pool does:
+    400 concurrent reads through 8 connections all succeed, pipelines too."""
+    client = WaitingCluster(startup_nodes=[ClusterNode("127.0.0.1", n.port)
+                                           for n in redis_cluster.nodes[:3]],
+                            max_in_flight=8, wait_s=10.0)
+    try:
+        await client.set("ige:{b01}:waiting", "1")
+
+        async def read() -> Any:
+            return await client.get("ige:{b01}:waiting")
+
+        async def piped() -> Any:
+            pipe = client.pipeline()
+            pipe.get("ige:{b01}:waiting")
+            pipe.get("ige:{b02}:waiting")
+            return await pipe.execute()
+        got = await asyncio.gather(*(read() for _ in range(400)), *(piped() for _ in range(50)))
+        assert got[:400] == [b"1"] * 400 and got[400:] == [[b"1", None]] * 50
+        assert max(len(n._connections) for n in client.get_nodes()) <= 8
+    finally:
+        await client.aclose()
 
 
 async def test_a_link_cut_leads_to_a_resubscription_and_a_resync(
