@@ -7,7 +7,10 @@ WebSockets subscribing together each read their round's book, and on a cluster t
 subscriptions were answered 503 (``make bench``'s cluster part). Here at most
 ``max_in_flight`` commands and pipelines of the process are in flight at once (no node can
 then need more connections than that); the others wait, at most ``wait_s``, then fail as
-before (``MaxConnectionsError``: 503 ``unavailable`` with ``Retry-After``).
+before (``MaxConnectionsError``: 503 ``unavailable`` with ``Retry-After``). Its connections
+are reset-aware, as the single Redis's are (``auction/redis/conn.py``): under uvloop a write on
+a connection the peer had reset raised ``RuntimeError`` (a 500 on the stream route, found by
+the benchmark's cluster part).
 """
 
 from __future__ import annotations
@@ -18,11 +21,19 @@ from typing import Any
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.exceptions import MaxConnectionsError
 
+from auction.redis.conn import reset_aware
+
 
 class WaitingCluster(RedisCluster):
     def __init__(self, *, max_in_flight: int, wait_s: float, **kwargs: Any) -> None:
         kwargs["max_connections"] = max_in_flight  # so no node needs more than that
         super().__init__(**kwargs)
+        # a connection the peer reset is lost, not a 500 (uvloop; auction/redis/conn.py): for
+        # the nodes known now and those the slot map brings later
+        made = self.nodes_manager.connection_kwargs
+        made["connection_class"] = reset_aware(made["connection_class"])
+        for node in self.nodes_manager.startup_nodes.values():
+            node.connection_class = reset_aware(node.connection_class)
         self._gate = asyncio.Semaphore(max_in_flight)
         self._wait_s = wait_s
 

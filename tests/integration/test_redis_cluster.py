@@ -330,3 +330,4 @@ async def test_a_master_failing_over_leads_to_a_resubscription_on_its_replica(
         await quote(book, rid, "bank_a")
     heard = {(await listener.next()) for _ in rids}
     assert {a.event.round_id for a in heard if isinstance(a, BookChanged)} == set(rids)
+
