@@ -88,6 +88,8 @@ class LocalStack:
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(36))
     database_url: str = ""
     redis: RedisServer | None = None
+    #: another Redis for the servers (a cluster's ``redis+cluster://`` URL), else the stack's own
+    redis_url: str | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def _first(self, role: str) -> Server:
@@ -112,7 +114,7 @@ class LocalStack:
     def server_env(self) -> dict[str, str]:
         assert self.redis is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith("IGE_")}
-        env.update(REDIS_URL=self.redis.url, DATABASE_URL=self.database_url,
+        env.update(REDIS_URL=self.redis_url or self.redis.url, DATABASE_URL=self.database_url,
                    IGE_ADMIN_TOKEN=self.admin_token, IGE_SECRET_KEY=self.secret_key,
                    IGE_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
         env.update(self.env)
@@ -161,10 +163,12 @@ class LocalStack:
             time.sleep(0.1)
         raise RuntimeError(f"server {s.roles} did not become ready")
 
-    def relayout(self, servers: list[Server]) -> None:
-        """Replace the server processes (Redis and the database stay)."""
+    def relayout(self, servers: list[Server], redis_url: str | None = None) -> None:
+        """Replace the server processes (the database stays; so does Redis, unless
+        ``redis_url`` names another: None, the stack's own)."""
         self.stop_servers()
         self.servers = servers
+        self.redis_url = redis_url
         self.start_servers()
 
     def stop_servers(self) -> None:

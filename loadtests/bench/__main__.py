@@ -1,6 +1,7 @@
 """``make bench``: one command, every part, results in BENCHMARKS.md.
 
-    python -m loadtests.bench [--parts bid,big,push,close,scaling] [--runs 5] [--out FILE]
+    python -m loadtests.bench [--parts bid,big,push,close,scaling,cluster] [--runs 5]
+        [--out FILE]
 
 Against a private stack (durable Redis with appendfsync always, SQLite on disk) with the roles
 apart: ``ige serve --role api`` and ``--role stream`` on CPU 0, ``--role worker``, Redis, the
@@ -14,6 +15,8 @@ load generators and this script on CPU 1 (a 2-core machine). Parts:
 4. ``close``: 1,000 rounds x 10 offers at one deadline, until every closing record is in SQL
    and every subscriber has its ``round_closed``; Redis bytes per live offer.
 5. ``scaling``: one or two processes of each role.
+6. ``cluster``: one Redis against a Redis Cluster of 3 masters and 3 replicas on loopback, with
+   one and two processes of each role: offers/s and push p99 (SCALING.md).
 
 Each part also reads the servers' own ``/metrics`` over its runs.
 """
@@ -35,7 +38,7 @@ from loadtests.bench.report import report
 from loadtests.bench.tools import Setup, log, machine
 from loadtests.local_server import ROOT, LocalStack, cpu_text, pin
 
-PARTS = ("bid", "big", "push", "close", "scaling")
+PARTS = ("bid", "big", "push", "close", "scaling", "cluster")
 
 
 def main() -> int:
@@ -101,7 +104,8 @@ def main() -> int:
         asyncio.run(su.banks(10))
         b = parts.Bench(stack, su, work, seconds=a.seconds, runs=a.runs)
         steps = {"bid": parts.bid_path, "big": parts.big_round, "push": parts.push,
-                 "close": parts.mass_close, "scaling": parts.scaling}
+                 "close": parts.mass_close, "scaling": parts.scaling,
+                 "cluster": parts.cluster}
         for name in chosen:
             log(f"=== {name}")
             results[name] = asyncio.run(steps[name](b))

@@ -4,6 +4,7 @@ JSON-able data; ``report.py`` turns them into BENCHMARKS.md."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import sqlite3
@@ -44,7 +45,7 @@ from loadtests.bench.tools import (
     wait_up,
     wrk,
 )
-from loadtests.local_server import LocalStack, Server
+from loadtests.local_server import LocalStack, Server, pin
 
 #: the machine has two cores: the api (and the stream) process get the first, Redis, the worker,
 #: the load generators and this script share the second
@@ -263,8 +264,9 @@ async def _next(ws: Any, kind: str) -> tuple[bytes, dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- 3. push
-async def push(b: Bench, seconds: int = 15, runs: int | None = None) -> dict[str, Any]:
-    """1,000 offers/s to 2,000 WebSockets on the stream role, several runs."""
+async def push(b: Bench, seconds: int = 15, runs: int | None = None, rate: int = 1000
+               ) -> dict[str, Any]:
+    """``rate`` (1,000) offers/s to 2,000 WebSockets on the stream role, several runs."""
     log("push: set-up (200 fresh rounds, 10 banks each)")
     js, _, rids = await b.fresh_offers(200, "push")
     stream_pids = b.stack.pids("stream")
@@ -288,7 +290,7 @@ async def push(b: Bench, seconds: int = 15, runs: int | None = None) -> dict[str
         before = b.metrics("stream")
         for i in range(runs or b.runs):
             quiesce(pids)
-            gen, cpu = busy(stream_pids, lambda: rate_gen(b.api, js, 1000, seconds, b.load))
+            gen, cpu = busy(stream_pids, lambda: rate_gen(b.api, js, rate, seconds, b.load))
             await asyncio.sleep(1)
             run = {"gen": gen, "stream_cpu": cpu, **push_summary(ws.report())}
             out["runs"].append(run)
@@ -410,4 +412,52 @@ async def scaling(b: Bench) -> dict[str, Any]:
                               "sql_s": res["sql_s"]})
         log(f"  worker x{n} on CPUs {sorted(cpus)}: 500 rounds closed in {res['total_s']} s")
     b.stack.relayout(apart())
+    return out
+
+
+# ----------------------------------------------------------------------------- 6. cluster
+CLUSTER_PUSH_RATE = 500
+
+
+async def cluster(b: Bench) -> dict[str, Any]:
+    """One Redis against a Redis Cluster of 3 masters and 3 replicas on loopback (the shape
+    SCALING.md deploys; its six servers on the second CPU with the stack's own Redis), with 1
+    and 2 processes of each role: offers/s under wrk (revisions and new offers, 16 connections)
+    and push p99 at 500 offers/s to 2,000 WebSockets."""
+    from tests.rediscluster import LoopbackCluster
+
+    out: dict[str, Any] = {"layouts": [], "push_rate": CLUSTER_PUSH_RATE}
+    cl = LoopbackCluster(b.work / "cluster").start()
+    try:
+        for node in cl.nodes:
+            assert node.proc is not None
+            pin(node.proc.pid, REST_CPU)
+        for label, url, n in (("1 Redis", None, 1), ("cluster 3+3", cl.url, 1),
+                              ("cluster 3+3", cl.url, 2)):
+            b.stack.relayout(apart(api=n, stream=n, worker=n), redis_url=url)
+            _, txt, _ = await b.fresh_offers(100, f"cluster-{len(out['layouts'])}")
+            wrk(b.api, txt, 2, 16, b.load)  # warm-up
+            quiesce(b.stack.pids())
+            redis_pids = ([nd.proc.pid for nd in cl.nodes if nd.proc is not None] if url
+                          else [b.stack.redis.proc.pid] if b.stack.redis and b.stack.redis.proc
+                          else [])
+            runs, cpus = [], []
+            for _ in range(2):
+                res, cpu = busy(redis_pids, functools.partial(wrk, b.api, txt, b.seconds, 16,
+                                                              b.load))
+                runs.append(res["rate"])
+                cpus.append(cpu)
+            pushed = await push(b, seconds=10, runs=2, rate=CLUSTER_PUSH_RATE)
+            row = {"redis": label, "processes": n, "rates": runs, "redis_cpu": cpus,
+                   "push_p99_ms": [r["p99_ms"] for r in pushed["runs"]],
+                   "ack_p99_ms": [r["gen"]["p99_ms"] for r in pushed["runs"]],
+                   "stream_cpu": [r["stream_cpu"] for r in pushed["runs"]],
+                   "books_differing": pushed["books_differing"]}
+            out["layouts"].append(row)
+            log(f"  {label}, {n} per role: {runs[0]:.0f}, {runs[1]:.0f} offers/s (Redis CPU "
+                f"{cpus[0] * 100:.0f}, {cpus[1] * 100:.0f} %); push p99 "
+                f"{[round(x, 2) for x in row['push_p99_ms']]} ms")
+    finally:
+        b.stack.relayout(apart())
+        cl.stop()
     return out

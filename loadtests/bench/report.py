@@ -73,6 +73,7 @@ def report(m: dict[str, Any], layout: list[tuple[str, str, str]], r: dict[str, A
     _push(L, r.get("push"))
     _mass_close(L, r.get("close"))
     _scaling(L, r.get("scaling"))
+    _cluster(L, r.get("cluster"))
     _memory(L, r.get("close"), r.get("push"))
     notes = ROOT / "loadtests" / "BENCH_NOTES.md"
     if notes.exists():
@@ -282,6 +283,27 @@ def _scaling(L: list[str], s: dict[str, Any] | None) -> None:
     for x in s["worker"]:
         L.append(f"| worker | {x['processes']} | {','.join(map(str, x['cpus']))} | 500 rounds "
                  f"× 10 offers closed in {sec(x['total_s'])} (SQL {sec(x['sql_s'])}) |")
+    L.append("")
+
+
+def _cluster(L: list[str], c: dict[str, Any] | None) -> None:
+    if not c:
+        return
+    L.append("## 5b. One Redis against a Redis Cluster (3 masters + 3 replicas on loopback)\n")
+    L.append("The roles apart (api and stream on CPU 0, worker on CPU 1), 1 or 2 processes of "
+             "each; the cluster's six servers share CPU 1 with the worker and the load "
+             "generators, as the single Redis does. Offers/s: `wrk -c16`, revisions and new "
+             f"offers into 100 fresh rounds, two runs. Push: {c['push_rate']:,} offers/s to "
+             "2,000 WebSockets, two runs of 10 s.\n")
+    L.append("| Redis | processes per role | offers/s (wrk) | Redis CPU (all its servers) | "
+             "push p99 | ack p99 during push | stream CPU | books differing |\n"
+             "| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for x in c["layouts"]:
+        L.append(f"| {x['redis']} | {x['processes']} | {spread(x['rates'], '{:,.0f}')} | "
+                 f"{spread([v * 100 for v in x['redis_cpu']], '{:.0f}')} % | "
+                 f"{spread(x['push_p99_ms'])} ms | {spread(x['ack_p99_ms'])} ms | "
+                 f"{spread([v * 100 for v in x['stream_cpu']], '{:.0f}')} % | "
+                 f"{x['books_differing']} |")
     L.append("")
 
 
