@@ -44,8 +44,16 @@ serve: install
 
 ## The whole suite: unit, contract, integration (SQLite, and PostgreSQL when
 ## TEST_DATABASE_URL is set), end to end with real server processes and crash tests.
+## TEST_WORKERS pytest-xdist processes (2; 0 runs in this process) share it out a file at a
+## time: a file's tests stay in one process, in order, with its module fixtures (servers,
+## browsers) started once; each process claims its own Redis database and pub/sub prefix,
+## its own tmp directory and free ports (tests/conftest.py), so the two do not meet. Files go
+## out in collection order (--no-loadscope-reorder): the long ones (browser, the state machine,
+## end to end) first, the many short unit files last to even out the two processes' ends.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile \
+		--no-loadscope-reorder $(PYTEST_ARGS)
 
 ## The fast part of the suite: pure units, the use cases on the reference book, the contracts
 test-fast: install
