@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis as redis_sync
@@ -103,7 +103,7 @@ class LoopbackCluster:
             n.start()
         deadline = time.monotonic() + START_TIMEOUT_S
         for n in self.nodes:
-            self._wait(deadline, lambda n=n: n.client().ping())  # type: ignore[misc]
+            self._wait(deadline, n.client().ping)
         cli = shutil.which("redis-cli")
         if cli is None:
             pytest.fail("no redis-cli on PATH: the Redis Cluster tests need it "
@@ -158,14 +158,18 @@ class LoopbackCluster:
     def slot_owners(self) -> dict[int, int]:
         """Slot -> port of the master that serves it."""
         owners: dict[int, int] = {}
-        for start, end, master, *_ in self._any().execute_command("CLUSTER SLOTS"):
+        for start, end, master, *_ in self._slots():
             for s in range(int(start), int(end) + 1):
                 owners[s] = int(master[1])
         return owners
 
     def master_ports(self) -> set[int]:
-        return {int(m[1]) for *_, m in (s[:3] for s in
-                                         self._any().execute_command("CLUSTER SLOTS"))}
+        return {int(m[1]) for *_, m in (s[:3] for s in self._slots())}
+
+    def _slots(self) -> list[Any]:
+        """``CLUSTER SLOTS``: [start, end, [host, port, id], replicas...] per range."""
+        slots = self._any().execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
+        return cast(list[Any], slots)
 
     def master_of(self, key: str) -> int:
         """The port of the master serving ``key`` (or a channel name: same slot rule)."""
