@@ -189,6 +189,49 @@ class LoopbackCluster:
         self.wait_ok(deadline)
         return new
 
+    def replica_of(self, port: int) -> int:
+        """The port of the (first) replica of the master on ``port``."""
+        info = self.node(port).client().info("replication")
+        return int(info["slave0"]["port"])
+
+    def freeze(self, port: int) -> None:
+        """SIGSTOP the node on ``port`` (connected, but it reads and answers nothing)."""
+        proc = self.node(port).proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGSTOP)
+
+    def thaw(self, port: int) -> None:
+        proc = self.node(port).proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGCONT)
+
+    def node_id(self, port: int) -> str:
+        return str(self.node(port).client().execute_command("CLUSTER MYID").decode())
+
+    def move_slot(self, slot: int, target: int, before_last: Any = None) -> None:
+        """Move ``slot`` and its keys to the master on ``target`` as ``redis-cli --cluster
+        reshard`` does: IMPORTING on the target, MIGRATING on the source, MIGRATE the keys in
+        batches, then SETSLOT NODE on every master. ``before_last``: called once some keys have
+        moved and before the slot is handed over (the slot is half-migrated meanwhile)."""
+        source = self.slot_owners()[slot]
+        if source == target:
+            return
+        src, dst = self.node(source).client(), self.node(target).client()
+        src_id, dst_id = self.node_id(source), self.node_id(target)
+        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+        first = True
+        while batch := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 10 if first else 100):
+            src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *batch)
+            if first and before_last is not None:
+                before_last()
+            first = False
+        if first and before_last is not None:
+            before_last()
+        for port in (target, source, *sorted(self.master_ports() - {source, target})):
+            self.node(port).client().execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        self.wait_ok()
+
     def flushall(self) -> None:
         for port in self.master_ports():
             self.node(port).client().flushall()

@@ -88,6 +88,7 @@ class Durability:
         if not events:
             return persisted_seq, 0
         last = events[-1]
+        await self.d.book.replicated([round_id])  # SQL never holds what a failover can lose
 
         async def still_current() -> bool:
             # if the book lost the round and restore_round rebuilt it from SQL after these
@@ -129,6 +130,13 @@ class Durability:
                    if evs}
         if not batches:
             return Persisted()
+        try:
+            # with replica acks, only what the replicas have goes into SQL: else a failover
+            # could lose an event SQL holds and the promoted master reissue its seq
+            await self.d.book.replicated(list(batches))
+        except BaseException:
+            await self.d.book.mark_dirty(list(batches))
+            raise
         try:
             try:
                 written = await self._write_many(after, batches)
