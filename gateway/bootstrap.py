@@ -22,6 +22,7 @@ from auction.redis.bus import RedisBus
 from auction.redis.conn import make_reset_aware
 from auction.redis.guards import RedisGuards
 from auction.redis.mux import MuxRedis
+from gateway import metrics
 from gateway.ratelimit import Throttle
 from gateway.settings import RedisTarget, Settings
 from persistence.store import Store
@@ -166,4 +167,6 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
                         settings.rate_per_address, settings.rate_per_account,
                         settings.rate_failures, settings.rate_limit_delay_s,
                         settings.rate_limit_delayed_max)
-    return Runtime(settings, redis, listener, fast, store, bus, deps, Portal(deps), throttle)
+    portal = Portal(deps)
+    portal.durability.on_clash = lambda _: metrics.PERSIST_CLASHES.inc()
+    return Runtime(settings, redis, listener, fast, store, bus, deps, portal, throttle)
