@@ -184,7 +184,17 @@ async def test_offers_during_a_slot_migration_are_acknowledged_or_retryable(
                 acked.append((rid, res.offer.offer_id))
             await asyncio.sleep(0.005)
 
+    async def read(rid: str) -> None:  # redis-py's own commands meet MOVED and ASK too
+        while not stop.is_set():
+            try:
+                await book.view(rid)
+                await book.events_after({rid: 0})
+            except Exception as e:  # noqa: BLE001 - judged below
+                errors.append("read " + type(e).__name__)
+            await asyncio.sleep(0)
+
     flows = [asyncio.create_task(flow(rid, n)) for n, rid in enumerate(rids)]
+    flows += [asyncio.create_task(read(rid)) for rid in rids for _ in range(4)]
     half = threading.Event()
     mover = asyncio.create_task(asyncio.to_thread(
         redis_cluster.move_slot, slot, target, lambda: (half.set(), _pause())))
@@ -195,8 +205,10 @@ async def test_offers_during_a_slot_migration_are_acknowledged_or_retryable(
     assert half.is_set() and redis_cluster.master_of(keys.round_keys(rids[0]).meta) == target
     assert acked, "no offer got through"
     # the redirections of a migration are followed inside; a TRYAGAIN is waited out for about
-    # a second (past that, a 503 to the bank: allowed, if the machine is slow)
-    assert set(errors) <= {"TryAgainError"}, errors
+    # a second (past that, a 503 to the bank: allowed, if the machine is slow). Never a
+    # connection cut under an offer: redis-py's client, by default, closed every connection
+    # of every node at each fifth MOVED it met (``reinitialize_steps``; see cluster_client)
+    assert set(errors) <= {"TryAgainError", "read TryAgainError"}, errors
     for rid in rids:
         view = await book.view(rid)
         assert view is not None
@@ -207,4 +219,4 @@ async def test_offers_during_a_slot_migration_are_acknowledged_or_retryable(
 
 def _pause() -> None:
     """Hold the slot half-migrated for a moment (offers meet ASK and TRYAGAIN meanwhile)."""
-    threading.Event().wait(0.3)
+    threading.Event().wait(0.15)
