@@ -216,18 +216,36 @@ class LoopbackCluster:
         source = self.slot_owners()[slot]
         if source == target:
             return
-        src, dst = self.node(source).client(), self.node(target).client()
-        src_id, dst_id = self.node_id(source), self.node_id(target)
-        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
-        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+        self.start_migration(slot, target)
         first = True
-        while batch := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 10 if first else 100):
-            src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *batch)
+        while self.migrate_keys(slot, source, target, 10 if first else 100):
             if first and before_last is not None:
                 before_last()
             first = False
         if first and before_last is not None:
             before_last()
+        self.hand_over(slot, source, target)
+
+    def start_migration(self, slot: int, target: int) -> int:
+        """IMPORTING on the target, MIGRATING on the source; returns the source's port."""
+        source = self.slot_owners()[slot]
+        self.node(target).client().execute_command(
+            "CLUSTER SETSLOT", slot, "IMPORTING", self.node_id(source))
+        self.node(source).client().execute_command(
+            "CLUSTER SETSLOT", slot, "MIGRATING", self.node_id(target))
+        return source
+
+    def migrate_keys(self, slot: int, source: int, target: int, count: int) -> int:
+        """MIGRATE up to ``count`` keys of the slot; returns how many there were."""
+        src = self.node(source).client()
+        batch = src.execute_command("CLUSTER GETKEYSINSLOT", slot, count)
+        if batch:
+            src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *batch)
+        return len(batch)
+
+    def hand_over(self, slot: int, source: int, target: int) -> None:
+        """SETSLOT NODE on every master, the target first (as redis-cli does)."""
+        dst_id = self.node_id(target)
         for port in (target, source, *sorted(self.master_ports() - {source, target})):
             self.node(port).client().execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
         self.wait_ok()

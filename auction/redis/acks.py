@@ -89,40 +89,45 @@ CLUSTER_REDIRECTS = 3
 #: takes milliseconds): about a second in all, then a 503
 TRYAGAIN_PAUSES_S = (0.02, 0.05, 0.1, 0.2, 0.2, 0.2, 0.2)
 
-#: sends a command on a connection and reads its reply (the exchange before the WAIT)
-Exchange = Callable[[AbstractConnection], Awaitable[Any]]
+#: sends a command on a connection and reads its reply (the exchange before the WAIT); the
+#: flag: an ASK redirection is being followed (``ASKING`` must precede each command sent)
+Exchange = Callable[[AbstractConnection, bool], Awaitable[Any]]
+
+
+async def _command(conn: AbstractConnection, asking: bool, *args: Arg) -> Any:
+    """One command and its reply; after ``ASKING`` when following an ASK (the allowance holds
+    for the next command on this connection only, whatever its outcome)."""
+    if asking:
+        await conn.send_command("ASKING")
+        await conn.read_response()
+    await conn.send_command(*args)
+    return await conn.read_response()
 
 
 def script_exchange(sha: str, source: str, keys: Sequence[Arg], args: Sequence[Arg]
                     ) -> Exchange:
     """EVALSHA, or EVAL when the server lost its script cache (a node promoted or restarted,
     a slot moved to a master that never ran the script)."""
-    async def run(conn: AbstractConnection) -> Any:
+    async def run(conn: AbstractConnection, asking: bool) -> Any:
         try:
-            await conn.send_command("EVALSHA", sha, len(keys), *keys, *args)
-            return await conn.read_response()
+            return await _command(conn, asking, "EVALSHA", sha, len(keys), *keys, *args)
         except NoScriptError:
-            await conn.send_command("EVAL", source, len(keys), *keys, *args)
-            return await conn.read_response()
+            return await _command(conn, asking, "EVAL", source, len(keys), *keys, *args)
     return run
 
 
 def fence_exchange(key: str, value: str, ttl_ms: int) -> Exchange:
     """A write to ``key`` (``SET key value PX ttl``): a WAIT after it on the same connection
     covers everything the master had before it."""
-    async def run(conn: AbstractConnection) -> Any:
-        await conn.send_command("SET", key, value, "PX", ttl_ms)
-        return await conn.read_response()
+    async def run(conn: AbstractConnection, asking: bool) -> Any:
+        return await _command(conn, asking, "SET", key, value, "PX", ttl_ms)
     return run
 
 
 async def _exchange_then_wait(conn: AbstractConnection, run: Exchange, acks: ReplicaAcks,
                               needs_ack: Callable[[Any], bool], asking: bool) -> Any:
     """``run`` then, when ``needs_ack(reply)``, WAIT on ``conn``: the reply."""
-    if asking:  # an ASK redirection: the allowance holds for the next command on conn only
-        await conn.send_command("ASKING")
-        await conn.read_response()
-    reply = await run(conn)
+    reply = await run(conn, asking)
     if needs_ack(reply):
         await conn.send_command("WAIT", acks.replicas, acks.timeout_ms)
         confirmed = int(await conn.read_response())
@@ -178,6 +183,7 @@ async def cluster_then_wait(rc: RedisCluster, key: str, run: Exchange, acks: Rep
         assert node is not None
         on, conn = node, node.acquire_connection()
         try:
+            await on.disconnect_if_needed(conn)  # marked by a topology change: reconnect
             return await _on(conn, run, acks, needs_ack, asking)
         except MovedError as e:  # the slot has another master (a failover, a reshard)
             redirects += 1

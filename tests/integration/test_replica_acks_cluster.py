@@ -147,6 +147,36 @@ async def test_a_slot_moved_to_another_master_is_followed(
         await stale.aclose()
 
 
+async def test_an_ask_to_a_master_without_the_script_is_followed(
+        cluster_redis: Any, redis_cluster: LoopbackCluster) -> None:
+    """The round's keys have all left for the importing master, the slot not yet handed over:
+    the source answers ASK; the target has never run the script: NOSCRIPT, then EVAL, each
+    after ASKING on the same connection; the WAIT there covers the target's replica."""
+    book = RedisBook(cluster_redis, acks=ACKS)
+    source = min(redis_cluster.master_ports())
+    target = max(redis_cluster.master_ports())
+    rid = round_on(redis_cluster, source)
+    assert await book.open_round(a_round(round_id=rid))
+    assert (await submit(book, rid, "bank-a")).outcome is Outcome.OK
+    slot = key_slot(keys.round_keys(rid).meta.encode())
+    redis_cluster.start_migration(slot, target)
+    try:
+        while redis_cluster.migrate_keys(slot, source, target, 100):
+            pass
+        redis_cluster.node(target).client().script_flush()
+        # no Idempotency-Key: every key the script names exists (a new key in a slot being
+        # imported would be TRYAGAIN until the slot is handed over)
+        res = await submit(book, rid, "bank-b")
+        assert res.outcome is Outcome.OK and res.offer is not None and res.offer.seq == 2
+    finally:
+        redis_cluster.hand_over(slot, source, target)
+    replica = redis_cluster.node(redis_cluster.replica_of(target)).client()
+    replica.execute_command("READONLY")  # (a replica serves its master's slots only)
+    assert replica.hlen(keys.round_keys(rid).offers) == 2
+    view = await book.view(rid)
+    assert view is not None and len(view.offers) == 2
+
+
 async def test_offers_during_a_slot_migration_are_acknowledged_or_retryable(
         cluster_redis: Any, redis_cluster: LoopbackCluster) -> None:
     """While the slot of a round's bucket migrates key by key (ASK for a key that left,
@@ -167,6 +197,9 @@ async def test_offers_during_a_slot_migration_are_acknowledged_or_retryable(
         for i in range(3):  # keys to migrate
             assert (await submit(book, rid, f"seed-{i}")).outcome is Outcome.OK
     slot = key_slot(keys.round_keys(rids[0]).meta.encode())
+    # the importing master has never run the scripts: an offer sent to it after an ASK gets
+    # NOSCRIPT, and its EVAL must carry ASKING again
+    redis_cluster.node(target).client().script_flush()
     acked: list[tuple[str, str]] = []
     errors: list[str] = []
     stop = asyncio.Event()
