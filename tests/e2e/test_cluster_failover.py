@@ -226,6 +226,8 @@ class Scene:
     sub: Subscriber
     opened: float  # monotonic, before the rounds were opened
     round_s: int
+    #: events the desk lacked 2 s after the burst, the round still open (-1: closed by then)
+    live_lag: int = 0
 
     async def burst_while(self, trouble: Any) -> float:
         """Offers flow while ``trouble()`` runs (in a thread), then ``AFTER_S`` more. Returns
@@ -240,6 +242,14 @@ class Scene:
         await asyncio.sleep(AFTER_S)
         stop.set()
         await asyncio.gather(*flows)
+        # live, before the close: the desk should be where the book is within a moment
+        for _ in range(20):
+            head = (await self.http.get(f"/v1/bank/rounds/{self.sub.rid}/book",
+                                        headers=self.banks[0].headers)).json()
+            if head["state"] != "open" or self.sub.seq == head["seq"]:
+                break
+            await asyncio.sleep(0.1)
+        self.live_lag = (head["seq"] - self.sub.seq) if head["state"] == "open" else -1
         snap = await settle(self.sub, self.http, self.banks[0].headers)
         # the desk's book is the fresh snapshot's, entry by entry
         assert self.sub.seq == snap["seq"], (self.sub.seq, snap["seq"])
@@ -328,7 +338,16 @@ async def scene_factory(server_factory: Any, redis_cluster: LoopbackCluster, clu
 def report(name: str, scene: Scene) -> None:
     answers = sum((b.answers for b in scene.banks), Counter())
     print(f"{name}: answers {dict(answers)}, retries {sum(b.retries for b in scene.banks)}, "
-          f"desk snapshots {scene.sub.snapshots}, reconnects {scene.sub.reconnects}")
+          f"desk snapshots {scene.sub.snapshots}, reconnects {scene.sub.reconnects}, "
+          f"desk behind the book before the close: {scene.live_lag}")
+
+
+def known_stall(scene: Scene) -> None:
+    """Every other check passed; the desk's live stream, though, stopped at the cluster
+    relink and caught up only at the close (a gap then seen): a known fault, not yet found."""
+    if scene.live_lag > 0:
+        pytest.xfail(f"the desk stalled {scene.live_lag} events behind after the cluster "
+                     "relink until the close (known, not yet diagnosed)")
 
 
 async def test_a_master_killed_mid_burst_loses_no_acknowledged_offer(
@@ -355,6 +374,7 @@ async def test_a_master_killed_mid_burst_loses_no_acknowledged_offer(
     answers = sum((b.answers for b in scene.banks), Counter())
     assert answers["200"] > 0 and any(k.startswith("503") for k in answers), answers
     await scene.check()
+    known_stall(scene)
 
 
 async def test_slots_moved_while_offers_flow_lose_nothing(
@@ -373,3 +393,4 @@ async def test_slots_moved_while_offers_flow_lose_nothing(
     report("reshard", scene)
     assert all(redis_cluster.slot_owners()[s] == target for s in busy)
     await scene.check()
+    known_stall(scene)
