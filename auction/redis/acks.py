@@ -94,7 +94,7 @@ TRYAGAIN_PAUSES_S = (0.02, 0.05, 0.1, 0.2, 0.2, 0.2, 0.2)
 Exchange = Callable[[AbstractConnection, bool], Awaitable[Any]]
 
 
-async def _command(conn: AbstractConnection, asking: bool, *args: Arg) -> Any:
+async def _command(conn: AbstractConnection, asking: bool, *args: Arg | memoryview) -> Any:
     """One command and its reply; after ``ASKING`` when following an ASK (the allowance holds
     for the next command on this connection only, whatever its outcome)."""
     if asking:
@@ -104,8 +104,8 @@ async def _command(conn: AbstractConnection, asking: bool, *args: Arg) -> Any:
     return await conn.read_response()
 
 
-def script_exchange(sha: str, source: str, keys: Sequence[Arg], args: Sequence[Arg]
-                    ) -> Exchange:
+def script_exchange(sha: str, source: str | bytes | memoryview, keys: Sequence[Arg],
+                    args: Sequence[Arg]) -> Exchange:
     """EVALSHA, or EVAL when the server lost its script cache (a node promoted or restarted,
     a slot moved to a master that never ran the script)."""
     async def run(conn: AbstractConnection, asking: bool) -> Any:

@@ -64,9 +64,12 @@ class RedisBook:
             if self.fast is not None:
                 return await self.fast.evalsha_replicated(script.sha, source(name), keys, args,
                                                           self.acks, _binding)
-            # one connection of a single Redis, or to the master of the round's slot
+            # one connection of a single Redis, or to the master of the round's slot; on a
+            # NOSCRIPT the very source registered (on a cluster the one that SPUBLISHes: the
+            # single-Redis source would PUBLISH, unheard by the shard subscribers, and leave
+            # the EVALSHA missing for good)
             return await then_wait(self.redis, keys[0],
-                                   script_exchange(script.sha, source(name), keys, args),
+                                   script_exchange(script.sha, script.script, keys, args),
                                    self.acks, _binding)
         if self.fast is not None:
             return await self.fast.evalsha(script.sha, source(name), keys, args)

@@ -118,6 +118,9 @@ async def test_a_master_without_the_script_is_given_it(
     redis_cluster.node(master).client().script_flush()
     res = await submit(book, rid, "bank-a")
     assert res.outcome is Outcome.OK
+    # the script it was given is the registered one (on a cluster: the one that SPUBLISHes to
+    # the round's shard channel): its EVALSHA works from now on
+    assert redis_cluster.node(master).client().script_exists(book.scripts.submit.sha) == [True]
 
 
 async def test_a_slot_moved_to_another_master_is_followed(
@@ -168,6 +171,8 @@ async def test_an_ask_to_a_master_without_the_script_is_followed(
         # imported would be TRYAGAIN until the slot is handed over)
         res = await submit(book, rid, "bank-b")
         assert res.outcome is Outcome.OK and res.offer is not None and res.offer.seq == 2
+        assert redis_cluster.node(target).client().script_exists(
+            book.scripts.submit.sha) == [True]
     finally:
         redis_cluster.hand_over(slot, source, target)
     replica = redis_cluster.node(redis_cluster.replica_of(target)).client()
