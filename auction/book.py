@@ -229,6 +229,12 @@ class Book(Protocol):
 
     async def mark_dirty(self, round_ids: Sequence[str]) -> None: ...
 
+    async def replicated(self, round_ids: Sequence[str]) -> None:
+        """Return once every change made so far to these rounds would survive the book's
+        failover (with Redis replica acks: on enough replicas); raise if that cannot be said
+        in time. The persister asks before it copies events it read into SQL."""
+        ...
+
     # -- the data set
     async def intact(self) -> bool:
         """False when the book lost its data set since ``mark_intact`` (a Redis replaced
@@ -459,6 +465,9 @@ class MemoryBook:
 
     async def mark_dirty(self, round_ids: Sequence[str]) -> None:
         self._dirty.update(round_ids)
+
+    async def replicated(self, round_ids: Sequence[str]) -> None:
+        return None  # one copy, nothing to fail over to
 
     # -- the data set
     async def intact(self) -> bool:

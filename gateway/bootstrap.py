@@ -20,9 +20,10 @@ from auction.redis.acks import ReplicaAcks, ReplicationPending
 from auction.redis.book import RedisBook
 from auction.redis.bus import RedisBus
 from auction.redis.cluster import WaitingCluster
-from auction.redis.conn import make_reset_aware
+from auction.redis.conn import make_ask_safe, make_reset_aware
 from auction.redis.guards import RedisGuards
 from auction.redis.mux import MuxRedis
+from gateway import metrics
 from gateway.ratelimit import Throttle
 from gateway.settings import RedisTarget, Settings
 from persistence.store import Store
@@ -122,15 +123,23 @@ class Runtime:
 def cluster_client(target: RedisTarget, timeout: float) -> RedisCluster:
     """A Redis Cluster client (``REDIS_URL=redis+cluster://...``): commands go to the master of
     their key's slot; MOVED/ASK redirections and a failover's CLUSTERDOWN are followed and
-    retried by redis-py (its Retry, as on a single Redis). At most ``REDIS_POOL_SIZE``
-    commands in flight (so as many connections per node at most); as with the single Redis's
-    blocking pool, the others wait their turn for the timeout, then fail
+    retried by redis-py (its Retry, as on a single Redis); a bid script with replica acks is
+    routed by our adapter (``auction.redis.acks.cluster_then_wait``). At most
+    ``REDIS_POOL_SIZE`` commands in flight (so as many connections per node at most); as with
+    the single Redis's blocking pool, the others wait their turn for the timeout, then fail
     (``MaxConnectionsError``: 503 ``unavailable``; ``auction/redis/cluster.py``)."""
+    make_ask_safe()  # an ASK redirection followed on one connection (auction/redis/conn.py)
     return WaitingCluster(
         startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
         username=target.username, password=target.password, ssl=target.tls,
         max_in_flight=REDIS_POOL_SIZE, wait_s=timeout, socket_keepalive=True,
-        socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=5)
+        socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=5,
+        # a MOVED patches the slot map with the owner it names, never more: by default
+        # redis-py closed every connection of every node at each fifth MOVED (to read the
+        # map again), cutting the commands in flight on them, ours included (an offer's
+        # script and WAIT: a 503; a read caught mid-reconnect: an AttributeError, a 500)
+        # while a reshard or a failover sent MOVEDs to many commands at once
+        reinitialize_steps=0)
 
 
 def build(settings: Settings, providers: Providers | None = None) -> Runtime:
@@ -168,4 +177,6 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
                         settings.rate_per_address, settings.rate_per_account,
                         settings.rate_failures, settings.rate_limit_delay_s,
                         settings.rate_limit_delayed_max)
-    return Runtime(settings, redis, listener, fast, store, bus, deps, Portal(deps), throttle)
+    portal = Portal(deps)
+    portal.durability.on_clash = lambda _: metrics.PERSIST_CLASHES.inc()
+    return Runtime(settings, redis, listener, fast, store, bus, deps, portal, throttle)

@@ -138,9 +138,17 @@ class Connection:
         wake the reader, close; the client resyncs with since_seq."""
         if self.dropped:
             return
-        self.dropped = self.slow = True
         metrics.SLOW_CLIENTS.inc()
         metrics.REFUSED_CONNECTIONS.labels(reason).inc()
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Stop sending, wake the reader, close with SLOW_CLIENT_CLOSE: the client resyncs with
+        since_seq. For a client that fell behind (``drop``), or one the hub could not bring up
+        to date (a backing service failing for longer than its retries)."""
+        if self.dropped:
+            return
+        self.dropped = self.slow = True
         reader = self.reader
         if self.receiving and reader is not None and reader is not asyncio.current_task() \
                 and not reader.done():

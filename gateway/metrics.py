@@ -75,6 +75,10 @@ PERSISTER_LAG_EVENTS = Gauge(
 PERSISTER_LAG_SECONDS = Gauge(
     "ige_persister_lag_seconds", "Age of the oldest book event not yet in SQL at the last "
     "catch-up pass (0: none).", multiprocess_mode="livemax")
+PERSIST_CLASHES = Counter(
+    "ige_persist_clashes", "Rounds whose book disagrees with SQL at a seq SQL holds (a "
+    "failover lost events already in SQL: usecases/durability.py Clash); each needs an "
+    "operator.")
 #: how late the event loop's timers fire: every request, frame and background task waits that
 #: long behind other work (a flood's accepts, a big snapshot, a full garbage collection)
 LOOP_LAG = Histogram(

@@ -197,9 +197,7 @@ class Settings:
             # a WAIT unanswered for IGE_REDIS_TIMEOUT closes its connection (mux.py's watchdog)
             raise ConfigError("IGE_REDIS_REPLICA_TIMEOUT must be less than IGE_REDIS_TIMEOUT")
         redis_url = env.get("REDIS_URL", DEFAULT_REDIS_URL)
-        target = parse_redis_url(redis_url)  # a malformed cluster URL stops the start
-        if target.cluster and _count(env, "IGE_REDIS_REPLICA_ACKS", 0):
-            raise ConfigError("IGE_REDIS_REPLICA_ACKS is not supported on a Redis Cluster yet")
+        parse_redis_url(redis_url)  # a malformed cluster URL stops the start
         return cls(
             redis_url=redis_url,
             database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),

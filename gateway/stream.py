@@ -69,6 +69,9 @@ __all__ = ["MAX_CATCH_UP", "SLOW_CLIENT_CLOSE", "SUBPROTOCOLS", "Encoded", "Hub"
 log = get_logger("ige.stream")
 
 HEARTBEAT_SLICES = 10  # a period's heartbeats go out in this many slices
+#: a subscriber's read (snapshot, history) that failed is tried again after each pause (a
+#: Redis failover or a slot migration lasts seconds); then the client is closed to resync
+SYNC_RETRY_PAUSES_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 _ID = re.compile(PATH_ID_REGEX)  # what an id of a topic can be
 #: a round's channel could not be listened to (the client is told "unavailable")
 WATCH_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *INFRASTRUCTURE_ERRORS)
@@ -185,42 +188,63 @@ class Hub:
         t.add_done_callback(lambda x: self._tasks.remove(x) if x in self._tasks else None)
 
     async def _sync(self, sub: Sub, fetch: Fetch | None) -> None:
-        """Answer the feed's reads (snapshot, history) until it needs no more."""
+        """Answer the feed's reads (snapshot, history) until it needs no more. A read that
+        fails (Redis failing over, a slot migrating) is tried again after each of
+        ``SYNC_RETRY_PAUSES_S``; past them the client is closed to resync by itself."""
         assert sub.feed is not None
         conn = sub.conn
         key = f"{conn.principal.kind}:{conn.principal.id}"
+        pauses = iter(SYNC_RETRY_PAUSES_S)
         try:
             while fetch is not None:
-                # one read of a principal at a time, each once its budget allows: its waiting
-                # reads do not all wake at once and stall the loop together
-                async with self.budget.turn(key):
-                    delayed = False
-                    while (wait := self.budget.wait_s(key)) > 0:
-                        if not delayed:
-                            metrics.SNAPSHOTS_DELAYED.inc()
-                            delayed = True
-                        await asyncio.sleep(wait)
-                        if conn.dropped:
-                            return
-                    offered = conn.offered_bytes
-                    if isinstance(fetch, FetchSnapshot):
-                        actions = await self._snapshot(sub, sub.feed)
-                    else:
-                        q = sub.conn.queue
-                        room = q.maxsize - q.qsize() if q.maxsize > 0 else None
-                        history = await self.book.history(sub.round_id, fetch.after_seq,
-                                                          catch_up_limit(room) + 1)
-                        feed = sub.feed
-                        if not feed.finalized and (feed.held is not None or any(
-                                e.kind == "round_closed" for e in history.events)) \
-                                and await self.streaming.results_ready(sub.round_id):
-                            self._apply(sub, feed.on_finalized())  # RoundFinalized missed
-                        actions = feed.on_history(history, room)
-                    fetch = self._apply(sub, actions)
-                    self.budget.charge(key, conn.offered_bytes - offered)
-        except INFRASTRUCTURE_ERRORS as e:
-            metrics.BACKEND_ERRORS.labels(service_of(e)).inc()
-            sub.conn.dropped = True
+                try:
+                    fetch = await self._sync_step(sub, fetch, key)
+                except INFRASTRUCTURE_ERRORS as e:
+                    # a failover or a reshard under way: the same read again, a little later
+                    metrics.BACKEND_ERRORS.labels(service_of(e)).inc()
+                    pause = next(pauses, None)
+                    if pause is None:
+                        raise
+                    await asyncio.sleep(pause)
+                    if conn.dropped:
+                        return
+        except INFRASTRUCTURE_ERRORS:
+            # the client cannot be brought up to date here: closed, it resyncs with since_seq
+            # (a flag alone left it open and silent for good: its reader waits on the client)
+            conn.abandon()
+
+    async def _sync_step(self, sub: Sub, fetch: Fetch, key: str) -> Fetch | None:
+        """One of ``_sync``'s reads and what it sends; the next read asked for."""
+        assert sub.feed is not None
+        conn = sub.conn
+        # one read of a principal at a time, each once its budget allows: its waiting
+        # reads do not all wake at once and stall the loop together
+        async with self.budget.turn(key):
+            delayed = False
+            while (wait := self.budget.wait_s(key)) > 0:
+                if not delayed:
+                    metrics.SNAPSHOTS_DELAYED.inc()
+                    delayed = True
+                await asyncio.sleep(wait)
+                if conn.dropped:
+                    return None
+            offered = conn.offered_bytes
+            if isinstance(fetch, FetchSnapshot):
+                actions = await self._snapshot(sub, sub.feed)
+            else:
+                q = sub.conn.queue
+                room = q.maxsize - q.qsize() if q.maxsize > 0 else None
+                history = await self.book.history(sub.round_id, fetch.after_seq,
+                                                  catch_up_limit(room) + 1)
+                feed = sub.feed
+                if not feed.finalized and (feed.held is not None or any(
+                        e.kind == "round_closed" for e in history.events)) \
+                        and await self.streaming.results_ready(sub.round_id):
+                    self._apply(sub, feed.on_finalized())  # RoundFinalized missed
+                actions = feed.on_history(history, room)
+            after = self._apply(sub, actions)
+            self.budget.charge(key, conn.offered_bytes - offered)
+            return after
 
     async def _snapshot(self, sub: Sub, feed: Subscription) -> list[Action]:
         """Send the subscriber the round's snapshot (gateway/snapshots.py: its offers built

@@ -7,7 +7,18 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, bindparam, case, func, insert, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auction.book import Event
@@ -327,6 +338,18 @@ class Offers:
             if got is not None:
                 written[rid] = got
         return written
+
+    async def at_seqs(self, seqs: Mapping[str, int]) -> dict[str, tuple[str, int]]:
+        """(offer_id, version) of the version SQL holds at each round's seq, for the rounds
+        that hold one there (a seq of another event, a round's close, holds none)."""
+        if not seqs:
+            return {}
+        rows = await self.conn.execute(
+            select(offer_versions.c.round_id, offer_versions.c.offer_id,
+                   offer_versions.c.version)
+            .where(or_(*(and_(offer_versions.c.round_id == rid, offer_versions.c.seq == seq)
+                         for rid, seq in seqs.items()))))
+        return {r.round_id: (r.offer_id, int(r.version)) for r in rows}
 
     async def of_round(self, round_id: str, bank_id: str | None = None) -> list[OfferVersion]:
         q = select(offer_versions).where(offer_versions.c.round_id == round_id)

@@ -193,6 +193,67 @@ class LoopbackCluster:
         self.wait_ok(deadline)
         return new
 
+    def replica_of(self, port: int) -> int:
+        """The port of the (first) replica of the master on ``port``."""
+        info = self.node(port).client().info("replication")
+        return int(info["slave0"]["port"])
+
+    def freeze(self, port: int) -> None:
+        """SIGSTOP the node on ``port`` (connected, but it reads and answers nothing)."""
+        proc = self.node(port).proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGSTOP)
+
+    def thaw(self, port: int) -> None:
+        proc = self.node(port).proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGCONT)
+
+    def node_id(self, port: int) -> str:
+        return str(self.node(port).client().execute_command("CLUSTER MYID").decode())
+
+    def move_slot(self, slot: int, target: int, before_last: Any = None) -> None:
+        """Move ``slot`` and its keys to the master on ``target`` as ``redis-cli --cluster
+        reshard`` does: IMPORTING on the target, MIGRATING on the source, MIGRATE the keys in
+        batches, then SETSLOT NODE on every master. ``before_last``: called once some keys have
+        moved and before the slot is handed over (the slot is half-migrated meanwhile)."""
+        source = self.slot_owners()[slot]
+        if source == target:
+            return
+        self.start_migration(slot, target)
+        first = True
+        while self.migrate_keys(slot, source, target, 10 if first else 100):
+            if first and before_last is not None:
+                before_last()
+            first = False
+        if first and before_last is not None:
+            before_last()
+        self.hand_over(slot, source, target)
+
+    def start_migration(self, slot: int, target: int) -> int:
+        """IMPORTING on the target, MIGRATING on the source; returns the source's port."""
+        source = self.slot_owners()[slot]
+        self.node(target).client().execute_command(
+            "CLUSTER SETSLOT", slot, "IMPORTING", self.node_id(source))
+        self.node(source).client().execute_command(
+            "CLUSTER SETSLOT", slot, "MIGRATING", self.node_id(target))
+        return source
+
+    def migrate_keys(self, slot: int, source: int, target: int, count: int) -> int:
+        """MIGRATE up to ``count`` keys of the slot; returns how many there were."""
+        src = self.node(source).client()
+        batch = src.execute_command("CLUSTER GETKEYSINSLOT", slot, count)
+        if batch:
+            src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *batch)
+        return len(batch)
+
+    def hand_over(self, slot: int, source: int, target: int) -> None:
+        """SETSLOT NODE on every master, the target first (as redis-cli does)."""
+        dst_id = self.node_id(target)
+        for port in (target, source, *sorted(self.master_ports() - {source, target})):
+            self.node(port).client().execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        self.wait_ok()
+
     def flushall(self) -> None:
         for port in self.master_ports():
             self.node(port).client().flushall()

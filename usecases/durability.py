@@ -37,6 +37,34 @@ class _Stale(Exception):
     """A batch read from a book that has been rebuilt from SQL since: written by nobody."""
 
 
+@dataclass(frozen=True)
+class Clash:
+    """The book and SQL disagree on a round's history: at ``seq`` (which SQL holds) the book
+    has another version (``book``) than SQL's (``sql``), or the book's seq is behind SQL's
+    (``book`` None: it lost events SQL holds). What a failover without replica acks can do:
+    the promoted master lacked events already copied to SQL and reissued their seqs. Never
+    resolved automatically (neither side is overwritten, the round's later events stay in the
+    book only); an operator decides."""
+
+    round_id: str
+    seq: int
+    sql: tuple[str, int] | None  # (offer_id, version) in SQL at seq
+    book: tuple[str, int] | None  # the book's at seq; None: the book's seq is behind SQL's
+    book_seq: int | None = None
+
+
+class ClashError(Exception):
+    """A round's events cannot be persisted: the book and SQL disagree (``Clash``)."""
+
+    def __init__(self, clash: Clash) -> None:
+        super().__init__(f"round {clash.round_id}: the book and SQL disagree at seq {clash.seq}")
+        self.clash = clash
+
+
+def _version_at(e: Event) -> tuple[str, int] | None:
+    return (e.offer.offer_id, e.offer.version) if e.offer is not None else None
+
+
 def _audit_row(round_id: str, v: OfferVersion) -> dict[str, Any]:
     return dict(at=v.accepted_at_ms, actor=f"bank:{v.bank_id}",
                 action="offer_submitted" if v.version == 1 else "offer_revised",
@@ -67,6 +95,31 @@ class CatchUp:
 class Durability:
     def __init__(self, deps: Deps) -> None:
         self.d = deps
+        #: told of every clash found (once per round and seq in this process): the composition
+        #: root counts it (``ige_persist_clashes_total``); it is logged here in any case
+        self.on_clash: Callable[[Clash], None] | None = None
+        self._clashed: set[tuple[str, int]] = set()
+
+    def _report(self, clash: Clash) -> None:
+        """Loudly, once per round and seq: an error log line and the clash counter."""
+        if (clash.round_id, clash.seq) in self._clashed:
+            return
+        self._clashed.add((clash.round_id, clash.seq))
+        log.error("persist_clash: round %s seq %d: SQL holds %s, the book %s (book seq %s); "
+                  "the round's new events are not copied to SQL until an operator resolves it",
+                  clash.round_id, clash.seq, clash.sql, clash.book, clash.book_seq)
+        if self.on_clash is not None:
+            self.on_clash(clash)
+
+    def _clash_at(self, round_id: str, seq: int, anchor: Event | None,
+                  sql: Mapping[str, tuple[str, int]]) -> Clash | None:
+        """Whether the book's event at ``seq`` (the last one SQL holds; ``anchor``) is not the
+        version SQL holds there."""
+        held = sql.get(round_id)
+        if held is None:
+            return None  # no version at seq in SQL (seq 0, or a close): nothing to compare
+        mine = _version_at(anchor) if anchor is not None and anchor.seq == seq else None
+        return None if mine == held else Clash(round_id, seq, held, mine)
 
     async def persisted_seq(self, round_id: str) -> int:
         async with self.d.store.read() as q:
@@ -84,10 +137,21 @@ class Durability:
         """``persist_round``'s answer, and how many events this call wrote."""
         if persisted_seq is None:
             persisted_seq = await self.persisted_seq(round_id)
-        events = await self.d.book.events(round_id, persisted_seq)
+        # from the last event SQL holds (the anchor): it must be the book's too
+        events = await self.d.book.events(round_id, max(0, persisted_seq - 1))
+        anchor = events[0] if events and persisted_seq and events[0].seq == persisted_seq \
+            else None
+        events = [e for e in events if e.seq > persisted_seq]
         if not events:
             return persisted_seq, 0
         last = events[-1]
+        await self.d.book.replicated([round_id])  # SQL never holds what a failover can lose
+        if persisted_seq:
+            async with self.d.store.read() as q:
+                held = await q.offers.at_seqs({round_id: persisted_seq})
+            if clash := self._clash_at(round_id, persisted_seq, anchor, held):
+                self._report(clash)
+                raise ClashError(clash)
 
         async def still_current() -> bool:
             # if the book lost the round and restore_round rebuilt it from SQL after these
@@ -125,15 +189,26 @@ class Durability:
             async with self.d.store.read() as q:
                 known.update(await q.rounds.persisted_seqs(unknown))
         after = {rid: known[rid] for rid in round_ids if rid in known}
-        batches = {rid: evs for rid, evs in (await self.d.book.events_after(after)).items()
-                   if evs}
+        # from the last event SQL holds (the anchor): it must be the book's too
+        got = await self.d.book.events_after({rid: max(0, n - 1) for rid, n in after.items()})
+        anchors = {rid: evs[0] for rid, evs in got.items()
+                   if evs and after[rid] and evs[0].seq == after[rid]}
+        batches = {rid: new for rid, evs in got.items()
+                   if (new := [e for e in evs if e.seq > after[rid]])}
         if not batches:
             return Persisted()
         try:
+            # with replica acks, only what the replicas have goes into SQL: else a failover
+            # could lose an event SQL holds and the promoted master reissue its seq
+            await self.d.book.replicated(list(batches))
+        except BaseException:
+            await self.d.book.mark_dirty(list(batches))
+            raise
+        try:
             try:
-                written = await self._write_many(after, batches)
+                written = await self._write_many(after, batches, anchors)
             except BatchMoved:  # another persister wrote some of them: one by one, then
-                written = await self._write_many(after, batches, one_by_one=True)
+                written = await self._write_many(after, batches, anchors, one_by_one=True)
         except (_Stale, Conflict):
             for rid in batches:
                 known.pop(rid, None)
@@ -146,10 +221,17 @@ class Durability:
         return Persisted(len(written), sum(len(batches[rid]) for rid in written))
 
     async def _write_many(self, after: Mapping[str, int], batches: Mapping[str, list[Event]],
-                          one_by_one: bool = False) -> dict[str, list[OfferVersion]]:
+                          anchors: Mapping[str, Event], one_by_one: bool = False
+                          ) -> dict[str, list[OfferVersion]]:
         """One unit: the batches that are where they were read, their audit rows, after
-        making sure they are still the live book's events."""
+        making sure they are still the live book's events. A round whose book disagrees
+        with SQL at the last seq SQL holds (``Clash``) is reported and left out."""
         async with self.d.store.unit(serialized=True) as tx:
+            held = await tx.offers.at_seqs({rid: after[rid] for rid in batches if after[rid]})
+            for rid in list(held):
+                if clash := self._clash_at(rid, after[rid], anchors.get(rid), held):
+                    self._report(clash)
+                    batches = {r: evs for r, evs in batches.items() if r != rid}
             written = await tx.offers.persist_batches(
                 {rid: (after[rid], evs) for rid, evs in batches.items()}, one_by_one)
             # the rows are locked now: if the book lost a round and restore_round rebuilt it
@@ -268,6 +350,10 @@ class Durability:
             seqs = await self.d.book.seqs([rid for rid, _ in part])
             ahead: dict[str, int] = {}
             for (rid, persisted), seq in zip(part, seqs, strict=True):
+                if seq is not None and seq < persisted:  # the book lost events SQL holds
+                    async with self.d.store.read() as q:
+                        held = (await q.offers.at_seqs({rid: persisted})).get(rid)
+                    self._report(Clash(rid, persisted, held, None, seq))
                 if seq is not None and seq > persisted:
                     ahead[rid] = persisted
                     behind += seq - persisted

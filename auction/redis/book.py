@@ -7,6 +7,7 @@ its bucket's indexes atomically. Reads across buckets are pipelined, one command
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -14,7 +15,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from auction.book import BookHead, BookView, Event, History, Idem, RoundSnapshot
@@ -29,13 +29,14 @@ from auction.model import (
     SubmitResult,
 )
 from auction.redis import keys
-from auction.redis.acks import ReplicaAcks, script_then_wait
+from auction.redis.acks import ReplicaAcks, always, fence_exchange, script_exchange, then_wait
 from auction.redis.envelope import event_json, parse_event, parse_record, record_json, record_tail
 from auction.redis.mux import MuxRedis
 from auction.redis.scripts import AnyRedis, Scripts, run_many, source
 from auction.rules import label_pool
 
 IDEMPOTENCY_TTL_S = 24 * 3600
+FENCE_TTL_MS = 3_600_000  # the persister's fence key (``replicated``): kept a while, then gone
 _Entries = list[tuple[bytes, dict[bytes, bytes]]]  # XRANGE's answer
 
 
@@ -63,10 +64,13 @@ class RedisBook:
             if self.fast is not None:
                 return await self.fast.evalsha_replicated(script.sha, source(name), keys, args,
                                                           self.acks, _binding)
-            # a single Redis (settings refuse replica acks on a cluster, for now)
-            assert isinstance(self.redis, Redis)
-            return await script_then_wait(self.redis, script.sha, source(name), keys, args,
-                                          self.acks, _binding)
+            # one connection of a single Redis, or to the master of the round's slot; on a
+            # NOSCRIPT the very source registered (on a cluster the one that SPUBLISHes: the
+            # single-Redis source would PUBLISH, unheard by the shard subscribers, and leave
+            # the EVALSHA missing for good)
+            return await then_wait(self.redis, keys[0],
+                                   script_exchange(script.sha, script.script, keys, args),
+                                   self.acks, _binding)
         if self.fast is not None:
             return await self.fast.evalsha(script.sha, source(name), keys, args)
         return await script(keys=keys, args=args)
@@ -292,6 +296,19 @@ class RedisBook:
         for b in buckets:
             pipe.spop(keys.dirty(b), limit)
         return [_s(rid) for got in await pipe.execute() for rid in got or ()]
+
+    async def replicated(self, round_ids: Sequence[str]) -> None:
+        """With replica acks, return once every write made so far to these rounds is on enough
+        replicas: a fence write in each of their buckets' slots, then WAIT on that same
+        connection (``auction.redis.acks``); ``ReplicationPending`` (or a Redis error) if not.
+        Without replica acks, at once: the book's writes are the master's alone."""
+        if self.acks is None or not round_ids:
+            return
+        acks, now = self.acks, str(int(time.time() * 1000))
+        await asyncio.gather(*(
+            then_wait(self.redis, keys.fence(b), fence_exchange(keys.fence(b), now, FENCE_TTL_MS),
+                      acks, always)
+            for b in sorted({bucket_of(rid) for rid in round_ids})))
 
     async def mark_dirty(self, round_ids: Sequence[str]) -> None:
         if not round_ids:

@@ -16,8 +16,10 @@ answered 503 ``unavailable``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from typing import Any
 
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import (
     AbstractConnection,
     Connection,
@@ -73,3 +75,54 @@ def reset_aware(cls: type[Any]) -> type[Any]:
 def make_reset_aware(pool: ConnectionPool) -> None:
     """Make the connections ``pool`` opens from now on reset-aware."""
     pool.connection_class = reset_aware(pool.connection_class)
+
+
+# -- a Redis Cluster's ASK redirection, on one connection ----------------------------------
+#: set by the ASKING that redis-py's cluster client sends after an ASK answer; consumed by
+#: the same task's next command to a node (``make_ask_safe``)
+_asking: ContextVar[bool] = ContextVar("ige_asking", default=False)
+
+
+def make_ask_safe() -> None:
+    """Make redis-py's cluster client follow an ASK redirection on one connection.
+
+    After an ASK answer (a slot migrating, the key gone to the importing master) redis-py sends
+    ``ASKING`` to the importing node as a command of its own, on a connection taken from and
+    given back to the node's pool, then the command on whichever connection the pool hands
+    out next. ASKING holds for the next command on its own connection only: under concurrency
+    that is another connection, the importing node answers MOVED back to the source, which
+    answers ASK again, until redis-py gives up (``ClusterError: TTL exhausted``, a 503) for as
+    long as the slot migrates. Found by tests/integration/test_replica_acks_cluster.py.
+
+    Here (one patch of ``ClusterNode.execute_command``, made once) an ``ASKING`` is not sent
+    alone: it is remembered for the calling task, and its next command goes with ASKING in
+    front of it on the same connection, in one write. (The bid path with replica acks routes
+    its own commands: ``auction.redis.acks.cluster_then_wait``.)"""
+    original = ClusterNode.execute_command
+    if getattr(original, "_ige_ask_safe", False):
+        return
+
+    async def execute_command(self: ClusterNode, *args: Any, asking: bool = False,
+                              **kwargs: Any) -> Any:
+        if len(args) == 1 and str(args[0]).upper() == "ASKING":
+            _asking.set(True)
+            return b"OK"
+        if not _asking.get():
+            return await original(self, *args, asking=asking, **kwargs)
+        _asking.set(False)
+        conn = self.acquire_connection()
+        clean = False
+        try:
+            await conn.send_packed_command(conn.pack_commands([("ASKING",), args]))
+            await conn.read_response()  # +OK
+            clean = True  # the command's reply, an error reply included, is read in full
+            return await self.parse_response(conn, args[0], **kwargs)
+        except BaseException:
+            if not clean:
+                await conn.disconnect(nowait=True)
+            raise
+        finally:
+            self.release(conn)
+
+    execute_command._ige_ask_safe = True  # type: ignore[attr-defined]
+    ClusterNode.execute_command = execute_command  # type: ignore[method-assign]

@@ -9,6 +9,7 @@ script can change a round and its bucket's deadline index and dirty set atomical
     ige:{b07}:<round_id>:closing        the close claim
     ige:{b07}:deadlines                 the bucket's open rounds, scored by closes_at_ms
     ige:{b07}:dirty                     the bucket's rounds with events not yet in SQL
+    ige:{b07}:fence                     the persister's fence write (replica acks: WAIT after)
     <prefix>:{b07}:ch:<round_id>        the round's channel (book events, close finalized;
                                         a shard channel on a Redis Cluster, in the round's slot)
     <prefix>:pool                       the pool channel (rounds opened)
@@ -77,6 +78,12 @@ def deadlines(bucket: int) -> str:
 def dirty(bucket: int) -> str:
     """Set: the bucket's rounds with events the persister has not copied to SQL yet."""
     return f"{PREFIX}:{tag(bucket)}:dirty"
+
+
+def fence(bucket: int) -> str:
+    """String: written by the persister before a WAIT, in the bucket's slot (``auction.redis.
+    acks``): once a replica has it, it has every earlier write of the bucket's rounds."""
+    return f"{PREFIX}:{tag(bucket)}:fence"
 
 
 def round_deadlines(round_id: str) -> str:

@@ -336,3 +336,65 @@ async def test_persist_many_writes_nothing_read_from_a_book_rebuilt_since(
     assert await core.versions(one.round_id) == [] and await core.versions(two.round_id) == []
     taken = await book.take_dirty([bucket_of(one.round_id), bucket_of(two.round_id)], 100)
     assert sorted(taken) == sorted([one.round_id, two.round_id])
+
+
+# ----------------------------------------------------------------------------- clashes
+async def lose_last_versions(core: Core, redis: Redis, round_id: str, keep: int) -> None:
+    """What a Redis failover without replica acks can do: the promoted master has the round
+    only up to seq ``keep``, though SQL holds more of it (copied before a replica had it)."""
+    from auction.book import Event, RoundSnapshot, with_ranks
+
+    row = await core.round(round_id)
+    kept = [v for v in await core.versions(round_id) if v.seq <= keep]
+    labels = {v.bank_id: v.label for v in kept}
+    await redis.delete(*round_keys(round_id))
+    assert await core.book.restore(RoundSnapshot(
+        round_id, RoundState.OPEN, int(row.opened_at), int(row.closes_at), 0, labels,
+        [lb for lb in row.label_pool if lb not in labels.values()], kept,
+        with_ranks([Event(round_id, v.seq, "quote", v) for v in kept])))
+
+
+async def test_a_seq_reissued_after_a_failover_is_reported_and_never_overwrites_sql(
+        core: Core, redis: Redis, caplog: pytest.LogCaptureFixture):
+    from usecases.durability import Clash, ClashError
+
+    rnd = await open_round(core)
+    first, second = bank_id(), bank_id()
+    await bid(core, rnd, first, 390_000)
+    lost = await bid(core, rnd, second, 380_000)
+    durability = core.portal.durability
+    clashes: list[Clash] = []
+    durability.on_clash = clashes.append
+    assert (await durability.persist_many([rnd.round_id], {})).events == 2
+    await lose_last_versions(core, redis, rnd.round_id, keep=1)
+    # the promoted master gives seq 2 to another offer, then goes on to seq 3
+    other = await bid(core, rnd, bank_id(), 370_000)
+    await bid(core, rnd, bank_id(), 360_000)
+    for _ in range(2):  # reported once, however often the round comes back
+        done = await durability.persist_many([rnd.round_id], {})
+        assert (done.rounds, done.events) == (0, 0)
+    assert len(clashes) == 1
+    c = clashes[0]
+    assert (c.round_id, c.seq, c.sql, c.book) == (rnd.round_id, 2, (lost, 1), (other, 1))
+    assert any("persist_clash" in r.getMessage() for r in caplog.records)
+    # SQL is untouched: its seq 2 is still the first offer, nothing after it
+    assert [(v.seq, v.offer_id) for v in await core.versions(rnd.round_id)][1:] == [(2, lost)]
+    assert (await core.round(rnd.round_id)).persisted_seq == 2
+    with pytest.raises(ClashError):  # the close's path refuses too, loudly
+        await durability.persist_round(rnd.round_id)
+
+
+async def test_a_book_behind_sql_is_reported_by_the_catch_up(core: Core, redis: Redis):
+    from usecases.durability import Clash
+
+    rnd = await open_round(core)
+    await bid(core, rnd, bank_id(), 390_000)
+    lost = await bid(core, rnd, bank_id(), 380_000)
+    durability = core.portal.durability
+    clashes: list[Clash] = []
+    durability.on_clash = clashes.append
+    assert await durability.persist_round(rnd.round_id) == 2
+    await lose_last_versions(core, redis, rnd.round_id, keep=1)
+    await durability.catch_up({})
+    assert [(c.round_id, c.seq, c.sql, c.book, c.book_seq) for c in clashes] == [
+        (rnd.round_id, 2, (lost, 1), None, 1)]

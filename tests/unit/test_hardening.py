@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from auction.book import BookHead, BookView, Event, History
 from auction.bus import BookChanged, RoundFinalized
@@ -351,3 +352,64 @@ async def test_refusals_are_logged_once_then_counted_per_second(
         assert tally.timer is not None
         tally.timer.cancel()
     await asyncio.sleep(0)
+
+
+# ----------------------------------------------------------------------------- a failing read
+@dataclass
+class FailingBook(SpyBook):
+    """``SpyBook`` whose history read fails ``failures`` times first (Redis failing over, a
+    slot migrating)."""
+
+    failures: int = 0
+
+    async def history(self, round_id: str, after_seq: int, limit: int) -> History:
+        if self.failures:
+            self.failures -= 1
+            raise RedisConnectionError("a master failing over")
+        return await super().history(round_id, after_seq, limit)
+
+
+def hub_failing(live: list[Event], failures: int) -> tuple[Hub, FailingBook]:
+    book = FailingBook(live, failures=failures)
+    rt = SimpleNamespace(deps=SimpleNamespace(book=book, clock=lambda: 1_776_781_800_000),
+                         portal=SimpleNamespace(streaming=Streaming()),
+                         settings=Settings(queue_size=512), bus=Bus())
+    return Hub(rt), book  # type: ignore[arg-type]
+
+
+async def settled(hub: Hub) -> None:
+    """Until every read the hub spawned is done."""
+    while pending := [t for t in hub._tasks if not t.done()]:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def test_a_read_failing_for_a_while_is_tried_again(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """Found by the Redis Cluster reshard soak: a subscriber's resync read that failed left
+    the connection flagged dropped yet open, silent for good. A read that fails is tried
+    again; the subscriber gets what it missed, in order."""
+    monkeypatch.setattr("gateway.stream.SYNC_RETRY_PAUSES_S", (0.0, 0.0, 0.0), raising=False)
+    live = make_round(10)
+    hub, book = hub_failing(live, failures=2)
+    conn = connection()
+    await hub.subscribe(conn, TOPIC, 5)
+    await settled(hub)
+    got = frames(conn)
+    assert [m["seq"] for m in got] == [6, 7, 8, 9, 10] and not conn.dropped
+    assert book.failures == 0
+
+
+async def test_a_read_failing_past_the_retries_closes_the_client_to_resync(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gateway.stream.SYNC_RETRY_PAUSES_S", (0.0, 0.0), raising=False)
+    live = make_round(10)
+    hub, _ = hub_failing(live, failures=100)
+    conn = connection()
+    reader = asyncio.create_task(asyncio.sleep(60))  # the reader, waiting on the client
+    conn.reader, conn.receiving = reader, True
+    await hub.subscribe(conn, TOPIC, 5)
+    await settled(hub)
+    # closed (SLOW_CLIENT_CLOSE: resync with since_seq), its reader woken, not left open
+    assert conn.dropped and conn.slow
+    await asyncio.sleep(0)
+    assert reader.cancelled()
