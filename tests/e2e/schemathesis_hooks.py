@@ -55,9 +55,11 @@ def emails() -> st.SearchStrategy[str]:
     """E-mail addresses (the document's ``email`` format) as the server's parser takes them:
     a maintained library (email-validator) that also refuses the special-use domains of RFC
     6761 (``.test``, ``.invalid``, ``.localhost``...), which schemathesis's own generator makes
-    now and then (a run once failed on ``%2j@ybkctj1.xfn.test``)."""
+    now and then (a run once failed on ``%2j@ybkctj1.xfn.test``), and labels with two dashes
+    after two characters (``ab--c``: reserved for IDNA's ``xn--``; CI once drew one)."""
     local = st.from_regex(r"[a-z0-9](?:[a-z0-9_+-]{0,18}[a-z0-9])?", fullmatch=True)
-    label = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,14}[a-z0-9])?", fullmatch=True)
+    label = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,14}[a-z0-9])?", fullmatch=True).filter(
+        lambda s: "--" not in s)
     tld = st.sampled_from(("com", "org", "net", "com.tr", "gov.tr"))
     return st.builds("{}@{}.{}".format, local, label, tld)
 
