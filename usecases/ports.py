@@ -23,6 +23,9 @@ class Guards(Protocol):
     # browser sessions (``usecases.sessions``): a record under a key, until it expires or is
     # dropped; ``put_session`` also sets a new time to live
     async def put_session(self, key: str, record: str, ttl_s: int) -> None: ...
+    # the record replaced and its time to live set again only if it is still there (never a
+    # session brought back that a logout ended meanwhile); whether it was
+    async def renew_session(self, key: str, record: str, ttl_s: int) -> bool: ...
 
     async def get_session(self, key: str) -> str | None: ...
 

@@ -112,7 +112,9 @@ class Sessions:
             await self.d.guards.drop_session(_key(sid))
             return None
         s = replace(s, seen_ms=now)
-        await self.d.guards.put_session(_key(sid), json.dumps(asdict(s)), self._ttl(s, now))
+        if not await self.d.guards.renew_session(_key(sid), json.dumps(asdict(s)),
+                                                 self._ttl(s, now)):
+            return None  # ended meanwhile (a logout between the read and the renewal)
         return s
 
     async def keep(self, key: str) -> bool:
@@ -131,8 +133,9 @@ class Sessions:
             await self.d.guards.drop_session(key)
             return False
         s = replace(s, seen_ms=now)
-        await self.d.guards.put_session(key, json.dumps(asdict(s)), self._ttl(s, now))
-        return True
+        # never brought back: a GET then SET here undid a logout that came in between (the
+        # stream's check every heartbeat raced the logout; the CI clone caught it)
+        return await self.d.guards.renew_session(key, json.dumps(asdict(s)), self._ttl(s, now))
 
     async def end(self, sid: str) -> None:
         if sid and len(sid) <= 100:

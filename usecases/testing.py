@@ -45,6 +45,12 @@ class MemoryGuards:
     async def put_session(self, key: str, record: str, ttl_s: int) -> None:
         self._put(("session", key), record, max(1, ttl_s) * 1000)
 
+    async def renew_session(self, key: str, record: str, ttl_s: int) -> bool:
+        if self._get(("session", key)) is None:
+            return False
+        self._put(("session", key), record, max(1, ttl_s) * 1000)
+        return True
+
     async def get_session(self, key: str) -> str | None:
         got = self._get(("session", key))
         return None if got is None else str(got)

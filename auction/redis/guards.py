@@ -47,6 +47,10 @@ class RedisGuards:
     async def put_session(self, key: str, record: str, ttl_s: int) -> None:
         await self.redis.set(keys.session(key), record, ex=max(1, ttl_s))
 
+    async def renew_session(self, key: str, record: str, ttl_s: int) -> bool:
+        """SET XX: atomic with a logout's DEL, which a GET then SET was not."""
+        return bool(await self.redis.set(keys.session(key), record, ex=max(1, ttl_s), xx=True))
+
     async def get_session(self, key: str) -> str | None:
         got = await self.redis.get(keys.session(key))
         return None if got is None else (got.decode() if isinstance(got, bytes) else str(got))

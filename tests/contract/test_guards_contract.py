@@ -55,6 +55,12 @@ async def test_a_session_is_kept_renewed_and_dropped(guards: Any) -> None:
     assert await guards.get_session(k) == '{"u": 2}'
     await guards.drop_session(k)
     assert await guards.get_session(k) is None
+    # a renewal after the logout's drop brings nothing back (a read, a logout, the renewal)
+    assert await guards.renew_session(k, '{"u": 3}', 30) is False
+    assert await guards.get_session(k) is None
+    await guards.put_session(k, '{"u": 4}', 30)
+    assert await guards.renew_session(k, '{"u": 5}', 30) is True
+    assert await guards.get_session(k) == '{"u": 5}'
 
 
 async def test_a_session_expires(guards: Any) -> None:

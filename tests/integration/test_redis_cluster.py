@@ -259,6 +259,10 @@ async def test_a_slot_moved_to_another_master_is_followed(
             "CLUSTER SETSLOT", slot, "NODE", target_id)
     redis_cluster.wait_ok()
     await listener.relinked(before)
+    for _ in range(int(WAIT_S / 0.05)):  # every node's slot map says so (gossip: a moment)
+        if redis_cluster.master_of(ch) == target:
+            break
+        await asyncio.sleep(0.05)
     assert redis_cluster.master_of(ch) == target
     await subscribed_on_owners(redis_cluster, [ch])
     book = RedisBook(cluster_redis, keys.Channels(channel))
