@@ -4,6 +4,7 @@ are accepted and given their async driver (aiosqlite, asyncpg) here, in one plac
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -43,9 +44,25 @@ def create_engine(url: str, timeout_s: float = 10.0) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(aurl, pool_size=10, max_overflow=10, pool_pre_ping=True,
-                               pool_timeout=timeout_s,
-                               connect_args={"timeout": timeout_s, "command_timeout": timeout_s})
+    engine = create_async_engine(aurl, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                                 pool_timeout=timeout_s,
+                                 connect_args={"timeout": timeout_s, "command_timeout": timeout_s})
+    _errors_are_sql(engine)
+    return engine
+
+
+def _errors_are_sql(engine: AsyncEngine) -> None:
+    """asyncpg's own OSError while connecting (ConnectionRefusedError while the server is down,
+    a TimeoutError) reaches the caller as the driver's ``OperationalError``, which SQLAlchemy
+    wraps like every other database failure: the service is then named "sql" in
+    ``backend_error`` lines and ``ige_backend_errors_total``, not "other"."""
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Any, _rec: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.loaded_dbapi.connect(*cargs, **cparams)
+        except OSError as e:
+            raise dialect.loaded_dbapi.OperationalError(f"{type(e).__name__}: {e}") from e
 
 
 def migrate(url: str) -> None:

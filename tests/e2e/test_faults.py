@@ -232,7 +232,11 @@ def test_database_killed_mid_load_loses_and_duplicates_nothing(own_redis, pg, pg
     assert_unavailable_answers(burst.attempts)
     assert metric(srv.base_url, "ige_backend_errors_total", service="sql") > errors_before
     lines = [x for x in log_lines(srv) if x.get("event") == "backend_error"]
-    assert any(x.get("service") == "sql" and x.get("loop") == "persister" for x in lines), lines
+    seen = [(x.get("loop") or x.get("route"), x.get("service"), x.get("error")) for x in lines]
+    # only the database was down: every failure is named "sql" (asyncpg's own
+    # ConnectionRefusedError, once named "other", made the persister's line depend on luck)
+    assert all(x.get("service") == "sql" for x in lines), seen
+    assert any(x.get("loop") == "persister" for x in lines), seen
     assert_no_unhandled_errors(srv)
     summarize("postgresql kill -9", burst, url, outage_s=outage_s,  # type: ignore[arg-type]
               acked_while_down=acked_during)
