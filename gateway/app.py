@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway import bootstrap, metrics
+from gateway import bootstrap, metrics, stalls
 from gateway.bounds import BodyLimits, RequestBounds
 from gateway.contract.errors import InvalidRequest
 from gateway.fastpath import OfferFastPath
@@ -114,9 +114,17 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Star
             await workers.start()
         tune_gc()
         lag = asyncio.ensure_future(metrics.watch_loop_lag())
+        gc_timer = stalls.GcTimer(settings.stall_trace_s)
+        gc_timer.install()
+        tracer = stalls.StallTracer(settings.stall_trace_s) if settings.stall_trace_s else None
+        if tracer is not None:
+            tracer.start()
         try:
             yield
         finally:
+            if tracer is not None:
+                tracer.stop()
+            gc_timer.remove()
             lag.cancel()
             if workers is not None:
                 await workers.stop()

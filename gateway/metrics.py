@@ -86,6 +86,11 @@ LOOP_LAG = Histogram(
     "every 0.1 s: what every request, frame and background task waited behind other work.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
 LOOP_LAG_EVERY_S = 0.1
+GC_PAUSE = Histogram(
+    "ige_gc_pause_seconds", "Python garbage collections of the process, by generation (2: a "
+    "full one): the interpreter does nothing else meanwhile (gateway/stalls.py).",
+    ["generation"], buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                             0.1, 0.25, 0.5, 1.0))
 CLOSE_LAG = Histogram(
     "ige_close_lag_seconds", "Rounds closed: from the round's deadline to its closing record "
     "written.", buckets=CLOSE_BUCKETS)

@@ -128,6 +128,9 @@ class Settings:
     #: before it is answered (gateway/ratelimit.py; 0: answered at once)
     rate_limit_delay_s: float = 1.0
     rate_limit_delayed_max: int = 1000  # answers waiting their delay at once, per process
+    #: a diagnosis (gateway/stalls.py): log the Python stacks that held the event loop longer
+    #: than this, and collections as long (IGE_STALL_TRACE_MS; None: off)
+    stall_trace_s: float | None = None
     allowed_origins: tuple[str, ...] = ()  # browser Origins accepted on /v1/stream ("" = same host)
     # -- backing services: how long a command may go unanswered before the request answers
     # 503 (+ Retry-After) instead of hanging on a hung (not dead) Redis or database
@@ -234,6 +237,7 @@ class Settings:
             rate_failures=env.get("IGE_RATE_FAILURES", "5/15 minutes"),
             rate_limit_delay_s=_seconds(env, "IGE_RATE_LIMIT_DELAY", 1.0, zero=True),
             rate_limit_delayed_max=_count(env, "IGE_RATE_LIMIT_DELAYED_MAX", 1000),
+            stall_trace_s=(_count(env, "IGE_STALL_TRACE_MS", 0) / 1000) or None,
             roles=parse_roles(env.get("IGE_ROLES", "")),
             redis_timeout_s=redis_timeout,
             db_timeout_s=_seconds(env, "IGE_DB_TIMEOUT", 10.0),
