@@ -20,7 +20,7 @@ from auction.redis.acks import ReplicaAcks, ReplicationPending
 from auction.redis.book import RedisBook
 from auction.redis.bus import RedisBus
 from auction.redis.cluster import WaitingCluster
-from auction.redis.conn import make_ask_safe, make_reset_aware
+from auction.redis.conn import DRIVER_INFO, make_ask_safe, make_reset_aware
 from auction.redis.guards import RedisGuards
 from auction.redis.mux import MuxRedis
 from gateway import metrics
@@ -139,7 +139,7 @@ def cluster_client(target: RedisTarget, timeout: float) -> RedisCluster:
         # map again), cutting the commands in flight on them, ours included (an offer's
         # script and WAIT: a 503; a read caught mid-reconnect: an AttributeError, a 500)
         # while a reshard or a failover sent MOVEDs to many commands at once
-        reinitialize_steps=0)
+        reinitialize_steps=0, driver_info=DRIVER_INFO)
 
 
 def build(settings: Settings, providers: Providers | None = None) -> Runtime:
@@ -154,11 +154,12 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
         pool = BlockingConnectionPool.from_url(
             settings.redis_url, max_connections=REDIS_POOL_SIZE, timeout=timeout,
             health_check_interval=5, socket_keepalive=True, socket_timeout=timeout,
-            socket_connect_timeout=timeout)
+            socket_connect_timeout=timeout, driver_info=DRIVER_INFO)
         make_reset_aware(pool)  # a connection the peer reset is lost, not a 500 (uvloop)
         redis = Redis.from_pool(pool)
         listener = Redis.from_url(settings.redis_url, health_check_interval=5,
-                                  socket_keepalive=True, socket_connect_timeout=timeout)
+                                  socket_keepalive=True, socket_connect_timeout=timeout,
+                                  driver_info=DRIVER_INFO)
         make_reset_aware(listener.connection_pool)
     store = Store.from_url(settings.database_url, settings.db_timeout_s)
     channels = keys.Channels(settings.channel or keys.PREFIX)
@@ -176,7 +177,7 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
     throttle = Throttle(target.limits_uri(), settings.channel or keys.PREFIX,
                         settings.rate_per_address, settings.rate_per_account,
                         settings.rate_failures, settings.rate_limit_delay_s,
-                        settings.rate_limit_delayed_max)
+                        settings.rate_limit_delayed_max, redis_options={"driver_info": DRIVER_INFO})
     portal = Portal(deps)
     portal.durability.on_clash = lambda _: metrics.PERSIST_CLASHES.inc()
     return Runtime(settings, redis, listener, fast, store, bus, deps, portal, throttle)

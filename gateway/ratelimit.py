@@ -36,6 +36,7 @@ import asyncio
 import hashlib
 import math
 import time
+from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisClusterStorage, RedisStorage
@@ -60,12 +61,14 @@ REMEMBERED = 100_000
 
 class Throttle:
     def __init__(self, redis_url: str, prefix: str, per_address: str, per_account: str,
-                 failures: str, delay_s: float = 1.0, max_delayed: int = 1000) -> None:
+                 failures: str, delay_s: float = 1.0, max_delayed: int = 1000,
+                 redis_options: dict[str, Any] | None = None) -> None:
         uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
         storage = (RedisClusterStorage if uri.startswith("async+redis+cluster://")
                    else RedisStorage)
         self.storage = storage(uri, implementation="redispy",
-                               key_prefix=f"{prefix}:rl", socket_timeout=2.0)
+                               key_prefix=f"{prefix}:rl", socket_timeout=2.0,
+                               **(redis_options or {}))
         self.limiter = FixedWindowRateLimiter(self.storage)
         self.per_address = parse(per_address)
         self.per_account = parse(per_account)

@@ -78,6 +78,10 @@ class Server:
         return f"`ige serve --role {self.roles}` ({n})"
 
 
+#: settings of the caller's environment the servers get (gateway/stalls.py)
+PASSED_ON = ("IGE_STALL_TRACE_MS",)
+
+
 @dataclass
 class LocalStack:
     servers: list[Server] = field(default_factory=lambda: [Server()])
@@ -113,7 +117,9 @@ class LocalStack:
 
     def server_env(self) -> dict[str, str]:
         assert self.redis is not None
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IGE_")}
+        # the caller's IGE_* settings are not the stack's, but for a diagnosis of its servers
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("IGE_") or k in PASSED_ON}
         env.update(REDIS_URL=self.redis_url or self.redis.url, DATABASE_URL=self.database_url,
                    IGE_ADMIN_TOKEN=self.admin_token, IGE_SECRET_KEY=self.secret_key,
                    IGE_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import resource
 import sys
@@ -50,6 +51,14 @@ class Stats:
         self.out_of_step = 0  # quotes whose rank or book_size the kept book disagreed with
         self.verified = 0  # books found equal to a fresh snapshot at the end
         self.differing = 0  # books found different from it
+        self.gc_ms: list[float] = []  # this process's full collections (they hold every read)
+        self._gc_start = 0.0
+
+    def gc_timed(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        elif info.get("generation") == 2:
+            self.gc_ms.append((time.perf_counter() - self._gc_start) * 1000)
 
 
 class Client:
@@ -201,6 +210,13 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ready.wait(), 0.5)
     setup_s = time.perf_counter() - t0
+    # as the server does (gateway/app.py tune_gc): the set-up's objects (a thousand connections,
+    # their books) out of the collector's reach, and young collections less often, so this
+    # process's own pauses do not pass for the server's push latency
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 10)
+    gc.callbacks.append(st.gc_timed)
     st.recording = True
     print(f"READY {len(conns)}", flush=True)
     loop = asyncio.get_running_loop()
@@ -227,6 +243,7 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
             st.push.reset()
             st.lag.reset()
             st.quotes = st.own = 0
+            st.gc_ms = []
     st.recording = False
     lag_task.cancel()
     await verify(clients)
@@ -246,6 +263,8 @@ def recorded(st: Stats) -> dict[str, Any]:
         "hist": st.push.encode().decode() if st.quotes else "",
         "lag_p50_ms": st.lag.get_value_at_percentile(50) / 1000,
         "lag_p99_ms": st.lag.get_value_at_percentile(99) / 1000,
+        "lag_max_ms": st.lag.get_max_value() / 1000,
+        "gc_full": len(st.gc_ms), "gc_full_max_ms": max(st.gc_ms, default=0.0),
     }
 
 
@@ -263,6 +282,27 @@ async def verify(clients: list[Client], timeout: float = 60) -> None:
         await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in live)), timeout)
 
 
+async def traced(work: Any) -> Any:
+    """``IGE_STALL_TRACE_MS`` (gateway/stalls.py) also traces this process's own stalls, on
+    stderr (its log): a client's pause passes for the server's push latency."""
+    import os
+
+    ms = int(os.environ.get("IGE_STALL_TRACE_MS", "0") or 0)
+    if not ms:
+        return await work
+    import structlog
+
+    from gateway.stalls import StallTracer
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    tracer = StallTracer(ms / 1000)
+    tracer.start()
+    try:
+        return await work
+    finally:
+        tracer.stop()
+
+
 def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -270,7 +310,7 @@ def main() -> None:
         spec = json.load(fh)
     import uvloop
 
-    res = uvloop.run(main_async(spec))
+    res = uvloop.run(traced(main_async(spec)))
     print(json.dumps(res), flush=True)
 
 

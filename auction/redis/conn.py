@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
 
+import redis
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import (
     AbstractConnection,
@@ -26,9 +27,16 @@ from redis.asyncio.connection import (
     ConnectionPool,
     UnixDomainSocketConnection,
 )
+from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 Command = bytes | str | Iterable[bytes]
+
+#: what every connection tells Redis it is (CLIENT SETINFO), given to every client this process
+#: makes: without it redis-py looks its own version up in the installed packages' metadata for
+#: each new connection (``importlib.metadata``: a scan of sys.path), which held a loaded
+#: process's event loop for 30-100 ms each time its pool grew (gateway/stalls.py found it)
+DRIVER_INFO = DriverInfo(name="redis-py", lib_version=redis.__version__)
 
 
 async def _send(conn: AbstractConnection, send: Callable[[], Awaitable[None]]) -> None:

@@ -297,7 +297,9 @@ async def push(b: Bench, seconds: int = 15, runs: int | None = None, rate: int =
             log(f"  run {i + 1}: push p50 {run['p50_ms']:.2f} p99 {run['p99_ms']:.2f} ms over "
                 f"{run['quotes']} quotes (gaps {run['gaps']}, dropped {run['dropped']}, out of "
                 f"step {run['out_of_step']}); ack p99 {gen['p99_ms']:.2f} ms; stream CPU "
-                f"{cpu * 100:.0f} %")
+                f"{cpu * 100:.0f} %; clients' loop lag p99 {run['client_lag_p99_ms']:.1f} max "
+                f"{run['client_lag_max_ms']:.1f} ms, {run['client_gc_full']} full "
+                f"collections (max {run['client_gc_full_max_ms']:.1f} ms)")
         out["metrics"] = metrics_view(diff(b.metrics("stream"), before))
     finally:
         final = ws.stop()
