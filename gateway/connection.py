@@ -8,6 +8,11 @@ the connection's ``CommandBudget`` (``IGE_WS_COMMAND_RATE``: a burst, refilled e
 client with none left is closed with ``FLOOD_CLOSE``, so one connection cannot keep the hub busy
 with subscribes, unsubscribes or garbage.
 
+A frame goes to the socket at once when nothing is queued before it and the socket takes it
+without waiting (``write_now``, the server's ``ige.write_now`` extension: gateway/serving.py);
+otherwise it is queued for the writer, which waits for room. Either way the order is the order
+of ``send``.
+
 A live quote is queued with the moment its offer was accepted (``Quote``): once its frame is
 written, the writer observes ``ige_push_seconds``, the time from the acceptance (the book's
 clock: Redis's) to the write (this host's clock). The two clocks are one when Redis runs on the
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +138,9 @@ class Connection:
     budget: CommandBudget | None = None  # commands the client may still send (None: no bound)
     flooded: bool = False  # closed for sending commands faster than its budget allows
     close_code: int | None = None  # the close code the client sent (or the server's, on error)
+    #: writes a frame now if the socket takes it without waiting (None: always queue)
+    write_now: Callable[[str | bytes], bool] | None = None
+    writing: bool = False  # the writer holds a frame taken from the queue, not yet written
 
     def drop(self, reason: str) -> None:
         """The client fell behind (``reason``: queue, queue_bytes, send_timeout): stop sending,
@@ -157,9 +166,16 @@ class Connection:
             reader.cancel()
 
     def send(self, frame: str | bytes | Quote) -> None:
-        size = len(frame.frame if isinstance(frame, Quote) else frame)
+        data = frame.frame if isinstance(frame, Quote) else frame
+        size = len(data)
         self.offered_bytes += size
         if self.dropped:
+            return
+        if self.write_now is not None and not self.writing and self.queue.empty() \
+                and self.write_now(data):
+            self.sent += 1
+            if isinstance(frame, Quote):
+                metrics.PUSH.observe(max(0.0, time.time() - frame.accepted_at_ms / 1000))
             return
         if self.max_bytes and self.queued_bytes + size > self.max_bytes:
             self.drop("queue_bytes")
@@ -216,6 +232,7 @@ class Connection:
                     continue
                 frame = item.frame if isinstance(item, Quote) else item
                 self.queued_bytes -= len(frame)
+                self.writing = True  # a frame sent meanwhile queues behind this one
                 try:
                     async with asyncio.timeout(self.send_timeout_s or None):  # no extra task
                         if isinstance(frame, bytes):
@@ -225,6 +242,8 @@ class Connection:
                 except TimeoutError:  # the client does not read: its socket buffer is full
                     self.drop("send_timeout")
                     continue
+                finally:
+                    self.writing = False
                 self.sent += 1
                 if isinstance(item, Quote):
                     metrics.PUSH.observe(max(0.0, time.time() - item.accepted_at_ms / 1000))

@@ -36,6 +36,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import get_remote_addr
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 from gateway import metrics
 from gateway.bounds import BODY_COMPLETE
@@ -212,7 +213,31 @@ class BoundedHttp(_WatchesWrites, HttpToolsProtocol):
         super().connection_lost(exc)
 
 
+#: the ASGI extension (``scope["extensions"]``) of a WebSocket that can be written at once
+WRITE_NOW = "ige.write_now"
+
+
 class BoundedWebSocket(_WatchesWrites, WebSocketsSansIOProtocol):
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # accepted: the app may write at once (gateway/connection.py)
+            scope["extensions"][WRITE_NOW] = self.write_now
+
+    def write_now(self, data: str | bytes) -> bool:
+        """Frame ``data`` and hand it to the socket now, when the socket takes it without
+        waiting: open, its write buffer under the high-water mark. False: nothing was written;
+        the caller sends it the ASGI way, which waits for room (and times out)."""
+        if self.close_sent or self.disconnected or not self.writable.is_set() \
+                or self.conn.state is not State.OPEN or self.transport.is_closing():
+            return False
+        if isinstance(data, bytes):
+            self.conn.send_binary(data)
+        else:
+            self.conn.send_text(data.encode())
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)

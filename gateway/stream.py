@@ -56,6 +56,7 @@ from gateway.contract.limits import PATH_ID_REGEX
 from gateway.contract.responses import SEQ_MAX
 from gateway.logs import get_logger
 from gateway.readbudget import ReadBudget
+from gateway.serving import WRITE_NOW
 from gateway.snapshots import Snapshots
 from gateway.tasks import stop_all
 from usecases.security import Principal
@@ -417,7 +418,8 @@ class Hub:
                           asyncio.Queue(self.settings.queue_size),
                           max_bytes=self.settings.ws_queue_bytes,
                           send_timeout_s=self.settings.ws_send_timeout_s,
-                          budget=CommandBudget(burst, per_s, opened) if burst else None)
+                          budget=CommandBudget(burst, per_s, opened) if burst else None,
+                          write_now=ws.scope.get("extensions", {}).get(WRITE_NOW))
         conn.reader = asyncio.current_task()
         self.connections.add(conn)
         metrics.WEBSOCKETS_OPEN.inc()

@@ -54,6 +54,12 @@ SERVER_CPU = {0}
 #: path, whose answers take longer, stayed below it: its api process at 64-72 % of its core)
 WRK_CONNS = 64
 REST_CPU = {1}
+#: the push part's WebSocket clients (the measuring instrument, 2,000 sockets in two processes,
+#: ~40 % of a core): on whichever core is free at the moment. Pinned to CPU 1 beside Redis, the
+#: worker and the rate generator (that core 85 % busy), their own waits for the CPU (loop
+#: stalls up to 100 ms) were most of the push p99 they reported (24-43 ms, the stream's own
+#: accepted -> written p99 9 ms); in production they are the banks' machines
+CLIENT_CPUS = set(range(os.cpu_count() or 2))
 
 
 def apart(api: int = 1, stream: int = 1, worker: int = 1, api_cpus: set[int] | None = None,
@@ -277,7 +283,7 @@ async def push(b: Bench, seconds: int = 15, runs: int | None = None, rate: int =
              for i in range(len(b.setup.tokens))]
     log(f"push: opening {len(conns)} WebSockets in 2 processes")
     t0 = time.monotonic()
-    ws = WsClients(b.api, b.stack.stream_urls, [conns[0::2], conns[1::2]], b.load, b.work)
+    ws = WsClients(b.api, b.stack.stream_urls, [conns[0::2], conns[1::2]], CLIENT_CPUS, b.work)
     out: dict[str, Any] = {"connections": len(conns), "runs": []}
     try:
         ws.ready()
