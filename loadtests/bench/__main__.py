@@ -78,13 +78,13 @@ def main() -> int:
     # caps are off, since every load generator here is one address (127.0.0.1) and ten banks
     # hold the 2,000 WebSockets of part 3 (the caps are issue #10's, per address and per
     # principal: a real desk population comes from many addresses and users), as is the cap
-    # on topics per connection (a mass close's bank follows its 1,000 rounds); request lines
-    # at INFO
+    # on topics per connection and the budget of commands per connection (a mass close's bank
+    # follows its 1,000 rounds: a thousand subscribes at once); request lines at INFO
     stack = LocalStack(servers=parts.apart(), redis_cpus=parts.REST_CPU,
                        data_dir=work / "stack",
                        env={"IGE_TOKEN_TTL": "7200", "IGE_MAX_OFFERS_PER_BANK": "0",
                             "IGE_MAX_CONNS_PER_ADDRESS": "0", "IGE_WS_PER_PRINCIPAL": "0",
-                            "IGE_TOPICS_PER_CONNECTION": "0",
+                            "IGE_TOPICS_PER_CONNECTION": "0", "IGE_WS_COMMAND_RATE": "0",
                             "IGE_LOG_LEVEL": "INFO"})
     results: dict[str, Any] = {}
     if a.merge and Path(a.json).exists():
