@@ -157,17 +157,20 @@ class LocalStack:
 
     def _wait_ready(self, s: Server) -> None:
         deadline = time.monotonic() + 60
+        last = "no answer"
         while time.monotonic() < deadline:
             assert s.proc is not None
             if s.proc.poll() is not None:
                 raise RuntimeError(f"server {s.roles} exited; see its log in {self.data_dir}")
             try:
-                if httpx.get(s.url + "/readyz", timeout=1).status_code == 200:
+                r = httpx.get(s.url + "/readyz", timeout=1)
+                if r.status_code == 200:
                     return
-            except httpx.HTTPError:
-                pass
+                last = f"{r.status_code} {r.text[:300]}"
+            except httpx.HTTPError as e:
+                last = repr(e)
             time.sleep(0.1)
-        raise RuntimeError(f"server {s.roles} did not become ready")
+        raise RuntimeError(f"server {s.roles} did not become ready: /readyz {last}")
 
     def relayout(self, servers: list[Server], redis_url: str | None = None) -> None:
         """Replace the server processes (the database stays; so does Redis, unless

@@ -99,7 +99,8 @@ def main() -> int:
         layout += [("baseline app (part 1)", "1, run alone", cpu_text(parts.SERVER_CPU)),
                    ("Redis (AOF, appendfsync always)", "1", cpu_text(parts.REST_CPU)),
                    ("wrk / rate_gen / ws_clients / this script",
-                    "1 each (ws_clients: 2 in part 3)", cpu_text(parts.REST_CPU))]
+                    "1 each (ws_clients: 2 in part 3)", cpu_text(parts.REST_CPU)
+                    + f" (part 3's ws_clients: {cpu_text(parts.CLIENT_CPUS)})")]
         su = Setup(stack)
         asyncio.run(su.banks(10))
         b = parts.Bench(stack, su, work, seconds=a.seconds, runs=a.runs)
