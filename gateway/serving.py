@@ -232,11 +232,14 @@ class BoundedWebSocket(_WatchesWrites, WebSocketsSansIOProtocol):
         if self.close_sent or self.disconnected or not self.writable.is_set() \
                 or self.conn.state is not State.OPEN or self.transport.is_closing():
             return False
-        if isinstance(data, bytes):
-            self.conn.send_binary(data)
-        else:
-            self.conn.send_text(data.encode())
-        self.transport.write(b"".join(self.conn.data_to_send()))
+        try:
+            if isinstance(data, bytes):
+                self.conn.send_binary(data)
+            else:
+                self.conn.send_text(data.encode())
+            self.transport.write(b"".join(self.conn.data_to_send()))
+        except Exception:  # noqa: BLE001 - nothing reached the socket: the ASGI way decides
+            return False
         return True
 
     def connection_made(self, transport: Any) -> None:

@@ -419,7 +419,7 @@ class Hub:
                           max_bytes=self.settings.ws_queue_bytes,
                           send_timeout_s=self.settings.ws_send_timeout_s,
                           budget=CommandBudget(burst, per_s, opened) if burst else None,
-                          write_now=ws.scope.get("extensions", {}).get(WRITE_NOW))
+                          write_now=(ws.scope.get("extensions") or {}).get(WRITE_NOW))
         conn.reader = asyncio.current_task()
         self.connections.add(conn)
         metrics.WEBSOCKETS_OPEN.inc()
