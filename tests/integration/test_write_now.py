@@ -50,7 +50,9 @@ def test_write_now_reaches_the_client_in_order_with_asgi_sends(
                                                http=BoundedHttp, ws=BoundedWebSocket,
                                                lifespan="off", log_config=None))
         task = asyncio.create_task(server.serve())
-        while not server.started:
+        for _ in range(500):  # uvicorn says it started with a flag, not an event
+            if server.started:
+                break
             await asyncio.sleep(0.01)
         try:
             async with websockets.connect(f"ws://127.0.0.1:{port}/", compression=None) as ws:
