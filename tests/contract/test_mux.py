@@ -51,8 +51,11 @@ def test_pack_writes_resp_bulk_strings() -> None:
 
 
 async def test_answers_equal_redis_py_and_the_script_cache_is_refilled(
-        redis: Redis, redis_url: str) -> None:
-    mux = MuxRedis(redis_url)
+        private_redis: RedisServer) -> None:
+    # a server of its own: a flush empties the script cache of the whole server, and the
+    # shared one serves tests running beside this one (their scripts would vanish mid-call)
+    mux = MuxRedis(private_redis.url)
+    redis = Redis.from_url(private_redis.url)
     try:
         await redis.script_flush()  # the server does not know the script: EVAL once
         got = await mux.evalsha(sha_of(ECHO), ECHO, ["k:ş"], ["v", 41, b"\x00x"])
@@ -63,11 +66,13 @@ async def test_answers_equal_redis_py_and_the_script_cache_is_refilled(
                                                                               [b"z"]]
     finally:
         await mux.aclose()
+        await redis.aclose()
 
 
 async def test_evalsha_many_answers_in_order_in_one_write_and_refills_the_cache(
-        redis: Redis, redis_url: str) -> None:
-    mux = MuxRedis(redis_url)
+        private_redis: RedisServer) -> None:
+    mux = MuxRedis(private_redis.url)  # a server of its own, as above
+    redis = Redis.from_url(private_redis.url)
     try:
         await redis.script_flush()  # unknown to the server: each call once more as EVAL
         calls = [([f"k{i}"], ["v", i, "x"]) for i in range(50)]
@@ -81,6 +86,7 @@ async def test_evalsha_many_answers_in_order_in_one_write_and_refills_the_cache(
         assert await mux.evalsha(sha_of(ECHO), ECHO, ["k"], ["v", 1]) == [b"k", b"v", 2, []]
     finally:
         await mux.aclose()
+        await redis.aclose()
 
 
 async def test_concurrent_commands_get_their_own_answers(redis_url: str) -> None:
