@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -112,7 +111,7 @@ def create_app(settings: Settings | None = None, fast_path: bool = True) -> Star
             await hub.start()
         if workers is not None:
             await workers.start()
-        tune_gc()
+        stalls.tune_gc()
         lag = asyncio.ensure_future(metrics.watch_loop_lag())
         gc_timer = stalls.GcTimer(settings.stall_trace_s)
         gc_timer.install()
@@ -166,13 +165,3 @@ class App(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def tune_gc() -> None:
-    """Start-up is over: move everything allocated so far (modules, the app, the caches being
-    warmed) out of the collector's reach. A full collection otherwise walks those ~90,000
-    objects every second or two under load, stalling every request for ~50 ms (the
-    acknowledgement p99 of BENCHMARKS.md was that pause). Young collections every 10,000
-    allocations rather than 700: each one promotes what is in flight at that instant, and under
-    load (thousands of bids and stream frames a second) those promotions triggered a full
-    collection every few seconds, 100-200 ms long with 2,000 WebSockets open."""
-    gc.freeze()
-    gc.set_threshold(10_000, 50, 10)

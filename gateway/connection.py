@@ -173,9 +173,7 @@ class Connection:
             return
         if self.write_now is not None and not self.writing and self.queue.empty() \
                 and self.write_now(data):
-            self.sent += 1
-            if isinstance(frame, Quote):
-                metrics.PUSH.observe(max(0.0, time.time() - frame.accepted_at_ms / 1000))
+            self._written(frame)
             return
         if self.max_bytes and self.queued_bytes + size > self.max_bytes:
             self.drop("queue_bytes")
@@ -186,6 +184,12 @@ class Connection:
             self.drop("queue")
             return
         self.queued_bytes += size
+
+    def _written(self, frame: str | bytes | Quote) -> None:
+        """A frame reached the socket: counted, and a live quote's push latency observed."""
+        self.sent += 1
+        if isinstance(frame, Quote):
+            metrics.PUSH.observe(max(0.0, time.time() - frame.accepted_at_ms / 1000))
 
     def send_msg(self, msg: dict[str, Any]) -> None:
         self.send(encode(msg, self.binary))
@@ -244,8 +248,6 @@ class Connection:
                     continue
                 finally:
                     self.writing = False
-                self.sent += 1
-                if isinstance(item, Quote):
-                    metrics.PUSH.observe(max(0.0, time.time() - item.accepted_at_ms / 1000))
+                self._written(item)
         except Exception:  # noqa: BLE001 - a socket that fails in any way is gone
             self.dropped = True

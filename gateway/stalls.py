@@ -1,6 +1,8 @@
 """What holds a process's event loop: garbage collections, always, and on demand the Python code
 that ran while the loop was late.
 
+* ``tune_gc``: what start-up allocated is frozen out of the collector's reach, and young
+  collections come less often (the server, and the bench's clients that measure it).
 * Every collection is timed (``gc.callbacks``) into ``ige_gc_pause_seconds{generation}``; one
   longer than the trace threshold is also logged (``gc_pause``). A collection holds the
   interpreter: no request, frame or heartbeat moves while it runs.
@@ -23,6 +25,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -40,11 +43,31 @@ DEPTH = 14
 TOP = 3
 
 
-class GcTimer:
-    """Times each collection. ``install`` once per process; ``threshold_s`` logs the long ones."""
+def tune_gc() -> None:
+    """Start-up is over: move everything allocated so far (modules, the app, the caches being
+    warmed) out of the collector's reach. A full collection otherwise walks those ~90,000
+    objects every second or two under load, stalling every request for ~50 ms (the
+    acknowledgement p99 of BENCHMARKS.md was that pause). Young collections every 10,000
+    allocations rather than 700: each one promotes what is in flight at that instant, and under
+    load (thousands of bids and stream frames a second) those promotions triggered a full
+    collection every few seconds, 100-200 ms long with 2,000 WebSockets open."""
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 10)
 
-    def __init__(self, threshold_s: float | None) -> None:
+
+def _observe(generation: int, seconds: float) -> None:
+    metrics.GC_PAUSE.labels(str(generation)).observe(seconds)
+
+
+class GcTimer:
+    """Times each collection into ``observe(generation, seconds)`` (by default
+    ``ige_gc_pause_seconds``). ``install`` once per process; ``threshold_s`` logs the long
+    ones."""
+
+    def __init__(self, threshold_s: float | None,
+                 observe: Callable[[int, float], None] = _observe) -> None:
         self.threshold_s = threshold_s
+        self.observe = observe
         self._start = 0.0
 
     def install(self) -> None:
@@ -61,7 +84,7 @@ class GcTimer:
             return
         took = time.perf_counter() - self._start
         generation = info.get("generation", 0)
-        metrics.GC_PAUSE.labels(str(generation)).observe(took)
+        self.observe(generation, took)
         if self.threshold_s is not None and took >= self.threshold_s:
             log.warning("gc_pause", generation=generation, ms=round(took * 1000, 2),
                         collected=info.get("collected", 0))

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import resource
 import sys
 import time
@@ -33,6 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from auction.livebook import LiveBook, OutOfStep
+from gateway.stalls import GcTimer, StallTracer, tune_gc
 from loadtests.rawhttp import Conn, build, host_port
 from loadtests.scenario import iso_ms
 
@@ -52,13 +54,10 @@ class Stats:
         self.verified = 0  # books found equal to a fresh snapshot at the end
         self.differing = 0  # books found different from it
         self.gc_ms: list[float] = []  # this process's full collections (they hold every read)
-        self._gc_start = 0.0
 
-    def gc_timed(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._gc_start = time.perf_counter()
-        elif info.get("generation") == 2:
-            self.gc_ms.append((time.perf_counter() - self._gc_start) * 1000)
+    def gc_paused(self, generation: int, seconds: float) -> None:
+        if generation == 2:
+            self.gc_ms.append(seconds * 1000)
 
 
 class Client:
@@ -210,13 +209,11 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ready.wait(), 0.5)
     setup_s = time.perf_counter() - t0
-    # as the server does (gateway/app.py tune_gc): the set-up's objects (a thousand connections,
-    # their books) out of the collector's reach, and young collections less often, so this
-    # process's own pauses do not pass for the server's push latency
+    # as the server does: the set-up's objects (a thousand connections, their books) out of
+    # the collector's reach, so this process's own pauses do not pass for push latency
     gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 50, 10)
-    gc.callbacks.append(st.gc_timed)
+    tune_gc()
+    GcTimer(None, st.gc_paused).install()
     st.recording = True
     print(f"READY {len(conns)}", flush=True)
     loop = asyncio.get_running_loop()
@@ -285,14 +282,10 @@ async def verify(clients: list[Client], timeout: float = 60) -> None:
 async def traced(work: Any) -> Any:
     """``IGE_STALL_TRACE_MS`` (gateway/stalls.py) also traces this process's own stalls, on
     stderr (its log): a client's pause passes for the server's push latency."""
-    import os
-
     ms = int(os.environ.get("IGE_STALL_TRACE_MS", "0") or 0)
     if not ms:
         return await work
     import structlog
-
-    from gateway.stalls import StallTracer
 
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     tracer = StallTracer(ms / 1000)
