@@ -158,9 +158,11 @@ def dict_config(level: str) -> dict[str, Any]:
                                 "filters": ["no_ws_access", "client_faults"]}},
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
-            # uvicorn's own loggers propagate to the root's handler at the root's level
-            "uvicorn": {"level": "NOTSET", "handlers": [], "propagate": True},
-            "uvicorn.error": {"level": "NOTSET", "handlers": [], "propagate": True},
+            # uvicorn's own loggers propagate to the root's handler, at the root's level set
+            # on them: uvicorn formats a trace line for every connection made and lost when
+            # its logger's own level is NOTSET (0, "below" TRACE), only for the root to drop it
+            "uvicorn": {"level": level, "handlers": [], "propagate": True},
+            "uvicorn.error": {"level": level, "handlers": [], "propagate": True},
             "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
             "alembic": {"level": "WARNING"},
         },

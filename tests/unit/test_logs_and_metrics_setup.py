@@ -113,7 +113,7 @@ def test_levels_come_from_ige_log_level():
         logs.level_of("verbose")
     config = logs.dict_config("WARNING")
     assert config["root"]["level"] == "WARNING"
-    assert config["loggers"]["uvicorn.error"]["level"] == "NOTSET"  # follows the root
+    assert config["loggers"]["uvicorn.error"]["level"] == "WARNING"  # the root's, set on it
 
 
 def test_a_private_metrics_directory_lives_as_long_as_the_server(
@@ -163,3 +163,49 @@ def test_the_cli_imports_no_prometheus_client_before_the_directory_is_set():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0
+
+
+def test_uvicorn_loggers_get_the_level_itself_not_notset():
+    """uvicorn formats a trace line for every connection made and lost when its logger's own
+    level is below TRACE (NOTSET is 0): under a connection flood that is work for nothing."""
+    for level in logs.LEVELS:
+        conf = logs.dict_config(level)["loggers"]
+        assert conf["uvicorn"]["level"] == conf["uvicorn.error"]["level"] == level
+
+
+def test_metrics_in_multiprocess_mode_keep_the_pid_and_a_forked_child_writes_its_own_file(
+        tmp_path: Path):
+    """Every metric update asks for the process id (prometheus_client's files are per process):
+    gateway.metrics keeps it instead of a system call each time, and a forked child learns
+    its own, so its numbers go to its own file, never into its parent's."""
+    code = """
+import os, sys
+import gateway.metrics as m
+calls = []
+real = os.getpid
+os.getpid = lambda: calls.append(1) or real()
+m.OFFERS.labels("submit", "accepted").inc()
+m.OFFER_ACK.labels("submit").observe(0.001)
+parent_calls = len(calls)
+pid = os.fork()
+if pid == 0:
+    m.OFFERS.labels("submit", "accepted").inc(5)
+    os._exit(0)
+os.waitpid(pid, 0)
+print(parent_calls, real(), pid)
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), MULTIPROC_DIR: str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    calls, parent, child = (int(x) for x in done.stdout.split())
+    assert calls == 0
+    from prometheus_client.mmap_dict import MmapedDict
+
+    def offers(pid: int) -> float:
+        d = MmapedDict(str(tmp_path / f"counter_{pid}.db"), read_mode=True)
+        try:
+            return sum(v for k, v, _ts in d.read_all_values() if "ige_offers" in k)
+        finally:
+            d.close()
+    assert offers(parent) == 1 and offers(child) == 5
