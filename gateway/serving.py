@@ -13,7 +13,10 @@ WebSocket protocols with
 * a **header timeout** (``IGE_HEADER_TIMEOUT``): a request head (request line and headers) must
   be complete within it, from the connection's start or from the first byte of a keep-alive
   request; a silent or slow-header connection is closed (idle keep-alive connections are
-  closed by uvicorn's ``timeout_keep_alive``, ``IGE_KEEP_ALIVE``);
+  closed by uvicorn's ``timeout_keep_alive``, ``IGE_KEEP_ALIVE``). One timer per process
+  closes the late ones, oldest first and at most ``TURN_BUDGET`` per turn of the event
+  loop: thousands of connections a flood opened together run out together, and closing them
+  all in one turn stalled every other client for a quarter of a second;
 * a **write stall timeout** (``IGE_WS_SEND_TIMEOUT``): a connection whose send buffer stays
   full (the client reads nothing) that long is aborted. ``transport.close()`` waits for the
   buffer to flush, which a non-reader never lets happen; ``abort()`` does not wait.
@@ -31,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import resource
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -49,6 +53,9 @@ _counted: dict[int, str] = {}  # id(transport) -> its address, while counted
 _pending: dict[int, BoundedHttp] = {}
 #: descriptors kept for the process itself (Redis and SQL connections, log and metrics files)
 FD_RESERVE = 1024
+#: connections closed per turn of the event loop for a late request head: the others wait for
+#: the next turn, other clients' work between them
+TURN_BUDGET = 100
 
 
 @functools.cache
@@ -110,6 +117,55 @@ def open_connections() -> dict[str, int]:
     return dict(_open)
 
 
+class _Soon:
+    """``run(loop)`` scheduled on an event loop, at most once at a time: at the next turn, or
+    at a given time."""
+
+    def __init__(self, run: Callable[[asyncio.AbstractEventLoop], None]) -> None:
+        self.run = run
+        self.handle: asyncio.Handle | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def soon(self, loop: asyncio.AbstractEventLoop, when: float | None = None) -> None:
+        if self.handle is not None and self.loop is loop and not self.handle.cancelled():
+            return  # already due (a sweep: due no later, as every head gets the same timeout)
+        self.loop = loop
+        self.handle = (loop.call_soon(self._now, loop) if when is None
+                       else loop.call_at(when, self._now, loop))
+
+    def _now(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.handle = None
+        self.run(loop)
+
+
+def _oldest_pending(loop: asyncio.AbstractEventLoop) -> BoundedHttp | None:
+    while _pending:
+        conn = next(iter(_pending.values()))
+        if conn.loop is loop:
+            return conn
+        _pending.pop(id(conn), None)  # left by an event loop that has ended (tests)
+    return None
+
+
+def _sweep_heads(loop: asyncio.AbstractEventLoop) -> None:
+    """Close the connections whose request head is late, oldest first, ``TURN_BUDGET`` at
+    most; then wake again for the next deadline, or at the next turn when more are late."""
+    now = loop.time()
+    for _ in range(TURN_BUDGET):
+        conn = _oldest_pending(loop)
+        if conn is None:
+            return
+        due = conn._head_due
+        if due is not None and due > now:
+            _sweep.soon(loop, due)
+            return
+        conn._head_late()
+    _sweep.soon(loop)
+
+
+_sweep = _Soon(_sweep_heads)
+
+
 class _Stall:
     """Abort a transport whose write buffer stays above the high-water mark too long."""
 
@@ -136,12 +192,15 @@ class _WatchesWrites(asyncio.Protocol):
     """A connection whose writes, once paused by a full socket buffer, must resume within the
     send timeout (``_Stall``); the HTTP and the WebSocket protocol alike."""
 
-    _stall: _Stall | None = None
+    _stall: _Stall | None = None  # made at the first pause: most connections never pause
+    loop: asyncio.AbstractEventLoop
+    transport: Any
 
     def pause_writing(self) -> None:
         super().pause_writing()
-        if self._stall is not None:
-            self._stall.paused()
+        if self._stall is None:
+            self._stall = _Stall(self.loop, self.transport)
+        self._stall.paused()
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -150,7 +209,7 @@ class _WatchesWrites(asyncio.Protocol):
 
 
 class BoundedHttp(_WatchesWrites, HttpToolsProtocol):
-    _head: asyncio.TimerHandle | None = None
+    _head_due: float | None = None  # while a request head is owed: by when (the loop's clock)
     _refused = False  # closed at once by the caps: uvicorn never set it up
 
     def connection_made(self, transport: Any) -> None:
@@ -161,22 +220,21 @@ class BoundedHttp(_WatchesWrites, HttpToolsProtocol):
             transport.abort()
             return
         super().connection_made(transport)
-        self._stall = _Stall(self.loop, transport)
         self._start_head()
 
     def _start_head(self) -> None:
-        if self._head is None:
-            self._head = self.loop.call_later(_settings().header_timeout_s, self._head_late)
+        if self._head_due is None:
+            self._head_due = due = self.loop.time() + _settings().header_timeout_s
             _pending[id(self)] = self
+            _sweep.soon(self.loop, due)
 
     def _stop_head(self) -> None:
-        if self._head is not None:
-            self._head.cancel()
-            self._head = None
+        if self._head_due is not None:
+            self._head_due = None
             _pending.pop(id(self), None)
 
     def _head_late(self) -> None:
-        self._head = None
+        self._head_due = None
         _pending.pop(id(self), None)
         _refuse("header_timeout")
         self.transport.abort()
@@ -245,7 +303,6 @@ class BoundedWebSocket(_WatchesWrites, WebSocketsSansIOProtocol):
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         admit(transport, self.client)  # counted already by the HTTP protocol it came from
-        self._stall = _Stall(self.loop, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._stall is not None:
