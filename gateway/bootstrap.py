@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from sqlalchemy import text as sql_text
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,10 +41,15 @@ from usecases.security import TokenSigner
 #:
 #: Commands time out (``Settings.redis_timeout_s``, ``IGE_REDIS_TIMEOUT``, 5 s; PostgreSQL's
 #: ``IGE_DB_TIMEOUT``, 10 s), so a hung (not dead) Redis or database cannot hold SQL locks or
-#: requests for long: the request answers 503 ``unavailable`` with Retry-After. redis-py
-#: retries a timed-out command (its default Retry: three more tries with a short backoff), so
-#: a request on redis-py waits at most about four timeouts; the bid path (``MuxRedis``) does
-#: not retry (a command that may have run is the client's to retry, with its Idempotency-Key).
+#: requests for long: the request answers 503 ``unavailable`` with Retry-After. A command that
+#: may have run is never sent again by us: the client retries it (an offer with its
+#: Idempotency-Key). On a single Redis redis-py's connections retry nothing (the pool is given
+#: no Retry; tests/integration/test_redis_clients.py) and the bid path (``MuxRedis``) does not
+#: retry either. redis-py's cluster client retries a failed or timed-out command (three more
+#: tries, following a failover): fine for reads and for writes that land the same twice, not
+#: for a new offer without an Idempotency-Key (a second offer the bank never saw) or a
+#: ticket's redemption (used up by the first try, refused on the second): those go through
+#: ``Runtime.once``, a cluster client that does not retry.
 REDIS_POOL_SIZE = 256
 HEALTH_TIMEOUT_S = 2
 #: failures of a backing service (not bugs): 503 to a request, a warning in a loop
@@ -75,6 +83,9 @@ class Runtime:
     #: bus opens one subscribed connection per master from it)
     listener: Redis | RedisCluster
     fast: MuxRedis | None  # the bid path's multiplexed connection (auction/redis/mux.py)
+    #: for commands that must not run twice (a bid script, a ticket's GETDEL): ``redis`` on a
+    #: single Redis (it retries nothing), a cluster client that never retries on a cluster
+    once: Redis | RedisCluster
     store: Store
     bus: RedisBus
     deps: Deps
@@ -116,20 +127,26 @@ class Runtime:
         if self.fast is not None:
             await self.fast.aclose()
         await self.redis.aclose()
+        if self.once is not self.redis:
+            await self.once.aclose()
         await self.listener.aclose()
         await self.store.aclose()
 
 
-def cluster_client(target: RedisTarget, timeout: float) -> RedisCluster:
+def cluster_client(target: RedisTarget, timeout: float, retries: int | None = None
+                   ) -> RedisCluster:
     """A Redis Cluster client (``REDIS_URL=redis+cluster://...``): commands go to the master of
     their key's slot; MOVED/ASK redirections and a failover's CLUSTERDOWN are followed and
     retried by redis-py (its Retry, as on a single Redis); a bid script with replica acks is
     routed by our adapter (``auction.redis.acks.cluster_then_wait``). At most
     ``REDIS_POOL_SIZE`` commands in flight (so as many connections per node at most); as with
     the single Redis's blocking pool, the others wait their turn for the timeout, then fail
-    (``MaxConnectionsError``: 503 ``unavailable``; ``auction/redis/cluster.py``)."""
+    (``MaxConnectionsError``: 503 ``unavailable``; ``auction/redis/cluster.py``). ``retries``:
+    how often a command that failed or timed out is sent again (None: redis-py's default;
+    redirections are followed either way)."""
     make_ask_safe()  # an ASK redirection followed on one connection (auction/redis/conn.py)
-    return WaitingCluster(
+    more: dict[str, Any] = {} if retries is None else {"retry": Retry(NoBackoff(), retries)}
+    return WaitingCluster(**more,
         startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
         username=target.username, password=target.password, ssl=target.tls,
         max_in_flight=REDIS_POOL_SIZE, wait_s=timeout, socket_keepalive=True,
@@ -147,8 +164,10 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
     target = settings.redis_target
     redis: Redis | RedisCluster
     listener: Redis | RedisCluster
+    once: Redis | RedisCluster
     if target.cluster:
         redis = cluster_client(target, timeout)
+        once = cluster_client(target, timeout, retries=0)
         listener = cluster_client(target, timeout)  # its topology; the bus links per master
     else:
         pool = BlockingConnectionPool.from_url(
@@ -156,7 +175,7 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
             health_check_interval=5, socket_keepalive=True, socket_timeout=timeout,
             socket_connect_timeout=timeout, driver_info=DRIVER_INFO)
         make_reset_aware(pool)  # a connection the peer reset is lost, not a 500 (uvloop)
-        redis = Redis.from_pool(pool)
+        redis = once = Redis.from_pool(pool)
         listener = Redis.from_url(settings.redis_url, health_check_interval=5,
                                   socket_keepalive=True, socket_connect_timeout=timeout,
                                   driver_info=DRIVER_INFO)
@@ -171,8 +190,8 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
     acks = (ReplicaAcks(settings.redis_replica_acks,
                         max(1, round(settings.redis_replica_timeout_s * 1000)))
             if settings.redis_replica_acks else None)
-    deps = Deps(book=RedisBook(redis, channels, fast, acks), store=store, bus=bus,
-                guards=RedisGuards(redis), providers=providers or simulated.providers(),
+    deps = Deps(book=RedisBook(redis, channels, fast, acks, once=once), store=store, bus=bus,
+                guards=RedisGuards(redis, once=once), providers=providers or simulated.providers(),
                 tokens=TokenSigner(settings.secret_key), policy=settings.policy)
     throttle = Throttle(target.limits_uri(), settings.channel or keys.PREFIX,
                         settings.rate_per_address, settings.rate_per_account,
@@ -180,4 +199,4 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
                         settings.rate_limit_delayed_max, redis_options={"driver_info": DRIVER_INFO})
     portal = Portal(deps)
     portal.durability.on_clash = lambda _: metrics.PERSIST_CLASHES.inc()
-    return Runtime(settings, redis, listener, fast, store, bus, deps, portal, throttle)
+    return Runtime(settings, redis, listener, fast, once, store, bus, deps, portal, throttle)

@@ -46,11 +46,15 @@ def _s(v: Any) -> str:
 
 class RedisBook:
     def __init__(self, redis: AnyRedis, channels: keys.Channels | None = None,
-                 fast: MuxRedis | None = None, acks: ReplicaAcks | None = None) -> None:
+                 fast: MuxRedis | None = None, acks: ReplicaAcks | None = None,
+                 once: AnyRedis | None = None) -> None:
         """``fast``: the multiplexed connection the bid path's scripts take (submit, revise);
-        None: redis-py's, like every other command. ``acks``: an offer is answered only once
-        that many replicas have it (``auction.redis.acks``); None: once the master has it."""
+        None: redis-py's, ``once`` (a client that never sends a command again after a failure
+        or a timeout: the script may have run; by default ``redis``). ``acks``: an offer is
+        answered only once that many replicas have it (``auction.redis.acks``); None: once
+        the master has it."""
         self.redis = redis
+        self.once = redis if once is None else once
         self.channels = channels or keys.Channels()
         self.scripts = Scripts(redis)
         self.fast = fast
@@ -73,7 +77,7 @@ class RedisBook:
                                    self.acks, _binding)
         if self.fast is not None:
             return await self.fast.evalsha(script.sha, source(name), keys, args)
-        return await script(keys=keys, args=args)
+        return await script(keys=keys, args=args, client=self.once)
 
     async def _script_many(self, name: str, script: AsyncScript,
                            calls: Sequence[tuple[Sequence[str], Sequence[str | int]]]

@@ -31,8 +31,11 @@ def _roll_key(group: str) -> str:
 
 
 class RedisGuards:
-    def __init__(self, redis: AnyRedis) -> None:
+    def __init__(self, redis: AnyRedis, once: AnyRedis | None = None) -> None:
+        """``once``: the client for a command that must not run twice (a ticket's GETDEL: a
+        retry after a lost answer would find the ticket used up); by default ``redis``."""
         self.redis = redis
+        self.once = redis if once is None else once
         self.scripts = Scripts(redis)
 
     # -- stream tickets ----------------------------------------------------------------------
@@ -40,7 +43,7 @@ class RedisGuards:
         await self.redis.set(keys.ticket(ticket), holder, ex=ttl_s)
 
     async def redeem_ticket(self, ticket: str) -> str | None:
-        got = await self.redis.getdel(keys.ticket(ticket))
+        got = await self.once.getdel(keys.ticket(ticket))
         return None if got is None else (got.decode() if isinstance(got, bytes) else str(got))
 
     # -- browser sessions ----------------------------------------------------------------
