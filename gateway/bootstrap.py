@@ -44,7 +44,7 @@ from usecases.security import TokenSigner
 #: requests for long: the request answers 503 ``unavailable`` with Retry-After. A command that
 #: may have run is never sent again by us: the client retries it (an offer with its
 #: Idempotency-Key). On a single Redis redis-py's connections retry nothing (the pool is given
-#: no Retry; tests/integration/test_redis_clients.py) and the bid path (``MuxRedis``) does not
+#: no Retry; tests/integration/test_lost_answers.py) and the bid path (``MuxRedis``) does not
 #: retry either. redis-py's cluster client retries a failed or timed-out command (three more
 #: tries, following a failover): fine for reads and for writes that land the same twice, not
 #: for a new offer without an Idempotency-Key (a second offer the bank never saw) or a
@@ -137,7 +137,7 @@ def cluster_client(target: RedisTarget, timeout: float, retries: int | None = No
                    ) -> RedisCluster:
     """A Redis Cluster client (``REDIS_URL=redis+cluster://...``): commands go to the master of
     their key's slot; MOVED/ASK redirections and a failover's CLUSTERDOWN are followed and
-    retried by redis-py (its Retry, as on a single Redis); a bid script with replica acks is
+    retried by redis-py (its Retry); a bid script with replica acks is
     routed by our adapter (``auction.redis.acks.cluster_then_wait``). At most
     ``REDIS_POOL_SIZE`` commands in flight (so as many connections per node at most); as with
     the single Redis's blocking pool, the others wait their turn for the timeout, then fail

@@ -15,8 +15,8 @@ WebSocket protocols with
   request; a silent or slow-header connection is closed (idle keep-alive connections are
   closed by uvicorn's ``timeout_keep_alive``, ``IGE_KEEP_ALIVE``). One timer per process
   closes the late ones, oldest first and at most ``TURN_BUDGET`` per turn of the event
-  loop: thousands of connections a flood opened together run out together, and closing them
-  all in one turn stalled every other client for a quarter of a second;
+  loop: thousands of connections a flood opened together run out together, and closed in one
+  turn they are one long stall for every other client;
 * a **write stall timeout** (``IGE_WS_SEND_TIMEOUT``): a connection whose send buffer stays
   full (the client reads nothing) that long is aborted. ``transport.close()`` waits for the
   buffer to flush, which a non-reader never lets happen; ``abort()`` does not wait.
