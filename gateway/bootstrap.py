@@ -47,9 +47,10 @@ from usecases.security import TokenSigner
 #: no Retry; tests/integration/test_lost_answers.py) and the bid path (``MuxRedis``) does not
 #: retry either. redis-py's cluster client retries a failed or timed-out command (three more
 #: tries, following a failover): fine for reads and for writes that land the same twice, not
-#: for a new offer without an Idempotency-Key (a second offer the bank never saw) or a
-#: ticket's redemption (used up by the first try, refused on the second): those go through
-#: ``Runtime.once``, a cluster client that does not retry.
+#: for a new offer without an Idempotency-Key (a second offer the bank never saw), a ticket's
+#: redemption (used up by the first try, refused on the second) or a SET NX taking a one-time
+#: code, an idempotency key or a lock (the second try finds the first's and says "taken"):
+#: those go through ``Runtime.once``, a cluster client that does not retry.
 REDIS_POOL_SIZE = 256
 HEALTH_TIMEOUT_S = 2
 #: failures of a backing service (not bugs): 503 to a request, a warning in a loop
@@ -83,8 +84,8 @@ class Runtime:
     #: bus opens one subscribed connection per master from it)
     listener: Redis | RedisCluster
     fast: MuxRedis | None  # the bid path's multiplexed connection (auction/redis/mux.py)
-    #: for commands that must not run twice (a bid script, a ticket's GETDEL): ``redis`` on a
-    #: single Redis (it retries nothing), a cluster client that never retries on a cluster
+    #: for commands that must not run twice (a bid script, a ticket's GETDEL, a SET NX):
+    #: ``redis`` on a single Redis (it retries nothing), on a cluster a client that never retries
     once: Redis | RedisCluster
     store: Store
     bus: RedisBus

@@ -32,8 +32,10 @@ def _roll_key(group: str) -> str:
 
 class RedisGuards:
     def __init__(self, redis: AnyRedis, once: AnyRedis | None = None) -> None:
-        """``once``: the client for a command that must not run twice (a ticket's GETDEL: a
-        retry after a lost answer would find the ticket used up); by default ``redis``."""
+        """``once``: the client for a command whose second run answers differently from its
+        first (a ticket's GETDEL; a SET NX taking a one-time code, an idempotency key or a
+        lock): sent again after a lost answer, it would find what its first run took and
+        refuse its own caller. By default ``redis``."""
         self.redis = redis
         self.once = redis if once is None else once
         self.scripts = Scripts(redis)
@@ -83,8 +85,8 @@ class RedisGuards:
 
     # -- one-time codes ----------------------------------------------------------------------
     async def use_code(self, user_id: str, counter: int, ttl_s: int) -> bool:
-        return bool(await self.redis.set(keys.used_code(user_id, counter), "1", nx=True,
-                                         ex=ttl_s))
+        return bool(await self.once.set(keys.used_code(user_id, counter), "1", nx=True,
+                                        ex=ttl_s))
 
     # -- idempotency records of non-offer requests ---------------------------------------------
     async def begin_request(self, actor: str, key: str, request_hash: str, ttl_s: int
@@ -92,8 +94,8 @@ class RedisGuards:
         """None when the key is new (it is now taken, pending); else its record
         ``{"h": hash, "pending": True}`` or ``{"h", "status", "body"}``."""
         k = keys.idempotency(actor, key)
-        if await self.redis.set(k, json.dumps({"h": request_hash, "pending": True}), nx=True,
-                                ex=ttl_s):
+        if await self.once.set(k, json.dumps({"h": request_hash, "pending": True}), nx=True,
+                               ex=ttl_s):
             return None
         prev: dict[str, Any] = json.loads(await self.redis.get(k) or "{}")
         return prev
@@ -109,7 +111,7 @@ class RedisGuards:
 
     # -- locks, claims, leases ---------------------------------------------------------------
     async def acquire(self, kind: str, ident: str, token: str, ttl_ms: int) -> bool:
-        return bool(await self.redis.set(_lock_key(kind, ident), token, nx=True, px=ttl_ms))
+        return bool(await self.once.set(_lock_key(kind, ident), token, nx=True, px=ttl_ms))
 
     async def hold(self, kind: str, ident: str, token: str, ttl_ms: int) -> bool:
         """Take the lock if free, or extend it if ``token`` holds it (a lease)."""

@@ -128,6 +128,40 @@ def test_on_a_cluster_a_lost_ticket_redemption_is_not_sent_again(
     assert asyncio.run(main()) == 1
 
 
+def test_on_a_cluster_a_lost_answer_to_a_set_nx_does_not_refuse_its_own_caller(
+        redis_cluster: LoopbackCluster, lose: LoseAnswers, tmp_path: Path) -> None:
+    """A one-time code, a request's idempotency key and a lock are taken with SET NX: sent
+    again after a lost answer, the second run found the first's key and said "taken" (the
+    code refused as replayed, the request as already pending, the lock as another's): a wrong
+    answer, where the truth is that the service failed (503)."""
+    async def main() -> list[int]:
+        rt = runtime(redis_cluster.url, tmp_path)
+        got = []
+        try:
+            guards = rt.deps.guards
+            user = "usr_" + secrets.token_hex(4)
+            takes = [
+                (keys.used_code(user, 7), lambda: guards.use_code(user, 7, 60)),
+                (keys.idempotency("desk:" + user, "k1"),
+                 lambda: guards.begin_request("desk:" + user, "k1", "h", 60)),
+                (keys.close_claim(user), lambda: guards.acquire("close", user, "tok", 60_000)),
+            ]
+            for key, take in takes:
+                await ready(rt, key)
+                lose.lost = 0
+                lose.armed = True
+                try:
+                    with pytest.raises(RedisError):
+                        await take()
+                finally:
+                    lose.armed = False
+                got.append(lose.lost)  # failed (503 to a request), sent once
+        finally:
+            await rt.aclose()
+        return got
+    assert asyncio.run(main()) == [1, 1, 1]
+
+
 def test_a_single_redis_sends_nothing_twice(redis_url: str, lose: LoseAnswers,
                                             tmp_path: Path) -> None:
     """The bid path's own connection (``MuxRedis``) has no retry; redis-py's connections of
