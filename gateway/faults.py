@@ -10,7 +10,9 @@ reaches that point:
 - ``offer_after_reply``: after the reply of an accepted offer was handed to the server (the
   client has its 2xx), before anything else this process would do for it (its stream hub's
   fan-out, its persister's copy into SQL). Checked in the offer fast path
-  (``gateway/fastpath.py``), which serves the offer routes of every ``api`` process.
+  (``gateway/fastpath.py``), which serves the offer routes of every ``api`` process;
+- ``request_begun``: a creating request that is not an offer, with an Idempotency-Key, once it
+  has taken the key (pending) and before it runs (``gateway/http.py``, ``idempotent``).
 
 Never set it in production. Unset, the cost on the bid path is one test of a module-level
 constant (``POINT is not None``).
@@ -21,7 +23,7 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = frozenset({"offer_after_redis", "offer_after_reply"})
+POINTS = frozenset({"offer_after_redis", "offer_after_reply", "request_begun"})
 #: the point this process dies at (None: none, the normal case)
 POINT: str | None = os.environ.get("IGE_FAULT_POINT") or None
 if POINT is not None and POINT not in POINTS:

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
+from gateway import faults
 from gateway.contract.requests import idempotency_key
 from gateway.problems import problem, refuse
 from gateway.requestinfo import note
@@ -106,9 +107,14 @@ async def idempotent(request: Request, actor: str, raw: bytes,
     if key is None:
         return await run()
     guards = runtime(request).deps.guards
-    ttl = runtime(request).deps.policy.idempotency_ttl_s
+    policy = runtime(request).deps.policy
+    ttl = policy.idempotency_ttl_s
     h = hashlib.sha256(request.url.path.encode() + b"\0" + raw).hexdigest()
-    prev = await guards.begin_request(actor, key, h, ttl)
+    # held while it runs for a bounded time only: a process killed here leaves no key taken
+    # for a day (tests/e2e/test_faults.py, ``request_begun``)
+    prev = await guards.begin_request(actor, key, h, policy.idempotency_pending_s)
+    if prev is None and faults.POINT is not None:
+        faults.reached("request_begun")
     if prev is not None:
         if prev.get("h") != h:
             raise refuse("idempotency_mismatch",

@@ -146,6 +146,7 @@ class Settings:
     # browser sessions of the pages: idle and absolute limits, seconds
     session_idle_s: int = 30 * 60
     session_max_s: int = 12 * 3600
+    idempotency_pending_s: int = 60  # Policy.idempotency_pending_s
     max_body_page: int = 8 * 1024  # bytes of a page's form
     roles: frozenset[str] = frozenset(ROLES)
     #: the prefix of the deployment's pub/sub channel names (pub/sub ignores db numbers:
@@ -162,7 +163,8 @@ class Settings:
                       exporter_token_ttl_s=self.exporter_token_ttl_s,
                       ticket_ttl_s=self.ticket_ttl_s, live_key_ttl_s=self.live_key_ttl_s,
                       max_offers_per_bank=self.max_offers_per_bank,
-                      session_idle_s=self.session_idle_s, session_max_s=self.session_max_s)
+                      session_idle_s=self.session_idle_s, session_max_s=self.session_max_s,
+                      idempotency_pending_s=self.idempotency_pending_s)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -245,6 +247,7 @@ class Settings:
             redis_replica_timeout_s=replica_timeout,
             session_idle_s=_duration(env, "IGE_SESSION_IDLE", 30 * 60),
             session_max_s=_duration(env, "IGE_SESSION_MAX", 12 * 3600),
+            idempotency_pending_s=_duration(env, "IGE_IDEMPOTENCY_PENDING", 60),
             max_body_page=_count(env, "IGE_MAX_BODY_PAGE", 8 * 1024),
         )
 

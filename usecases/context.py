@@ -30,6 +30,10 @@ class Policy:
     ticket_ttl_s: int = 30
     live_key_ttl_s: int = 7 * 24 * 3600  # how long a finished round's live state is kept
     idempotency_ttl_s: int = 24 * 3600
+    #: how long the first request with an Idempotency-Key (not an offer's) holds the key while
+    #: it runs: a request whose process died, or whose record's answer was lost, no longer
+    #: answers its retry 409 ``conflict`` past this (far past any request's own timeouts)
+    idempotency_pending_s: int = 60
     #: live offers one bank may keep in one round (revisions do not count); 0: no limit
     max_offers_per_bank: int = 5
     #: browser sessions (the pages): ended after this long without a request, and this long

@@ -45,7 +45,10 @@ class Guards(Protocol):
 
     # idempotency records of creating requests that are not offers
     async def begin_request(self, actor: str, key: str, request_hash: str, ttl_s: int
-                            ) -> dict[str, Any] | None: ...
+                            ) -> dict[str, Any] | None:
+        """Take the key (pending, for ``ttl_s``: a bound on the request's run, so that a
+        request that never finishes does not hold it longer) or return its record."""
+        ...
 
     async def finish_request(self, actor: str, key: str, request_hash: str, status: int,
                              body: Any, ttl_s: int) -> None: ...

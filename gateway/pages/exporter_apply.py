@@ -240,12 +240,12 @@ async def _once(request: Request, page: Page, key: str, body_hash: str
     for it while the first copy is still being decided; None: this is the first copy."""
     assert page.session is not None
     guards = portal(request).deps.guards
-    ttl = portal(request).deps.policy.idempotency_ttl_s
+    pending_s = portal(request).deps.policy.idempotency_pending_s  # finished: the full TTL
     actor = f"page:{page.session.actor}"
     loop = asyncio.get_running_loop()
     until = loop.time() + IDEM_WAIT_S
     while True:
-        prev = await guards.begin_request(actor, key, body_hash, ttl)
+        prev = await guards.begin_request(actor, key, body_hash, pending_s)
         if prev is None:
             return None
         if prev.get("h") != body_hash:

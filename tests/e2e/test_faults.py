@@ -352,6 +352,40 @@ def test_gateway_killed_after_redis_accepted_an_offer_before_the_reply(own_redis
           "version 1, once in SQL")
 
 
+def test_a_gateway_killed_holding_a_requests_key_holds_it_a_bounded_time(own_redis, shared_db,
+                                                                         server_factory):
+    """Gateway A dies (``IGE_FAULT_POINT=request_begun``) once a creating request that is not an
+    offer (an operator adding a bank) has taken its Idempotency-Key, before it runs. The retry
+    to gateway B with the same key is told the first is still running (409 ``conflict``) only
+    while A's hold lasts (``IGE_IDEMPOTENCY_PENDING``, 2 s here; the key's full lifetime is a
+    day, which the hold had been), then runs: one bank, and a further retry gets the same
+    answer."""
+    url, _db = shared_db
+    b = server_factory(database_url=url, redis=own_redis.url)
+    a = server_factory(database_url=url, redis=own_redis.url, role="api",
+                       IGE_FAULT_POINT="request_begun", IGE_IDEMPOTENCY_PENDING="2")
+    code = "B" + secrets.token_hex(3).upper()
+    key = "k-" + secrets.token_hex(8)
+    admin = Api(b.base_url).admin
+
+    def create(base: str) -> httpx.Response:
+        return HTTP.post(f"{base}/v1/admin/banks", json={"bank_code": code, "name": "Bank K"},
+                         headers={**admin, "Idempotency-Key": key})
+
+    with pytest.raises(httpx.HTTPError):
+        create(a.base_url)
+    assert a.proc is not None and a.proc.wait(10) == -9  # it died where it was told to
+    held = create(b.base_url)
+    assert (held.status_code, held.json()["code"]) == (409, "conflict"), held.text
+    deadline = time.monotonic() + 10
+    while (made := create(b.base_url)).status_code == 409 and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert made.status_code == 201, made.text
+    assert create(b.base_url).json() == made.json()  # the same answer again
+    banks = HTTP.get(f"{b.base_url}/v1/admin/banks", headers=admin).json()["banks"]
+    assert [x["bank_id"] for x in banks if x["bank_code"] == code] == [made.json()["bank_id"]]
+
+
 async def test_gateway_killed_after_the_reply_before_fan_out_and_persist(own_redis, shared_db,
                                                                          server_factory):
     """Gateway A dies (``IGE_FAULT_POINT=offer_after_reply``) right after answering a revision
