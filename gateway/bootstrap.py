@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -146,8 +145,8 @@ def cluster_client(target: RedisTarget, timeout: float, retries: int | None = No
     how often a command that failed or timed out is sent again (None: redis-py's default;
     redirections are followed either way)."""
     make_ask_safe()  # an ASK redirection followed on one connection (auction/redis/conn.py)
-    more: dict[str, Any] = {} if retries is None else {"retry": Retry(NoBackoff(), retries)}
-    return WaitingCluster(**more,
+    return WaitingCluster(
+        retry=None if retries is None else Retry(NoBackoff(), retries),
         startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
         username=target.username, password=target.password, ssl=target.tls,
         max_in_flight=REDIS_POOL_SIZE, wait_s=timeout, socket_keepalive=True,

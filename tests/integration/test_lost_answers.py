@@ -57,8 +57,7 @@ async def ready(rt: bootstrap.Runtime, key: str) -> None:
     """Before any answer is lost: the clients' connections to ``key``'s node made (a new
     connection's handshake and a cluster client's slot map are answers too), and the bid
     scripts loaded."""
-    once = getattr(rt, "once", rt.redis)  # (a server before it had none)
-    for client in {id(rt.redis): rt.redis, id(once): once}.values():
+    for client in {id(rt.redis): rt.redis, id(rt.once): rt.once}.values():
         if isinstance(client, RedisCluster):
             await client.initialize()
         await client.exists(key)
