@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import resource
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -49,8 +50,10 @@ from gateway.tally import Tally
 
 _open: dict[str, int] = {}  # open connections per client address, this process
 _counted: dict[int, str] = {}  # id(transport) -> its address, while counted
-#: connections owing their request head, oldest first (dicts keep insertion order)
-_pending: dict[int, BoundedHttp] = {}
+#: connections owing their request head, oldest first. An OrderedDict, not a dict: a dict
+#: emptied from the front finds its first entry past every slot emptied before it (~10 µs at
+#: 20,000 connections against ~1 µs, per eviction or header timeout of a flood)
+_pending: OrderedDict[int, BoundedHttp] = OrderedDict()
 #: descriptors kept for the process itself (Redis and SQL connections, log and metrics files)
 FD_RESERVE = 1024
 #: connections closed per turn of the event loop for a late request head: the others wait for
