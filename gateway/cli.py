@@ -110,12 +110,12 @@ def _serve(host: str, port: int, workers: int) -> None:
         previous = signal.signal(signal.SIGTERM, _terminated)
         try:
             from gateway.contract.limits import STREAM_MAX_FRAME
-            from gateway.serving import BoundedHttp, BoundedWebSocket
+            from gateway.serving import BoundedWebSocket, WaitingHttp
             bounds = Settings.from_env()
             uvicorn.run("gateway.app:create_app", factory=True, host=host, port=port,
                         workers=workers, log_config=logs.dict_config(level), log_level=None,
                         ws_max_size=STREAM_MAX_FRAME, ws_ping_interval=20, ws_ping_timeout=20,
-                        access_log=False, lifespan="on", http=BoundedHttp,
+                        access_log=False, lifespan="on", http=WaitingHttp,
                         ws=BoundedWebSocket, timeout_keep_alive=int(bounds.keep_alive_s),
                         h11_max_incomplete_event_size=16 * 1024)
         except _Terminated:

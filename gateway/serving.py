@@ -25,8 +25,10 @@ Each refusal is counted in ``ige_refused_connections{reason}`` and logged (``con
 the reason and a ``count``, never the address's traffic): at once while refusals are rare, one
 line per reason and second while they are not (gateway/tally.py). A connection is counted
 against the caps before uvicorn sets it up, so a refused one costs its accept and its abort
-only.
-``ige serve`` passes these classes to uvicorn.
+only; and uvicorn sets a connection up only at its first byte (``WaitingHttp`` until then), so
+a silent one costs about half the Python work to make and close, and a sixth of the objects for
+the garbage collector to walk while it is held (RELIABILITY.md §4).
+``ige serve`` passes ``WaitingHttp`` and ``BoundedWebSocket`` to uvicorn.
 """
 
 from __future__ import annotations
@@ -50,10 +52,10 @@ from gateway.tally import Tally
 
 _open: dict[str, int] = {}  # open connections per client address, this process
 _counted: dict[int, str] = {}  # id(transport) -> its address, while counted
-#: connections owing their request head, oldest first. An OrderedDict, not a dict: a dict
-#: emptied from the front finds its first entry past every slot emptied before it (~10 µs at
-#: 20,000 connections against ~1 µs, per eviction or header timeout of a flood)
-_pending: OrderedDict[int, BoundedHttp] = OrderedDict()
+#: connections owing their request head, by id(transport), oldest first. An OrderedDict, not a
+#: dict: a dict emptied from the front finds its first entry past every slot emptied before it
+#: (~10 µs at 20,000 connections against ~1 µs, per eviction or header timeout of a flood)
+_pending: OrderedDict[int, _OwesHead] = OrderedDict()
 #: descriptors kept for the process itself (Redis and SQL connections, log and metrics files)
 FD_RESERVE = 1024
 #: connections closed per turn of the event loop for a late request head: the others wait for
@@ -86,11 +88,12 @@ def max_connections() -> int:
     return max(64, soft - FD_RESERVE)
 
 
-def admit(transport: Any, client: tuple[str, int] | None) -> str | None:
-    """Count a new connection of ``client``'s address; the reason it is refused (its address
+def admit(transport: Any) -> str | None:
+    """Count a new connection of its client's address; the reason it is refused (its address
     has too many; the process has too many and none can be evicted), or None."""
-    if id(transport) in _counted:  # an upgrade hands the same connection on
+    if id(transport) in _counted:  # a protocol handing the connection on: counted already
         return None
+    client = get_remote_addr(transport)
     host = client[0] if client else "unknown"
     cap = _settings().max_conns_per_address
     n = _open.get(host, 0)
@@ -141,12 +144,12 @@ class _Soon:
         self.run(loop)
 
 
-def _oldest_pending(loop: asyncio.AbstractEventLoop) -> BoundedHttp | None:
+def _oldest_pending(loop: asyncio.AbstractEventLoop) -> _OwesHead | None:
     while _pending:
-        conn = next(iter(_pending.values()))
+        key, conn = next(iter(_pending.items()))
         if conn.loop is loop:
             return conn
-        _pending.pop(id(conn), None)  # left by an event loop that has ended (tests)
+        _pending.pop(key, None)  # left by an event loop that has ended (tests)
     return None
 
 
@@ -211,34 +214,29 @@ class _WatchesWrites(asyncio.Protocol):
             self._stall.resumed()
 
 
-class BoundedHttp(_WatchesWrites, HttpToolsProtocol):
-    _head_due: float | None = None  # while a request head is owed: by when (the loop's clock)
-    _refused = False  # closed at once by the caps: uvicorn never set it up
+class _OwesHead:
+    """A connection as the header sweep and the connection cap see it: while it owes a request
+    head, it is in ``_pending`` (by its transport, which it keeps when one protocol hands it to
+    another) with the time it is due by."""
 
-    def connection_made(self, transport: Any) -> None:
-        refused = admit(transport, get_remote_addr(transport))
-        if refused is not None:
-            self._refused = True
-            _refuse(refused)
-            transport.abort()
-            return
-        super().connection_made(transport)
-        self._start_head()
+    _head_due: float | None = None  # while a request head is owed: by when (the loop's clock)
+    loop: asyncio.AbstractEventLoop
+    transport: Any
 
     def _start_head(self) -> None:
         if self._head_due is None:
             self._head_due = due = self.loop.time() + _settings().header_timeout_s
-            _pending[id(self)] = self
+            _pending[id(self.transport)] = self
             _sweep.soon(self.loop, due)
 
     def _stop_head(self) -> None:
         if self._head_due is not None:
             self._head_due = None
-            _pending.pop(id(self), None)
+            _pending.pop(id(self.transport), None)
 
     def _head_late(self) -> None:
         self._head_due = None
-        _pending.pop(id(self), None)
+        _pending.pop(id(self.transport), None)
         _refuse("header_timeout")
         self.transport.abort()
 
@@ -249,6 +247,73 @@ class BoundedHttp(_WatchesWrites, HttpToolsProtocol):
         release(self.transport)
         _refuse("evicted")
         self.transport.abort()
+
+
+class WaitingHttp(_OwesHead, asyncio.Protocol):
+    """The protocol of a new connection (``ige serve``'s ``http``) until its first byte: it is
+    counted against the caps and owes its request head, and nothing more. The first byte hands
+    the connection to a ``BoundedHttp`` (uvicorn's HTTP protocol: its parser, flow control,
+    addresses), which owes the head from the same moment. A flood's silent connections are
+    accepted, counted and closed without any of uvicorn's set-up (loadtests/churn.py)."""
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._made = (config, server_state, app_state)
+        self.loop = _loop or asyncio.get_event_loop()
+        self.transport = None
+        self._head_due = None
+        self._refused = False  # closed at once by the caps
+
+    def connection_made(self, transport: Any) -> None:
+        refused = admit(transport)
+        if refused is not None:
+            self._refused = True
+            _refuse(refused)
+            transport.abort()
+            return
+        self.transport = transport
+        self._made[1].connections.add(self)  # uvicorn's shutdown closes it with the others
+        self._start_head()
+
+    def data_received(self, data: bytes) -> None:
+        config, state, app_state = self._made
+        http = BoundedHttp(config=config, server_state=state, app_state=app_state,
+                           _loop=self.loop)
+        state.connections.discard(self)
+        if self._head_due is not None:  # owed since the connection began; its place kept
+            http._head_due = self._head_due
+            _pending[id(self.transport)] = http
+        self.transport.set_protocol(http)
+        http.connection_made(self.transport)
+        http.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._refused:
+            return
+        self._stop_head()
+        release(self.transport)
+        self._made[1].connections.discard(self)
+
+    def shutdown(self) -> None:
+        """uvicorn's, at the server's shutdown: nothing is under way, so close now."""
+        self.transport.close()
+
+
+class BoundedHttp(_OwesHead, _WatchesWrites, HttpToolsProtocol):
+    """uvicorn's HTTP protocol with the caps (for a connection made here, not handed on by a
+    ``WaitingHttp``), the request head's timeout and the write stall watch."""
+
+    _refused = False  # closed at once by the caps: uvicorn never set it up
+
+    def connection_made(self, transport: Any) -> None:
+        refused = admit(transport)
+        if refused is not None:
+            self._refused = True
+            _refuse(refused)
+            transport.abort()
+            return
+        super().connection_made(transport)
+        self._start_head()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -305,7 +370,7 @@ class BoundedWebSocket(_WatchesWrites, WebSocketsSansIOProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        admit(transport, self.client)  # counted already by the HTTP protocol it came from
+        admit(transport)  # counted already by the HTTP protocol it came from
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._stall is not None:

@@ -332,6 +332,53 @@ def test_silent_and_slow_header_connections_are_closed_after_the_header_timeout(
     assert world.api.http.get("/healthz").status_code == 200
 
 
+def test_a_request_head_is_owed_from_the_connection_start_not_from_its_first_byte(
+        world: World) -> None:
+    """A connection is uvicorn's HTTP protocol only from its first byte (``WaitingHttp`` before
+    it): the head's deadline still runs from the connection's start."""
+    s = socket.create_connection(("127.0.0.1", world.srv.port))
+    try:
+        t0 = time.monotonic()
+        time.sleep(0.8 * HEADER_TIMEOUT)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        # due at 1.0 × the timeout; from the first byte it would be 1.8 ×
+        assert _closed(s, 1.6 * HEADER_TIMEOUT - (time.monotonic() - t0))
+    finally:
+        s.close()
+
+
+def test_a_request_whose_first_byte_comes_late_is_served(world: World) -> None:
+    s = socket.create_connection(("127.0.0.1", world.srv.port))
+    try:
+        time.sleep(0.4 * HEADER_TIMEOUT)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.1)
+        s.sendall(b"Connection: close\r\n\r\n")
+        s.settimeout(10)
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+        assert got.startswith(b"HTTP/1.1 200"), got[:200]
+    finally:
+        s.close()
+
+
+def test_a_server_with_silent_connections_open_stops_at_once(server_factory: Any) -> None:
+    srv = server_factory(IGE_HEADER_TIMEOUT="60")
+    silent = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(3)]
+    slow = socket.create_connection(("127.0.0.1", srv.port))
+    slow.sendall(b"GET /healthz HTTP/1.1\r\n")
+    try:
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        srv.stop()  # SIGTERM: uvicorn's graceful shutdown waits for its open connections
+        assert time.monotonic() - t0 < 10
+        assert all(_closed(s, 1) for s in [*silent, slow])
+    finally:
+        for s in [*silent, slow]:
+            s.close()
+
+
 def test_connections_past_the_cap_of_one_address_are_closed_and_others_still_served(
         world: World) -> None:
     held = [socket.create_connection(("127.0.0.1", world.srv.port))
@@ -385,6 +432,10 @@ def test_a_flood_from_many_addresses_evicts_connections_owing_their_head_not_goo
             s.bind((f"127.0.0.{11 + i % 3}", 0))
             s.connect(("127.0.0.1", srv.port))
             flood.append(s)
+            if i == cap - 1:  # half of those the process holds turn slow-header: handed on to
+                for slow in flood[1::2]:  # uvicorn's protocol, they keep their age
+                    slow.sendall(b"GET /healthz HTTP/1.1\r\n")
+                time.sleep(0.2)
         time.sleep(0.5)
         evicted = _metric(api, "ige_refused_connections_total", reason="evicted")
         assert evicted >= len(flood) - cap, evicted  # the oldest went first
