@@ -220,8 +220,19 @@ class _OwesHead:
     another) with the time it is due by."""
 
     _head_due: float | None = None  # while a request head is owed: by when (the loop's clock)
+    _refused = False  # closed at once by the caps (nothing else was set up)
     loop: asyncio.AbstractEventLoop
     transport: Any
+
+    def _admitted(self, transport: Any) -> bool:
+        """Count a new connection against the caps; False: refused, and aborted."""
+        refused = admit(transport)
+        if refused is None:
+            return True
+        self._refused = True
+        _refuse(refused)
+        transport.abort()
+        return False
 
     def _start_head(self) -> None:
         if self._head_due is None:
@@ -262,14 +273,9 @@ class WaitingHttp(_OwesHead, asyncio.Protocol):
         self.loop = _loop or asyncio.get_event_loop()
         self.transport = None
         self._head_due = None
-        self._refused = False  # closed at once by the caps
 
     def connection_made(self, transport: Any) -> None:
-        refused = admit(transport)
-        if refused is not None:
-            self._refused = True
-            _refuse(refused)
-            transport.abort()
+        if not self._admitted(transport):
             return
         self.transport = transport
         self._made[1].connections.add(self)  # uvicorn's shutdown closes it with the others
@@ -303,14 +309,8 @@ class BoundedHttp(_OwesHead, _WatchesWrites, HttpToolsProtocol):
     """uvicorn's HTTP protocol with the caps (for a connection made here, not handed on by a
     ``WaitingHttp``), the request head's timeout and the write stall watch."""
 
-    _refused = False  # closed at once by the caps: uvicorn never set it up
-
     def connection_made(self, transport: Any) -> None:
-        refused = admit(transport)
-        if refused is not None:
-            self._refused = True
-            _refuse(refused)
-            transport.abort()
+        if not self._admitted(transport):
             return
         super().connection_made(transport)
         self._start_head()
