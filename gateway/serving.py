@@ -234,6 +234,15 @@ class _OwesHead:
         transport.abort()
         return False
 
+    def _lost(self) -> bool:
+        """At the connection's end: no longer owing a head nor counted. False for one the caps
+        refused (it never was)."""
+        if self._refused:
+            return False
+        self._stop_head()
+        release(self.transport)
+        return True
+
     def _start_head(self) -> None:
         if self._head_due is None:
             self._head_due = due = self.loop.time() + _settings().header_timeout_s
@@ -294,11 +303,8 @@ class WaitingHttp(_OwesHead, asyncio.Protocol):
         http.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._refused:
-            return
-        self._stop_head()
-        release(self.transport)
-        self._made[1].connections.discard(self)
+        if self._lost():
+            self._made[1].connections.discard(self)
 
     def shutdown(self) -> None:
         """uvicorn's, at the server's shutdown: nothing is under way, so close now."""
@@ -330,12 +336,10 @@ class BoundedHttp(_OwesHead, _WatchesWrites, HttpToolsProtocol):
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._refused:
+        if not self._lost():
             return
-        self._stop_head()
         if self._stall is not None:
             self._stall.resumed()
-        release(self.transport)
         super().connection_lost(exc)
 
 

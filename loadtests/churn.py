@@ -26,17 +26,11 @@ from typing import Any
 
 import psutil
 
-from loadtests.bench.tools import scrape, total
+from loadtests.bench.tools import cpu_seconds, scrape, total
 from loadtests.local_server import LocalStack, Server
 
 ADDRESSES = [f"127.0.0.{i}" for i in range(2, 10)]
 REQUEST_LINE = b"GET /healthz HTTP/1.1\r\n"
-
-
-def cpu_s(p: psutil.Process) -> float:
-    """The process's CPU time, in its own code and in the kernel's."""
-    t = p.cpu_times()
-    return float(t.user + t.system)
 
 
 def connect(port: int, i: int, kind: str) -> socket.socket:
@@ -48,13 +42,10 @@ def connect(port: int, i: int, kind: str) -> socket.socket:
     return s
 
 
-def wait_fds(p: psutil.Process, at_least: int, timeout: float = 30) -> int:
+def wait_fds(p: psutil.Process, at_least: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    n = p.num_fds()
-    while n < at_least and time.monotonic() < deadline:
+    while p.num_fds() < at_least and time.monotonic() < deadline:
         time.sleep(0.05)
-        n = p.num_fds()
-    return int(n)
 
 
 def evicted(url: str) -> float:
@@ -68,11 +59,11 @@ def churn(url: str, port: int, p: psutil.Process, n: int, cap: int, rate: float,
         keep.append(connect(port, i, kind))
     wait_fds(p, cap)
     time.sleep(1.0)
-    c0, t0 = cpu_s(p), time.monotonic()
+    c0, t0 = cpu_seconds([p.pid]), time.monotonic()
     time.sleep(2.0)
-    idle = (cpu_s(p) - c0) / (time.monotonic() - t0)  # the server's own background work
+    idle = (cpu_seconds([p.pid]) - c0) / (time.monotonic() - t0)  # the server's own background work
     e0 = evicted(url)
-    c0, t0 = cpu_s(p), time.monotonic()
+    c0, t0 = cpu_seconds([p.pid]), time.monotonic()
     for i in range(n):
         due = t0 + i / rate
         late = due - time.monotonic()
@@ -83,7 +74,7 @@ def churn(url: str, port: int, p: psutil.Process, n: int, cap: int, rate: float,
             keep.popleft().close()
     time.sleep(1.0)  # the last evictions' ends
     wall = time.monotonic() - t0
-    used = cpu_s(p) - c0
+    used = cpu_seconds([p.pid]) - c0
     for s in keep:
         s.close()
     return {"achieved_per_s": n / (wall - 1.0), "cpu_us_per_conn": (used - idle * wall) / n * 1e6,
