@@ -3,6 +3,8 @@ are accepted and given their async driver (aiosqlite, asyncpg) here, in one plac
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+#: a new SQLite connection's set-up, retried this long at most while the database is locked:
+#: a WAL database answers SQLITE_BUSY at once, without its busy timeout, to a connection that
+#: opens it while another runs its recovery or the last one's clean-up
+#: (sqlite.org/wal.html, "Sometimes Queries Return SQLITE_BUSY In WAL Mode"), e.g. two
+#: processes' first connections at the same moment
+OPEN_RETRY_S = 2.0
 
 
 def async_url(url: str) -> str:
@@ -36,12 +44,21 @@ def create_engine(url: str, timeout_s: float = 10.0) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
+            give_up = time.monotonic() + OPEN_RETRY_S
+            while True:
+                cur = dbapi_conn.cursor()
+                try:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    cur.execute("PRAGMA synchronous=FULL")
+                    cur.execute("PRAGMA busy_timeout=30000")
+                    cur.execute("PRAGMA foreign_keys=ON")
+                    return
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) or time.monotonic() > give_up:
+                        raise
+                finally:
+                    cur.close()
+                time.sleep(0.01)  # the event loop waits too (a synchronous hook): in that race only
 
         return engine
     engine = create_async_engine(aurl, pool_size=10, max_overflow=10, pool_pre_ping=True,
