@@ -52,7 +52,7 @@ SOAK = os.environ.get("IGE_SOAK") == "1"
 BANKS = 3
 #: the rounds' life: long enough for the burst and the trouble (a failover: node timeout 2 s,
 #: the election, the killed node back as a replica; a reshard: a second) before the close
-FAILOVER_ROUND_S = 40 if SOAK else 14
+FAILOVER_ROUND_S = 40 if SOAK else 20  # room for a slow failover on a busy machine
 RESHARD_ROUND_S = 30 if SOAK else 8
 AFTER_S = 6.0 if SOAK else 1.5  # how long the burst goes on once the cluster is whole again
 RETRY_FOR_S = 20.0  # a bank retries a 503 this long before the test fails
