@@ -34,8 +34,14 @@ Each scenario reports the good clients' numbers, their ratio to quiet, the error
 what the server did: its ``/metrics`` (connections refused or closed by reason, slow clients
 dropped, 429s by rule, answers by status) read before the attack starts and after it stopped,
 the log lines of its bounds, its peak file descriptors, RSS and CPU, and the machine's load
-average. The pass criterion (issue #10): the good clients' p99 within 2× of quiet, and no
-errors for them. Results: ``var/hostile-results.json`` and a table on stdout.
+average, and the machine's CPUs over the measurement (busy, and the kernel's part of it).
+The pass criterion (issue #10): the good clients' p99 within 2× of quiet, and no errors for
+them. Results: ``var/hostile-results.json`` and a table on stdout.
+
+A control: ``--flood-at twin`` starts a second ``ige serve --role api`` beside the server and
+aims the flood at it; the good clients' server then never sees a flood connection, so what the
+flood still does to them is the shared machine's doing (its CPUs and kernel), not the server's.
+``--attack-cpus`` keeps the attackers to CPUs of their own.
 """
 
 from __future__ import annotations
@@ -117,6 +123,9 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     opt("flood-procs", 2, "processes sharing the flood (each needs an fd per connection)")
     opt("flood-slow", 0.5, "the share of slow-header connections (the rest are silent)")
     opt("flood-ramp", 40.0, "seconds the flood may take to open its connections")
+    opt("flood-at", "server", "where the flood aims: 'server' (the one the good clients use) or "
+                              "'twin' (a control: a second `ige serve --role api` on the same "
+                              "CPUs takes the flood, so what is left is the machine's share)")
     opt("swarm", 100, "non-reading WebSocket clients of one bank")
     opt("big-offers", 1000, "offers in the round the swarm asks snapshots of")
     opt("brute", 16, "connections guessing secrets")
@@ -124,6 +133,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     opt("server-cpus", "", "CPUs of the server, e.g. 0 ('' = any: on a machine others share, "
                            "pinning puts the server beside whatever they pinned there)")
     opt("rest-cpus", "", "CPUs of Redis, the good clients and the attackers ('' = any)")
+    opt("attack-cpus", "", "CPUs of the attackers alone ('' = --rest-cpus): attackers on "
+                           "their own hosts, as far as one machine can show it")
     opt("nofile", 0, "ulimit -n of the server and attackers (0: the hard limit; as root a "
                      "larger value raises the hard limit too)")
     opt("server-env", "", "settings of the server beyond the production defaults, e.g. "
@@ -372,6 +383,7 @@ class Run:
     def __init__(self, a: argparse.Namespace, stack: LocalStack, work: Path) -> None:
         self.a, self.stack, self.work = a, stack, work
         self.rest = cpus(a.rest_cpus)
+        self.attack = cpus(a.attack_cpus) or self.rest
         self.server_pid = stack.pids()[0]
         self.log_path = next(work.glob("stack/server-0-*.log"))
         self.banks: list[Bank] = []
@@ -402,37 +414,40 @@ class Run:
         out: list[Attacker] = []
         for kind in kinds:
             if kind == "flood" and a.flood > 0:
+                fhost, fport = host_port(self.stack.servers[-1].url)  # the twin, if any
                 addrs = addresses(10, a.flood_addresses)
                 procs = max(1, a.flood_procs)
                 for i in range(procs):
                     out.append(Attacker("flood", {
-                        "host": host, "port": port, "addresses": addrs[i::procs] or addrs,
+                        "host": fhost, "port": fport, "addresses": addrs[i::procs] or addrs,
                         "connections": a.flood // procs + (i < a.flood % procs),
-                        "slow": a.flood_slow, "ramp_s": a.flood_ramp}, self.work, self.rest, i))
+                        "slow": a.flood_slow, "ramp_s": a.flood_ramp}, self.work, self.attack, i))
             elif kind == "swarm" and a.swarm > 0:
                 out.append(Attacker("swarm", {
                     "host": host, "port": port, "addresses": ["127.0.0.250"],
                     "clients": a.swarm, "token": self.banks[SWARM_BANK].token,
-                    "round": self.big}, self.work, self.rest))
+                    "round": self.big}, self.work, self.attack))
             elif kind == "brute" and a.brute > 0:
                 out.append(Attacker("brute", {
                     "host": host, "port": port, "addresses": addresses(2, a.brute_addresses),
                     "connections": a.brute, "client_id": self.banks[TARGET_BANK].client_id},
-                    self.work, self.rest))
+                    self.work, self.attack))
         return out
 
     def settle(self, timeout: float = 60) -> float:
-        """Until the server is idle and its descriptors stopped falling (the attack's
-        connections are gone; pools grown meanwhile may stay)."""
-        p = psutil.Process(self.server_pid)
+        """Until the server (and the flood's twin, if any) is idle and its descriptors stopped
+        falling (the attack's connections are gone; pools grown meanwhile may stay)."""
+        ps = [psutil.Process(pid) for pid in self.stack.pids()]
         t0 = time.monotonic()
-        p.cpu_percent(None)
-        fds = p.num_fds()
+        for p in ps:
+            p.cpu_percent(None)
+        fds = sum(p.num_fds() for p in ps)
         while time.monotonic() - t0 < timeout:
             time.sleep(1.0)
             with suppress(psutil.Error):
-                now = p.num_fds()
-                if p.cpu_percent(None) < 15 and (now >= fds or now < self.base_fds + 50):
+                now = sum(p.num_fds() for p in ps)
+                idle = all(p.cpu_percent(None) < 15 for p in ps)
+                if idle and (now >= fds or now < self.base_fds + 50):
                     break
                 fds = now
         return time.monotonic() - t0
@@ -445,6 +460,9 @@ class Run:
         before = scrape(self.stack.base_url)
         log_from = self.log_path.stat().st_size
         watch = Watch(self.server_pid)
+        twin = self.stack.servers[1:]  # --flood-at twin: the process the flood is aimed at
+        twin_before = scrape(twin[0].url) if twin else None
+        twin_watch = Watch(twin[0].pids()[0]) if twin else None
         started = time.monotonic()
         attackers = self.attackers(kinds)
         up = [x.ready() for x in attackers]
@@ -454,8 +472,14 @@ class Run:
         load0 = os.getloadavg()
         self.ws.report()  # what came before the measurement is not counted
         watch.measuring()
+        if twin_watch:
+            twin_watch.measuring()
+        cpu0 = psutil.cpu_times()
         desk, probes = asyncio.run(self._measure())
+        machine = machine_busy(cpu0, psutil.cpu_times())
         watch.measured()
+        if twin_watch:
+            twin_watch.measured()
         push = self.ws.report()
         load1 = os.getloadavg()
         during = {x.kind: x.report() for x in attackers}
@@ -471,13 +495,17 @@ class Run:
             "attackers_during": during, "server": server, "settle_s": round(settle, 1),
             "metrics": server_view(diff(after, before), after),
             "log": log_counts(self.log_path, log_from),
-            "loadavg": [round(x, 2) for x in (*load0, *load1)],
+            "loadavg": [round(x, 2) for x in (*load0, *load1)], "machine": machine,
         }
+        if twin and twin_watch and twin_before is not None:
+            res["twin"] = {"refused": server_view(diff(scrape(twin[0].url), twin_before),
+                                                  {})["refused"], **twin_watch.done()}
+            log(f"  the twin (took the flood): {res['twin']}")
         log(f"  ack p50 {desk['p50_ms']:.2f} p99 {desk['p99_ms']:.2f} ms (from the actual send "
             f"{desk['service_p99_ms']:.2f}), push p99 "
             f"{res['push']['p99_ms']:.2f} ms, desk statuses {desk['statuses']}, "
             f"fresh fail {probes['fresh_fail']}, owner token {probes['owner_token']}")
-        log(f"  server: {res['metrics']}, {server}, load {res['loadavg']}")
+        log(f"  server: {res['metrics']}, {server}, load {res['loadavg']}, machine {machine}")
         return res
 
     async def _measure(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -491,6 +519,16 @@ class Run:
             probes.stop.set()
             await task
         return desk, probes.result()
+
+
+def machine_busy(t0: Any, t1: Any) -> dict[str, float]:
+    """The machine's CPUs over the measurement: the busy share of all of them, and the share
+    spent in the kernel (system time and interrupts, softirq: the loopback's TCP work)."""
+    d = {k: getattr(t1, k) - getattr(t0, k) for k in t0._fields}
+    whole = sum(d.values()) or 1.0
+    kernel = d.get("system", 0) + d.get("irq", 0) + d.get("softirq", 0)
+    return {"busy": round(1 - (d.get("idle", 0) + d.get("iowait", 0)) / whole, 3),
+            "kernel": round(kernel / whole, 3), "softirq": round(d.get("softirq", 0) / whole, 3)}
 
 
 def server_view(d: Samples, now: Samples) -> dict[str, Any]:
@@ -576,8 +614,8 @@ def table(results: dict[str, Any]) -> str:
     head = ("| scenario | ack p50 | ack p99 | × quiet before (× first) | push p99 | × quiet before "
             "(× first) | new conn p99 | good clients' errors | server: refused/closed | "
             "slow dropped | 429 by rule | server loop lag p50 / p99 | peak fds | server CPU | "
-            "load avg |")
-    rows = [head, "|" + " --- |" * 15]
+            "machine busy (kernel) | load avg |")
+    rows = [head, "|" + " --- |" * 16]
     for label, r in results.items():
         b = results.get(r.get("baseline") or "")
         f = results.get(r.get("first") or "")
@@ -595,8 +633,12 @@ def table(results: dict[str, Any]) -> str:
             f"{', '.join(f'{k} {v:,}' for k, v in m['rate_limited'].items()) or '0'} | "
             f"{_x(m.get('loop_lag_p50_ms'))} / {_x(m.get('loop_lag_p99_ms'))} ms | "
             f"{r['server']['peak_fds']:,} | {r['server']['cpu'] * 100:.0f} % | "
-            f"{r['loadavg'][3]:.2f} |")
+            f"{_busy(r.get('machine'))} | {r['loadavg'][3]:.2f} |")
     return "\n".join(rows)
+
+
+def _busy(m: dict[str, float] | None) -> str:
+    return "—" if not m else f"{m['busy'] * 100:.0f} % ({m['kernel'] * 100:.0f} %)"
 
 
 def verdict(results: dict[str, Any]) -> dict[str, Any]:
@@ -637,7 +679,12 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     # production bounds; tokens outlive the run; one bank may hold any number of offers in a
     # round (the big round); request lines at INFO, as in production
-    stack = LocalStack(servers=[Server(cpus=cpus(a.server_cpus))], redis_cpus=cpus(a.rest_cpus),
+    if a.flood_at not in ("server", "twin"):
+        raise SystemExit(f"--flood-at: 'server' or 'twin'; got {a.flood_at!r}")
+    servers = [Server(cpus=cpus(a.server_cpus))]
+    if a.flood_at == "twin":
+        servers.append(Server("api", cpus=cpus(a.server_cpus)))
+    stack = LocalStack(servers=servers, redis_cpus=cpus(a.rest_cpus),
                        data_dir=work / "stack",
                        env={"IGE_TOKEN_TTL": "7200", "IGE_MAX_OFFERS_PER_BANK": "0",
                             "IGE_LOG_LEVEL": "INFO", **server_env(a.server_env)})
@@ -646,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     with stack:
         run = Run(a, stack, work)
         asyncio.run(run.prepare())
-        run.base_fds = psutil.Process(run.server_pid).num_fds()
+        run.base_fds = sum(psutil.Process(pid).num_fds() for pid in stack.pids())
         try:
             baseline = first = None
             for name in chosen:
