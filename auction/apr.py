@@ -53,7 +53,7 @@ from functools import lru_cache
 
 import pyxirr
 
-__all__ = ["GUARANTEE_COMMISSION", "apr_e4", "cash_flows", "flow_floats"]
+__all__ = ["GUARANTEE_COMMISSION", "apr_e4", "apr_e4_memo", "cash_flows", "flow_floats"]
 
 GUARANTEE_COMMISSION = Decimal("0.0003")
 """One-off commission: 0.03 % of the guarantee amount."""
@@ -297,3 +297,17 @@ def apr_e4(
     apr_percent = ((1.0 + monthly_irr) ** _MONTHS_PER_YEAR - 1.0) * 100.0
     scaled = Decimal(repr(apr_percent)) * 10_000
     return int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+@lru_cache(maxsize=8192)
+def apr_e4_memo(amount_kurus: int, annual_rate_e4: int, tenor_months: int, grace_months: int,
+                repayment_every_months: int, upfront_fee_kurus: int,
+                guarantee_rate_e4: int) -> int:
+    """:func:`apr_e4`, remembered for the last 8,192 distinct offers (the bid path's: a
+    round's offers share their loan and its revisions move the rate in basis points, so the
+    same terms come back). Bounded: no client can grow it. A refusal (``ValueError``) is not
+    remembered and is raised again each time."""
+    return apr_e4(amount_kurus=amount_kurus, annual_rate_e4=annual_rate_e4,
+                  tenor_months=tenor_months, grace_months=grace_months,
+                  repayment_every_months=repayment_every_months,
+                  upfront_fee_kurus=upfront_fee_kurus, guarantee_rate_e4=guarantee_rate_e4)

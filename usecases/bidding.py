@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from applications.package import package_in_force
-from auction.apr import apr_e4
+from auction.apr import apr_e4_memo
 from auction.book import BookView, Idem
 from auction.model import (
     RATE_SCALE,
@@ -286,11 +286,9 @@ def check_offer(draft: OfferDraft, rnd: RoundTerms, limits: TenorLimits
 def price(terms: OfferTerms, rnd: RoundTerms) -> tuple[OfferTerms, int] | Refusal:
     """The all-in annual cost of valid terms, as a rank key can hold it."""
     try:
-        apr = apr_e4(amount_kurus=terms.amount, annual_rate_e4=terms.annual_rate_e4,
-                     tenor_months=terms.tenor_months, grace_months=terms.grace_months,
-                     repayment_every_months=terms.repayment_every_months,
-                     upfront_fee_kurus=terms.upfront_fee,
-                     guarantee_rate_e4=rnd.guarantee_rate_e4)
+        apr = apr_e4_memo(terms.amount, terms.annual_rate_e4, terms.tenor_months,
+                          terms.grace_months, terms.repayment_every_months, terms.upfront_fee,
+                          rnd.guarantee_rate_e4)
         if not fits(apr):
             raise ValueError(f"{apr / 10_000:.0f} % a year is beyond any sane offer")
     except (ValueError, ArithmeticError) as e:  # decimal.InvalidOperation on huge values

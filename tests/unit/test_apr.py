@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal
 
 import pytest
 import pyxirr
 
-from auction.apr import GUARANTEE_COMMISSION, apr_e4, cash_flows
+from auction.apr import GUARANTEE_COMMISSION, apr_e4, apr_e4_memo, cash_flows
 
 ONE_MILLION_TL = 100_000_000  # kuruş
 
@@ -194,3 +195,30 @@ def test_missing_irr_is_reported_as_value_error(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(pyxirr, "irr", no_irr)
     with pytest.raises(ValueError, match="internal rate of return"):
         apr_e4(**BASE)
+
+
+def test_the_remembered_apr_is_apr_e4_for_every_offer_and_a_repeat_is_a_hit() -> None:
+    rng = random.Random(11)
+    shapes = [offer(tenor_months=t, grace_months=g, repayment_every_months=e,
+                    upfront_fee_kurus=f, guarantee_rate_e4=q)
+              for t, g, e, f, q in [(12, 0, 1, 0, 0), (24, 6, 3, 0, 300), (36, 12, 6, 50_000,
+                                                                             1_000)]]
+    for shape in shapes:
+        for _ in range(60):
+            terms = {**shape, "annual_rate_e4": rng.randrange(0, 900_000, 100)}
+            args = tuple(terms[k] for k in BASE)
+            want = apr_e4(**terms)
+            assert apr_e4_memo(*args) == want
+            hits = apr_e4_memo.cache_info().hits
+            assert apr_e4_memo(*args) == want  # the second time from the cache ...
+            assert apr_e4_memo.cache_info().hits == hits + 1
+
+
+def test_the_memo_is_bounded_and_remembers_no_refusal() -> None:
+    assert apr_e4_memo.cache_parameters()["maxsize"] == 8192
+    bad = tuple(offer(upfront_fee_kurus=ONE_MILLION_TL)[k] for k in BASE)  # nothing received
+    size = apr_e4_memo.cache_info().currsize
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            apr_e4_memo(*bad)
+    assert apr_e4_memo.cache_info().currsize == size
