@@ -63,6 +63,16 @@ async def next_event(ws: ClientConnection, timeout: float = 5.0) -> dict[str, An
     return await recv_until(ws, lambda m: m["type"] != "heartbeat", timeout)
 
 
+async def first_not_heartbeat(ws: ClientConnection, timeout: float = 5.0) -> str | bytes:
+    """The next frame as it came (text or binary) that is not a heartbeat: a connection's
+    heartbeat may come at any moment, even between a subscribe and its snapshot."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = await asyncio.wait_for(ws.recv(), max(deadline - time.monotonic(), 0.01))
+        if decode(frame)["type"] != "heartbeat":
+            return frame
+
+
 async def quiet(ws: ClientConnection, seconds: float) -> list[dict[str, Any]]:
     """Everything but heartbeats that arrives within ``seconds``."""
     got: list[dict[str, Any]] = []
@@ -350,8 +360,7 @@ async def test_json_and_msgpack_carry_the_same_objects(world: World) -> None:
             world.connect(world.h["STA"], MSGPACK) as mp:
         await subscribe(js, f"round:{rid}")
         await mp.send(msgpack.packb({"op": "subscribe", "topic": f"round:{rid}"}))
-        raw_js = await asyncio.wait_for(js.recv(), 5)
-        raw_mp = await asyncio.wait_for(mp.recv(), 5)
+        raw_js, raw_mp = await first_not_heartbeat(js), await first_not_heartbeat(mp)
         assert isinstance(raw_js, str) and isinstance(raw_mp, bytes)
         snap_js, snap_mp = decode(raw_js), decode(raw_mp)
         assert snap_js["type"] == snap_mp["type"] == "snapshot"
