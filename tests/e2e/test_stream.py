@@ -49,28 +49,24 @@ async def recv(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
     return decode(await asyncio.wait_for(ws.recv(), timeout))
 
 
-async def recv_until(ws: ClientConnection, pred: Callable[[dict[str, Any]], bool],
-                     timeout: float = 5.0) -> dict[str, Any]:
+async def frame_until(ws: ClientConnection, pred: Callable[[dict[str, Any]], bool],
+                      timeout: float = 5.0) -> str | bytes:
+    """The first frame whose message meets ``pred``, as it came (text or binary)."""
     deadline = time.monotonic() + timeout
     while True:
-        msg = await recv(ws, max(deadline - time.monotonic(), 0.01))
-        if pred(msg):
-            return msg
+        frame = await asyncio.wait_for(ws.recv(), max(deadline - time.monotonic(), 0.01))
+        if pred(decode(frame)):
+            return frame
+
+
+async def recv_until(ws: ClientConnection, pred: Callable[[dict[str, Any]], bool],
+                     timeout: float = 5.0) -> dict[str, Any]:
+    return decode(await frame_until(ws, pred, timeout))
 
 
 async def next_event(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
     """The next message that is not a heartbeat."""
     return await recv_until(ws, lambda m: m["type"] != "heartbeat", timeout)
-
-
-async def first_not_heartbeat(ws: ClientConnection, timeout: float = 5.0) -> str | bytes:
-    """The next frame as it came (text or binary) that is not a heartbeat: a connection's
-    heartbeat may come at any moment, even between a subscribe and its snapshot."""
-    deadline = time.monotonic() + timeout
-    while True:
-        frame = await asyncio.wait_for(ws.recv(), max(deadline - time.monotonic(), 0.01))
-        if decode(frame)["type"] != "heartbeat":
-            return frame
 
 
 async def quiet(ws: ClientConnection, seconds: float) -> list[dict[str, Any]]:
@@ -360,7 +356,9 @@ async def test_json_and_msgpack_carry_the_same_objects(world: World) -> None:
             world.connect(world.h["STA"], MSGPACK) as mp:
         await subscribe(js, f"round:{rid}")
         await mp.send(msgpack.packb({"op": "subscribe", "topic": f"round:{rid}"}))
-        raw_js, raw_mp = await first_not_heartbeat(js), await first_not_heartbeat(mp)
+        # a heartbeat may come at any moment, even between a subscribe and its snapshot
+        raw_js, raw_mp = [await frame_until(ws, lambda m: m["type"] != "heartbeat")
+                          for ws in (js, mp)]
         assert isinstance(raw_js, str) and isinstance(raw_mp, bytes)
         snap_js, snap_mp = decode(raw_js), decode(raw_mp)
         assert snap_js["type"] == snap_mp["type"] == "snapshot"
