@@ -168,8 +168,11 @@ class Book(Protocol):
 
     async def event(self, round_id: str, seq: int) -> Event | None: ...
 
-    async def events_after(self, after: Mapping[str, int]) -> dict[str, list[Event]]:
-        """``events`` of many rounds in one go: each round's events after its seq."""
+    async def events_after(self, after: Mapping[str, int], limit: int | None = None
+                           ) -> dict[str, list[Event]]:
+        """``events`` of many rounds in one go: each round's events after its seq, at most
+        ``limit`` of them per round (the first ones), so one read's cost does not grow with a
+        round's history."""
         ...
 
     async def events_at(self, seqs: Mapping[str, int]) -> dict[str, Event | None]:
@@ -385,8 +388,9 @@ class MemoryBook:
         r = self._rounds.get(round_id)
         return next((e for e in r.events if e.seq == seq), None) if r else None
 
-    async def events_after(self, after: Mapping[str, int]) -> dict[str, list[Event]]:
-        return {rid: await self.events(rid, seq) for rid, seq in after.items()}
+    async def events_after(self, after: Mapping[str, int], limit: int | None = None
+                           ) -> dict[str, list[Event]]:
+        return {rid: (await self.events(rid, seq))[:limit] for rid, seq in after.items()}
 
     async def events_at(self, seqs: Mapping[str, int]) -> dict[str, Event | None]:
         return {rid: await self.event(rid, seq) for rid, seq in seqs.items()}

@@ -31,6 +31,11 @@ REQUEUE_BATCH = 200
 DIRTY_BATCH = 500  # dirty rounds taken per bucket and pass
 SWEEP_SLICE = 200  # rounds whose book seq is read in one go
 UNIT_ROUNDS = 100  # rounds whose new events go into SQL in one unit (one commit)
+#: events of one round read from the book per unit (the anchor among them): a round far ahead
+#: of SQL (a persister back after a while, a busy round) goes in slices and stays dirty until
+#: SQL has caught up, so no one read or commit grows with a round's history (a read of
+#: thousands of events held Redis, and every acknowledgement waiting on it, for milliseconds)
+ROUND_EVENTS = 256
 
 
 class _Stale(Exception):
@@ -190,7 +195,8 @@ class Durability:
                 known.update(await q.rounds.persisted_seqs(unknown))
         after = {rid: known[rid] for rid in round_ids if rid in known}
         # from the last event SQL holds (the anchor): it must be the book's too
-        got = await self.d.book.events_after({rid: max(0, n - 1) for rid, n in after.items()})
+        got = await self.d.book.events_after({rid: max(0, n - 1) for rid, n in after.items()},
+                                             ROUND_EVENTS)
         anchors = {rid: evs[0] for rid, evs in got.items()
                    if evs and after[rid] and evs[0].seq == after[rid]}
         batches = {rid: new for rid, evs in got.items()
@@ -218,6 +224,9 @@ class Durability:
             known.pop(rid, None)  # another persister wrote this round: read it again
         for rid in written:
             known[rid] = batches[rid][-1].seq
+        # a round read in full slice may hold more: dirty again, the next pass goes on from here
+        if more := [rid for rid in written if len(got[rid]) >= ROUND_EVENTS]:
+            await self.d.book.mark_dirty(more)
         return Persisted(len(written), sum(len(batches[rid]) for rid in written))
 
     async def _write_many(self, after: Mapping[str, int], batches: Mapping[str, list[Event]],

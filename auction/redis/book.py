@@ -192,12 +192,13 @@ class RedisBook:
         got = await self.redis.xrange(keys.round_keys(round_id).events, f"{after_seq + 1}-0", "+")
         return [parse_event(fields[b"d"]) for _, fields in cast(_Entries, got)]
 
-    async def events_after(self, after: Mapping[str, int]) -> dict[str, list[Event]]:
+    async def events_after(self, after: Mapping[str, int], limit: int | None = None
+                           ) -> dict[str, list[Event]]:
         if not after:
             return {}
         pipe = self.redis.pipeline(transaction=False)
         for rid, seq in after.items():
-            pipe.xrange(keys.round_keys(rid).events, f"{seq + 1}-0", "+")
+            pipe.xrange(keys.round_keys(rid).events, f"{seq + 1}-0", "+", count=limit)
         return {rid: [parse_event(fields[b"d"]) for _, fields in cast(_Entries, got)]
                 for rid, got in zip(after, await pipe.execute(), strict=True)}
 

@@ -320,6 +320,9 @@ async def test_events_after_and_events_at_read_many_rounds_at_once(book: Checked
     assert got == {one.round_id: every[one.round_id][1:], two.round_id: every[two.round_id],
                    "rnd_unknown": []}
     assert await book.events_after({}) == {}
+    # at most ``limit`` per round, the first ones: one read does not grow with a round's history
+    assert await book.events_after({one.round_id: 0, two.round_id: 0}, limit=2) == {
+        one.round_id: every[one.round_id][:2], two.round_id: every[two.round_id][:2]}
     at = await book.events_at({one.round_id: 3, two.round_id: 2, "rnd_unknown": 1})
     assert at == {one.round_id: every[one.round_id][2], two.round_id: None, "rnd_unknown": None}
     assert await book.events_at({}) == {}

@@ -16,6 +16,7 @@ from auction.model import Outcome, RoundState, RoundTerms
 from auction.redis.keys import ALIVE, round_deadlines, round_keys
 from persistence.tables import audit_log, offer_versions
 from tests.integration.conftest import LONG, CoreFactory, Proc, bank_id, offer_terms, open_round
+from usecases import durability
 from usecases.bidding import Accepted
 from usecases.outcomes import Refusal
 
@@ -105,6 +106,40 @@ async def test_concurrent_persisters_in_two_cores_write_each_version_exactly_onc
     audit = [a for a in await c1.audit(rnd.round_id) if a in ("offer_submitted", "offer_revised")]
     assert len(audit) == 24
     assert await c1.count(offer_versions) == 24
+
+
+async def test_a_round_far_ahead_of_sql_is_persisted_in_slices_of_bounded_reads(
+        core: Core, monkeypatch: pytest.MonkeyPatch):
+    """The persister reads at most ROUND_EVENTS of a round's events per unit (the anchor among
+    them), keeps the round dirty while more remain, and so reaches SQL's full copy over
+    several passes, in order, each version once: no read grows with the round's history."""
+    monkeypatch.setattr(durability, "ROUND_EVENTS", 3)
+    rnd = await open_round(core)
+    a = bank_id()
+    off = await bid(core, rnd, a, 390_000)
+    for i in range(6):
+        res = await core.revise(rnd, a, off, offer_terms(380_000 - i * 1000), None)
+        assert isinstance(res, Accepted)
+    reads: list[int] = []
+    events_after = core.book.events_after
+
+    async def counted(after: Any, limit: int | None = None) -> Any:
+        got = await events_after(after, limit)
+        reads.extend(len(evs) for evs in got.values())
+        return got
+
+    monkeypatch.setattr(core.book, "events_after", counted)
+    known: dict[str, int] = {}
+    written = []
+    for _ in range(6):
+        done = await core.portal.durability.persist_dirty(list(range(64)), known)
+        written.append(done.events)
+    # 3 new, then the anchor and 2 new each pass: 3 + 2 + 2 = 7 versions, then nothing left
+    assert written == [3, 2, 2, 0, 0, 0]
+    assert reads and max(reads) <= 3
+    assert known == {rnd.round_id: 7}
+    assert [v.seq for v in await core.versions(rnd.round_id)] == list(range(1, 8))
+    assert await core.count(offer_versions) == 7
 
 
 async def test_flushed_redis_is_rebuilt_from_sql_with_an_identical_book(
@@ -320,10 +355,10 @@ async def test_persist_many_writes_nothing_read_from_a_book_rebuilt_since(
     book = core.book
     real = book.events_after
 
-    async def rebuilt_meanwhile(after: Any) -> Any:
+    async def rebuilt_meanwhile(after: Any, limit: int | None = None) -> Any:
         # the events are read; then the book loses round one and it is rebuilt from SQL
         # (which holds nothing of it yet): its event 1 is gone from the live book
-        got = await real(after)
+        got = await real(after, limit)
         await redis.delete(*round_keys(one.round_id))
         await durability.restore_round(one.round_id)
         return got
