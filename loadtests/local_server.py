@@ -9,6 +9,7 @@ layout runs the roles apart, e.g. ``[Server("api"), Server("stream"), Server("wo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -38,12 +39,25 @@ def cpu_text(cpus: set[int] | None) -> str:
     return ",".join(str(c) for c in sorted(cpus)) if cpus else "any"
 
 
-def pinned_popen(cmd: list[str], cpus: set[int] | None, **kw: Any) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` already pinned (children, e.g. uvicorn workers, inherit the affinity)."""
+def pinned_popen(cmd: list[str], cpus: set[int] | None, nice: int = 0,
+                 **kw: Any) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` already pinned (children, e.g. uvicorn workers, inherit the affinity) in a
+    session of its own, ``nice`` the lower CPU weight it gets (see ``lower_weight``)."""
     def pre() -> None:
         if cpus:
             os.sched_setaffinity(0, cpus)
+        if nice:
+            lower_weight(nice)
     return subprocess.Popen(cmd, preexec_fn=pre, start_new_session=True, **kw)
+
+
+def lower_weight(nice: int) -> None:
+    """This process's niceness, and its session's: where the kernel groups the CPU by session
+    (autogroup, on by default), a niceness counts only against the group's own processes, and
+    the group's weight against the others' is set in /proc/self/autogroup."""
+    os.nice(nice)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/autogroup").write_text(str(nice))
 
 
 @dataclass
@@ -53,6 +67,8 @@ class Server:
     roles: str = ALL_ROLES
     workers: int = 1
     cpus: set[int] | None = None
+    #: a lower CPU weight (niceness): background work that must yield to order entry
+    nice: int = 0
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
@@ -91,6 +107,8 @@ class LocalStack:
     admin_token: str = field(default_factory=lambda: "load-admin-" + secrets.token_hex(12))
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(36))
     database_url: str = ""
+    #: more redis-server options for the stack's Redis
+    redis_args: tuple[str, ...] = ()
     redis: RedisServer | None = None
     #: another Redis for the servers (a cluster's ``redis+cluster://`` URL), else the stack's own
     redis_url: str | None = None
@@ -131,7 +149,7 @@ class LocalStack:
             self._tmp = tempfile.TemporaryDirectory(prefix="ige-load-")
             self.data_dir = Path(self._tmp.name)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.redis = RedisServer(self.data_dir / "redis").start()
+        self.redis = RedisServer(self.data_dir / "redis", extra_args=self.redis_args).start()
         assert self.redis.proc is not None
         pin(self.redis.proc.pid, self.redis_cpus)
         from persistence.db import migrate
@@ -150,7 +168,7 @@ class LocalStack:
                 s.proc = pinned_popen(
                     [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1",
                      "--port", str(s.port), "--workers", str(s.workers), "--role", s.roles],
-                    s.cpus, env=self.server_env(), cwd=ROOT, stdout=log,
+                    s.cpus, s.nice, env=self.server_env(), cwd=ROOT, stdout=log,
                     stderr=subprocess.STDOUT)
         for s in self.servers:
             self._wait_ready(s)

@@ -4,8 +4,9 @@
         [--out FILE]
 
 Against a private stack (durable Redis with appendfsync always, SQLite on disk) with the roles
-apart: ``ige serve --role api`` and ``--role stream`` on CPU 0, ``--role worker``, Redis, the
-load generators and this script on CPU 1 (a 2-core machine). Parts:
+apart: ``ige serve --role api``, ``--role stream`` and ``--role worker`` (at a lower CPU weight)
+on CPU 0, Redis, the load generators and this script on CPU 1 (a 2-core machine; parts.py says
+why the worker is not beside Redis). Parts:
 
 1. ``bid``: the api process against the bare baseline under wrk, three pairs side by side,
    then the acknowledgement latency at a fixed 2,000 offers/s, five runs.
@@ -81,7 +82,7 @@ def main() -> int:
     # on topics per connection and the budget of commands per connection (a mass close's bank
     # follows its 1,000 rounds: a thousand subscribes at once); request lines at INFO
     stack = LocalStack(servers=parts.apart(), redis_cpus=parts.REST_CPU,
-                       data_dir=work / "stack",
+                       data_dir=work / "stack", redis_args=parts.REDIS_ARGS,
                        env={"IGE_TOKEN_TTL": "7200", "IGE_MAX_OFFERS_PER_BANK": "0",
                             "IGE_MAX_CONNS_PER_ADDRESS": "0", "IGE_WS_PER_PRINCIPAL": "0",
                             "IGE_TOPICS_PER_CONNECTION": "0", "IGE_WS_COMMAND_RATE": "0",
@@ -95,7 +96,9 @@ def main() -> int:
     with stack:
         m = machine(stack)
         layout = [(f"`ige serve --role {s.roles}` (uvicorn + uvloop + httptools)",
-                   "1 (part 5: 1 and 2)", cpu_text(s.cpus)) for s in stack.servers]
+                   "1 (part 5: 1 and 2)",
+                   cpu_text(s.cpus) + (f" (nice {s.nice}, a lower CPU weight)" if s.nice else ""))
+                  for s in stack.servers]
         layout += [("baseline app (part 1)", "1, run alone", cpu_text(parts.SERVER_CPU)),
                    ("Redis (AOF, appendfsync always)", "1", cpu_text(parts.REST_CPU)),
                    ("wrk / rate_gen / ws_clients / this script",

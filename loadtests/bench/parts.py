@@ -47,9 +47,20 @@ from loadtests.bench.tools import (
 )
 from loadtests.local_server import LocalStack, Server, pin
 
-#: the machine has two cores: the api (and the stream) process get the first, Redis, the worker,
-#: the load generators and this script share the second
+#: the machine has two cores: the roles' processes get the first, Redis, the load generators
+#: and this script share the second. The worker shares the api's core at a lower CPU weight
+#: (WORKER_NICE) rather than Redis's: on this machine kind an fsync waits for the next 4 ms
+#: timer tick whenever another process is running on the fsyncing CPU (fdatasync p50 0.16 ms
+#: alone, 3.99 ms beside a busy loop, SCHED_IDLE or not), so the persister's passes (~100 ms
+#: of CPU every 0.5 s at 2,000 offers/s) beside Redis made every `appendfsync always` fsync,
+#: and every acknowledgement waiting on one, up to 4 ms slower while they ran
 SERVER_CPU = {0}
+#: the worker's niceness (its session's too): it takes the api's core only when the api leaves
+#: it, and still gets ~10 % of it when the api wants all of it (closes do not starve)
+WORKER_NICE = 10
+#: Redis's AOF rewrite child (a fork writing the whole data set, ~1 s every minute or so under
+#: load) on the other core too, for the same reason
+REDIS_ARGS = ("--aof_rewrite_cpulist", ",".join(map(str, sorted(SERVER_CPU))))
 #: wrk's connections in part 1: enough for each server to reach its capacity (at 16 the real
 #: path, whose answers take longer, stayed below it: its api process at 64-72 % of its core)
 WRK_CONNS = 64
@@ -68,7 +79,7 @@ def apart(api: int = 1, stream: int = 1, worker: int = 1, api_cpus: set[int] | N
     """The roles apart, as production runs them."""
     return [Server("api", api, api_cpus or SERVER_CPU),
             Server("stream", stream, stream_cpus or SERVER_CPU),
-            Server("worker", worker, worker_cpus or REST_CPU)]
+            Server("worker", worker, worker_cpus or SERVER_CPU, nice=WORKER_NICE)]
 
 
 @dataclass
@@ -418,7 +429,7 @@ async def scaling(b: Bench) -> dict[str, Any]:
         out["stream"].append({"processes": n, "p99_ms": [r["p99_ms"] for r in res["runs"]],
                               "cpu": [r["stream_cpu"] for r in res["runs"]]})
         log(f"  stream x{n}: push p99 {[round(r['p99_ms'], 2) for r in res['runs']]} ms")
-    for n, cpus in ((1, REST_CPU), (2, REST_CPU), (2, {0, 1})):
+    for n, cpus in ((1, SERVER_CPU), (2, SERVER_CPU), (2, {0, 1})):
         b.stack.relayout(apart(worker=n, worker_cpus=cpus))
         await asyncio.sleep(6)  # the workers share the buckets out (a lease period or so)
         res = await mass_close(b, n_rounds=500, lead_s=25)

@@ -302,9 +302,9 @@ def _cluster(L: list[str], c: dict[str, Any] | None) -> None:
     if not c:
         return
     L.append("## 5b. One Redis against a Redis Cluster (3 masters + 3 replicas on loopback)\n")
-    L.append("The roles apart (api and stream on CPU 0, worker on CPU 1), 1 or 2 processes of "
-             "each; the cluster's six servers share CPU 1 with the worker and the load "
-             "generators, as the single Redis does. Offers/s: `wrk -c16`, revisions and new "
+    L.append("The roles apart (api, stream and worker on CPU 0, the worker at a lower CPU "
+             "weight), 1 or 2 processes of each; the cluster's six servers share CPU 1 with the "
+             "load generators, as the single Redis does. Offers/s: `wrk -c16`, revisions and new "
              f"offers into 100 fresh rounds, two runs. Push: {c['push_rate']:,} offers/s to "
              "2,000 WebSockets, two runs of 10 s.\n")
     L.append("| Redis | processes per role | offers/s (wrk) | Redis CPU (all its servers) | "
