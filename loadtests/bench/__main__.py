@@ -49,6 +49,9 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--seconds", type=int, default=8, help="length of one wrk run")
     ap.add_argument("--runs", type=int, default=5, help="runs of the latency measurements")
+    ap.add_argument("--worker-at", choices=("api", "redis"), default="api",
+                    help="the worker beside the api (at a lower CPU weight; the default) or "
+                         "beside Redis (the layout before 2026-12-01)")
     ap.add_argument("--json", default=str(ROOT / "var" / "bench-results.json"),
                     help="the results (outside var/bench, which every run empties)")
     ap.add_argument("--merge", action="store_true",
@@ -62,6 +65,8 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     cmd = "make bench" if chosen == list(PARTS) else f"python -m loadtests.bench --parts {a.parts}"
+    if a.worker_at != "api":
+        cmd += f" --worker-at {a.worker_at}"
     if a.report_only:
         saved = json.loads(Path(a.json).read_text())
         Path(a.out).write_text(report(saved["machine"], [tuple(x) for x in saved["layout"]],
@@ -81,8 +86,9 @@ def main() -> int:
     # principal: a real desk population comes from many addresses and users), as is the cap
     # on topics per connection and the budget of commands per connection (a mass close's bank
     # follows its 1,000 rounds: a thousand subscribes at once); request lines at INFO
-    stack = LocalStack(servers=parts.apart(), redis_cpus=parts.REST_CPU,
-                       data_dir=work / "stack", redis_args=parts.REDIS_ARGS,
+    parts.LAYOUT["worker"] = a.worker_at
+    stack = LocalStack(servers=parts.apart(), redis_cpus=parts.REST_CPU, data_dir=work / "stack",
+                       redis_args=parts.REDIS_ARGS if a.worker_at == "api" else (),
                        env={"IGE_TOKEN_TTL": "7200", "IGE_MAX_OFFERS_PER_BANK": "0",
                             "IGE_MAX_CONNS_PER_ADDRESS": "0", "IGE_WS_PER_PRINCIPAL": "0",
                             "IGE_TOPICS_PER_CONNECTION": "0", "IGE_WS_COMMAND_RATE": "0",

@@ -61,6 +61,9 @@ WORKER_NICE = 10
 #: Redis's AOF rewrite child (a fork writing the whole data set, ~1 s every minute or so under
 #: load) on the other core too, for the same reason
 REDIS_ARGS = ("--aof_rewrite_cpulist", ",".join(map(str, sorted(SERVER_CPU))))
+#: where the worker runs: "api" (its core, at WORKER_NICE; Redis's rewrite child there too) or
+#: "redis" (the layout before 2026-12-01: beside Redis at the default weight), ``--worker-at``
+LAYOUT = {"worker": "api"}
 #: wrk's connections in part 1: enough for each server to reach its capacity (at 16 the real
 #: path, whose answers take longer, stayed below it: its api process at 64-72 % of its core)
 WRK_CONNS = 64
@@ -77,9 +80,11 @@ def apart(api: int = 1, stream: int = 1, worker: int = 1, api_cpus: set[int] | N
           stream_cpus: set[int] | None = None, worker_cpus: set[int] | None = None
           ) -> list[Server]:
     """The roles apart, as production runs them."""
+    beside_api = LAYOUT["worker"] == "api"
     return [Server("api", api, api_cpus or SERVER_CPU),
             Server("stream", stream, stream_cpus or SERVER_CPU),
-            Server("worker", worker, worker_cpus or SERVER_CPU, nice=WORKER_NICE)]
+            Server("worker", worker, worker_cpus or (SERVER_CPU if beside_api else REST_CPU),
+                   nice=WORKER_NICE if beside_api else 0)]
 
 
 @dataclass
