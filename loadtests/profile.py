@@ -2,9 +2,10 @@
 
     python -m loadtests.profile [--seconds 10] [--rate 250] [--top 60]
 
-Starts the benchmark's stack (roles apart: api on CPU 0; stream, worker, Redis and wrk on
-CPU 1), seeds 200 rounds x 10 banks, runs the bench's request mix under wrk and samples the api
-process with ``py-spy record`` (in ``--nonblocking`` mode, so the process is never paused).
+Starts the benchmark's stack (the roles apart as the bench lays them out: api, stream and
+worker, the worker at a lower CPU weight, on CPU 0; Redis and wrk on CPU 1), seeds 200 rounds
+x 10 banks, runs the bench's request mix under wrk and samples the api process with
+``py-spy record`` (in ``--nonblocking`` mode, so the process is never paused).
 Prints the functions by cumulative and by own share of the samples, and leaves the raw stacks
 (``var/profile/api.txt``, collapsed format) and a speedscope profile beside them.
 py-spy is not a project dependency: ``pip install py-spy`` first.
