@@ -224,7 +224,7 @@ class Durability:
             known.pop(rid, None)  # another persister wrote this round: read it again
         for rid in written:
             known[rid] = batches[rid][-1].seq
-        # a round read in full slice may hold more: dirty again, the next pass goes on from here
+        # a round read in a full slice may hold more: dirty again, the next pass goes on from here
         if more := [rid for rid in written if len(got[rid]) >= ROUND_EVENTS]:
             await self.d.book.mark_dirty(more)
         return Persisted(len(written), sum(len(batches[rid]) for rid in written))

@@ -88,7 +88,7 @@ def main() -> int:
     # follows its 1,000 rounds: a thousand subscribes at once); request lines at INFO
     parts.LAYOUT["worker"] = a.worker_at
     stack = LocalStack(servers=parts.apart(), redis_cpus=parts.REST_CPU, data_dir=work / "stack",
-                       redis_args=parts.REDIS_ARGS if a.worker_at == "api" else (),
+                       redis_args=parts.redis_args(),
                        env={"IGE_TOKEN_TTL": "7200", "IGE_MAX_OFFERS_PER_BANK": "0",
                             "IGE_MAX_CONNS_PER_ADDRESS": "0", "IGE_WS_PER_PRINCIPAL": "0",
                             "IGE_TOPICS_PER_CONNECTION": "0", "IGE_WS_COMMAND_RATE": "0",

@@ -58,12 +58,10 @@ SERVER_CPU = {0}
 #: the worker's niceness (its session's too): it takes the api's core only when the api leaves
 #: it, and still gets ~10 % of it when the api wants all of it (closes do not starve)
 WORKER_NICE = 10
-#: Redis's AOF rewrite child (a fork writing the whole data set, ~1 s every minute or so under
-#: load) on the other core too, for the same reason
-REDIS_ARGS = ("--aof_rewrite_cpulist", ",".join(map(str, sorted(SERVER_CPU))))
 #: where the worker runs: "api" (its core, at WORKER_NICE; Redis's rewrite child there too) or
 #: "redis" (the layout before 2026-12-01: beside Redis at the default weight), ``--worker-at``
 LAYOUT = {"worker": "api"}
+
 #: wrk's connections in part 1: enough for each server to reach its capacity (at 16 the real
 #: path, whose answers take longer, stayed below it: its api process at 64-72 % of its core)
 WRK_CONNS = 64
@@ -74,6 +72,15 @@ REST_CPU = {1}
 #: stalls up to 100 ms) were most of the push p99 they reported (24-43 ms, the stream's own
 #: accepted -> written p99 9 ms); in production they are the banks' machines
 CLIENT_CPUS = set(range(os.cpu_count() or 2))
+
+
+def redis_args() -> tuple[str, ...]:
+    """The stack's Redis options for the layout: beside the api, Redis's AOF rewrite child (a
+    fork writing the whole data set, ~1 s every minute or so under load) goes there too, for
+    the same reason as the worker."""
+    if LAYOUT["worker"] != "api":
+        return ()
+    return ("--aof_rewrite_cpulist", ",".join(map(str, sorted(SERVER_CPU))))
 
 
 def apart(api: int = 1, stream: int = 1, worker: int = 1, api_cpus: set[int] | None = None,

@@ -52,3 +52,5 @@ def test_the_worker_goes_beside_the_api_at_a_lower_weight_or_beside_redis(
                                                               parts.SERVER_CPU, 0)
     assert (worker.roles, worker.cpus, worker.nice) == ("worker", cpus, nice)
     assert not parts.REST_CPU & parts.SERVER_CPU  # Redis's core is not the roles'
+    # Redis's rewrite child goes where the worker goes: beside the api, or left beside Redis
+    assert parts.redis_args() == (("--aof_rewrite_cpulist", "0") if at == "api" else ())
