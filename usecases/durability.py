@@ -134,21 +134,28 @@ class Durability:
     async def persist_round(self, round_id: str, persisted_seq: int | None = None) -> int:
         """Copy a round's new events from the book into SQL; returns the seq SQL holds.
         ``persisted_seq``: what the caller knows SQL holds (a stale value is harmless: the
-        conditional write refuses it and SQL is read again)."""
-        return (await self._persist_round(round_id, persisted_seq))[0]
+        conditional write refuses it and SQL is read again).
+        The events go in units of at most ``ROUND_EVENTS`` each, read one slice at a time: a
+        round with a long history costs more units, never one read or one transaction that
+        grows with it."""
+        while True:
+            persisted_seq, more = await self._persist_slice(round_id, persisted_seq)
+            if not more:
+                return persisted_seq
 
-    async def _persist_round(self, round_id: str, persisted_seq: int | None
-                             ) -> tuple[int, int]:
-        """``persist_round``'s answer, and how many events this call wrote."""
+    async def _persist_slice(self, round_id: str, persisted_seq: int | None
+                             ) -> tuple[int, bool]:
+        """One unit of ``persist_round``: the seq SQL holds after it, and whether the book
+        may hold more (this unit was written from a full slice)."""
         if persisted_seq is None:
             persisted_seq = await self.persisted_seq(round_id)
         # from the last event SQL holds (the anchor): it must be the book's too
-        events = await self.d.book.events(round_id, max(0, persisted_seq - 1))
-        anchor = events[0] if events and persisted_seq and events[0].seq == persisted_seq \
-            else None
-        events = [e for e in events if e.seq > persisted_seq]
+        got = (await self.d.book.events_after({round_id: max(0, persisted_seq - 1)},
+                                              ROUND_EVENTS)).get(round_id, [])
+        anchor = got[0] if got and persisted_seq and got[0].seq == persisted_seq else None
+        events = [e for e in got if e.seq > persisted_seq]
         if not events:
-            return persisted_seq, 0
+            return persisted_seq, False
         last = events[-1]
         await self.d.book.replicated([round_id])  # SQL never holds what a failover can lose
         if persisted_seq:
@@ -164,8 +171,8 @@ class Durability:
             return await self.d.book.event(round_id, last.seq) == last
 
         if await self.write(round_id, persisted_seq, events, still_current):
-            return last.seq, len(events)
-        return await self.persisted_seq(round_id), 0  # someone else persisted: read again
+            return last.seq, len(got) >= ROUND_EVENTS
+        return await self.persisted_seq(round_id), False  # someone else persisted: read again
 
     async def write(self, round_id: str, from_seq: int, events: Sequence[Event],
                     still_current: Callable[[], Awaitable[bool]] | None = None) -> bool:

@@ -142,6 +142,42 @@ async def test_a_round_far_ahead_of_sql_is_persisted_in_slices_of_bounded_reads(
     assert await core.count(offer_versions) == 7
 
 
+async def test_persist_round_reaches_the_last_event_in_units_of_bounded_reads(
+        core: Core, monkeypatch: pytest.MonkeyPatch):
+    """The close path's copy (persist_round) goes on, slice after slice, until SQL holds the
+    book's last event, within one call; no read holds more than ROUND_EVENTS events and no
+    unit more than that many versions."""
+    monkeypatch.setattr(durability, "ROUND_EVENTS", 3)
+    rnd = await open_round(core)
+    a = bank_id()
+    off = await bid(core, rnd, a, 390_000)
+    for i in range(7):
+        res = await core.revise(rnd, a, off, offer_terms(380_000 - i * 1000), None)
+        assert isinstance(res, Accepted)
+    reads: list[int] = []
+    units: list[int] = []
+    events_after, write = core.book.events_after, core.portal.durability.write
+
+    async def counted(after: Any, limit: int | None = None) -> Any:
+        got = await events_after(after, limit)
+        reads.extend(len(evs) for evs in got.values())
+        return got
+
+    async def counted_write(round_id: str, from_seq: int, events: Any, *a: Any) -> bool:
+        units.append(len(events))
+        return await write(round_id, from_seq, events, *a)
+
+    monkeypatch.setattr(core.book, "events_after", counted)
+    monkeypatch.setattr(core.portal.durability, "write", counted_write)
+    assert await core.persist_round(rnd.round_id) == 8
+    # 3 new, then the anchor and 2 new per read: 3 + 2 + 2 + 1 (a slice not full: the end)
+    assert units == [3, 2, 2, 1]
+    assert max(reads) <= 3
+    assert [v.seq for v in await core.versions(rnd.round_id)] == list(range(1, 9))
+    assert await core.persist_round(rnd.round_id) == 8  # nothing new: nothing written
+    assert units == [3, 2, 2, 1]
+
+
 async def test_flushed_redis_is_rebuilt_from_sql_with_an_identical_book(
         core_factory: CoreFactory, redis: Redis):
     core = await core_factory()
