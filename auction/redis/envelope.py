@@ -59,7 +59,7 @@ def record_json(v: OfferVersion) -> str:
 
 
 def parse_record(round_id: str, raw: str | bytes | dict[str, Any]) -> OfferVersion:
-    rec: dict[str, Any] = raw if isinstance(raw, dict) else json.loads(raw)
+    rec: dict[str, Any] = raw if isinstance(raw, dict) else orjson.loads(raw)
     return OfferVersion(
         round_id=round_id,
         offer_id=str(rec["o"]),
@@ -92,7 +92,7 @@ def _event(ev: dict[str, Any]) -> Event:
 
 
 def parse_event(raw: str | bytes) -> Event:
-    return _event(json.loads(raw))
+    return _event(orjson.loads(raw))
 
 
 # ----------------------------------------------------------------------------- the channel
@@ -103,7 +103,7 @@ def encode(news: RoundOpened | RoundFinalized) -> str:
 
 def decode(raw: str | bytes) -> Announcement:
     try:
-        msg = json.loads(raw)
+        msg = orjson.loads(raw)
         kind = msg["k"]
         if kind in ("q", "c"):
             return BookChanged(_event(msg))
