@@ -238,6 +238,14 @@ class Book(Protocol):
         in time. The persister asks before it copies events it read into SQL."""
         ...
 
+    async def forget(self, seqs: Mapping[str, int]) -> None:
+        """Drop each round's events up to its seq: events SQL holds, which the book need not
+        keep, so a round's history in the book does not grow with its revisions. An
+        implementation may keep some of them (Redis drops whole stream nodes); the events
+        after the seq are never touched. ``events``, ``events_after`` and ``history`` then
+        start at the first event kept: a catch-up from before it gets a snapshot."""
+        ...
+
     # -- the data set
     async def intact(self) -> bool:
         """False when the book lost its data set since ``mark_intact`` (a Redis replaced
@@ -472,6 +480,11 @@ class MemoryBook:
 
     async def replicated(self, round_ids: Sequence[str]) -> None:
         return None  # one copy, nothing to fail over to
+
+    async def forget(self, seqs: Mapping[str, int]) -> None:
+        for rid, seq in seqs.items():
+            if (r := self._rounds.get(rid)) is not None:
+                r.events = [e for e in r.events if e.seq > seq]
 
     # -- the data set
     async def intact(self) -> bool:

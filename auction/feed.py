@@ -255,6 +255,8 @@ class Subscription:
         behind = have - (self.next_seq - 1)
         if behind < 0 or behind > catch_up_limit(room):
             return [FetchSnapshot()]  # in the future, too old, or more than the queue takes
+        if behind and (not history.events or history.events[0].seq > self.next_seq):
+            return [FetchSnapshot()]  # the book no longer keeps the next event (Book.forget)
         actions: list[Action] = []
         for ev in history.events:
             if ev.seq != self.next_seq:

@@ -20,6 +20,7 @@ from typing import Any
 
 from auction.book import Event, RoundSnapshot, with_ranks
 from auction.buckets import bucket_of
+from auction.feed import MAX_CATCH_UP
 from auction.model import OfferVersion, RoundState
 from persistence.rounds import BatchMoved
 from persistence.store import Conflict
@@ -36,6 +37,10 @@ UNIT_ROUNDS = 100  # rounds whose new events go into SQL in one unit (one commit
 #: SQL has caught up, so no one read or commit grows with a round's history (a read of
 #: thousands of events held Redis, and every acknowledgement waiting on it, for milliseconds)
 ROUND_EVENTS = 256
+#: events SQL holds that the book keeps per round (the rest are forgotten after each unit):
+#: as far back as a stream catch-up reaches, so no resume gets a snapshot it would not have
+#: had; a round's history in Redis no longer grows with its revisions
+KEEP_EVENTS = MAX_CATCH_UP
 
 
 class _Stale(Exception):
@@ -231,6 +236,8 @@ class Durability:
             known.pop(rid, None)  # another persister wrote this round: read it again
         for rid in written:
             known[rid] = batches[rid][-1].seq
+        await self.d.book.forget({rid: known[rid] - KEEP_EVENTS for rid in written
+                                  if known[rid] > KEEP_EVENTS})
         # a round read in a full slice may hold more: dirty again, the next pass goes on from here
         if more := [rid for rid in written if len(got[rid]) >= ROUND_EVENTS]:
             await self.d.book.mark_dirty(more)

@@ -315,6 +315,16 @@ class RedisBook:
                       acks, always)
             for b in sorted({bucket_of(rid) for rid in round_ids})))
 
+    async def forget(self, seqs: Mapping[str, int]) -> None:
+        """XTRIM MINID ~: only whole stream nodes go (cheap; a few entries before the seq may
+        stay), and nothing is written, nor appended to the AOF, when no node is all before it."""
+        if not seqs:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for rid, seq in seqs.items():
+            pipe.xtrim(keys.round_keys(rid).events, minid=f"{seq + 1}-0", approximate=True)
+        await pipe.execute()
+
     async def mark_dirty(self, round_ids: Sequence[str]) -> None:
         if not round_ids:
             return

@@ -341,6 +341,35 @@ async def test_history_is_the_last_seq_and_at_most_limit_events_after_a_seq(
     assert (await book.history("rnd_unknown", 0, 10)).seq is None
 
 
+async def test_forgotten_events_are_gone_and_the_rest_of_the_round_is_untouched(
+        book: CheckedBook) -> None:
+    """What SQL holds may be forgotten (the persister does, keeping a tail): the events after
+    the seq stay as they were, the book and its seq do not change, reads start at the first
+    event kept, and the round takes offers as before."""
+    rnd, other = await opened(book), await opened(book)
+    for i in range(3):
+        await bid(book, rnd, f"bank_{i}", f"o{i}", 330_000 - i)
+    await bid(book, other, "bank_0", "x", 330_000)
+    for n in range(57):
+        await book.inner.revise(rnd.round_id, f"bank_{n % 3}", f"o{n % 3}",
+                                terms(300_000 - n), 320_000 - n)
+    await book.check(rnd.round_id)
+    events, view = await book.events(rnd.round_id), await book.view(rnd.round_id)
+    assert len(events) == 60
+    await book.forget({rnd.round_id: 40, "rnd_unknown": 5})
+    kept = await book.events(rnd.round_id)
+    # all of 41..60 as they were; of 1..40 at most a few (Redis drops whole stream nodes)
+    assert kept == events[kept[0].seq - 1:] and 1 < kept[0].seq <= 41
+    assert await book.view(rnd.round_id) == view
+    assert (await book.history(rnd.round_id, 0, 5)).events == events[kept[0].seq - 1:][:5]
+    assert (await book.history(rnd.round_id, 50, 5)).events == events[50:55]
+    assert await book.events_after({rnd.round_id: 40}, 3) == {rnd.round_id: events[40:43]}
+    assert len(await book.events(other.round_id)) == 1  # another round: untouched
+    got = await book.inner.submit(rnd.round_id, "bank_3", "o3", new_ref(), terms(), 300_000)
+    assert got.outcome is Outcome.OK and got.offer is not None and got.offer.seq == 61
+    await book.forget({})
+
+
 async def test_events_of_different_rounds_are_numbered_separately(book: CheckedBook) -> None:
     one, two = await opened(book), await opened(book)
     await bid(book, one, "bank_a", "a1", 330_000)

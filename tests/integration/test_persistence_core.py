@@ -142,6 +142,33 @@ async def test_a_round_far_ahead_of_sql_is_persisted_in_slices_of_bounded_reads(
     assert await core.count(offer_versions) == 7
 
 
+async def test_the_persister_has_the_book_forget_what_sql_holds_but_a_tail(
+        core: Core, redis: Redis, monkeypatch: pytest.MonkeyPatch):
+    """A round's history in Redis does not grow with its revisions: once SQL holds the events,
+    the book keeps only the last KEEP_EVENTS of them (and whatever SQL does not hold yet),
+    give or take a stream node; SQL keeps every version."""
+    monkeypatch.setattr(durability, "KEEP_EVENTS", 10)
+    rnd = await open_round(core)
+    a = bank_id()
+    off = await bid(core, rnd, a, 390_000)
+    known: dict[str, int] = {}
+    for burst in range(4):
+        for i in range(50):
+            res = await core.revise(rnd, a, off, offer_terms(380_000 - burst * 100 - i), None)
+            assert isinstance(res, Accepted)
+        await core.portal.durability.persist_dirty(list(range(64)), known)
+        seq = 1 + 50 * (burst + 1)
+        assert known == {rnd.round_id: seq}
+        kept = await core.book.events(rnd.round_id)
+        assert [e.seq for e in kept] == list(range(kept[0].seq, seq + 1))
+        # the last 10 kept, and no more than a stream node's worth (a few dozen) besides
+        assert seq - 10 >= kept[0].seq >= seq - 10 - 60, (burst, kept[0].seq)
+    assert await redis.xlen(round_keys(rnd.round_id).events) == len(kept)
+    assert [v.seq for v in await core.versions(rnd.round_id)] == list(range(1, 202))
+    # the close path still finds the anchor and the rest: the round closes with every version
+    assert await core.persist_round(rnd.round_id) == 201
+
+
 async def test_persist_round_reaches_the_last_event_in_units_of_bounded_reads(
         core: Core, monkeypatch: pytest.MonkeyPatch):
     """The close path's copy (persist_round) goes on, slice after slice, until SQL holds the

@@ -270,6 +270,19 @@ def test_a_catch_up_reads_only_what_it_sends() -> None:
     assert [a.msg["seq"] for a in actions if isinstance(a, Send)] == [11, 12]
 
 
+@pytest.mark.parametrize("kept_from", [10, 12, None])
+def test_a_catch_up_from_before_what_the_book_keeps_gets_a_snapshot(kept_from: int | None
+                                                                   ) -> None:
+    """The book forgets events SQL holds (Book.forget): a since_seq from before the first
+    event it keeps gets a snapshot, never a stream with a hole in it nor a wait that never
+    ends."""
+    sub = ready(TOPIC, ME)
+    assert sub.start(8) == [FetchHistory(8)]
+    kept = [] if kept_from is None else ROUND_12[kept_from - 1:]
+    assert sub.on_history(History(12, kept), None) == [FetchSnapshot()]
+    assert sub.phase is not Phase.LIVE
+
+
 def test_an_unknown_round_at_catch_up_time_gets_a_snapshot() -> None:
     sub = ready(TOPIC, ME)
     sub.start(3)
