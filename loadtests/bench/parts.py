@@ -143,6 +143,21 @@ def metrics_view(m: Samples) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- 1. bid path
+def redis_during(url: str, run: Any) -> dict[str, Any]:
+    """``run()``'s result with what Redis did meanwhile: its forks (an AOF rewrite is one: the
+    child writes the whole data set while every acknowledgement waits on an fsync) and its
+    memory as the run began."""
+    r = redis_sync.Redis.from_url(url)
+    try:
+        forks, mem = r.info("stats")["total_forks"], r.info("memory")["used_memory"]
+        out: dict[str, Any] = run()
+        out["redis_forks"] = r.info("stats")["total_forks"] - forks
+        out["redis_mb"] = mem / 1e6
+    finally:
+        r.close()
+    return out
+
+
 async def bid_path(b: Bench) -> dict[str, Any]:
     """The api role alone in its process against the bare baseline, side by side, then the
     acknowledgement latency at a fixed rate."""
@@ -191,15 +206,26 @@ async def bid_path(b: Bench) -> dict[str, Any]:
         # Redis fsyncs, the scheduler), so a tail both share is not the bid path's
         for i in range(b.runs):
             quiesce(pids)
-            f = rate_gen(base_url, js, 2000, b.seconds + 2, b.load)
+            f = redis_during(b.stack.redis.url,
+                             partial(rate_gen, base_url, js, 2000, b.seconds + 2, b.load))
             floor.append(f)
             quiesce(pids)
-            r, r["api_cpu"] = busy(api_pids, partial(rate_gen, b.api, js, 2000, b.seconds + 2,
-                                                     b.load))
+            api_cpu: list[float] = []
+
+            def real() -> dict[str, Any]:
+                got, cpu = busy(api_pids, partial(rate_gen, b.api, js, 2000, b.seconds + 2,
+                                                  b.load))
+                api_cpu.append(cpu)
+                return got
+
+            r = redis_during(b.stack.redis.url, real)
+            r["api_cpu"] = api_cpu[0]
             runs.append(r)
             log(f"  @2000/s run {i + 1}: achieved {r['achieved_rate']:.0f}/s p50 "
                 f"{r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms, statuses {r['statuses']}, api CPU "
-                f"{r['api_cpu'] * 100:.0f} %; the baseline just before: p99 {f['p99_ms']:.2f} ms")
+                f"{r['api_cpu'] * 100:.0f} %, Redis forks {r['redis_forks']} "
+                f"({r['redis_mb']:.0f} MB); the baseline just before: p99 {f['p99_ms']:.2f} ms, "
+                f"Redis forks {f['redis_forks']}")
         res["rate_2000"] = runs
         res["baseline_2000"] = floor
         res["metrics"] = metrics_view(diff(b.metrics("api"), before))
