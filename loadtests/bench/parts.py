@@ -4,11 +4,13 @@ JSON-able data; ``report.py`` turns them into BENCHMARKS.md."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -143,19 +145,19 @@ def metrics_view(m: Samples) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- 1. bid path
-def redis_during(url: str, run: Any) -> dict[str, Any]:
-    """``run()``'s result with what Redis did meanwhile: its forks (an AOF rewrite is one: the
-    child writes the whole data set while every acknowledgement waits on an fsync) and its
-    memory as the run began."""
+@contextlib.contextmanager
+def redis_during(url: str) -> Iterator[dict[str, Any]]:
+    """What Redis did during the block, in the dict yielded (filled as the block ends): its
+    forks (an AOF rewrite is one: the child writes the whole data set while every
+    acknowledgement waits on an fsync) and its memory as the block began."""
     r = redis_sync.Redis.from_url(url)
+    seen: dict[str, Any] = {}
     try:
         forks, mem = r.info("stats")["total_forks"], r.info("memory")["used_memory"]
-        out: dict[str, Any] = run()
-        out["redis_forks"] = r.info("stats")["total_forks"] - forks
-        out["redis_mb"] = mem / 1e6
+        yield seen
+        seen.update(redis_forks=r.info("stats")["total_forks"] - forks, redis_mb=mem / 1e6)
     finally:
         r.close()
-    return out
 
 
 async def bid_path(b: Bench) -> dict[str, Any]:
@@ -206,20 +208,15 @@ async def bid_path(b: Bench) -> dict[str, Any]:
         # Redis fsyncs, the scheduler), so a tail both share is not the bid path's
         for i in range(b.runs):
             quiesce(pids)
-            f = redis_during(b.stack.redis.url,
-                             partial(rate_gen, base_url, js, 2000, b.seconds + 2, b.load))
+            with redis_during(b.stack.redis.url) as seen:
+                f = rate_gen(base_url, js, 2000, b.seconds + 2, b.load)
+            f.update(seen)
             floor.append(f)
             quiesce(pids)
-            api_cpu: list[float] = []
-
-            def real() -> dict[str, Any]:
-                got, cpu = busy(api_pids, partial(rate_gen, b.api, js, 2000, b.seconds + 2,
-                                                  b.load))
-                api_cpu.append(cpu)
-                return got
-
-            r = redis_during(b.stack.redis.url, real)
-            r["api_cpu"] = api_cpu[0]
+            with redis_during(b.stack.redis.url) as seen:
+                r, r["api_cpu"] = busy(api_pids, partial(rate_gen, b.api, js, 2000,
+                                                         b.seconds + 2, b.load))
+            r.update(seen)
             runs.append(r)
             log(f"  @2000/s run {i + 1}: achieved {r['achieved_rate']:.0f}/s p50 "
                 f"{r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms, statuses {r['statuses']}, api CPU "
