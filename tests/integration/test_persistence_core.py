@@ -108,18 +108,19 @@ async def test_concurrent_persisters_in_two_cores_write_each_version_exactly_onc
     assert await c1.count(offer_versions) == 24
 
 
-async def test_a_round_far_ahead_of_sql_is_persisted_in_slices_of_bounded_reads(
-        core: Core, monkeypatch: pytest.MonkeyPatch):
-    """The persister reads at most ROUND_EVENTS of a round's events per unit (the anchor among
-    them), keeps the round dirty while more remain, and so reaches SQL's full copy over
-    several passes, in order, each version once: no read grows with the round's history."""
-    monkeypatch.setattr(durability, "ROUND_EVENTS", 3)
+async def revised(core: Core, revisions: int) -> RoundTerms:
+    """A round with one bank's offer and ``revisions`` revisions of it: 1 + revisions events."""
     rnd = await open_round(core)
     a = bank_id()
     off = await bid(core, rnd, a, 390_000)
-    for i in range(6):
+    for i in range(revisions):
         res = await core.revise(rnd, a, off, offer_terms(380_000 - i * 1000), None)
         assert isinstance(res, Accepted)
+    return rnd
+
+
+def counted_reads(core: Core, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of events of each round in each of the book's ``events_after`` reads."""
     reads: list[int] = []
     events_after = core.book.events_after
 
@@ -129,6 +130,17 @@ async def test_a_round_far_ahead_of_sql_is_persisted_in_slices_of_bounded_reads(
         return got
 
     monkeypatch.setattr(core.book, "events_after", counted)
+    return reads
+
+
+async def test_a_round_far_ahead_of_sql_is_persisted_in_slices_of_bounded_reads(
+        core: Core, monkeypatch: pytest.MonkeyPatch):
+    """The persister reads at most ROUND_EVENTS of a round's events per unit (the anchor among
+    them), keeps the round dirty while more remain, and so reaches SQL's full copy over
+    several passes, in order, each version once: no read grows with the round's history."""
+    monkeypatch.setattr(durability, "ROUND_EVENTS", 3)
+    rnd = await revised(core, 6)
+    reads = counted_reads(core, monkeypatch)
     known: dict[str, int] = {}
     written = []
     for _ in range(6):
@@ -175,26 +187,15 @@ async def test_persist_round_reaches_the_last_event_in_units_of_bounded_reads(
     book's last event, within one call; no read holds more than ROUND_EVENTS events and no
     unit more than that many versions."""
     monkeypatch.setattr(durability, "ROUND_EVENTS", 3)
-    rnd = await open_round(core)
-    a = bank_id()
-    off = await bid(core, rnd, a, 390_000)
-    for i in range(7):
-        res = await core.revise(rnd, a, off, offer_terms(380_000 - i * 1000), None)
-        assert isinstance(res, Accepted)
-    reads: list[int] = []
+    rnd = await revised(core, 7)
+    reads = counted_reads(core, monkeypatch)
     units: list[int] = []
-    events_after, write = core.book.events_after, core.portal.durability.write
-
-    async def counted(after: Any, limit: int | None = None) -> Any:
-        got = await events_after(after, limit)
-        reads.extend(len(evs) for evs in got.values())
-        return got
+    write = core.portal.durability.write
 
     async def counted_write(round_id: str, from_seq: int, events: Any, *a: Any) -> bool:
         units.append(len(events))
         return await write(round_id, from_seq, events, *a)
 
-    monkeypatch.setattr(core.book, "events_after", counted)
     monkeypatch.setattr(core.portal.durability, "write", counted_write)
     assert await core.persist_round(rnd.round_id) == 8
     # 3 new, then the anchor and 2 new per read: 3 + 2 + 2 + 1 (a slice not full: the end)
