@@ -61,6 +61,10 @@ class Clash:
     sql: tuple[str, int] | None  # (offer_id, version) in SQL at seq
     book: tuple[str, int] | None  # the book's at seq; None: the book's seq is behind SQL's
     book_seq: int | None = None
+    #: the book no longer holds the events after ``seq`` that SQL lacks: it forgot them
+    #: (``Book.forget``) once SQL held them, so SQL has lost them since (restored from an older
+    #: backup); the book keeps events only from this seq
+    kept_from: int | None = None
 
 
 class ClashError(Exception):
@@ -102,6 +106,12 @@ class CatchUp:
     lag_ms: int = 0  # the age of the oldest of them (0: none)
 
 
+def _forgotten(events: Sequence[Event], persisted_seq: int) -> bool:
+    """Whether a read from the last event SQL holds (``persisted_seq``: the anchor, or the
+    first event when 0) starts past it: the book forgot events up to there (``Book.forget``)."""
+    return bool(events) and events[0].seq > max(1, persisted_seq)
+
+
 class Durability:
     def __init__(self, deps: Deps) -> None:
         self.d = deps
@@ -115,9 +125,16 @@ class Durability:
         if (clash.round_id, clash.seq) in self._clashed:
             return
         self._clashed.add((clash.round_id, clash.seq))
-        log.error("persist_clash: round %s seq %d: SQL holds %s, the book %s (book seq %s); "
-                  "the round's new events are not copied to SQL until an operator resolves it",
-                  clash.round_id, clash.seq, clash.sql, clash.book, clash.book_seq)
+        if clash.kept_from is not None:
+            log.error("persist_clash: round %s: SQL holds up to seq %d, the book's events start "
+                      "at %d (SQL lost events the book forgot once SQL held them); the round's "
+                      "new events are not copied to SQL until an operator resolves it",
+                      clash.round_id, clash.seq, clash.kept_from)
+        else:
+            log.error("persist_clash: round %s seq %d: SQL holds %s, the book %s (book seq %s); "
+                      "the round's new events are not copied to SQL until an operator "
+                      "resolves it", clash.round_id, clash.seq, clash.sql, clash.book,
+                      clash.book_seq)
         if self.on_clash is not None:
             self.on_clash(clash)
 
@@ -157,6 +174,13 @@ class Durability:
         # from the last event SQL holds (the anchor): it must be the book's too
         got = (await self.d.book.events_after({round_id: max(0, persisted_seq - 1)},
                                               ROUND_EVENTS)).get(round_id, [])
+        if _forgotten(got, persisted_seq):
+            sql_seq = await self.persisted_seq(round_id)
+            if sql_seq != persisted_seq:
+                return sql_seq, True  # another persister moved on: go on from what SQL holds
+            lost = Clash(round_id, persisted_seq, None, None, kept_from=got[0].seq)
+            self._report(lost)
+            raise ClashError(lost)
         anchor = got[0] if got and persisted_seq and got[0].seq == persisted_seq else None
         events = [e for e in got if e.seq > persisted_seq]
         if not events:
@@ -209,6 +233,16 @@ class Durability:
         # from the last event SQL holds (the anchor): it must be the book's too
         got = await self.d.book.events_after({rid: max(0, n - 1) for rid, n in after.items()},
                                              ROUND_EVENTS)
+        if forgotten := [rid for rid, evs in got.items() if _forgotten(evs, after[rid])]:
+            # the book forgot events after the seq believed in SQL: a value remembered from
+            # before another persister moved the round on (read SQL again next pass), or,
+            # just read from SQL, SQL lost them (reported; left out until an operator acts)
+            for rid in forgotten:
+                if rid in unknown:
+                    self._report(Clash(rid, after[rid], None, None, kept_from=got[rid][0].seq))
+                known.pop(rid, None)
+                del got[rid]
+            await self.d.book.mark_dirty([rid for rid in forgotten if rid not in unknown])
         anchors = {rid: evs[0] for rid, evs in got.items()
                    if evs and after[rid] and evs[0].seq == after[rid]}
         batches = {rid: new for rid, evs in got.items()

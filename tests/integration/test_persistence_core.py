@@ -181,6 +181,73 @@ async def test_the_persister_has_the_book_forget_what_sql_holds_but_a_tail(
     assert await core.persist_round(rnd.round_id) == 201
 
 
+async def forgotten_round(core: Core, monkeypatch: pytest.MonkeyPatch
+                          ) -> tuple[RoundTerms, str, str]:
+    """A round of 31 events, all in SQL, the book keeping only the last few of them (a stream
+    node's worth, give or take); its bank and offer."""
+    monkeypatch.setattr(durability, "KEEP_EVENTS", 2)
+    rnd = await open_round(core)
+    a = bank_id()
+    off = await bid(core, rnd, a, 390_000)
+    for i in range(30):
+        assert isinstance(await core.revise(rnd, a, off, offer_terms(380_000 - i), None),
+                          Accepted)
+    assert (await core.portal.durability.persist_dirty(list(range(64)), {})).events == 31
+    assert (await core.book.events(rnd.round_id))[0].seq > 2  # forgotten from the first on
+    return rnd, a, off
+
+
+async def test_a_seq_remembered_from_before_another_persister_moved_on_is_no_clash(
+        core: Core, monkeypatch: pytest.MonkeyPatch):
+    """A persister that remembers seq 1 of a round another persister has since taken to 31
+    (and had the book forget up to near there) reads SQL again: no clash, nothing lost."""
+    from usecases.durability import Clash
+
+    clashes: list[Clash] = []
+    core.portal.durability.on_clash = clashes.append
+    rnd, a, off = await forgotten_round(core, monkeypatch)
+    stale = {rnd.round_id: 1}
+    assert isinstance(await core.revise(rnd, a, off, offer_terms(370_000), None), Accepted)
+    assert (await core.portal.durability.persist_dirty(list(range(64)), stale)).events == 0
+    assert stale == {}  # forgotten: read from SQL next time
+    assert (await core.portal.durability.persist_dirty(list(range(64)), stale)).events == 1
+    assert stale == {rnd.round_id: 32} and clashes == []
+    assert [v.seq for v in await core.versions(rnd.round_id)] == list(range(1, 33))
+
+
+async def test_events_sql_lost_after_the_book_forgot_them_are_reported_never_skipped(
+        core: Core, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """SQL restored from an older backup: it holds up to seq 1 of a round whose book kept
+    only its last events. The persister must not write the later ones over the hole: the
+    round is reported (a clash, with the first seq the book keeps) and left out; the close's
+    path refuses too."""
+    from sqlalchemy import delete, update
+
+    from persistence.tables import rounds
+    from usecases.durability import Clash, ClashError
+
+    clashes: list[Clash] = []
+    core.portal.durability.on_clash = clashes.append
+    rnd, a, off = await forgotten_round(core, monkeypatch)
+    async with core.store.engine.begin() as conn:
+        await conn.execute(delete(offer_versions).where(
+            offer_versions.c.round_id == rnd.round_id, offer_versions.c.seq > 1))
+        await conn.execute(update(rounds).where(rounds.c.id == rnd.round_id)
+                           .values(persisted_seq=1))
+    assert isinstance(await core.revise(rnd, a, off, offer_terms(370_000), None), Accepted)
+    for _ in range(2):  # reported once
+        assert (await core.portal.durability.persist_dirty(list(range(64)), {})).events == 0
+    first = (await core.book.events(rnd.round_id))[0].seq
+    assert [(c.round_id, c.seq, c.kept_from) for c in clashes] == [(rnd.round_id, 1, first)]
+    assert any("persist_clash" in r.getMessage() and "start" in r.getMessage()
+               for r in caplog.records)
+    assert [v.seq for v in await core.versions(rnd.round_id)] == [1]
+    assert (await core.round(rnd.round_id)).persisted_seq == 1
+    with pytest.raises(ClashError):
+        await core.persist_round(rnd.round_id)
+    assert (await core.round(rnd.round_id)).persisted_seq == 1
+
+
 async def test_persist_round_reaches_the_last_event_in_units_of_bounded_reads(
         core: Core, monkeypatch: pytest.MonkeyPatch):
     """The close path's copy (persist_round) goes on, slice after slice, until SQL holds the
