@@ -323,6 +323,9 @@ class Durability:
             if closing is not None:
                 events.append(Event(round_id, int(closing.final_seq), "round_closed",
                                     at_ms=int(closing.closed_at)))
+            # the book gets back what the persister would have let it keep: one script's
+            # arguments, and Redis's time running it, do not grow with the round's history
+            events = events[-KEEP_EVENTS:]
             in_use = set(labels.values())
             created = await self.d.book.restore(RoundSnapshot(
                 round_id, RoundState(row.state), int(row.opened_at), int(row.closes_at),

@@ -344,6 +344,28 @@ async def test_bidding_continues_after_a_rebuild_with_the_next_seq_and_the_same_
     assert [v.seq for v in await other.versions(rnd.round_id)] == [1, 2, 3, 4, 5, 6]
 
 
+async def test_a_long_round_is_rebuilt_with_the_events_the_book_would_keep(
+        core_factory: CoreFactory, redis: Redis, monkeypatch: pytest.MonkeyPatch):
+    """A rebuild writes the last KEEP_EVENTS events back (one script of bounded size), the
+    book as it was, and the round goes on from the next seq and persists without a gap."""
+    monkeypatch.setattr(durability, "KEEP_EVENTS", 3)
+    core = await core_factory()
+    rnd = await revised(core, 9)
+    view = await core.book.view(rnd.round_id)
+    assert await core.persist_round(rnd.round_id) == 10
+    await redis.flushdb()
+    other = await core_factory()
+    assert await other.ensure_book() == 1
+    assert [e.seq for e in await other.book.events(rnd.round_id)] == [8, 9, 10]
+    rebuilt = await other.book.view(rnd.round_id)
+    assert rebuilt is not None and view is not None
+    assert (rebuilt.seq, rebuilt.offers) == (view.seq, view.offers)
+    res = await other.submit(rnd, bank_id(), offer_terms(395_000), None)
+    assert isinstance(res, Accepted) and res.offer.seq == 11
+    assert await other.persist_round(rnd.round_id) == 11
+    assert [v.seq for v in await other.versions(rnd.round_id)] == list(range(1, 12))
+
+
 async def test_free_text_conditions_survive_sql_and_a_rebuild_byte_for_byte(
         core: Core, redis: Redis):
     rnd = await open_round(core)
