@@ -50,7 +50,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import resource
 import shutil
 import subprocess
@@ -58,7 +57,6 @@ import sys
 import threading
 import time
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +65,9 @@ import psutil
 from hdrh.histogram import HdrHistogram
 
 from loadtests.bench.tools import (
-    COMPANY,
     PY,
+    Bank,
+    Setup,
     WsClients,
     diff,
     log,
@@ -78,7 +77,7 @@ from loadtests.bench.tools import (
 )
 from loadtests.hostile_report import log_counts, machine_busy, server_view, table, verdict
 from loadtests.local_server import ROOT, LocalStack, Server, pin
-from loadtests.rawhttp import Conn, build, host_port
+from loadtests.rawhttp import host_port
 
 ATTACKS = {"quiet": (), "flood": ("flood",), "swarm": ("swarm",), "brute": ("brute",),
            "all": ("flood", "swarm", "brute"), "after": ()}
@@ -89,11 +88,6 @@ N_BANKS = 10
 GOOD_BANKS = 8  # banks 0..7 bid (the desk); 0..4 also watch
 SWARM_BANK = 8  # a bank of the big round whose WebSockets never read
 TARGET_BANK = 9  # the bank whose client id is brute-forced (its owner asks for tokens)
-ROUND = {"company": COMPANY, "loan_type": "working_capital", "currency": "TRY",
-         "loan_amount": "5000000.00", "guarantee_amount": "4000000.00", "tenor_months": 24,
-         "grace_months": 6, "export_commitment": True}
-OFFER = {"amount": "5000000.00", "tenor_months": 24, "grace_months": 6,
-         "repayment_every_months": 3, "upfront_fee": "0.00", "assumes_export_commitment": True}
 
 
 def _env(name: str, default: Any) -> Any:
@@ -151,72 +145,6 @@ def server_env(text: str) -> dict[str, str]:
 
 def cpus(text: str) -> set[int] | None:
     return {int(c) for c in text.split(",") if c.strip()} or None
-
-
-# ----------------------------------------------------------------------------- set-up
-@dataclass
-class Bank:
-    bank_id: str
-    client_id: str
-    secret: str
-    token: str
-
-
-async def make_banks(base: str, admin: str, n: int) -> list[Bank]:
-    out = []
-    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
-        for i in range(n):
-            code = f"HB{i:02d}{random.randrange(10**4):04d}"
-            r = await http.post("/v1/admin/banks",
-                                json={"bank_code": code, "name": f"Hostile {code}"},
-                                headers={"Authorization": f"Bearer {admin}"})
-            r.raise_for_status()
-            c = r.json()
-            t = await http.post("/v1/oauth/token", data={
-                "grant_type": "client_credentials", "client_id": c["client_id"],
-                "client_secret": c["client_secret"]})
-            t.raise_for_status()
-            out.append(Bank(c["bank_id"], c["client_id"], c["client_secret"],
-                            f"Bearer {t.json()['access_token']}"))
-    return out
-
-
-async def open_rounds(base: str, admin: str, n: int) -> list[str]:
-    host, port = host_port(base)
-    conn = await Conn(host, port).open()
-    out = []
-    for _ in range(n):
-        status, body = await conn.request(build("POST", "/v1/admin/rounds", f"{host}:{port}",
-                                                {"Authorization": f"Bearer {admin}"}, ROUND))
-        if status != 201:
-            raise RuntimeError(f"open round: {status} {body[:300]!r}")
-        out.append(json.loads(body)["round_id"])
-    conn.close()
-    return out
-
-
-async def seed(base: str, banks: list[Bank], pairs: list[tuple[int, str]],
-               parallel: int = 16) -> list[list[Any]]:
-    """One offer per (bank index, round): [[bank index, round, offer id]]."""
-    host, port = host_port(base)
-    out: list[list[Any]] = []
-    it = iter(pairs)
-    rng = random.Random(7)
-
-    async def worker() -> None:
-        c = await Conn(host, port).open()
-        for b, rid in it:
-            body = {"annual_rate": f"{rng.uniform(30, 45):.2f}", **OFFER}
-            status, raw = await c.request(build("POST", f"/v1/bank/rounds/{rid}/offers",
-                                                f"{host}:{port}",
-                                                {"Authorization": banks[b].token}, body))
-            if status != 201:
-                raise RuntimeError(f"seed offer: {status} {raw[:300]!r}")
-            out.append([b, rid, json.loads(raw)["offer_id"]])
-        c.close()
-
-    await asyncio.gather(*(worker() for _ in range(parallel)))
-    return out
 
 
 # ----------------------------------------------------------------------------- attackers
@@ -390,14 +318,16 @@ class Run:
         self.base_fds = 0  # the server's descriptors before any attack
 
     async def prepare(self) -> None:
-        a, base, admin = self.a, self.stack.base_url, self.stack.admin_token
+        a, base = self.a, self.stack.base_url
         log(f"set-up: {N_BANKS} banks, {a.rounds} rounds for the desk, one of {a.big_offers} "
             f"offers for the swarm")
-        self.banks = await make_banks(base, admin, N_BANKS)
-        rids = await open_rounds(base, admin, a.rounds + 1)
+        su = Setup(self.stack)
+        await su.banks(N_BANKS)
+        self.banks = su.made
+        rids = await su.rounds(a.rounds + 1)
         self.big, desk = rids[0], rids[1:]
-        offers = await seed(base, self.banks, [(b, r) for r in desk for b in range(GOOD_BANKS)])
-        await seed(base, self.banks, [(i % N_BANKS, self.big) for i in range(a.big_offers)])
+        offers = await su.offers([(b, r) for r in desk for b in range(GOOD_BANKS)], parallel=16)
+        await su.offers([(i % N_BANKS, self.big) for i in range(a.big_offers)], parallel=16)
         self.setup_json.write_text(json.dumps(
             {"tokens": [b.token for b in self.banks[:GOOD_BANKS]], "offers": offers}))
         self.ws = WsClients(base, self.stack.stream_urls,

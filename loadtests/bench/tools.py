@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
@@ -83,14 +84,31 @@ def machine(stack: LocalStack) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- set-up
+@dataclass(frozen=True)
+class Bank:
+    """A bank made by ``Setup.banks``: its API client and a token taken with it."""
+
+    bank_id: str
+    client_id: str
+    secret: str
+    token: str  # "Bearer ..."
+
+
 class Setup:
     """Banks, rounds and seeded offers through the public API (admin + bank endpoints)."""
 
     def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
         self.admin = {"Authorization": f"Bearer {stack.admin_token}"}
-        self.tokens: list[str] = []
-        self.bank_ids: list[str] = []
+        self.made: list[Bank] = []
+
+    @property
+    def tokens(self) -> list[str]:
+        return [b.token for b in self.made]
+
+    @property
+    def bank_ids(self) -> list[str]:
+        return [b.bank_id for b in self.made]
 
     async def banks(self, n: int) -> None:
         async with httpx.AsyncClient(base_url=self.stack.base_url, timeout=60) as http:
@@ -105,8 +123,8 @@ class Setup:
                     "grant_type": "client_credentials", "client_id": c["client_id"],
                     "client_secret": c["client_secret"]})
                 t.raise_for_status()
-                self.tokens.append(f"Bearer {t.json()['access_token']}")
-                self.bank_ids.append(c["bank_id"])
+                self.made.append(Bank(c["bank_id"], c["client_id"], c["client_secret"],
+                                      f"Bearer {t.json()['access_token']}"))
 
     async def rounds(self, n: int) -> list[str]:
         host, port = host_port(self.stack.base_url)
@@ -134,7 +152,8 @@ class Setup:
                 body = {"annual_rate": f"{rng.uniform(30, 45):.2f}", **OFFER}
                 status, raw = await c.request(build("POST", f"/v1/bank/rounds/{rid}/offers",
                                                     f"{host}:{port}",
-                                                    {"Authorization": self.tokens[b]}, body))
+                                                    {"Authorization": self.made[b].token},
+                                                    body))
                 if status != 201:
                     raise RuntimeError(f"seed offer: {status} {raw[:300]!r}")
                 out.append([b, rid, json.loads(raw)["offer_id"]])
