@@ -108,15 +108,17 @@ async def test_concurrent_persisters_in_two_cores_write_each_version_exactly_onc
     assert await c1.count(offer_versions) == 24
 
 
-async def revised(core: Core, revisions: int) -> RoundTerms:
-    """A round with one bank's offer and ``revisions`` revisions of it: 1 + revisions events."""
-    rnd = await open_round(core)
-    a = bank_id()
-    off = await bid(core, rnd, a, 390_000)
+async def revised(core: Core, revisions: int, rnd: RoundTerms | None = None, bank: str = "",
+                  offer: str = "") -> tuple[RoundTerms, str, str]:
+    """A round with one bank's offer and ``revisions`` revisions of it (1 + revisions events;
+    or, given them, ``revisions`` more of that offer); the round, the bank and the offer."""
+    if rnd is None:
+        rnd, bank = await open_round(core), bank_id()
+        offer = await bid(core, rnd, bank, 390_000)
     for i in range(revisions):
-        res = await core.revise(rnd, a, off, offer_terms(380_000 - i * 1000), None)
+        res = await core.revise(rnd, bank, offer, offer_terms(380_000 - i), None)
         assert isinstance(res, Accepted)
-    return rnd
+    return rnd, bank, offer
 
 
 def counted_reads(core: Core, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -139,7 +141,7 @@ async def test_a_round_far_ahead_of_sql_is_persisted_in_slices_of_bounded_reads(
     them), keeps the round dirty while more remain, and so reaches SQL's full copy over
     several passes, in order, each version once: no read grows with the round's history."""
     monkeypatch.setattr(durability, "ROUND_EVENTS", 3)
-    rnd = await revised(core, 6)
+    rnd, _, _ = await revised(core, 6)
     reads = counted_reads(core, monkeypatch)
     known: dict[str, int] = {}
     written = []
@@ -160,14 +162,10 @@ async def test_the_persister_has_the_book_forget_what_sql_holds_but_a_tail(
     the book keeps only the last KEEP_EVENTS of them (and whatever SQL does not hold yet),
     give or take a stream node; SQL keeps every version."""
     monkeypatch.setattr(durability, "KEEP_EVENTS", 10)
-    rnd = await open_round(core)
-    a = bank_id()
-    off = await bid(core, rnd, a, 390_000)
+    made = rnd, _, _ = await revised(core, 0)
     known: dict[str, int] = {}
     for burst in range(4):
-        for i in range(50):
-            res = await core.revise(rnd, a, off, offer_terms(380_000 - burst * 100 - i), None)
-            assert isinstance(res, Accepted)
+        await revised(core, 50, *made)
         await core.portal.durability.persist_dirty(list(range(64)), known)
         seq = 1 + 50 * (burst + 1)
         assert known == {rnd.round_id: seq}
@@ -186,15 +184,10 @@ async def forgotten_round(core: Core, monkeypatch: pytest.MonkeyPatch
     """A round of 31 events, all in SQL, the book keeping only the last few of them (a stream
     node's worth, give or take); its bank and offer."""
     monkeypatch.setattr(durability, "KEEP_EVENTS", 2)
-    rnd = await open_round(core)
-    a = bank_id()
-    off = await bid(core, rnd, a, 390_000)
-    for i in range(30):
-        assert isinstance(await core.revise(rnd, a, off, offer_terms(380_000 - i), None),
-                          Accepted)
+    made = await revised(core, 30)
     assert (await core.portal.durability.persist_dirty(list(range(64)), {})).events == 31
-    assert (await core.book.events(rnd.round_id))[0].seq > 2  # forgotten from the first on
-    return rnd, a, off
+    assert (await core.book.events(made[0].round_id))[0].seq > 2  # forgotten from the first
+    return made
 
 
 async def test_a_seq_remembered_from_before_another_persister_moved_on_is_no_clash(
@@ -254,7 +247,7 @@ async def test_persist_round_reaches_the_last_event_in_units_of_bounded_reads(
     book's last event, within one call; no read holds more than ROUND_EVENTS events and no
     unit more than that many versions."""
     monkeypatch.setattr(durability, "ROUND_EVENTS", 3)
-    rnd = await revised(core, 7)
+    rnd, _, _ = await revised(core, 7)
     reads = counted_reads(core, monkeypatch)
     units: list[int] = []
     write = core.portal.durability.write
@@ -350,7 +343,7 @@ async def test_a_long_round_is_rebuilt_with_the_events_the_book_would_keep(
     book as it was, and the round goes on from the next seq and persists without a gap."""
     monkeypatch.setattr(durability, "KEEP_EVENTS", 3)
     core = await core_factory()
-    rnd = await revised(core, 9)
+    rnd, _, _ = await revised(core, 9)
     view = await core.book.view(rnd.round_id)
     assert await core.persist_round(rnd.round_id) == 10
     await redis.flushdb()
