@@ -77,7 +77,13 @@ from auction.masking import book_for, quote_messages
 from auction.model import RoundState, iso, ms_to_dt
 from auction.rules import book_access
 
-MAX_CATCH_UP = 1000  # a since_seq further behind than this gets a snapshot instead
+#: a since_seq further behind than this gets a snapshot instead. It is also what Redis keeps of
+#: a round's history once SQL holds it (usecases/durability.py KEEP_EVENTS): 1,000 until
+#: 2026-12-01, when the bench's rounds kept ~375 KB each in Redis and every AOF rewrite (a fork
+#: writing the whole data set, on a core the api shares on a 2-core host) took ~0.3 s of CPU.
+#: A round's book holds at most a few dozen offers (IGE_MAX_OFFERS_PER_BANK per bank), so a
+#: snapshot of it is smaller than 256 events of its history
+MAX_CATCH_UP = 256
 
 Message = dict[str, Any]
 

@@ -26,6 +26,8 @@ import pytest
 import redis as redis_sync
 from redis.crc import key_slot
 
+from gateway.redis_server import AOF_REWRITE_ARGS
+
 MASTERS = 3
 REPLICAS_PER_MASTER = 1
 NODE_TIMEOUT_MS = 2000
@@ -72,7 +74,7 @@ class ClusterNode:
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                 "--appendonly", "yes", "--appendfsync", "always",
                 "--appendfilename", "ige.aof", "--save", "", "--daemonize", "no",
-                "--logfile", str(self.data_dir / "redis.log")]
+                *AOF_REWRITE_ARGS, "--logfile", str(self.data_dir / "redis.log")]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
 

@@ -9,6 +9,7 @@ import functools
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -146,18 +147,37 @@ def metrics_view(m: Samples) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- 1. bid path
 @contextlib.contextmanager
-def redis_during(url: str) -> Iterator[dict[str, Any]]:
+def redis_during(url: str, every_s: float = 0.05) -> Iterator[dict[str, Any]]:
     """What Redis did during the block, in the dict yielded (filled as the block ends): its
-    forks (an AOF rewrite is one: the child writes the whole data set while every
-    acknowledgement waits on an fsync) and its memory as the block began."""
+    forks (an AOF rewrite is one: the child writes the whole data set, with CPU taken from
+    whatever shares its core), for how long a rewrite was running (polled every ``every_s``)
+    and its memory as the block began."""
     r = redis_sync.Redis.from_url(url)
     seen: dict[str, Any] = {}
+    stop, rewriting = threading.Event(), [0.0]
+
+    def watch() -> None:
+        last = time.monotonic()
+        while not stop.wait(every_s):
+            now = time.monotonic()
+            if w.info("persistence")["aof_rewrite_in_progress"]:
+                rewriting[0] += now - last
+            last = now
+
+    w = redis_sync.Redis.from_url(url)
+    watcher = threading.Thread(target=watch, daemon=True)
     try:
         forks, mem = r.info("stats")["total_forks"], r.info("memory")["used_memory"]
+        watcher.start()
         yield seen
-        seen.update(redis_forks=r.info("stats")["total_forks"] - forks, redis_mb=mem / 1e6)
+        stop.set()
+        watcher.join()
+        seen.update(redis_forks=r.info("stats")["total_forks"] - forks, redis_mb=mem / 1e6,
+                    rewrite_s=rewriting[0])
     finally:
+        stop.set()
         r.close()
+        w.close()
 
 
 async def bid_path(b: Bench) -> dict[str, Any]:
@@ -221,8 +241,8 @@ async def bid_path(b: Bench) -> dict[str, Any]:
             log(f"  @2000/s run {i + 1}: achieved {r['achieved_rate']:.0f}/s p50 "
                 f"{r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms, statuses {r['statuses']}, api CPU "
                 f"{r['api_cpu'] * 100:.0f} %, Redis forks {r['redis_forks']} "
-                f"({r['redis_mb']:.0f} MB); the baseline just before: p99 {f['p99_ms']:.2f} ms, "
-                f"Redis forks {f['redis_forks']}")
+                f"(rewriting {r['rewrite_s']:.2f} s; {r['redis_mb']:.0f} MB); the baseline just "
+                f"before: p99 {f['p99_ms']:.2f} ms, Redis forks {f['redis_forks']}")
         res["rate_2000"] = runs
         res["baseline_2000"] = floor
         res["metrics"] = metrics_view(diff(b.metrics("api"), before))

@@ -183,8 +183,9 @@ def _bid_path(L: list[str], bid: dict[str, Any] | None) -> None:
              "(loadtests/rate_gen.py, 64 connections, latency from each request's intended "
              "send time so stalls are not hidden):\n")
     L.append("Redis forks: AOF rewrites begun during the run (each forks a child that writes the "
-             "whole data set while every acknowledgement waits on an fsync), and Redis's memory "
-             "as the run began.\n")
+             "whole data set, with CPU taken from whatever shares its core), how long a rewrite "
+             "was running during the run (polled every 50 ms; recorded since 2026-12-01, "
+             "evening), and Redis's memory as the run began.\n")
     L.append("| server | run | achieved | p50 | p90 | p99 | p99.9 | max | statuses | "
              "api CPU | Redis forks |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- "
              "| --- | --- |")
@@ -196,8 +197,10 @@ def _bid_path(L: list[str], bid: dict[str, Any] | None) -> None:
         rows.append(("real", f"2,000/s #{i}", g))
     for name, run, g in rows:
         cpu = f"{g['api_cpu'] * 100:.0f} %" if "api_cpu" in g else "—"
-        forks = (f"{g['redis_forks']} ({g['redis_mb']:.0f} MB)" if "redis_forks" in g
-                 else "—")  # results written before 2026-12-01 did not count them
+        forks = "—"  # results written before 2026-12-01 did not count them
+        if "redis_forks" in g:
+            rewriting = f"{g['rewrite_s']:.2f} s, " if "rewrite_s" in g else ""
+            forks = f"{g['redis_forks']} ({rewriting}{g['redis_mb']:.0f} MB)"
         L.append(f"| {name} | {run} | {g['achieved_rate']:,.0f}/s | {g['p50_ms']:.2f} ms | "
                  f"{g['p90_ms']:.2f} ms | {g['p99_ms']:.2f} ms | {g['p999_ms']:.2f} ms | "
                  f"{g['max_ms']:.2f} ms | {g['statuses']} | {cpu} | {forks} |")

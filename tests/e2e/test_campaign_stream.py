@@ -4,10 +4,10 @@ two real ``ige serve`` processes sharing one Redis and one SQLite file (one depl
 1. 50 concurrent requests with one ``Idempotency-Key`` (a new offer, a revision; spread over the
    two processes): one version in the book and in SQL, 50 identical answers, no 5xx; another
    body with the key is 422 ``idempotency_mismatch``.
-2. A bank's WebSocket cut off (its TCP connection aborted) for 5 s while 1,000 offers and
-   revisions land resyncs with ``since_seq`` to exactly a fresh snapshot: on one process by a
-   replay of the 1,000 missed quotes (its send queue holds them), on the other by a snapshot
-   (the default queue does not); seqs contiguous, no duplicates.
+2. A bank's WebSocket cut off (its TCP connection aborted) for 5 s while ``MAX_CATCH_UP``
+   (256) offers and revisions land resyncs with ``since_seq`` to exactly a fresh snapshot: on
+   one process by a replay of the missed quotes (its default send queue holds them), on the
+   other by a snapshot (its queue of 128 frames does not); seqs contiguous, no duplicates.
 3. Frames: oversize, floods, protocol and application garbage, handshake abuse. The abuser is
    closed with the documented code (or refused with 403 at the handshake), the server logs it
    without the ticket, token or Origin, and a bank following a round on the same server keeps
@@ -43,6 +43,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from auction.feed import MAX_CATCH_UP
 from auction.livebook import LiveBook
 from gateway.contract.limits import STREAM_FLOOD_CLOSE, STREAM_MAX_FRAME
 from gateway.settings import Settings
@@ -54,12 +55,12 @@ pytestmark = pytest.mark.slow
 JSON, MSGPACK = "ige.v1.json", "ige.v1.msgpack"
 SOAK = os.environ.get("IGE_SOAK") == "1"
 CONCURRENT = 200 if SOAK else 50  # requests sharing one Idempotency-Key
-MISSED = 1000  # updates while the client is cut off (the most a replay may carry)
+MISSED = MAX_CATCH_UP  # updates while the client is cut off (the most a replay may carry)
 CUT_S = 5.0  # how long it stays cut off, at least
 CUTS = 3 if SOAK else 1  # cut-off and resync cycles
 FLOOD = 50_000 if SOAK else 5_000  # frames of one flood
 LABEL_ROUNDS = 100 if SOAK else 24
-BIG_QUEUE = 2 * MISSED + 48  # the replaying process's send queue: 1,000 quotes fit
+SMALL_QUEUE = MISSED // 2  # the snapshotting process's send queue: MISSED quotes do not fit
 BURST, PER_S = Settings().ws_command_rate  # the default command rate, which the floods meet
 STATE_DEADLINE = 60.0  # a state that never comes fails the test after this (not a timing claim)
 
@@ -68,7 +69,7 @@ STATE_DEADLINE = 60.0  # a state that never comes fails the test after this (not
 @dataclass
 class World:
     srv: ServerProcess  # default settings but a 1 s heartbeat and INFO logs
-    big: ServerProcess  # the same deployment, with a send queue that holds a 1,000-quote replay
+    small: ServerProcess  # the same deployment, with a send queue too small for a full replay
     api: Api
     db: Path
     banks: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -112,10 +113,10 @@ def world(module_server_factory: Callable[..., ServerProcess]) -> Iterator[World
               "IGE_HEARTBEAT_SECONDS": "1", "IGE_LOG_LEVEL": "INFO",
               "IGE_KEEP_ALIVE": "60"}  # at_once's connections wait, idle, for its gate
     srv = module_server_factory(**common)
-    big = module_server_factory(**common, IGE_WS_QUEUE=str(BIG_QUEUE))
-    assert srv.database_url == big.database_url and srv.redis_url == big.redis_url
+    small = module_server_factory(**common, IGE_WS_QUEUE=str(SMALL_QUEUE))
+    assert srv.database_url == small.database_url and srv.redis_url == small.redis_url
     api = Api(srv.base_url)
-    yield World(srv, big, api, Path(srv.database_url.removeprefix("sqlite:///")))
+    yield World(srv, small, api, Path(srv.database_url.removeprefix("sqlite:///")))
     api.http.close()
 
 
@@ -182,7 +183,7 @@ async def at_once(world: World, method: str, path: str, headers: dict[str, str],
                   bodies: list[bytes]) -> list[httpx.Response]:
     """One request per body, all in flight together, alternately to the two processes: each
     on its own connection, opened beforehand, released by one gate."""
-    clients = [httpx.AsyncClient(base_url=(world.srv, world.big)[i % 2].base_url, timeout=60)
+    clients = [httpx.AsyncClient(base_url=(world.srv, world.small)[i % 2].base_url, timeout=60)
                for i in range(len(bodies))]
     try:
         # the connections are open before the gate, opened together: one after another, 200
@@ -213,7 +214,7 @@ async def at_once(world: World, method: str, path: str, headers: dict[str, str],
 def offers_counter(world: World, op: str) -> dict[str, float]:
     """ige_offers_total{op} by outcome, summed over both processes."""
     out: dict[str, float] = {}
-    for s in (world.srv, world.big):
+    for s in (world.srv, world.small):
         for line in httpx.get(s.base_url + "/metrics", timeout=15).text.splitlines():
             m = re.match(r'ige_offers_total\{(.*)\} (\S+)$', line)
             if m and f'op="{op}"' in m.group(1):
@@ -335,7 +336,7 @@ class Follower:
             self.kinds.append(msg["type"])
 
 
-async def test_a_client_cut_off_while_1000_updates_land_resyncs_to_exactly_a_fresh_snapshot(
+async def test_a_client_cut_off_while_updates_land_resyncs_to_exactly_a_fresh_snapshot(
         world: World) -> None:
     rid = world.api.open_round()["round_id"]
     watcher = world.bank("RSW")
@@ -369,7 +370,7 @@ async def test_a_client_cut_off_while_1000_updates_land_resyncs_to_exactly_a_fre
         return last
 
     # two connections of the watching bank: one on each process
-    replayed, snapshotted = Follower(world.big), Follower(world.srv)
+    replayed, snapshotted = Follower(world.srv), Follower(world.small)
     pair = (replayed, snapshotted)
     for f in pair:
         f.ws = await world.connect(watcher, srv=f.srv)
@@ -401,7 +402,7 @@ async def test_a_client_cut_off_while_1000_updates_land_resyncs_to_exactly_a_fre
             seq = await updates(50)
             for f in pair:
                 await f.take(seq)
-            # the process whose queue holds 1,000 quotes replays exactly the missed ones, each
+            # the process whose queue holds MISSED quotes replays exactly the missed ones, each
             # once, then the live ones; the other sends a snapshot, then the live ones
             assert replayed.kinds == ["quote"] * (MISSED + 50)
             assert replayed.seqs == list(range(seq - MISSED - 50 + 1, seq + 1))

@@ -3,9 +3,9 @@ numbers are read from the document and tried on a real server (its send queue an
 lifetime at their defaults).
 
 ``/docs`` once said a refused WebSocket closes with 1008 (the server answers the upgrade with
-403), that a snapshot replaces the replay beyond 1000 missed events (it does beyond the room of
-the send queue, 511 by default), and its stream section opened with the ticket operation's
-sentence."""
+403), that a snapshot replaces the replay beyond 1000 missed events (it did beyond the room of
+the send queue, 511 by default; since 2026-12-01 beyond 256, MAX_CATCH_UP), and its stream
+section opened with the ticket operation's sentence."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as sync_connect
 
+from auction.feed import MAX_CATCH_UP
 from gateway.settings import Settings
 from tests.e2e.test_stream import JSON, next_event, quiet, subscribe
 from tests.support import OFFER_BODY, Api
@@ -71,7 +72,8 @@ def test_the_numbers_of_the_document_are_the_servers_defaults(world: Any) -> Non
     _, api, _, doc = world
     ws, defaults = x_websocket(doc), Settings()
     assert ws["queue_frames"] == defaults.queue_size == 512
-    assert ws["catch_up_events"] == defaults.queue_size - 1 == 511
+    # the server's reach (MAX_CATCH_UP) or the default queue's room, whichever is less
+    assert ws["catch_up_events"] == min(MAX_CATCH_UP, defaults.queue_size - 1) == 256
     assert ws["ticket_ttl_seconds"] == defaults.ticket_ttl_s
     assert api.http.post("/v1/stream/tickets", headers=world[2]).json()["expires_in"] == \
         ws["ticket_ttl_seconds"]

@@ -25,6 +25,7 @@ import jsonschema
 import pytest
 import yaml
 
+from gateway.redis_server import AOF_REWRITE_ARGS
 from gateway.settings import ROLES, ConfigError, Settings
 from tests.support import ROOT
 
@@ -172,6 +173,9 @@ def test_redis_keeps_its_append_only_file_fsynced_on_every_write() -> None:
     assert command[0] == "redis-server"
     options = dict(zip(command[1::2], command[2::2], strict=True))
     assert options["--appendonly"] == "yes" and options["--appendfsync"] == "always"
+    # its AOF rewrites as the private server's (gateway/redis_server.py)
+    assert dict(zip(AOF_REWRITE_ARGS[::2], AOF_REWRITE_ARGS[1::2], strict=True)).items() \
+        <= options.items()
     assert url.port in (None, 6379) and "--port" not in options
     assert any(v.endswith(":/data") for v in redis["volumes"])  # the AOF outlives the container
 
