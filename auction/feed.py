@@ -81,8 +81,8 @@ from auction.rules import book_access
 #: a round's history once SQL holds it (usecases/durability.py KEEP_EVENTS): 1,000 until
 #: 2026-12-01, when the bench's rounds kept ~375 KB each in Redis and every AOF rewrite (a fork
 #: writing the whole data set, on a core the api shares on a 2-core host) took ~0.3 s of CPU.
-#: A round's book holds at most a few dozen offers (IGE_MAX_OFFERS_PER_BANK per bank), so a
-#: snapshot of it is smaller than 256 events of its history
+#: A round's book holds at most IGE_MAX_OFFERS_PER_BANK (5) offers per bank, so for a round of
+#: up to ~50 banks a snapshot is no bigger than 256 events of its history
 MAX_CATCH_UP = 256
 
 Message = dict[str, Any]

@@ -176,6 +176,8 @@ def redis_during(url: str, every_s: float = 0.05) -> Iterator[dict[str, Any]]:
                     rewrite_s=rewriting[0])
     finally:
         stop.set()
+        if watcher.is_alive():
+            watcher.join()
         r.close()
         w.close()
 
