@@ -4,14 +4,11 @@ JSON-able data; ``report.py`` turns them into BENCHMARKS.md."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -41,6 +38,7 @@ from loadtests.bench.tools import (
     quantile,
     quiesce,
     rate_gen,
+    redis_during,
     rss,
     scrape,
     start_baseline,
@@ -146,42 +144,6 @@ def metrics_view(m: Samples) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- 1. bid path
-@contextlib.contextmanager
-def redis_during(url: str, every_s: float = 0.05) -> Iterator[dict[str, Any]]:
-    """What Redis did during the block, in the dict yielded (filled as the block ends): its
-    forks (an AOF rewrite is one: the child writes the whole data set, with CPU taken from
-    whatever shares its core), for how long a rewrite was running (polled every ``every_s``)
-    and its memory as the block began."""
-    r = redis_sync.Redis.from_url(url)
-    seen: dict[str, Any] = {}
-    stop, rewriting = threading.Event(), [0.0]
-
-    def watch() -> None:
-        last = time.monotonic()
-        while not stop.wait(every_s):
-            now = time.monotonic()
-            if w.info("persistence")["aof_rewrite_in_progress"]:
-                rewriting[0] += now - last
-            last = now
-
-    w = redis_sync.Redis.from_url(url)
-    watcher = threading.Thread(target=watch, daemon=True)
-    try:
-        forks, mem = r.info("stats")["total_forks"], r.info("memory")["used_memory"]
-        watcher.start()
-        yield seen
-        stop.set()
-        watcher.join()
-        seen.update(redis_forks=r.info("stats")["total_forks"] - forks, redis_mb=mem / 1e6,
-                    rewrite_s=rewriting[0])
-    finally:
-        stop.set()
-        if watcher.is_alive():
-            watcher.join()
-        r.close()
-        w.close()
-
-
 async def bid_path(b: Bench) -> dict[str, Any]:
     """The api role alone in its process against the bare baseline, side by side, then the
     acknowledgement latency at a fixed rate."""

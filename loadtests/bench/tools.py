@@ -14,8 +14,9 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -300,6 +301,40 @@ def push_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- readings
 def cpu_seconds(pids: list[int]) -> float:
     return sum(sum(psutil.Process(p).cpu_times()[:2]) for p in pids)
+
+
+@contextlib.contextmanager
+def redis_during(url: str, every_s: float = 0.05) -> Iterator[dict[str, Any]]:
+    """What Redis did during the block, in the dict yielded (filled as the block ends): its
+    forks (an AOF rewrite is one: the child writes the whole data set, with CPU taken from
+    whatever shares its core), for how long a rewrite was running (polled every ``every_s``
+    from a thread) and its memory as the block began."""
+    r = redis_sync.Redis.from_url(url)  # a connection pool: the thread takes its own
+    seen: dict[str, Any] = {}
+    stop, rewriting = threading.Event(), [0.0]
+
+    def watch() -> None:
+        last = time.monotonic()
+        while not stop.wait(every_s):
+            now = time.monotonic()
+            if r.info("persistence")["aof_rewrite_in_progress"]:
+                rewriting[0] += now - last
+            last = now
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        forks, mem = r.info("stats")["total_forks"], r.info("memory")["used_memory"]
+        watcher.start()
+        yield seen
+        stop.set()
+        watcher.join()
+        seen.update(redis_forks=r.info("stats")["total_forks"] - forks, redis_mb=mem / 1e6,
+                    rewrite_s=rewriting[0])
+    finally:
+        stop.set()
+        if watcher.is_alive():
+            watcher.join()
+        r.close()
 
 
 def busy(pids: list[int], run: Callable[[], T]) -> tuple[T, float]:

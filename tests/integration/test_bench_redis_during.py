@@ -1,4 +1,4 @@
-"""The bench's record of what Redis did during a run (``loadtests/bench/parts.py``
+"""The bench's record of what Redis did during a run (``loadtests/bench/tools.py``
 ``redis_during``): its forks and how long an AOF rewrite was running, on a real private Redis."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import redis as redis_sync
 
 from gateway.redis_server import RedisServer
-from loadtests.bench.parts import redis_during
+from loadtests.bench.tools import redis_during
 
 
 def test_a_run_with_an_aof_rewrite_in_it_counts_the_fork_and_the_time_it_ran(
