@@ -193,7 +193,8 @@ async def bid_path(b: Bench) -> dict[str, Any]:
         for i in range(b.runs):
             quiesce(pids)
             with redis_during(b.stack.redis.url) as seen:
-                f = rate_gen(base_url, js, 2000, b.seconds + 2, b.load)
+                f, f["server_cpu"] = busy([base.pid], partial(rate_gen, base_url, js, 2000,
+                                                              b.seconds + 2, b.load))
             f.update(seen)
             floor.append(f)
             quiesce(pids)
@@ -206,7 +207,8 @@ async def bid_path(b: Bench) -> dict[str, Any]:
                 f"{r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms, statuses {r['statuses']}, api CPU "
                 f"{r['api_cpu'] * 100:.0f} %, Redis forks {r['redis_forks']} "
                 f"(rewriting {r['rewrite_s']:.2f} s; {r['redis_mb']:.0f} MB); the baseline just "
-                f"before: p99 {f['p99_ms']:.2f} ms, Redis forks {f['redis_forks']}")
+                f"before: p99 {f['p99_ms']:.2f} ms, CPU {f['server_cpu'] * 100:.0f} %, Redis "
+                f"forks {f['redis_forks']}")
         res["rate_2000"] = runs
         res["baseline_2000"] = floor
         res["metrics"] = metrics_view(diff(b.metrics("api"), before))

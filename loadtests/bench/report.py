@@ -186,9 +186,13 @@ def _bid_path(L: list[str], bid: dict[str, Any] | None) -> None:
              "whole data set, with CPU taken from whatever shares its core), how long a rewrite "
              "was running during the run (polled every 50 ms; recorded since 2026-12-01, "
              "evening), and Redis's memory as the run began.\n")
+    L.append("Server CPU: the process under test (the `api`, or the baseline app) as a share of "
+             "one core, and that per request (recorded for the baseline since 2026-12-01, "
+             "afternoon): the CPU an offer costs beyond the bare baseline's request is what the "
+             "bid path's own code adds at the same rate.\n")
     L.append("| server | run | achieved | p50 | p90 | p99 | p99.9 | max | statuses | "
-             "api CPU | Redis forks |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- "
-             "| --- | --- |")
+             "server CPU (per request) | Redis forks |\n| --- | --- | --- | --- | --- | --- | "
+             "--- | --- | --- | --- | --- |")
     rows = [("real", "1,000/s", bid["rate_1000"])]
     floor = _runs(bid["baseline_2000"])
     for i, g in enumerate(bid["rate_2000"], start=1):
@@ -196,7 +200,9 @@ def _bid_path(L: list[str], bid: dict[str, Any] | None) -> None:
             rows.append(("baseline", f"2,000/s #{i}", floor[i - 1]))
         rows.append(("real", f"2,000/s #{i}", g))
     for name, run, g in rows:
-        cpu = f"{g['api_cpu'] * 100:.0f} %" if "api_cpu" in g else "—"
+        share = g.get("api_cpu", g.get("server_cpu"))  # baselines: not kept before 2026-12-01
+        cpu = "—" if share is None else \
+            f"{share * 100:.0f} % ({share / g['achieved_rate'] * 1e6:.0f} µs)"
         forks = "—"  # results written before 2026-12-01 did not count them
         if "redis_forks" in g:
             rewriting = f"{g['rewrite_s']:.2f} s, " if "rewrite_s" in g else ""
