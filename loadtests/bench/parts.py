@@ -23,6 +23,7 @@ from websockets.typing import Subprotocol
 from auction.redis.keys import round_keys
 from loadtests.bench.tools import (
     COMPANY,
+    SLOW_MS,
     Samples,
     Setup,
     WsClients,
@@ -41,6 +42,7 @@ from loadtests.bench.tools import (
     redis_during,
     rss,
     scrape,
+    slow_fsyncs,
     start_baseline,
     total,
     wait_up,
@@ -76,12 +78,14 @@ CLIENT_CPUS = set(range(os.cpu_count() or 2))
 
 
 def redis_args() -> tuple[str, ...]:
-    """The stack's Redis options for the layout: beside the api, Redis's AOF rewrite child (a
-    fork writing the whole data set, ~1 s every minute or so under load) goes there too, for
-    the same reason as the worker."""
+    """The stack's Redis options for the layout: its latency monitor on (``SLOW_MS``: each run
+    then shows the seconds that had an fsync or a command that slow), and, beside the api,
+    Redis's AOF rewrite child (a fork writing the whole data set, ~1 s every minute or so under
+    load) goes there too, for the same reason as the worker."""
+    monitor = ("--latency-monitor-threshold", str(SLOW_MS))
     if LAYOUT["worker"] != "api":
-        return ()
-    return ("--aof_rewrite_cpulist", ",".join(map(str, sorted(SERVER_CPU))))
+        return monitor
+    return (*monitor, "--aof_rewrite_cpulist", ",".join(map(str, sorted(SERVER_CPU))))
 
 
 def apart(api: int = 1, stream: int = 1, worker: int = 1, api_cpus: set[int] | None = None,
@@ -183,7 +187,9 @@ async def bid_path(b: Bench) -> dict[str, Any]:
         res["ratio"] = median([p["ratio"] for p in pairs])
         quiesce(pids)
         api_pids = b.stack.pids("api")
-        r, r["api_cpu"] = busy(api_pids, partial(rate_gen, b.api, js, 1000, 10, b.load))
+        with redis_during(b.stack.redis.url) as seen:
+            r, r["api_cpu"] = busy(api_pids, partial(rate_gen, b.api, js, 1000, 10, b.load))
+        r.update(seen)
         res["rate_1000"] = r
         before = b.metrics("api")
         runs, floor = [], []
@@ -206,9 +212,10 @@ async def bid_path(b: Bench) -> dict[str, Any]:
             log(f"  @2000/s run {i + 1}: achieved {r['achieved_rate']:.0f}/s p50 "
                 f"{r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms, statuses {r['statuses']}, api CPU "
                 f"{r['api_cpu'] * 100:.0f} %, Redis forks {r['redis_forks']} "
-                f"(rewriting {r['rewrite_s']:.2f} s; {r['redis_mb']:.0f} MB); the baseline just "
-                f"before: p99 {f['p99_ms']:.2f} ms, CPU {f['server_cpu'] * 100:.0f} %, Redis "
-                f"forks {f['redis_forks']}")
+                f"(rewriting {r['rewrite_s']:.2f} s; {r['redis_mb']:.0f} MB), slow fsyncs "
+                f"{slow_fsyncs(r)}; the baseline just before: p99 {f['p99_ms']:.2f} ms, CPU "
+                f"{f['server_cpu'] * 100:.0f} %, Redis forks {f['redis_forks']}, slow fsyncs "
+                f"{slow_fsyncs(f)}")
         res["rate_2000"] = runs
         res["baseline_2000"] = floor
         res["metrics"] = metrics_view(diff(b.metrics("api"), before))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from loadtests.bench.tools import median
+from loadtests.bench.tools import SLOW_MS, median, slow_fsyncs
 from loadtests.local_server import ROOT
 
 TARGETS = {
@@ -190,9 +190,12 @@ def _bid_path(L: list[str], bid: dict[str, Any] | None) -> None:
              "one core, and that per request (recorded for the baseline since 2026-12-01, "
              "afternoon): the CPU an offer costs beyond the bare baseline's request is what the "
              "bid path's own code adds at the same rate.\n")
+    L.append(f"Slow fsyncs: the seconds of the run in which one of Redis's `appendfsync always` "
+             f"fsyncs (every acknowledgement waits for one) took {SLOW_MS} ms or more, and the "
+             f"worst, from Redis's latency monitor (read since 2026-12-01, afternoon).\n")
     L.append("| server | run | achieved | p50 | p90 | p99 | p99.9 | max | statuses | "
-             "server CPU (per request) | Redis forks |\n| --- | --- | --- | --- | --- | --- | "
-             "--- | --- | --- | --- | --- |")
+             "server CPU (per request) | Redis forks | slow fsyncs |\n| --- | --- | --- | --- "
+             "| --- | --- | --- | --- | --- | --- | --- | --- |")
     rows = [("real", "1,000/s", bid["rate_1000"])]
     floor = _runs(bid["baseline_2000"])
     for i, g in enumerate(bid["rate_2000"], start=1):
@@ -209,7 +212,8 @@ def _bid_path(L: list[str], bid: dict[str, Any] | None) -> None:
             forks = f"{g['redis_forks']} ({rewriting}{g['redis_mb']:.0f} MB)"
         L.append(f"| {name} | {run} | {g['achieved_rate']:,.0f}/s | {g['p50_ms']:.2f} ms | "
                  f"{g['p90_ms']:.2f} ms | {g['p99_ms']:.2f} ms | {g['p999_ms']:.2f} ms | "
-                 f"{g['max_ms']:.2f} ms | {g['statuses']} | {cpu} | {forks} |")
+                 f"{g['max_ms']:.2f} ms | {g['statuses']} | {cpu} | {forks} | "
+                 f"{slow_fsyncs(g)} |")
     L.append("")
     _metrics(L, bid.get("metrics"), "api process")
 

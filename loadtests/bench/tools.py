@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 import psutil
@@ -303,12 +303,29 @@ def cpu_seconds(pids: list[int]) -> float:
     return sum(sum(psutil.Process(p).cpu_times()[:2]) for p in pids)
 
 
+#: Redis's latency monitor threshold (ms): half the acknowledgement p99's target, an fsync that
+#: slow (``appendfsync always``: every acknowledgement waits for one) is counted per run
+SLOW_MS = 5
+
+def slow_fsyncs(run: dict[str, Any]) -> str:
+    """A run's seconds with an ``appendfsync always`` fsync of ``SLOW_MS`` or more, and the
+    worst (Redis's latency monitor keeps each second's worst); "—" for results from before
+    the monitor was read."""
+    if "slow" not in run:
+        return "—"
+    ev = run["slow"].get("aof-fsync-always")
+    return f"{ev['seconds']} s, worst {ev['worst_ms']} ms" if ev else "0 s"
+
+
 @contextlib.contextmanager
 def redis_during(url: str, every_s: float = 0.05) -> Iterator[dict[str, Any]]:
     """What Redis did during the block, in the dict yielded (filled as the block ends): its
     forks (an AOF rewrite is one: the child writes the whole data set, with CPU taken from
     whatever shares its core), for how long a rewrite was running (polled every ``every_s``
-    from a thread) and its memory as the block began."""
+    from a thread), its memory as the block began, and its latency monitor's events
+    (``slow``: for each event, e.g. ``aof-fsync-always``, how many seconds of the block had
+    one at or over ``latency-monitor-threshold`` ms and the worst; empty when the monitor is
+    off). The monitor is reset as the block begins."""
     r = redis_sync.Redis.from_url(url)  # a connection pool: the thread takes its own
     seen: dict[str, Any] = {}
     stop, rewriting = threading.Event(), [0.0]
@@ -324,17 +341,29 @@ def redis_during(url: str, every_s: float = 0.05) -> Iterator[dict[str, Any]]:
     watcher = threading.Thread(target=watch, daemon=True)
     try:
         forks, mem = r.info("stats")["total_forks"], r.info("memory")["used_memory"]
+        r.latency_reset()
         watcher.start()
         yield seen
         stop.set()
         watcher.join()
         seen.update(redis_forks=r.info("stats")["total_forks"] - forks, redis_mb=mem / 1e6,
-                    rewrite_s=rewriting[0])
+                    rewrite_s=rewriting[0], slow=latency_events(r))
     finally:
         stop.set()
         if watcher.is_alive():
             watcher.join()
         r.close()
+
+
+def latency_events(r: redis_sync.Redis) -> dict[str, dict[str, float]]:
+    """Redis's latency monitor since its last reset: for each event, the seconds that had one
+    at or over the threshold (it keeps each second's worst) and the worst of them, ms."""
+    out: dict[str, dict[str, float]] = {}
+    for latest in cast(list[list[Any]], r.latency_latest()):
+        name = latest[0].decode() if isinstance(latest[0], bytes) else str(latest[0])
+        worst = [int(ms) for _, ms in cast(list[list[Any]], r.latency_history(name))]
+        out[name] = {"seconds": len(worst), "worst_ms": max(worst, default=0)}
+    return out
 
 
 def busy(pids: list[int], run: Callable[[], T]) -> tuple[T, float]:

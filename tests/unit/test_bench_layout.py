@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.bench import parts
+from loadtests.bench.tools import SLOW_MS
 from loadtests.local_server import pinned_popen
 
 PROBE = """
@@ -56,4 +57,7 @@ def test_the_worker_goes_beside_the_api_at_a_lower_weight_or_beside_redis(
     assert (worker.roles, worker.cpus, worker.nice) == ("worker", cpus, nice)
     assert not parts.REST_CPU & parts.SERVER_CPU  # Redis's core is not the roles'
     # Redis's rewrite child goes where the worker goes: beside the api, or left beside Redis
-    assert parts.redis_args() == (("--aof_rewrite_cpulist", "0") if at == "api" else ())
+    # and its latency monitor is on in either layout (each run counts its slow fsyncs)
+    monitor = ("--latency-monitor-threshold", str(SLOW_MS))
+    assert parts.redis_args() == ((*monitor, "--aof_rewrite_cpulist", "0") if at == "api"
+                                  else monitor)
