@@ -307,6 +307,7 @@ def cpu_seconds(pids: list[int]) -> float:
 #: slow (``appendfsync always``: every acknowledgement waits for one) is counted per run
 SLOW_MS = 5
 
+
 def slow_fsyncs(run: dict[str, Any]) -> str:
     """A run's seconds with an ``appendfsync always`` fsync of ``SLOW_MS`` or more, and the
     worst (Redis's latency monitor keeps each second's worst); "—" for results from before
