@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.local_server import ROOT
+from loadtests.quick_bench import pct
 
 
 def fsyncs(path: Path, size: int, rate: float, seconds: float) -> list[float]:
@@ -59,12 +60,9 @@ def fsyncs(path: Path, size: int, rate: float, seconds: float) -> list[float]:
 
 
 def summary(took: list[float]) -> dict[str, float]:
-    s = sorted(took)
-
-    def q(p: float) -> float:
-        return s[int(p * (len(s) - 1))] * 1e3
-
-    return {"n": len(s), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": s[-1] * 1e3}
+    ms = sorted(t * 1e3 for t in took)
+    return {"n": len(ms), "p50": pct(ms, 50), "p90": pct(ms, 90), "p99": pct(ms, 99),
+            "max": ms[-1]}
 
 
 def commits(stop: Event, path: str, cpu: int) -> None:
@@ -91,47 +89,57 @@ def cpu_work(stop: Event, cpu: int) -> None:
         time.sleep(0.005)
 
 
-def other_cpu(cpu: int) -> int:
-    cpus = sorted(os.sched_getaffinity(0) - {cpu})
-    return cpus[0] if cpus else cpu
+def other_cpu(cpu: int, cpus: set[int]) -> int:
+    """A CPU of ``cpus`` other than ``cpu`` (``cpu`` itself on a one-CPU machine)."""
+    return min(cpus - {cpu}, default=cpu)
 
 
 def probe(where: Path, size: int, rate: float, seconds: float, cpu: int
           ) -> list[tuple[str, dict[str, float] | str]]:
-    """Each case's summary (or why it was skipped), in the order of the module's doc."""
+    """Each case's summary (or why it was skipped), in the order of the module's doc. The
+    caller runs pinned to ``cpu`` meanwhile, as it was before afterwards."""
     ctx = mp.get_context("fork")
     out: list[tuple[str, dict[str, float] | str]] = []
     target = where / f"fsync-probe-{os.getpid()}.bin"
-    os.sched_setaffinity(0, {cpu})
+    before = os.sched_getaffinity(0)
     Case = tuple[str, Callable[..., None] | None, tuple[Any, ...], bool]
     cases: list[Case] = [
         ("alone", None, (), False),
         ("beside a commit", commits,
-         (str(where / f"fsync-probe-{os.getpid()}.other"), other_cpu(cpu)), False),
+         (str(where / f"fsync-probe-{os.getpid()}.other"), other_cpu(cpu, before)), False),
         ("beside CPU work", cpu_work, (cpu,), False),
         ("beside CPU work, SCHED_RR", cpu_work, (cpu,), True),
     ]
-    for name, fn, args, rr in cases:
-        stop = ctx.Event()
-        helper = ctx.Process(target=fn, args=(stop, *args)) if fn else None
-        if helper:
-            helper.start()
-            time.sleep(0.1)
-        try:
-            if rr:
-                try:
-                    os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
-                except PermissionError:
-                    out.append((name, "skipped: SCHED_RR needs root"))
-                    continue
-            out.append((name, summary(fsyncs(target, size, rate, seconds))))
-        finally:
-            if rr:
-                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-            stop.set()
-            if helper:
-                helper.join(10)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        for name, fn, args, rr in cases:
+            out.append((name, _case(ctx, fn, args, rr, target, size, rate, seconds)))
+    finally:
+        os.sched_setaffinity(0, before)
     return out
+
+
+def _case(ctx: Any, fn: Callable[..., None] | None, args: tuple[Any, ...], rr: bool,
+          target: Path, size: int, rate: float, seconds: float) -> dict[str, float] | str:
+    """One case: its helper process (if any) started, the fsyncs timed, the helper stopped."""
+    stop = ctx.Event()
+    helper = ctx.Process(target=fn, args=(stop, *args)) if fn else None
+    if helper:
+        helper.start()
+        time.sleep(0.1)
+    try:
+        if rr:
+            try:
+                os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
+            except PermissionError:
+                return "skipped: SCHED_RR needs root"
+        return summary(fsyncs(target, size, rate, seconds))
+    finally:
+        if rr and os.sched_getscheduler(0) == os.SCHED_RR:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        stop.set()
+        if helper:
+            helper.join(10)
 
 
 def main() -> int:
