@@ -99,6 +99,7 @@ class StallTracer:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ident = 0
+        self._answered = threading.Event()  # the question in flight
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -107,20 +108,25 @@ class StallTracer:
         self._thread.start()
 
     def stop(self) -> None:
+        """From the loop's thread, which therefore cannot answer a question in flight until
+        this returns: that question is answered here, or the watchdog would wait out the
+        threshold and log the wait for its own thread as a stall."""
         self._stop.set()
+        self._answered.set()
         if self._thread is not None:
             self._thread.join(timeout=1)
 
     def _watch(self) -> None:
         assert self._loop is not None
         while not self._stop.is_set():
-            answered = threading.Event()
+            answered = self._answered = threading.Event()
             asked = time.perf_counter()
             try:
                 self._loop.call_soon_threadsafe(answered.set)
             except RuntimeError:  # the loop closed
                 return
-            if not answered.wait(self.threshold_s):
+            # stopped while this question was being asked: its wait was for ``stop`` itself
+            if not answered.wait(self.threshold_s) and not self._stop.is_set():
                 self._trace(asked, answered)
             self._stop.wait(EVERY_S)
 
