@@ -22,7 +22,7 @@ from auction.redis.acks import ReplicaAcks, ReplicationPending
 from auction.redis.book import RedisBook
 from auction.redis.bus import RedisBus
 from auction.redis.cluster import WaitingCluster
-from auction.redis.conn import DRIVER_INFO, make_ask_safe, make_reset_aware
+from auction.redis.conn import CLIENT_OPTIONS, DRIVER_INFO, make_ask_safe, make_reset_aware
 from auction.redis.guards import RedisGuards
 from auction.redis.mux import MuxRedis
 from gateway import metrics
@@ -173,12 +173,12 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
         pool = BlockingConnectionPool.from_url(
             settings.redis_url, max_connections=REDIS_POOL_SIZE, timeout=timeout,
             health_check_interval=5, socket_keepalive=True, socket_timeout=timeout,
-            socket_connect_timeout=timeout, driver_info=DRIVER_INFO)
+            socket_connect_timeout=timeout, **CLIENT_OPTIONS)
         make_reset_aware(pool)  # a connection the peer reset is lost, not a 500 (uvloop)
         redis = once = Redis.from_pool(pool)
         listener = Redis.from_url(settings.redis_url, health_check_interval=5,
                                   socket_keepalive=True, socket_connect_timeout=timeout,
-                                  driver_info=DRIVER_INFO)
+                                  **CLIENT_OPTIONS)
         make_reset_aware(listener.connection_pool)
     store = Store.from_url(settings.database_url, settings.db_timeout_s)
     channels = keys.Channels(settings.channel or keys.PREFIX)
@@ -196,7 +196,7 @@ def build(settings: Settings, providers: Providers | None = None) -> Runtime:
     throttle = Throttle(target.limits_uri(), settings.channel or keys.PREFIX,
                         settings.rate_per_address, settings.rate_per_account,
                         settings.rate_failures, settings.rate_limit_delay_s,
-                        settings.rate_limit_delayed_max, redis_options={"driver_info": DRIVER_INFO})
+                        settings.rate_limit_delayed_max, redis_options=CLIENT_OPTIONS)
     portal = Portal(deps)
     portal.durability.on_clash = lambda _: metrics.PERSIST_CLASHES.inc()
     return Runtime(settings, redis, listener, fast, once, store, bus, deps, portal, throttle)

@@ -29,6 +29,7 @@ from redis.asyncio.connection import (
 )
 from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.maint_notifications import MaintNotificationsConfig
 
 Command = bytes | str | Iterable[bytes]
 
@@ -37,6 +38,20 @@ Command = bytes | str | Iterable[bytes]
 #: each new connection (``importlib.metadata``: a scan of sys.path), which held a loaded
 #: process's event loop for 30-100 ms each time its pool grew (gateway/stalls.py found it)
 DRIVER_INFO = DriverInfo(name="redis-py", lib_version=redis.__version__)
+
+#: the options every single-Redis client this process makes is built with (its connection
+#: pools). ``maint_notifications_config``: redis-py 8 speaks RESP3 by default, and a RESP3 pool
+#: turns "maintenance notifications" (a Redis Enterprise and Redis Cloud feature) to "auto" on
+#: its own. Such a pool skips its check of a connection before handing it out (redis-py PR
+#: #4260, not in 8.1): after a Redis restart, or anything else that closed the pool's idle
+#: connections, each of them failed the next command sent on it (``ConnectionError``: a 503
+#: ``unavailable`` per connection, as many as the pool held; tests/e2e/test_crash.py met it).
+#: Off, the check is back and a closed connection is replaced before use; each new connection
+#: also saves the ``CLIENT MAINT_NOTIFICATIONS`` command that Redis itself refuses.
+CLIENT_OPTIONS: dict[str, Any] = {
+    "driver_info": DRIVER_INFO,
+    "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+}
 
 
 async def _send(conn: AbstractConnection, send: Callable[[], Awaitable[None]]) -> None:

@@ -662,8 +662,9 @@ def test_rounds_whose_opening_a_redis_crash_cut_short_still_close_exactly_once(
     unindexed = api.open_round()["round_id"]
     assert rconn(own_redis).zrem(round_deadlines(unindexed), unindexed) == 1
     rounds = [*orphans, unindexed]
-    pool = HTTP.get(f"{srv.base_url}/v1/bank/rounds?state=open", headers=bank.headers).json()
-    assert {x["round_id"] for x in pool["rounds"]} == set(rounds)
+    res = HTTP.get(f"{srv.base_url}/v1/bank/rounds?state=open", headers=bank.headers)
+    assert res.status_code == 200, res.text
+    assert {x["round_id"] for x in res.json()["rounds"]} == set(rounds)
     bid = api.offer(bank.headers, orphans[0], conditions="bid on a cut-short round")
     assert bid.status_code == 201, bid.text
 
